@@ -1,0 +1,1 @@
+"""Batch layer: raw-lake delivery, the nightly staging job and curated tables."""

@@ -1,0 +1,422 @@
+"""Record contract v1: the one definition of every record sleepstack moves.
+
+Two record types flow from devices to the stream:
+
+* :class:`StrapSample` — one Heart Rate Measurement notification of a chest strap or
+  watch (Bluetooth SIG Heart Rate Service): heart rate, the RR intervals that ended since
+  the previous notification, sensor contact and energy expended.
+* :class:`BedFrame` — a run of consecutive samples of an under-mattress
+  ballistocardiogram/pressure channel, starting at ``device_time_ms``.
+
+Each dataclass field carries a :class:`FieldSpec` in its metadata. From that single
+definition come
+
+* the wire encoding (:func:`to_wire` / :func:`from_wire`): one UTF-8 JSON object per
+  Kinesis record, keys = field names, ``rr_ms`` and ``samples`` as JSON arrays;
+* validation with a typed :class:`~core.errors.ContractError` naming the field;
+* the raw-lake row layout (:data:`RAW_FIELDS`, :func:`to_row`), one table for both kinds
+  with the kind-specific columns nullable, as a Firehose Parquet conversion writes it;
+* the Hive/Glue column types and the Spark DDL (:func:`hive_columns`, :func:`spark_ddl`).
+  The Arrow schema is rendered from the same specs in ``batch_layer.lake_schema``.
+
+Times are integer milliseconds since the Unix epoch, UTC. ``device_time_ms`` is the
+device's own stamp (for a strap without a clock, the collector's receive stamp);
+``event_time_ms`` is the time the record describes after clock correction, and is what
+epochs, nights and partitions use. The record id is a deterministic hash of
+(kind, device, device time), so a resend or a replay overwrites instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Final
+
+import numpy as np
+
+from core.errors import ContractError
+
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "RAW_FIELDS",
+    "SCHEMA_VERSION",
+    "BedFrame",
+    "FieldSpec",
+    "FieldType",
+    "Record",
+    "StrapSample",
+    "from_dict",
+    "from_row",
+    "from_wire",
+    "hive_columns",
+    "make_record_id",
+    "spark_ddl",
+    "to_row",
+    "to_wire",
+    "validate",
+]
+
+SCHEMA_VERSION: Final = 1
+#: Kinesis caps a record (data + partition key) at 1 MiB.
+MAX_RECORD_BYTES: Final = 1_048_576
+#: A record may be stamped at most this far after it was ingested (clock skew allowance).
+MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000
+_MIN_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
+_MAX_TIME_MS: Final = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
+
+
+class FieldType(StrEnum):
+    """Logical column types; each renders to JSON, Arrow, Hive/Glue and Spark."""
+
+    STRING = "string"
+    INT16 = "int16"
+    INT32 = "int32"
+    INT64 = "int64"
+    FLOAT64 = "float64"
+    BOOL = "bool"
+    LIST_FLOAT64 = "list<float64>"
+    LIST_INT16 = "list<int16>"
+
+
+_HIVE: Final = {
+    FieldType.STRING: "string",
+    FieldType.INT16: "smallint",
+    FieldType.INT32: "int",
+    FieldType.INT64: "bigint",
+    FieldType.FLOAT64: "double",
+    FieldType.BOOL: "boolean",
+    FieldType.LIST_FLOAT64: "array<double>",
+    FieldType.LIST_INT16: "array<smallint>",
+}
+_SPARK: Final = {
+    FieldType.STRING: "STRING",
+    FieldType.INT16: "SMALLINT",
+    FieldType.INT32: "INT",
+    FieldType.INT64: "BIGINT",
+    FieldType.FLOAT64: "DOUBLE",
+    FieldType.BOOL: "BOOLEAN",
+    FieldType.LIST_FLOAT64: "ARRAY<DOUBLE>",
+    FieldType.LIST_INT16: "ARRAY<SMALLINT>",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """What one field is: type, whether it may be null, bounds (inclusive) and units."""
+
+    type: FieldType
+    doc: str
+    nullable: bool = False
+    lo: float | None = None
+    hi: float | None = None
+    name: str = ""  # filled in from the dataclass field name
+
+
+def _spec(
+    ftype: FieldType,
+    doc: str,
+    *,
+    nullable: bool = False,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> dict[str, FieldSpec]:
+    return {"spec": FieldSpec(ftype, doc, nullable, lo, hi)}
+
+
+def make_record_id(kind: str, device_id: str, device_time_ms: int) -> str:
+    """Deterministic record id: 32 hex chars of SHA-256 over (kind, device, device time)."""
+    key = f"{kind}|{device_id}|{device_time_ms}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class StrapSample:
+    """One Heart Rate Measurement notification (GATT 0x2A37) from a strap or watch."""
+
+    kind: ClassVar[str] = "strap"
+
+    device_id: str = field(metadata=_spec(FieldType.STRING, "device address or serial"))
+    subject_id: str = field(metadata=_spec(FieldType.STRING, "pseudonymous subject id"))
+    device_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "device (or receive) stamp, ms since epoch UTC")
+    )
+    event_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "clock-corrected time of the sample, ms UTC")
+    )
+    ingest_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC")
+    )
+    hr_bpm: int = field(
+        metadata=_spec(FieldType.INT32, "heart rate, beats/min (0 only without contact)", lo=0, hi=250)
+    )
+    rr_ms: tuple[float, ...] = field(
+        metadata=_spec(FieldType.LIST_FLOAT64, "RR intervals ended since last sample, ms", lo=1, hi=64_000)
+    )
+    sensor_contact: bool | None = field(
+        metadata=_spec(FieldType.BOOL, "skin contact; null when unsupported", nullable=True)
+    )
+    energy_kj: int | None = field(
+        metadata=_spec(FieldType.INT32, "energy expended, kJ; null when absent", nullable=True, lo=0, hi=65_535)
+    )
+    schema_version: int = field(
+        default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version")
+    )
+
+    @property
+    def record_id(self) -> str:
+        return make_record_id(self.kind, self.device_id, self.device_time_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class BedFrame:
+    """Consecutive samples of an under-mattress BCG/pressure channel (ADC counts, int16)."""
+
+    kind: ClassVar[str] = "bed"
+
+    device_id: str = field(metadata=_spec(FieldType.STRING, "device address or serial"))
+    subject_id: str = field(metadata=_spec(FieldType.STRING, "pseudonymous subject id"))
+    device_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "device stamp of the first sample, ms since epoch UTC")
+    )
+    event_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "clock-corrected time of the first sample, ms UTC")
+    )
+    ingest_time_ms: int = field(
+        metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC")
+    )
+    fs_hz: float = field(metadata=_spec(FieldType.FLOAT64, "sample rate, Hz", lo=10, hi=1000))
+    samples: tuple[int, ...] = field(
+        metadata=_spec(FieldType.LIST_INT16, "BCG/pressure samples, ADC counts", lo=-32768, hi=32767)
+    )
+    schema_version: int = field(
+        default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version")
+    )
+
+    @property
+    def record_id(self) -> str:
+        return make_record_id(self.kind, self.device_id, self.device_time_ms)
+
+    @property
+    def duration_ms(self) -> float:
+        return 1000.0 * len(self.samples) / self.fs_hz
+
+
+Record = StrapSample | BedFrame
+_TYPES: Final[dict[str, type[StrapSample] | type[BedFrame]]] = {
+    StrapSample.kind: StrapSample,
+    BedFrame.kind: BedFrame,
+}
+
+
+def _specs_of(cls: type) -> tuple[FieldSpec, ...]:
+    return tuple(
+        dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(cls)
+    )
+
+
+_SPECS: Final = {kind: _specs_of(cls) for kind, cls in _TYPES.items()}
+
+
+def _raw_fields() -> tuple[FieldSpec, ...]:
+    """Union row layout of the raw lake: envelope first, then each kind's own fields."""
+    envelope = (
+        FieldSpec(FieldType.STRING, "deterministic record id", name="record_id"),
+        FieldSpec(FieldType.STRING, "record kind: strap or bed", name="kind"),
+    )
+    seen = {s.name for s in envelope}
+    out = list(envelope)
+    common = set.intersection(*({s.name for s in specs} for specs in _SPECS.values()))
+    for specs in _SPECS.values():
+        for s in specs:
+            if s.name not in seen:
+                seen.add(s.name)
+                out.append(s if s.name in common else dataclasses.replace(s, nullable=True))
+    return tuple(out)
+
+
+#: Columns of the raw lake table, in order (partition columns excluded).
+RAW_FIELDS: Final = _raw_fields()
+
+
+def hive_columns() -> list[dict[str, str]]:
+    """Glue/Athena column definitions (``[{"Name", "Type", "Comment"}]``) of the raw table."""
+    return [{"Name": s.name, "Type": _HIVE[s.type], "Comment": s.doc} for s in RAW_FIELDS]
+
+
+def spark_ddl() -> str:
+    """Spark DDL schema string of the raw table, e.g. for ``spark.read.schema(...)``."""
+    return ", ".join(
+        f"{s.name} {_SPARK[s.type]}{'' if s.nullable else ' NOT NULL'}" for s in RAW_FIELDS
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_time(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ContractError(name, f"expected integer milliseconds, got {type(value).__name__}")
+    if not _MIN_TIME_MS <= value < _MAX_TIME_MS:
+        raise ContractError(name, f"{value} is outside 2000-01-01..2100-01-01")
+    return value
+
+
+def _check_number(spec: FieldSpec, value: object, *, integer: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError(spec.name, f"expected a number, got {type(value).__name__}")
+    if integer and not isinstance(value, int):
+        raise ContractError(spec.name, f"expected an integer, got {value!r}")
+    if not math.isfinite(value):
+        raise ContractError(spec.name, f"{value} is not finite")
+    if (spec.lo is not None and value < spec.lo) or (spec.hi is not None and value > spec.hi):
+        raise ContractError(spec.name, f"{value} is outside [{spec.lo}, {spec.hi}]")
+    return value
+
+
+def _coerce(spec: FieldSpec, value: object) -> object:
+    """Check one wire value against its spec and return it in its in-memory form."""
+    if value is None:
+        if spec.nullable:
+            return None
+        raise ContractError(spec.name, "is required")
+    t = spec.type
+    if spec.name.endswith("_time_ms"):
+        return _check_time(spec.name, value)
+    if t is FieldType.STRING:
+        if not isinstance(value, str) or not _ID_PATTERN.match(value):
+            raise ContractError(spec.name, f"expected 1-64 chars of [A-Za-z0-9:_.-], got {value!r}")
+        return value
+    if t is FieldType.BOOL:
+        if not isinstance(value, bool):
+            raise ContractError(spec.name, f"expected true/false/null, got {value!r}")
+        return value
+    if t in (FieldType.INT16, FieldType.INT32, FieldType.INT64):
+        return _check_number(spec, value, integer=True)
+    if t is FieldType.FLOAT64:
+        return float(_check_number(spec, value, integer=False))
+    if not isinstance(value, list | tuple):
+        raise ContractError(spec.name, f"expected a list, got {type(value).__name__}")
+    if t is FieldType.LIST_INT16:
+        return _coerce_int16_list(spec, value)
+    return tuple(float(_check_number(spec, v, integer=False)) for v in value)
+
+
+def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
+    if not value:
+        raise ContractError(spec.name, "is empty")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged or mixed content
+        raise ContractError(spec.name, f"not a flat list of integers ({exc})") from None
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise ContractError(spec.name, f"expected integers, got array of {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < -32768 or hi > 32767:
+        raise ContractError(spec.name, f"values {lo}..{hi} exceed int16")
+    return tuple(value) if isinstance(value, tuple) else tuple(int(v) for v in arr.tolist())
+
+
+def _check_record(rec: Record) -> None:
+    """Cross-field rules that no single field can check."""
+    if rec.event_time_ms > rec.ingest_time_ms + MAX_FUTURE_SKEW_MS:
+        ahead_s = (rec.event_time_ms - rec.ingest_time_ms) / 1000
+        raise ContractError("event_time_ms", f"{ahead_s:.0f} s after its ingest time")
+    if isinstance(rec, StrapSample):
+        if rec.hr_bpm < 25 and not (rec.hr_bpm == 0 and rec.sensor_contact is False):
+            raise ContractError("hr_bpm", f"{rec.hr_bpm} bpm is implausible (0 only without contact)")
+    elif rec.duration_ms > 10 * 60 * 1000:
+        raise ContractError("samples", f"frame spans {rec.duration_ms / 1000:.0f} s (max 600 s)")
+
+
+def _build(kind: str, values: dict[str, Any]) -> Record:
+    cls = _TYPES[kind]
+    kwargs: dict[str, Any] = {}
+    for spec in _SPECS[kind]:
+        kwargs[spec.name] = _coerce(spec, values.get(spec.name))
+    rec = cls(**kwargs)
+    _check_record(rec)
+    return rec
+
+
+def validate(rec: Record) -> Record:
+    """Re-check an in-memory record against the contract; returns it unchanged."""
+    return _build(rec.kind, {s.name: getattr(rec, s.name) for s in _SPECS[rec.kind]})
+
+
+# --------------------------------------------------------------------------- wire codec
+
+
+def to_wire(rec: Record) -> bytes:
+    """Encode a record as its wire form: compact UTF-8 JSON, keys = field names."""
+    obj: dict[str, Any] = {"record_id": rec.record_id, "kind": rec.kind}
+    for spec in _SPECS[rec.kind]:
+        value = getattr(rec, spec.name)
+        obj[spec.name] = list(value) if isinstance(value, tuple) else value
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _parse_json(data: bytes) -> dict[str, Any]:
+    if not data:
+        raise ContractError("<record>", "empty payload")
+    if len(data) > MAX_RECORD_BYTES:
+        raise ContractError("<record>", f"{len(data)} bytes exceeds the 1 MiB record limit")
+    try:
+        obj = json.loads(data, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("<record>", f"not UTF-8 JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ContractError("<record>", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _reject_constant(name: str) -> float:
+    raise ContractError("<record>", f"non-finite number {name} in JSON")
+
+
+def from_dict(obj: dict[str, Any]) -> Record:
+    """Build and validate a record from its wire dictionary (or a raw-lake row)."""
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError("schema_version", f"unsupported version {version!r} (this reader: 1)")
+    kind = obj.get("kind")
+    if kind not in _TYPES:
+        raise ContractError("kind", f"unknown kind {kind!r} (expected one of {sorted(_TYPES)})")
+    unknown = set(obj) - {s.name for s in _SPECS[kind]} - {"record_id", "kind"}
+    if unknown:
+        raise ContractError(sorted(unknown)[0], f"not a field of a {kind} record")
+    rec = _build(kind, obj)
+    claimed = obj.get("record_id")
+    if claimed is not None and claimed != rec.record_id:
+        raise ContractError("record_id", f"{claimed!r} does not match its content ({rec.record_id})")
+    return rec
+
+
+def from_wire(data: bytes) -> Record:
+    """Decode and validate one wire record; raises :class:`ContractError` naming the field."""
+    return from_dict(_parse_json(data))
+
+
+def to_row(rec: Record) -> dict[str, Any]:
+    """The record as one raw-lake row (every :data:`RAW_FIELDS` column, nulls included)."""
+    row: dict[str, Any] = {s.name: None for s in RAW_FIELDS}
+    row["record_id"] = rec.record_id
+    row["kind"] = rec.kind
+    for spec in _SPECS[rec.kind]:
+        value = getattr(rec, spec.name)
+        row[spec.name] = list(value) if isinstance(value, tuple) else value
+    return row
+
+
+def from_row(row: dict[str, Any]) -> Record:
+    """Rebuild a record from a raw-lake row (the inverse of :func:`to_row`)."""
+    kind = row.get("kind")
+    names = {s.name for s in _SPECS.get(str(kind), ())} | {"record_id", "kind"}
+    return from_dict(
+        {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items() if k in names}
+    )

@@ -1,0 +1,50 @@
+"""The one epoch grid shared by the speed and batch layers, and night assignment.
+
+Epochs are 30 s long and aligned to the Unix clock (an epoch starts at a multiple of
+30,000 ms since 1970-01-01T00:00Z); each holds three 10-s windows. A night runs from
+noon to noon in the subject's time zone and is named by the date of its first noon.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "EPOCH_MS",
+    "EPOCH_S",
+    "WINDOWS_PER_EPOCH",
+    "WINDOW_S",
+    "epoch_start_ms",
+    "night_bounds_ms",
+    "night_of",
+]
+
+EPOCH_S: Final = 30
+EPOCH_MS: Final = EPOCH_S * 1000
+WINDOW_S: Final = 10
+WINDOWS_PER_EPOCH: Final = EPOCH_S // WINDOW_S
+
+
+def epoch_start_ms(t_ms: int | npt.NDArray[np.int64]) -> int | npt.NDArray[np.int64]:
+    """Start (ms UTC) of the clock-aligned 30-s epoch holding ``t_ms``."""
+    return t_ms - t_ms % EPOCH_MS
+
+
+def night_of(t_ms: int, tz: str = "UTC") -> str:
+    """Night (``YYYY-MM-DD`` of its starting noon) that instant ``t_ms`` belongs to."""
+    local = datetime.fromtimestamp(t_ms / 1000, tz=UTC).astimezone(ZoneInfo(tz))
+    return (local - timedelta(hours=12)).date().isoformat()
+
+
+def night_bounds_ms(night: str, tz: str = "UTC") -> tuple[int, int]:
+    """[start, end) of a night in ms UTC: noon of ``night`` to noon of the next day, local."""
+    zone = ZoneInfo(tz)
+    day = date.fromisoformat(night)
+    start = datetime.combine(day, time(12), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(12), tzinfo=zone)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)

@@ -1,0 +1,148 @@
+"""One subject-night from raw rows to staged epochs and a night summary (pure pandas).
+
+The nightly Spark job runs these through ``groupBy(subject_id, night).applyInPandas``;
+tests and notebooks call them directly on the same rows.
+
+``raw`` holds raw-lake rows (columns of :data:`core.contract.RAW_FIELDS`) of one subject
+and night, duplicates allowed. Epochs follow the shared 30-s grid; bed vitals are
+computed per frame exactly as the speed layer does, strap vitals from the RR intervals
+whose notification falls in the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from core.epochs import EPOCH_MS
+from core.metrics import night_metrics
+from core.staging import STAGING_METHOD, stage_night
+from core.stages import SleepStage
+from core.vitals import bed_epoch_vitals, strap_epoch_vitals
+
+__all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "stage_subject_night", "summarize_night"]
+
+#: Columns (name, pandas/Spark type) of the per-epoch curated table.
+EPOCH_COLUMNS: Final = (
+    ("subject_id", "string"), ("night", "string"), ("epoch_start_ms", "bigint"),
+    ("stage", "tinyint"), ("stage_label", "string"), ("hr_bpm", "double"),
+    ("hr_source", "string"), ("br_per_min", "double"), ("movement", "double"),
+    ("presence", "boolean"), ("rmssd_ms", "double"), ("sdnn_ms", "double"),
+    ("method", "string"),
+)
+#: Columns of the per-night curated table.
+NIGHT_COLUMNS: Final = (
+    ("subject_id", "string"), ("night", "string"), ("first_epoch_ms", "bigint"),
+    ("epochs", "int"), ("coverage_pct", "double"), ("time_in_bed_min", "double"),
+    ("total_sleep_time_min", "double"), ("sleep_onset_latency_min", "double"),
+    ("waso_min", "double"), ("sleep_efficiency_pct", "double"), ("wake_min", "double"),
+    ("light_min", "double"), ("deep_min", "double"), ("rem_min", "double"),
+    ("mean_hr_bpm", "double"), ("mean_br_per_min", "double"), ("status", "string"),
+    ("method", "string"),
+)
+_MIN_EPOCHS: Final = 120  # a night needs at least one hour of data to be staged
+
+
+def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
+    docs: list[dict[str, Any]] = []
+    for row in bed.itertuples(index=False):
+        docs.extend(bed_epoch_vitals(np.asarray(row.samples, dtype=np.int16), float(row.fs_hz),
+                                     int(row.event_time_ms), subject_id=row.subject_id,
+                                     device_id=row.device_id, record_id=row.record_id))
+    cols = ["epoch_start_ms", "hr_bpm", "br_per_min", "movement", "presence"]
+    if not docs:
+        return pd.DataFrame(columns=cols)
+    return pd.DataFrame(docs)[cols].groupby("epoch_start_ms").first()
+
+
+def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
+    cols = ["epoch_start_ms", "strap_hr_bpm", "rmssd_ms", "sdnn_ms"]
+    if strap.empty:
+        return pd.DataFrame(columns=cols).set_index("epoch_start_ms")
+    strap = strap.sort_values("event_time_ms")
+    epoch = strap["event_time_ms"].to_numpy() // EPOCH_MS * EPOCH_MS
+    out = []
+    for start, idx in pd.Series(np.arange(len(strap))).groupby(epoch):
+        rr = [v for lst in strap["rr_ms"].iloc[idx.to_numpy()] if lst is not None for v in lst]
+        d = strap_epoch_vitals(np.asarray(rr, dtype=float), int(start),
+                               subject_id=str(strap["subject_id"].iloc[0]),
+                               device_id=str(strap["device_id"].iloc[0]))
+        out.append({"epoch_start_ms": int(start), "strap_hr_bpm": d["hr_bpm"],
+                    "rmssd_ms": d["rmssd_ms"], "sdnn_ms": d["sdnn_ms"]})
+    return pd.DataFrame(out).set_index("epoch_start_ms")
+
+
+def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
+    """Staged epochs (:data:`EPOCH_COLUMNS`) of one subject-night's raw rows.
+
+    ``raw`` must also carry a ``night`` column. Duplicated records are dropped by id.
+    Returns no rows when the night has no data.
+    """
+    empty = pd.DataFrame({c: pd.Series(dtype="object") for c, _ in EPOCH_COLUMNS})
+    if raw.empty:
+        return empty
+    raw = raw.drop_duplicates("record_id")
+    subject, night = str(raw["subject_id"].iloc[0]), str(raw["night"].iloc[0])
+    bed = _bed_vitals(raw[raw["kind"] == "bed"])
+    strap = _strap_vitals(raw[raw["kind"] == "strap"])
+    ep = bed.join(strap, how="outer").sort_index()
+    if ep.empty:
+        return empty
+    grid = np.arange(ep.index.min(), ep.index.max() + EPOCH_MS, EPOCH_MS)
+    ep = ep.reindex(grid)
+    has_bed = not bed.empty
+    features = pd.DataFrame({
+        "hr_bpm": ep["hr_bpm"].astype(float).fillna(ep["strap_hr_bpm"].astype(float)),
+        "movement": ep["movement"].astype(float),
+        "br_per_min": ep["br_per_min"].astype(float),
+        "presence": ep["presence"].astype("boolean").fillna(False) if has_bed else True,
+    })
+    stages = stage_night(features.reset_index(drop=True))
+    hr_source = np.where(ep["hr_bpm"].notna(), "bed", np.where(ep["strap_hr_bpm"].notna(), "strap", None))
+    return pd.DataFrame({
+        "subject_id": subject,
+        "night": night,
+        "epoch_start_ms": grid.astype(np.int64),
+        "stage": stages.astype(np.int8),
+        "stage_label": [SleepStage(int(s)).label for s in stages],
+        "hr_bpm": features["hr_bpm"].to_numpy(),
+        "hr_source": hr_source,
+        "br_per_min": ep["br_per_min"].astype(float).to_numpy(),
+        "movement": ep["movement"].astype(float).to_numpy(),
+        "presence": features["presence"].astype(bool).to_numpy() if has_bed else np.ones(len(grid), bool),
+        "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
+        "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
+        "method": STAGING_METHOD,
+    })
+
+
+def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One-row night summary (:data:`NIGHT_COLUMNS`) from :func:`stage_subject_night` output.
+
+    The hypnogram runs from the first to the last epoch in bed; a night with under an
+    hour of epochs is reported with ``status = 'insufficient'`` and no sleep metrics.
+    """
+    epochs = epochs.sort_values("epoch_start_ms")
+    in_bed = epochs["presence"].to_numpy(dtype=bool)
+    first, last = (int(np.argmax(in_bed)), len(in_bed) - int(np.argmax(in_bed[::-1]))) if in_bed.any() else (0, 0)
+    span = epochs.iloc[first:last]
+    have_hr = span["hr_bpm"].notna()
+    row: dict[str, Any] = {
+        "subject_id": epochs["subject_id"].iloc[0],
+        "night": epochs["night"].iloc[0],
+        "first_epoch_ms": int(span["epoch_start_ms"].iloc[0]) if len(span) else None,
+        "epochs": len(span),
+        "coverage_pct": 100.0 * float(have_hr.mean()) if len(span) else 0.0,
+        "mean_hr_bpm": float(span["hr_bpm"].mean()) if have_hr.any() else None,
+        "mean_br_per_min": float(span["br_per_min"].mean()) if span["br_per_min"].notna().any() else None,
+        "method": STAGING_METHOD,
+    }
+    if len(span) < _MIN_EPOCHS:
+        row["status"] = "insufficient"
+        row.update({c: None for c, _ in NIGHT_COLUMNS if c not in row})
+    else:
+        row["status"] = "staged"
+        row.update(night_metrics(span["stage"].to_numpy()))
+    return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])

@@ -1,0 +1,352 @@
+"""Deterministic, physiologically plausible simulated nights with ground truth.
+
+Model (all times in seconds from lights-off ``t0``; sample rate ``fs_hz``):
+
+* Hypnogram: 4-6 NREM/REM cycles of ~90 min (Carskadon & Dement, *Normal human sleep*,
+  in Principles and Practice of Sleep Medicine, 2011): deep sleep concentrated in the
+  first cycles, REM periods lengthening towards morning, brief awakenings, a sleep
+  onset latency and a final awakening; optionally one bed exit during the night.
+* Heart: RR intervals from a stage-dependent mean heart rate (wake > REM > light > deep),
+  a first-order lag between stages, respiratory sinus arrhythmia whose depth rises with
+  vagal tone (deep > light > REM), and AR(1) beat-to-beat noise. Or the beat sequence of
+  a real recording (``rr_source_ms``), whose RR intervals are replayed as given.
+* Breathing: 10-20 breaths/min, slower and more regular in deep sleep, irregular in REM;
+  optional breathing pauses (apnoeas) of 10-25 s during sleep.
+* Bed sensor (ballistocardiogram + respiration): per beat a BCG complex (a Gabor wavelet,
+  8 Hz carrier, ~0.2 s after the R wave) modulated by respiration, a respiratory
+  pressure wave, movement bursts at wake transitions, posture steps after movements,
+  and white sensor noise; only noise while the bed is empty. Quantised to int16 counts.
+* Strap: one Heart Rate Measurement a second carrying the RR intervals (quantised to
+  1/1024 s) that ended in that second and the device's rounded heart rate.
+
+Everything is vectorised except the beat and breath recurrences; a night of 8 h at
+100 Hz takes well under a second (>> 1000x real time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+from core.contract import BedFrame, StrapSample
+from core.epochs import EPOCH_S
+from core.stages import SleepStage
+
+__all__ = [
+    "BED_NOISE_COUNTS",
+    "GroundTruthEpochs",
+    "SimConfig",
+    "SimulatedNight",
+    "night_records",
+    "simulate_night",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Sensor noise of the simulated bed sensor, ADC counts (std).
+BED_NOISE_COUNTS: Final = 15.0
+_HR_OFFSET_BPM: Final = {SleepStage.WAKE: 9.0, SleepStage.LIGHT: 2.0, SleepStage.DEEP: -3.0, SleepStage.REM: 4.0}
+_RSA_MS: Final = {SleepStage.WAKE: 18.0, SleepStage.LIGHT: 30.0, SleepStage.DEEP: 40.0, SleepStage.REM: 14.0}
+_RR_NOISE_MS: Final = {SleepStage.WAKE: 25.0, SleepStage.LIGHT: 14.0, SleepStage.DEEP: 8.0, SleepStage.REM: 22.0}
+_BR_OFFSET: Final = {SleepStage.WAKE: 1.5, SleepStage.LIGHT: 0.0, SleepStage.DEEP: -1.0, SleepStage.REM: 1.0}
+_BR_CV: Final = {SleepStage.WAKE: 0.10, SleepStage.LIGHT: 0.06, SleepStage.DEEP: 0.03, SleepStage.REM: 0.13}
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """What to simulate. ``t0_ms`` (lights-off, ms UTC) is snapped to the epoch grid."""
+
+    subject_id: str
+    t0_ms: int
+    seed: int
+    fs_hz: float = 100.0
+    bed_exit: bool = True
+    apnea_per_hour: float = 0.0
+    rr_source_ms: FloatArray | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GroundTruthEpochs:
+    """Per-epoch truth, arrays of shape (n_epochs,)."""
+
+    t_s: FloatArray  # epoch start, s from t0
+    stage: npt.NDArray[np.int8]  # SleepStage codes
+    in_bed: npt.NDArray[np.bool_]
+    hr_bpm: FloatArray  # 60 / mean RR of beats in the epoch (NaN if < 2 beats)
+    br_per_min: FloatArray  # breaths starting in the epoch x 2 (NaN when out of bed)
+    apnea: npt.NDArray[np.bool_]  # a breathing pause overlaps the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedNight:
+    """A simulated night: signals, device records' raw material and ground truth."""
+
+    config: SimConfig
+    t0_ms: int
+    fs_hz: float
+    epochs: GroundTruthEpochs
+    beat_t_s: FloatArray  # (n_beats,) R-wave times, s from t0
+    breath_t_s: FloatArray  # (n_breaths,) inspiration onsets, s from t0
+    events: list[dict[str, float | str]]  # bed_exit / apnea with start_s, end_s
+    bed_counts: npt.NDArray[np.int16]  # (n_samples,) at fs_hz
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.epochs.t_s) * EPOCH_S
+
+
+# --------------------------------------------------------------------------- hypnogram
+
+
+def _hypnogram(rng: np.random.Generator) -> npt.NDArray[np.int8]:
+    """Stage per 30-s epoch for one night (~7.5-8.5 h)."""
+    ep: list[int] = []
+
+    def add(stage: SleepStage, minutes: float) -> None:
+        ep.extend([int(stage)] * max(1, round(minutes * 2)))
+
+    add(SleepStage.WAKE, rng.uniform(6, 20))  # sleep onset latency
+    n_cycles = int(rng.integers(4, 6))
+    for k in range(n_cycles):
+        cycle = rng.uniform(80, 105)
+        deep = cycle * max(0.0, 0.40 - 0.12 * k) * rng.uniform(0.8, 1.2)
+        rem = min(cycle * 0.45, (8 + 7 * k) * rng.uniform(0.8, 1.2))
+        light = max(10.0, cycle - deep - rem)
+        add(SleepStage.LIGHT, light * 0.6)
+        if deep >= 1:
+            add(SleepStage.DEEP, deep)
+        add(SleepStage.LIGHT, light * 0.4)
+        if rng.random() < 0.5:  # brief awakening, usually around REM
+            add(SleepStage.WAKE, rng.uniform(1, 4))
+        add(SleepStage.REM, rem)
+    add(SleepStage.WAKE, rng.uniform(5, 15))  # final awakening before getting up
+    return np.asarray(ep, dtype=np.int8)
+
+
+def _bed_exit(stage: npt.NDArray[np.int8], rng: np.random.Generator) -> tuple[npt.NDArray[np.bool_], list[dict[str, float | str]]]:
+    """Insert one bed exit (wake, out of bed) in the middle third of the night."""
+    n = len(stage)
+    in_bed = np.ones(n, dtype=bool)
+    start = int(rng.integers(n // 3, 2 * n // 3))
+    length = int(rng.integers(6, 16))  # 3-8 min
+    stage[max(0, start - 2) : start + length + 2] = SleepStage.WAKE
+    in_bed[start : start + length] = False
+    return in_bed, [{"kind": "bed_exit", "start_s": start * EPOCH_S, "end_s": (start + length) * EPOCH_S}]
+
+
+def _per_second(epoch_values: FloatArray, n_s: int) -> FloatArray:
+    return np.repeat(epoch_values, EPOCH_S)[:n_s]
+
+
+def _lag(x: FloatArray, tau_s: float) -> FloatArray:
+    """First-order lag (1-s steps) so physiology changes smoothly between stages."""
+    a = np.exp(-1.0 / tau_s)
+    y: FloatArray = signal.lfilter([1 - a], [1, -a], x, zi=[x[0] * a])[0]
+    return y
+
+
+# --------------------------------------------------------------------------- beats, breaths
+
+
+def _breaths(stage_s: npt.NDArray[np.int8], br_base: float, apnea_per_hour: float, rng: np.random.Generator) -> tuple[FloatArray, list[dict[str, float | str]]]:
+    n_s = len(stage_s)
+    rate = _lag(br_base + np.vectorize(_BR_OFFSET.get)(stage_s).astype(float), 60.0)
+    cv = np.vectorize(_BR_CV.get)(stage_s).astype(float)
+    events: list[dict[str, float | str]] = []
+    pause = np.zeros(n_s, dtype=bool)
+    if apnea_per_hour > 0:
+        asleep = np.flatnonzero(stage_s != SleepStage.WAKE)
+        n_ev = rng.poisson(apnea_per_hour * len(asleep) / 3600)
+        for t in np.sort(rng.choice(asleep, size=min(n_ev, len(asleep)), replace=False)):
+            dur = float(rng.uniform(10, 25))
+            if not pause[max(0, t - 40) : t + int(dur) + 40].any():
+                pause[t : t + int(np.ceil(dur))] = True
+                events.append({"kind": "apnea", "start_s": float(t), "end_s": float(t + dur)})
+    out: list[float] = []
+    t = float(rng.uniform(0, 2))
+    while t < n_s:
+        i = int(t)
+        if pause[i]:
+            t = float(np.argmin(pause[i:]) + i) if not pause[i:].all() else float(n_s)
+            continue
+        out.append(t)
+        t += 60.0 / rate[i] * max(0.5, 1 + cv[i] * rng.standard_normal())
+    return np.asarray(out), events
+
+
+def _beats(stage_s: npt.NDArray[np.int8], hr_base: float, breath_t: FloatArray, rng: np.random.Generator) -> FloatArray:
+    n_s = len(stage_s)
+    drift = np.linspace(1.5, -2.5, n_s)  # circadian fall of HR across the night
+    hr = _lag(hr_base + drift + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
+    rsa = _lag(np.vectorize(_RSA_MS.get)(stage_s).astype(float), 30.0)
+    noise_sd = np.vectorize(_RR_NOISE_MS.get)(stage_s).astype(float)
+    resp_phase = np.interp(np.arange(n_s + 1, dtype=float), breath_t, np.arange(len(breath_t), dtype=float))
+    out: list[float] = []
+    t, ar = 0.3, 0.0
+    while t < n_s - 2:
+        i = int(t)
+        out.append(t)
+        phase = np.interp(t, np.arange(n_s + 1), resp_phase)
+        ar = 0.7 * ar + noise_sd[i] * np.sqrt(1 - 0.49) * rng.standard_normal()
+        rr_ms = 60000.0 / hr[i] - rsa[i] * np.cos(2 * np.pi * phase) + ar
+        t += float(np.clip(rr_ms, 330.0, 1800.0)) / 1000.0
+    return np.asarray(out)
+
+
+def _beats_from_source(rr_ms: FloatArray, n_s: int, rng: np.random.Generator) -> FloatArray:
+    """Replay a real RR series (ms) as beat times, starting at a random offset, looping."""
+    rr = np.asarray(rr_ms, dtype=float)
+    rr = rr[np.isfinite(rr) & (rr >= 250) & (rr <= 2500)]  # drop dropouts and gaps
+    if len(rr) < 100:
+        raise ValueError("rr_source_ms needs at least 100 plausible intervals (250-2500 ms)")
+    start = int(rng.integers(0, len(rr)))
+    reps = int(np.ceil((n_s * 1000 / rr.mean() + len(rr)) / len(rr))) + 1
+    seq = np.roll(np.tile(rr, reps), -start)
+    t = 0.3 + np.concatenate([[0.0], np.cumsum(seq) / 1000.0])
+    return t[t < n_s - 2]
+
+
+# --------------------------------------------------------------------------- bed signal
+
+
+def _bed_signal(n: int, fs: float, beat_t: FloatArray, breath_t: FloatArray, in_bed_s: npt.NDArray[np.bool_], move_s: npt.NDArray[np.bool_], rng: np.random.Generator) -> npt.NDArray[np.int16]:
+    t = np.arange(n) / fs
+    # respiration: phase advances one cycle per breath; flat during pauses
+    phase = np.interp(t, breath_t, np.arange(len(breath_t), dtype=float))
+    gaps = np.diff(breath_t) > 8.0  # a pause: hold the chest still
+    resp = -np.cos(2 * np.pi * phase)
+    if gaps.any():
+        idx = np.searchsorted(breath_t, t) - 1
+        still = (idx >= 0) & (idx < len(gaps)) & np.where(idx >= 0, gaps[np.clip(idx, 0, len(gaps) - 1)], False)
+        resp[still & (t - breath_t[np.clip(idx, 0, None)] > 4.0)] = -1.0
+    resp_amp = rng.uniform(500, 900)
+    # BCG: a Gabor wavelet per beat, 0.2 s after the R wave, amplitude breathing-modulated
+    tk = np.arange(-0.25, 0.25, 1 / fs)
+    template = np.exp(-(tk**2) / (2 * 0.045**2)) * np.cos(2 * np.pi * 8.0 * tk)
+    impulses = np.zeros(n)
+    pos = np.round((beat_t + 0.2) * fs).astype(int)
+    ok = (pos >= 0) & (pos < n)
+    bcg_amp = rng.uniform(250, 400)
+    np.add.at(impulses, pos[ok], bcg_amp * (1 + 0.15 * np.interp(beat_t[ok], t, resp)))
+    bcg = signal.oaconvolve(impulses, template, mode="same")
+    # movement: band-limited bursts during flagged seconds, and a posture step after each
+    sec = np.minimum((t).astype(int), len(move_s) - 1)
+    burst = signal.lfilter([0.2], [1, -0.8], rng.standard_normal(n)) * rng.uniform(1500, 3000)
+    posture = np.cumsum(np.r_[0.0, np.diff(move_s.astype(int)) < 0] * rng.normal(0, 300, len(move_s)))
+    x = np.where(move_s[sec], burst, 0.0) + posture[sec] + resp_amp * resp + bcg
+    x = np.where(in_bed_s[sec], x, 0.0) + rng.normal(0.0, BED_NOISE_COUNTS, n)
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- night
+
+
+def simulate_night(config: SimConfig) -> SimulatedNight:
+    """Simulate one night deterministically from ``config.seed``."""
+    rng = np.random.default_rng(config.seed)
+    t0_ms = config.t0_ms - config.t0_ms % (EPOCH_S * 1000)
+    stage = _hypnogram(rng)
+    events: list[dict[str, float | str]] = []
+    in_bed = np.ones(len(stage), dtype=bool)
+    if config.bed_exit:
+        in_bed, events = _bed_exit(stage, rng)
+    n_s = len(stage) * EPOCH_S
+    stage_s = np.repeat(stage, EPOCH_S)
+    in_bed_s = np.repeat(in_bed, EPOCH_S)
+
+    breath_t, apneas = _breaths(stage_s, rng.uniform(12, 16), config.apnea_per_hour, rng)
+    events += apneas
+    if config.rr_source_ms is not None:
+        beat_t = _beats_from_source(config.rr_source_ms, n_s, rng)
+    else:
+        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng)
+
+    # movement: around wake transitions and scattered through wake, never out of bed
+    move_s = np.zeros(n_s, dtype=bool)
+    trans = np.flatnonzero(np.diff(stage_s.astype(int)) != 0) + 1
+    for ts in trans:
+        if stage_s[ts] == SleepStage.WAKE or stage_s[ts - 1] == SleepStage.WAKE or rng.random() < 0.2:
+            move_s[ts : ts + int(rng.integers(2, 10))] = True
+    wake_s = np.flatnonzero(stage_s == SleepStage.WAKE)
+    for ts in rng.choice(wake_s, size=len(wake_s) // 60, replace=False) if len(wake_s) else []:
+        move_s[ts : ts + int(rng.integers(2, 8))] = True
+    move_s &= in_bed_s
+
+    n = int(n_s * config.fs_hz)
+    bed = _bed_signal(n, config.fs_hz, beat_t, breath_t, in_bed_s, move_s, rng)
+    truth = _truth(stage, in_bed, beat_t, breath_t, events)
+    return SimulatedNight(config, t0_ms, config.fs_hz, truth, beat_t, breath_t, events, bed)
+
+
+def _truth(stage: npt.NDArray[np.int8], in_bed: npt.NDArray[np.bool_], beat_t: FloatArray, breath_t: FloatArray, events: list[dict[str, float | str]]) -> GroundTruthEpochs:
+    n_ep = len(stage)
+    edges = np.arange(n_ep + 1, dtype=float) * EPOCH_S
+    ep_of_beat = np.searchsorted(edges, beat_t[1:], side="right") - 1
+    rr = np.diff(beat_t)
+    sums = np.bincount(ep_of_beat, weights=rr, minlength=n_ep)[:n_ep]
+    counts = np.bincount(ep_of_beat, minlength=n_ep)[:n_ep]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hr = np.where(counts >= 2, 60.0 / (sums / np.maximum(counts, 1)), np.nan)
+    breaths = np.histogram(breath_t, edges)[0].astype(float) * (60.0 / EPOCH_S)
+    br = np.where(in_bed, breaths, np.nan)
+    apnea = np.zeros(n_ep, dtype=bool)
+    for ev in events:
+        if ev["kind"] == "apnea":
+            apnea[int(float(ev["start_s"]) // EPOCH_S) : int(float(ev["end_s"]) // EPOCH_S) + 1] = True
+    return GroundTruthEpochs(edges[:-1], stage.copy(), in_bed, hr, br, apnea)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def night_records(
+    night: SimulatedNight,
+    *,
+    strap_device: str | None,
+    bed_device: str | None,
+    ingest_delay_ms: int = 200,
+) -> list[StrapSample | BedFrame]:
+    """The records a strap and a bed sensor would produce for the night, in time order.
+
+    Strap: one sample per second with the RR intervals (1/1024-s resolution) that ended in
+    that second. Bed: one frame per clock-aligned 30-s epoch (``fs_hz * 30`` samples).
+    """
+    subject, t0 = night.config.subject_id, night.t0_ms
+    out: list[tuple[int, StrapSample | BedFrame]] = []
+    if strap_device:
+        rr_ms = np.diff(night.beat_t_s) * 1000.0
+        rr_q = np.round(rr_ms * 1.024) / 1.024  # the HRS carries RR in 1/1024 s
+        end_t = night.beat_t_s[1:]
+        sec = np.floor(end_t).astype(int)
+        bounds = np.searchsorted(sec, np.arange(int(night.duration_s) + 1))
+        last_hr = 0
+        for s in range(1, int(night.duration_s)):
+            lo, hi = bounds[s - 1], bounds[s]
+            rr_here = rr_q[lo:hi]
+            recent = rr_ms[max(0, hi - 4) : hi]
+            if len(recent):
+                last_hr = int(round(60000.0 / recent.mean()))
+            if last_hr == 0:
+                continue
+            t_ms = t0 + s * 1000
+            out.append((t_ms, StrapSample(
+                device_id=strap_device, subject_id=subject, device_time_ms=t_ms,
+                event_time_ms=t_ms, ingest_time_ms=t_ms + ingest_delay_ms, hr_bpm=last_hr,
+                rr_ms=tuple(float(v) for v in rr_here), sensor_contact=True, energy_kj=None,
+            )))
+    if bed_device:
+        per = int(round(night.fs_hz * EPOCH_S))
+        counts = night.bed_counts
+        for k in range(len(counts) // per):
+            t_ms = t0 + k * EPOCH_S * 1000
+            out.append((t_ms + EPOCH_S * 1000, BedFrame(
+                device_id=bed_device, subject_id=subject, device_time_ms=t_ms, event_time_ms=t_ms,
+                ingest_time_ms=t_ms + EPOCH_S * 1000 + ingest_delay_ms, fs_hz=night.fs_hz,
+                samples=tuple(counts[k * per : (k + 1) * per].tolist()),
+            )))
+    out.sort(key=lambda p: p[0])
+    return [r for _, r in out]

@@ -1,0 +1,34 @@
+"""Sleep stages: the four classes sleepstack scores and their standard collapses."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SleepStage", "to_sleep_wake", "to_three_class"]
+
+
+class SleepStage(IntEnum):
+    """Four-class staging of a 30-s epoch (AASM N1+N2 = light, N3 = deep)."""
+
+    WAKE = 0
+    LIGHT = 1
+    DEEP = 2
+    REM = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+def to_three_class(stages: npt.ArrayLike) -> npt.NDArray[np.int8]:
+    """Wake/NREM/REM collapse: 0 wake, 1 NREM (light + deep), 2 REM."""
+    s = np.asarray(stages)
+    return np.select([s == SleepStage.WAKE, s == SleepStage.REM], [0, 2], 1).astype(np.int8)
+
+
+def to_sleep_wake(stages: npt.ArrayLike) -> npt.NDArray[np.int8]:
+    """Sleep/wake collapse: 0 wake, 1 sleep."""
+    return (np.asarray(stages) != SleepStage.WAKE).astype(np.int8)

@@ -1,0 +1,30 @@
+"""AWS Glue job: stage nights from the raw lake into the curated lake.
+
+Job arguments: ``--RAW_PATH s3://.../raw --CURATED_PATH s3://.../curated --NIGHTS
+2026-01-05,2026-01-06 [--TZ Europe/Berlin]``. The job code is
+``batch_layer.nightly_job.run_nightly``, the same the local ``sleepstack batch run`` uses;
+the core and batch_layer travel as the wheel built by ``sleepstack package``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> None:
+    from awsglue.context import GlueContext  # type: ignore[import-not-found]  # only on Glue
+    from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
+    from pyspark.context import SparkContext
+
+    from batch_layer.nightly_job import run_nightly
+
+    args = getResolvedOptions(argv, ["RAW_PATH", "CURATED_PATH", "NIGHTS", "TZ"])
+    spark = GlueContext(SparkContext.getOrCreate()).spark_session
+    spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    result = run_nightly(spark, args["RAW_PATH"], args["CURATED_PATH"], args["NIGHTS"].split(","), args["TZ"])
+    print(f"staged {result.subject_nights} subject-nights, {result.epochs} epochs")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

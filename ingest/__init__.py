@@ -1,0 +1,1 @@
+"""Ingest: device records into the Kinesis stream."""

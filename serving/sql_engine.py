@@ -1,0 +1,82 @@
+"""Run Athena-dialect SQL: on Athena through pyathena, or locally on DuckDB.
+
+Locally, the tables of the ``sleepstack`` database are DuckDB views over the same Parquet
+the Glue catalog points at, with Hive partitions kept as text (as Athena reads them), and
+each query is transpiled from Athena's dialect by sqlglot.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import sqlglot
+
+__all__ = ["TABLES", "AthenaSqlEngine", "LocalSqlEngine", "SqlEngine", "load_query", "query_names"]
+
+#: Catalog tables: name -> location under the lake root.
+TABLES: Final = {
+    "raw_records": "raw",
+    "epoch_stages": "curated/epochs",
+    "night_summary": "curated/nights",
+}
+
+
+def query_names() -> list[str]:
+    return sorted(p.name.removesuffix(".sql") for p in resources.files("serving").joinpath("sql").iterdir()
+                  if p.name.endswith(".sql"))
+
+
+def load_query(name: str) -> str:
+    """The text of ``serving/sql/<name>.sql``."""
+    try:
+        return resources.files("serving").joinpath("sql", f"{name}.sql").read_text()
+    except FileNotFoundError:
+        raise KeyError(f"no query named {name!r}; known: {', '.join(query_names())}") from None
+
+
+class SqlEngine(ABC):
+    @abstractmethod
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run one Athena-dialect statement and return its rows."""
+
+
+class LocalSqlEngine(SqlEngine):
+    """DuckDB over the local lake directory."""
+
+    def __init__(self, lake: Path) -> None:
+        import duckdb
+
+        self.lake = lake
+        self.con = duckdb.connect()
+        self.con.execute("CREATE SCHEMA IF NOT EXISTS sleepstack")
+        for table, location in TABLES.items():
+            if any((lake / location).rglob("*.parquet")):
+                glob = (lake / location / "**" / "*.parquet").as_posix().replace("'", "''")
+                self.con.execute(
+                    f"CREATE OR REPLACE VIEW sleepstack.{table} AS SELECT * FROM read_parquet('{glob}', "
+                    "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+                )
+
+    @staticmethod
+    def transpile(sql: str) -> str:
+        return sqlglot.transpile(sql, read="athena", write="duckdb")[0]
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(self.transpile(sql)).fetchdf()
+
+
+class AthenaSqlEngine(SqlEngine):
+    """Athena through a pyathena connection (injected)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def query(self, sql: str) -> pd.DataFrame:
+        cursor = self.connection.cursor()
+        cursor.execute(sql)
+        cols = [d[0] for d in cursor.description or []]
+        return pd.DataFrame(cursor.fetchall(), columns=cols)

@@ -1,0 +1,1 @@
+"""sleepstack's composition root: settings, the local stack and the CLI."""

@@ -1,0 +1,210 @@
+"""The end-to-end demo on the local embedded stack (``make demo`` / ``sleepstack demo``).
+
+simulator -> producer (PutRecords, key = device) -> kinesalite ->
+  a) local event-source poller -> speed-layer Lambda handler -> embedded live store
+  b) local Firehose delivery -> raw lake (Parquet) -> nightly PySpark job -> curated lake
+     -> Athena-dialect SQL on DuckDB
+and a reconciliation of record counts at every hop.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from batch_layer.delivery import FirehoseDelivery
+from core.contract import to_wire
+from core.epochs import night_of
+from core.simulate import SimConfig, SimulatedNight, night_records, simulate_night
+from ingest.producer import KinesisProducer
+from serving.sql_engine import LocalSqlEngine, load_query
+from sleepstack.clients import kinesis_client
+from sleepstack.local_stack import LocalStack, check_tools
+from sleepstack.template import event_source_settings, load_template, stream_specs
+from speed_layer.dead_letters import LocalDeadLetters
+from speed_layer.handler import SpeedLayerHandler
+from speed_layer.poller import EventSourceMapping
+from speed_layer.store import LocalLiveStore
+from stream.reader import Checkpoints
+
+__all__ = ["BAD_RECORDS", "DemoResult", "cohort", "run_demo"]
+
+FIRST_NIGHT = date(2026, 1, 5)
+
+#: Contract-breaking payloads the demo sends along, to show quarantine at work.
+BAD_RECORDS: list[tuple[str, bytes]] = [
+    ("bad-device", b"\x00\x01not json"),
+    ("bad-device", b'{"kind":"strap","schema_version":99}'),
+    ("bad-device", b'{"kind":"strap","schema_version":1,"device_id":"x","subject_id":"s","device_time_ms":1767650400000,'
+                   b'"event_time_ms":1767650400000,"ingest_time_ms":1767650400100,"hr_bpm":300,"rr_ms":[],'
+                   b'"sensor_contact":true,"energy_kj":null}'),
+]
+
+
+def cohort(subjects: int, nights: int, seed: int, rr_source_ms: np.ndarray | None = None) -> list[SimConfig]:
+    """Deterministic cohort: subject k, night j; lights-off between 22:00 and 23:30 UTC."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(subjects):
+        for n in range(nights):
+            day = FIRST_NIGHT + timedelta(days=n)
+            lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 90)))
+            out.append(SimConfig(subject_id=f"s{s + 1:03d}", t0_ms=int(lights_off.timestamp() * 1000),
+                                 seed=int(rng.integers(0, 2**31)), apnea_per_hour=float(rng.uniform(0, 6)),
+                                 rr_source_ms=rr_source_ms))
+    return out
+
+
+def truth_table(sim: SimulatedNight, tz: str = "UTC") -> pa.Table:
+    ep = sim.epochs
+    return pa.table({
+        "subject_id": [sim.config.subject_id] * len(ep.t_s),
+        "night": [night_of(sim.t0_ms, tz)] * len(ep.t_s),
+        "epoch_start_ms": (sim.t0_ms + ep.t_s * 1000).astype(np.int64),
+        "stage": ep.stage, "in_bed": ep.in_bed, "hr_bpm": ep.hr_bpm, "br_per_min": ep.br_per_min,
+        "apnea": ep.apnea,
+    })
+
+
+@dataclass
+class DemoResult:
+    produced: int = 0
+    streamed: int = 0
+    speed_layer: int = 0
+    landed: int = 0
+    duplicated: int = 0
+    quarantined_speed: int = 0
+    quarantined_delivery: int = 0
+    nights: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def lost(self) -> int:
+        return self.produced - min(self.streamed, self.speed_layer, self.landed)
+
+    def reconciliation_line(self) -> str:
+        return (f"reconciled: produced={self.produced} streamed={self.streamed} speed_layer={self.speed_layer} "
+                f"landed={self.landed} lost={self.lost} duplicated={self.duplicated}")
+
+
+def run_demo(
+    home: Path,
+    *,
+    subjects: int = 3,
+    nights: int = 2,
+    seed: int = 7,
+    environment: str = "dev",
+    progress: bool = True,
+    say: Callable[[str], Any] = print,
+) -> DemoResult:
+    """Run the whole path on a fresh local stack under ``home`` (wiped first)."""
+    check_tools(java=True)
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    lake = home / "lake"
+    stack = LocalStack(home)
+    endpoint = stack.up(environment=environment)
+    try:
+        return _run(home, lake, endpoint, subjects, nights, seed, environment, progress, say)
+    finally:
+        stack.down()
+
+
+def _run(home: Path, lake: Path, endpoint: str, subjects: int, nights: int, seed: int,
+         environment: str, progress: bool, say: Callable[[str], Any]) -> DemoResult:
+    template = load_template(Path(__file__).resolve().parent.parent / "infra" / "template.yaml")
+    stream = stream_specs(template, Environment=environment)[0].name
+    esm = event_source_settings(template, Environment=environment)
+    client = kinesis_client(endpoint, "us-east-1")
+    result = DemoResult()
+    say(f"local stack: kinesalite at {endpoint}, stream {stream}")
+
+    # 1. simulate and produce ------------------------------------------------------------
+    producer = KinesisProducer(client, stream)
+    truth = []
+    configs = cohort(subjects, nights, seed)
+    for cfg in tqdm(configs, desc="simulate + produce", unit="night", disable=not progress):
+        sim = simulate_night(cfg)
+        truth.append(truth_table(sim))
+        recs = night_records(sim, strap_device=f"strap-{cfg.subject_id}", bed_device=f"bed-{cfg.subject_id}")
+        result.produced += len(recs)
+        result.streamed += producer.put_encoded((r.device_id, to_wire(r)) for r in recs)
+    producer.put_encoded(BAD_RECORDS)
+    (home / "truth").mkdir()
+    pq.write_table(pa.concat_tables(truth), home / "truth" / "epochs.parquet")
+
+    # 2a. speed layer ----------------------------------------------------------------------
+    store = LocalLiveStore(home / "serving" / "live.sqlite")
+    handler = SpeedLayerHandler(store, LocalDeadLetters(home / "dead-letters" / "speed-layer"))
+    mapping = EventSourceMapping(
+        client, stream, handler, Checkpoints(home / "checkpoints" / "speed-layer.json"),
+        LocalDeadLetters(home / "dead-letters" / "speed-layer"), batch_size=int(esm["BatchSize"]),
+        bisect_on_error=bool(esm["BisectBatchOnFunctionError"]), max_retries=int(esm["MaximumRetryAttempts"]),
+    )
+    with tqdm(total=result.streamed + len(BAD_RECORDS), desc="speed layer", unit="rec", disable=not progress) as bar:
+        last = 0
+
+        def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            nonlocal last
+            resp = handler(event, context)
+            bar.update(handler.stats.records - last)
+            last = handler.stats.records
+            return resp
+
+        mapping.handler = tick
+        mapping.drain()
+    result.speed_layer = store.distinct_record_ids()
+    result.quarantined_speed = handler.stats.quarantined
+
+    # 2b. raw landing + nightly batch ------------------------------------------------------
+    delivery = FirehoseDelivery(client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"),
+                                LocalDeadLetters(lake))
+    with tqdm(total=1, desc="firehose delivery", disable=not progress) as bar:
+        delivery.drain()
+        bar.update(1)
+    result.quarantined_delivery = delivery.stats.errors
+    from batch_layer.nightly_job import run_nightly
+    from batch_layer.spark_session import local_spark
+
+    night_names = sorted({night_of(c.t0_ms) for c in configs})
+    with tqdm(total=1, desc=f"nightly batch (Spark, {len(night_names)} nights)", disable=not progress) as bar:
+        spark = local_spark()
+        run_nightly(spark, str(lake / "raw"), str(lake / "curated"), night_names)
+        bar.update(1)
+
+    # 3. serving -----------------------------------------------------------------------------
+    sql = LocalSqlEngine(lake)
+    counts = sql.query("SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records")
+    result.landed, result.duplicated = int(counts["d"][0]), int(counts["n"][0] - counts["d"][0])
+    nights_df = sql.query(load_query("night_summaries"))
+    sql.con.execute(f"CREATE VIEW truth AS SELECT * FROM read_parquet('{(home / 'truth' / 'epochs.parquet').as_posix()}')")
+    agree = sql.con.execute(
+        "SELECT e.subject_id, e.night, round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct "
+        "FROM sleepstack.epoch_stages e JOIN truth t USING (subject_id, night, epoch_start_ms) GROUP BY 1, 2"
+    ).fetchdf()
+    result.nights = nights_df.merge(agree, on=["subject_id", "night"], how="left")
+    say("")
+    say(_format_table(result.nights))
+    say("")
+    say(f"live store: {store.count('sleepstack-vitals')} epoch-vitals docs, {store.count('sleepstack-strap')} strap docs")
+    say(f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery} "
+        f"(of {len(BAD_RECORDS)} contract-breaking records sent; reasons under {home / 'dead-letters'} and {lake / 'errors'})")
+    say(result.reconciliation_line())
+    return result
+
+
+def _format_table(df: pd.DataFrame) -> str:
+    cols = {"subject_id": "subject", "night": "night", "tst_min": "TST min", "efficiency_pct": "eff %",
+            "waso_min": "WASO min", "light_min": "light", "deep_min": "deep", "rem_min": "REM",
+            "mean_hr_bpm": "HR bpm", "mean_br_per_min": "BR /min", "agreement_pct": "agree %"}
+    return df[list(cols)].rename(columns=cols).to_string(index=False)

@@ -1,0 +1,63 @@
+"""Settings, read from the environment once, here and nowhere else.
+
+| variable | meaning | default |
+|---|---|---|
+| ``SLEEPSTACK_TARGET`` | ``local`` (embedded stack) or ``aws`` | ``local`` |
+| ``SLEEPSTACK_HOME`` | local state: lake, stores, checkpoints, dead letters | ``./.sleepstack`` |
+| ``SLEEPSTACK_ENV`` | environment name used in resource names (template parameter) | ``dev`` |
+| ``SLEEPSTACK_TZ`` | subjects' time zone, for noon-to-noon nights | ``UTC`` |
+| ``AWS_REGION`` | region of the AWS clients (local: a label only) | ``us-east-1`` |
+| ``OPENSEARCH_URL`` | live store: an OpenSearch endpoint instead of the embedded store | unset |
+| ``SLEEPSTACK_ATHENA_WORKGROUP`` / ``SLEEPSTACK_ATHENA_S3_STAGING`` | Athena (aws) | ``primary`` / unset |
+| ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["REPO_ROOT", "Settings"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    target: str
+    home: Path
+    environment: str
+    tz: str
+    region: str
+    opensearch_url: str | None
+    athena_workgroup: str
+    athena_s3_staging: str | None
+    dead_letter_bucket: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        target = e.get("SLEEPSTACK_TARGET", "local")
+        if target not in ("local", "aws"):
+            raise ValueError(f"SLEEPSTACK_TARGET must be 'local' or 'aws', not {target!r}")
+        return cls(
+            target=target,
+            home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
+            environment=e.get("SLEEPSTACK_ENV", "dev"),
+            tz=e.get("SLEEPSTACK_TZ", "UTC"),
+            region=e.get("AWS_REGION", e.get("AWS_DEFAULT_REGION", "us-east-1")),
+            opensearch_url=e.get("OPENSEARCH_URL") or None,
+            athena_workgroup=e.get("SLEEPSTACK_ATHENA_WORKGROUP", "primary"),
+            athena_s3_staging=e.get("SLEEPSTACK_ATHENA_S3_STAGING") or None,
+            dead_letter_bucket=e.get("SLEEPSTACK_DEAD_LETTER_BUCKET") or None,
+        )
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def template(self) -> Path:
+        return REPO_ROOT / "infra" / "template.yaml"

@@ -1,0 +1,35 @@
+"""Wire core + adapters from settings: the only place that picks local or AWS edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
+from speed_layer.handler import SpeedLayerHandler
+from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore
+from sleepstack.settings import Settings
+
+__all__ = ["dead_letters", "live_store", "speed_layer_handler"]
+
+
+def live_store(settings: Settings) -> LiveStore:
+    if settings.opensearch_url:
+        from opensearchpy import OpenSearch
+
+        return OpenSearchLiveStore(OpenSearch(hosts=[settings.opensearch_url], timeout=30))
+    return LocalLiveStore(settings.home / "serving" / "live.sqlite")
+
+
+def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:
+    if settings.target == "aws":
+        if not settings.dead_letter_bucket:
+            raise ValueError("SLEEPSTACK_DEAD_LETTER_BUCKET must be set when SLEEPSTACK_TARGET=aws")
+        import boto3
+
+        return S3DeadLetters(boto3.client("s3", region_name=settings.region), settings.dead_letter_bucket)
+    return LocalDeadLetters(local_dir or settings.home / "dead-letters")
+
+
+def speed_layer_handler(settings: Settings, **kwargs: Any) -> SpeedLayerHandler:
+    return SpeedLayerHandler(live_store(settings), dead_letters(settings), **kwargs)

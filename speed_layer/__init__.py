@@ -1,0 +1,1 @@
+"""Speed layer: the Lambda on the Kinesis stream, its local event-source poller and stores."""
