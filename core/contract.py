@@ -382,10 +382,10 @@ def _reject_constant(name: str) -> float:
 def from_dict(obj: dict[str, Any]) -> Record:
     """Build and validate a record from its wire dictionary (or a raw-lake row)."""
     version = obj.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:
         raise ContractError("schema_version", f"unsupported version {version!r} (this reader: 1)")
     kind = obj.get("kind")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise ContractError("kind", f"unknown kind {kind!r} (expected one of {sorted(_TYPES)})")
     unknown = set(obj) - {s.name for s in _SPECS[kind]} - {"record_id", "kind"}
     if unknown:

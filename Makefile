@@ -1,0 +1,44 @@
+# sleepstack: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup tools demo test test-fast lint format clean
+
+setup: tools $(VENV)/.installed infra/local/node_modules/.installed
+
+tools:
+	@command -v node >/dev/null || { echo "Node.js (20+) is required for the local Kinesis stream: apt-get install nodejs npm"; exit 1; }
+	@command -v npm  >/dev/null || { echo "npm is required to install kinesalite: apt-get install npm"; exit 1; }
+	@command -v java >/dev/null || { echo "Java 17 is required by PySpark: apt-get install openjdk-17-jre-headless"; exit 1; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+infra/local/node_modules/.installed: infra/local/package-lock.json
+	npm ci --prefix infra/local --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(BIN)/sleepstack demo
+
+test: setup
+	$(BIN)/pytest -n 2 --dist loadfile
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow and not spark and not integration"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core ingest stream speed_layer batch_layer serving glue_jobs sleepstack
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) infra/local/node_modules .sleepstack build dist

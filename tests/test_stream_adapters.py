@@ -1,0 +1,209 @@
+"""Producer, event-source poller, handler and Firehose delivery against moto's Kinesis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from moto import mock_aws
+
+from batch_layer.delivery import FirehoseDelivery, render_prefix
+from core.contract import to_wire
+from core.simulate import night_records
+from ingest.producer import KinesisProducer, ProducerError
+from speed_layer.dead_letters import LocalDeadLetters
+from speed_layer.handler import SpeedLayerHandler
+from speed_layer.poller import EventSourceMapping
+from speed_layer.store import LocalLiveStore
+from stream.reader import Checkpoints
+from tests.conftest import sim_night
+
+STREAM = "sleepstack-test-ingest"
+
+
+@pytest.fixture
+def kinesis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        client = boto3.client("kinesis", region_name="us-east-1")
+        client.create_stream(StreamName=STREAM, ShardCount=2)
+        yield client
+
+
+def _records(minutes: int = 6) -> list[Any]:
+    recs = night_records(sim_night(), strap_device="strap-1", bed_device="bed-1")
+    t0 = recs[0].event_time_ms
+    return [r for r in recs if r.event_time_ms < t0 + minutes * 60_000]
+
+
+class FlakyClient:
+    """Wraps a Kinesis client; the first PutRecords call rejects every other entry."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, []
+
+    def put_records(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append(len(kw["Records"]))
+        if len(self.calls) > 1:
+            return dict(self.inner.put_records(**kw))
+        ok = self.inner.put_records(StreamName=kw["StreamName"], Records=kw["Records"][::2])["Records"]
+        out: list[dict[str, Any]] = []
+        for i in range(len(kw["Records"])):
+            out.append(ok[i // 2] if i % 2 == 0 else {"ErrorCode": "ProvisionedThroughputExceededException",
+                                                       "ErrorMessage": "slow down"})
+        return {"FailedRecordCount": len(kw["Records"]) // 2, "Records": out}
+
+
+def _stream_count(client: Any) -> int:
+    n = 0
+    for shard in client.list_shards(StreamName=STREAM)["Shards"]:
+        it = client.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
+                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while True:
+            resp = client.get_records(ShardIterator=it, Limit=10000)
+            n += len(resp["Records"])
+            if not resp["Records"]:
+                break
+            it = resp["NextShardIterator"]
+    return n
+
+
+def test_producer_retries_only_failed_entries(kinesis: Any) -> None:
+    recs = _records(2)
+    flaky = FlakyClient(kinesis)
+    prod = KinesisProducer(flaky, STREAM, sleep=lambda s: None)
+    assert prod.put(recs) == len(recs)
+    assert flaky.calls[1] == len(recs[:500]) // 2  # only the rejected half was resent
+    assert prod.stats.retried_entries == len(recs[:500]) // 2
+    assert _stream_count(kinesis) == len(recs)
+
+
+def test_producer_splits_by_count_and_bytes() -> None:
+    calls: list[int] = []
+
+    class Sink:
+        def put_records(self, **kw: Any) -> dict[str, Any]:
+            calls.append(len(kw["Records"]))
+            assert sum(len(r["Data"]) + len(r["PartitionKey"]) for r in kw["Records"]) <= 5 * 1024 * 1024
+            return {"FailedRecordCount": 0, "Records": [{}] * len(kw["Records"])}
+
+    prod = KinesisProducer(Sink(), STREAM)
+    assert prod.put_encoded([("k", b"x" * 10)] * 1201) == 1201
+    assert calls == [500, 500, 201]
+    calls.clear()
+    prod.put_encoded([("k", b"x" * 900_000)] * 12)
+    assert max(calls) == 5
+    with pytest.raises(ProducerError):
+        prod.put_encoded([("k", b"x" * (1 << 20))])
+
+
+def _speed_layer(tmp: Path, client: Any, batch_size: int, name: str) -> tuple[LocalLiveStore, SpeedLayerHandler, EventSourceMapping]:
+    store = LocalLiveStore(tmp / name / "live.sqlite")
+    dlq = LocalDeadLetters(tmp / name / "dlq")
+    handler = SpeedLayerHandler(store, dlq)
+    esm = EventSourceMapping(client, STREAM, handler, Checkpoints(tmp / name / "ckpt.json"), dlq,
+                             batch_size=batch_size)
+    return store, handler, esm
+
+
+def _dump(store: LocalLiveStore) -> list[tuple[str, str, str]]:
+    return store._db.execute("SELECT idx, id, body FROM docs ORDER BY idx, id").fetchall()
+
+
+def test_speed_layer_output_is_batch_size_invariant_and_replay_safe(kinesis: Any, tmp_path: Path) -> None:
+    recs = _records(4)
+    KinesisProducer(kinesis, STREAM).put(recs)
+    KinesisProducer(kinesis, STREAM).put_encoded([("bad", b"{}")])
+    outputs = []
+    for bs in (1, 7, 100, 10_000):
+        store, handler, esm = _speed_layer(tmp_path, kinesis, bs, f"bs{bs}")
+        esm.drain()
+        outputs.append(_dump(store))
+        assert handler.stats.quarantined == 1
+        assert store.distinct_record_ids() == len(recs)
+    assert all(o == outputs[0] for o in outputs[1:])
+    # deliver everything a second time (checkpoint lost): documents are overwritten, not duplicated
+    store, _, esm = _speed_layer(tmp_path, kinesis, 100, "bs100")
+    (tmp_path / "bs100" / "ckpt.json").unlink()
+    esm.drain()
+    assert _dump(store) == outputs[0]
+
+
+def test_poller_checkpoints_at_lowest_failure_and_gives_up_after_max_retries(kinesis: Any, tmp_path: Path) -> None:
+    KinesisProducer(kinesis, STREAM).put_encoded([("one-shard", json.dumps({"i": i}).encode()) for i in range(10)])
+    seen: list[list[int]] = []
+    poison = 6
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        items = [(r["kinesis"]["sequenceNumber"], json.loads(__import__("base64").b64decode(r["kinesis"]["data"])))
+                 for r in event["Records"]]
+        seen.append([v["i"] for _, v in items])
+        return {"batchItemFailures": [{"itemIdentifier": s} for s, v in items if v["i"] == poison]}
+
+    dlq = LocalDeadLetters(tmp_path / "dlq")
+    ckpt = Checkpoints(tmp_path / "ckpt.json")
+    esm = EventSourceMapping(kinesis, STREAM, handler, ckpt, dlq, batch_size=10, max_retries=2)
+    esm.drain()
+    assert seen[0] == list(range(10))
+    assert seen[1:] == [list(range(poison, 10))] * 2  # retried from the lowest failed record
+    (letter,) = dlq.read_all()
+    assert letter["requestContext"]["condition"] == "ReportedBatchItemFailures"
+    assert letter["KinesisBatchInfo"]["batchSize"] == 10 - poison
+    esm.drain()  # checkpoint moved past the poison batch: nothing is redelivered
+    assert len(seen) == 3
+
+
+def test_poller_bisects_on_function_error(kinesis: Any, tmp_path: Path) -> None:
+    KinesisProducer(kinesis, STREAM).put_encoded([("k", json.dumps({"i": i}).encode()) for i in range(8)])
+    sizes: list[int] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        sizes.append(len(event["Records"]))
+        if any(b"\"i\": 3" in __import__("base64").b64decode(r["kinesis"]["data"]) for r in event["Records"]):
+            raise RuntimeError("boom")
+        return {"batchItemFailures": []}
+
+    esm = EventSourceMapping(kinesis, STREAM, handler, Checkpoints(tmp_path / "c.json"),
+                             LocalDeadLetters(tmp_path / "dlq"), batch_size=8, max_retries=3)
+    stats = esm.drain()
+    assert sizes[:3] == [8, 4, 2] and stats.bisections >= 3
+    assert stats.sent_to_on_failure == 1 and stats.records_delivered == 8
+
+
+def test_prefix_expressions() -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 5, 23, 4, 5, tzinfo=UTC)
+    assert render_prefix("raw/dt=!{partitionKeyFromQuery:dt}/h=!{timestamp:HH}/", arrival=at,
+                         keys={"dt": "2026-01-05"}) == "raw/dt=2026-01-05/h=23/"
+    assert render_prefix("e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/", arrival=at, keys={},
+                         error_type="format-conversion-failed") == "e/format-conversion-failed/2026/01/05/"
+    with pytest.raises(KeyError):
+        render_prefix("!{partitionKeyFromQuery:nope}", arrival=at, keys={})
+
+
+def test_delivery_lands_every_valid_record_once_and_quarantines_the_rest(kinesis: Any, tmp_path: Path) -> None:
+    recs = _records(3)
+    KinesisProducer(kinesis, STREAM).put(recs)
+    KinesisProducer(kinesis, STREAM).put_encoded([("bad", b"nope")])
+    lake = tmp_path / "lake"
+
+    def deliver() -> None:
+        FirehoseDelivery(kinesis, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake),
+                         buffer_bytes=200_000).drain()
+
+    deliver()
+    files = sorted(lake.glob("raw/dt=*/*.parquet"))
+    ids = [i for f in files for i in pq.read_table(f, columns=["record_id"])["record_id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == len(recs) and len(files) > 1
+    (err,) = list(lake.glob("errors/format-conversion-failed/*/*/*/*.json"))
+    assert json.loads(err.read_text())["field"] == "<record>"
+    (tmp_path / "d.json").unlink()  # redelivery after a lost checkpoint overwrites the same objects
+    deliver()
+    assert sorted(lake.glob("raw/dt=*/*.parquet")) == files

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.bcg import BedSensorProfile, breathing_rate_per_min, heart_rate_bpm, presence
+from core.hrv import clean_rr, hrv_summary
+from core.simulate import BED_NOISE_COUNTS, night_records
+from core.vitals import bed_epoch_vitals, doc_id, strap_epoch_vitals
+from tests.conftest import require_data, sim_night
+
+
+def _night_vitals(seed: int) -> tuple[list[dict[str, object]], object]:
+    night = sim_night(seed=seed)
+    docs = []
+    for r in night_records(night, strap_device=None, bed_device="bed-1"):
+        docs += bed_epoch_vitals(r.samples, r.fs_hz, r.event_time_ms, subject_id="s", device_id="bed-1")  # type: ignore[union-attr]
+    return docs, night
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_bed_vitals_accuracy_against_simulator_truth(seed: int) -> None:
+    docs, night = _night_vitals(seed)
+    gt = night.epochs  # type: ignore[attr-defined]
+    hr = np.array([np.nan if d["hr_bpm"] is None else d["hr_bpm"] for d in docs], dtype=float)
+    br = np.array([np.nan if d["br_per_min"] is None else d["br_per_min"] for d in docs], dtype=float)
+    pres = np.array([d["presence"] for d in docs])
+    m = np.isfinite(hr) & np.isfinite(gt.hr_bpm)
+    assert m.mean() > 0.9
+    assert np.mean(np.abs(hr[m] - gt.hr_bpm[m])) <= 2.0
+    m = np.isfinite(br) & np.isfinite(gt.br_per_min) & ~gt.apnea
+    assert np.mean(np.abs(br[m] - gt.br_per_min[m])) <= 1.0
+    assert np.mean(pres == gt.in_bed) >= 0.99
+
+
+def test_empty_bed_yields_no_vitals(rng: np.random.Generator) -> None:
+    noise = rng.normal(0, BED_NOISE_COUNTS, 3000).astype(np.int16)
+    (doc,) = bed_epoch_vitals(noise, 100.0, 1_767_651_000_000, subject_id="s", device_id="b")
+    assert doc["presence"] is False and doc["hr_bpm"] is None and doc["br_per_min"] is None
+
+
+def test_only_complete_aligned_epochs_are_computed(rng: np.random.Generator) -> None:
+    x = rng.normal(0, 100, 9000).astype(np.int16)
+    docs = bed_epoch_vitals(x, 100.0, 1_767_651_010_000, subject_id="s", device_id="b")  # 10 s after a boundary
+    assert [d["epoch_start_ms"] for d in docs] == [1_767_651_030_000, 1_767_651_060_000]
+    assert docs[0]["doc_id"] == doc_id("bed", "b", 1_767_651_030_000)
+
+
+def test_real_bcg_smoke() -> None:
+    """BioSPPy's 15 s of real BCG at 1000 Hz: a plausible resting heart rate comes out."""
+    x = np.loadtxt(require_data("bcg-biosppy/bcg.txt"))
+    x = x - x.mean()
+    hr = heart_rate_bpm(x[:10_000], 1000.0)
+    assert 45 <= hr <= 100
+    assert presence(x, 1000.0, BedSensorProfile(noise_floor_counts=1.0))
+
+
+def test_breathing_rate_of_a_clean_sinusoid() -> None:
+    t = np.arange(0, 30, 0.01)
+    x = 800 * np.sin(2 * np.pi * (14 / 60) * t)
+    assert abs(breathing_rate_per_min(x, 100.0) - 14) < 0.5
+
+
+def test_hrv_on_real_nn_series() -> None:
+    """pyhrv's 60-min NN series (MIT-BIH NSR): clean data keeps its RMSSD and SDNN."""
+    nn = np.load(require_data("pyhrv-nni/SampleNNISeriesLong.npy")).astype(float)
+    s = hrv_summary(nn)
+    kept = nn[clean_rr(nn)]
+    assert s.artefact_fraction < 0.05
+    assert abs(s.sdnn_ms - kept.std(ddof=1)) < 1e-9
+    assert 20 < s.rmssd_ms < 150 and 40 < s.hr_bpm < 100
+
+
+def test_rr_cleaning_rejects_artefacts_from_real_overnight_rr() -> None:
+    from sleepstack.rr_files import read_rr_ms
+
+    rr = read_rr_ms(require_data("li2024-rr/01_20231105_RR.csv"))
+    keep = clean_rr(rr)
+    assert not keep[(rr > 2000) | (rr < 300)].any()
+    assert keep.mean() > 0.8
+    s = hrv_summary(rr)
+    assert 35 < s.hr_bpm < 100
+
+
+def test_strap_epoch_vitals_handles_empty_and_ectopic() -> None:
+    empty = strap_epoch_vitals([], 0, subject_id="s", device_id="d")
+    assert empty["hr_bpm"] is None and empty["n_rr"] == 0
+    rr = [1000.0] * 10 + [500.0] + [1000.0] * 10  # one premature beat
+    d = strap_epoch_vitals(rr, 0, subject_id="s", device_id="d")
+    assert d["hr_bpm"] == 60.0 and d["artefact_fraction"] > 0
