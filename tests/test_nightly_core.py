@@ -1,0 +1,77 @@
+"""The per-subject-night function the Spark job applies, called directly on raw rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.contract import to_row
+from core.epochs import night_of
+from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
+from core.simulate import night_records
+from speed_layer.processing import EPOCH_INDEX, documents_for
+from core.contract import to_wire
+from tests.conftest import sim_night
+
+
+def _raw(hours: float | None = None, strap: bool = True) -> pd.DataFrame:
+    night = sim_night()
+    recs = night_records(night, strap_device="strap-1" if strap else None, bed_device="bed-1")
+    if hours is not None:
+        recs = [r for r in recs if r.event_time_ms < night.t0_ms + hours * 3_600_000]
+    df = pd.DataFrame([to_row(r) for r in recs])
+    df["night"] = night_of(night.t0_ms)
+    return df
+
+
+def test_batch_agrees_with_speed_layer_epoch_for_epoch() -> None:
+    raw = _raw(hours=1.5)
+    epochs = stage_subject_night(raw).set_index("epoch_start_ms")
+    bed_rows = raw[raw["kind"] == "bed"]
+    from core.contract import from_row
+
+    for row in bed_rows.head(60).to_dict("records"):
+        ((idx, doc),) = documents_for(to_wire(from_row(row)))
+        assert idx == EPOCH_INDEX
+        batch = epochs.loc[doc["epoch_start_ms"]]
+        assert bool(batch["presence"]) == doc["presence"]
+        assert np.isclose(batch["movement"], doc["movement"])
+        for field in ("br_per_min",):
+            assert (doc[field] is None and np.isnan(batch[field])) or np.isclose(batch[field], doc[field])
+        if doc["hr_bpm"] is not None:
+            assert np.isclose(batch["hr_bpm"], doc["hr_bpm"])
+
+
+def test_duplicates_do_not_change_the_result() -> None:
+    raw = _raw(hours=2)
+    once = stage_subject_night(raw)
+    twice = stage_subject_night(pd.concat([raw, raw.sample(frac=0.3, random_state=1)]).sample(frac=1, random_state=2))
+    pd.testing.assert_frame_equal(once.reset_index(drop=True), twice.reset_index(drop=True))
+    assert list(once.columns) == [c for c, _ in EPOCH_COLUMNS]
+
+
+def test_full_night_summary_and_agreement() -> None:
+    night = sim_night()
+    epochs = stage_subject_night(_raw())
+    summary = summarize_night(epochs)
+    assert list(summary.columns) == [c for c, _ in NIGHT_COLUMNS]
+    row = summary.iloc[0]
+    assert row["status"] == "staged" and row["coverage_pct"] > 90
+    truth_tst = (night.epochs.stage != 0).sum() / 2
+    assert abs(row["total_sleep_time_min"] - truth_tst) < 60
+    truth = pd.Series(night.epochs.stage, index=night.t0_ms + (night.epochs.t_s * 1000).astype(np.int64))
+    agree = (epochs.set_index("epoch_start_ms")["stage"] == truth).mean()
+    assert agree > 0.6
+
+
+def test_short_or_empty_nights_have_a_defined_outcome() -> None:
+    summary = summarize_night(stage_subject_night(_raw(hours=0.5)))
+    assert summary.iloc[0]["status"] == "insufficient" and pd.isna(summary.iloc[0]["total_sleep_time_min"])
+    assert stage_subject_night(_raw().iloc[0:0]).empty
+
+
+def test_strap_only_night_is_staged_from_heart_rate_alone() -> None:
+    raw = _raw(hours=3)
+    epochs = stage_subject_night(raw[raw["kind"] == "strap"])
+    assert (epochs["hr_source"] == "strap").mean() > 0.9
+    assert set(np.unique(epochs["stage"])) <= {0, 1, 2, 3}
