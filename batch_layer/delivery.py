@@ -126,11 +126,16 @@ class FirehoseDelivery:
             rec = from_wire(r["Data"])
         except ContractError as exc:
             self.stats.errors += 1
-            key = render_prefix(self.error_prefix, arrival=arrival, keys={},
-                                error_type="format-conversion-failed")
-            self.errors.put(f"{key}{shard}-{seq}", dead_letter(
-                r["Data"], reason=str(exc), field=exc.field,
-                source={"shard": shard, "sequenceNumber": seq, "partitionKey": r["PartitionKey"]}))
+            key = render_prefix(self.error_prefix, arrival=arrival, keys={}, error_type="format-conversion-failed")
+            self.errors.put(
+                f"{key}{shard}-{seq}",
+                dead_letter(
+                    r["Data"],
+                    reason=str(exc),
+                    field=exc.field,
+                    source={"shard": shard, "sequenceNumber": seq, "partitionKey": r["PartitionKey"]},
+                ),
+            )
             return
         key = render_prefix(self.prefix, arrival=arrival, keys=partition_keys(rec))
         buf = buffers[key]

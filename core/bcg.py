@@ -90,7 +90,7 @@ def _detrend_projector(n: int) -> FloatArray:
 def segment_std(x: npt.ArrayLike, fs_hz: float) -> FloatArray:
     """Linearly detrended std of each whole 1-s segment of ``x``; shape (n_segments,)."""
     xf = np.asarray(x, dtype=float)
-    per = int(round(fs_hz))
+    per = round(fs_hz)
     n = len(xf) // per
     resid = xf[: n * per].reshape(n, per) @ _detrend_projector(per)
     std: FloatArray = resid.std(axis=1)

@@ -143,18 +143,10 @@ class StrapSample:
 
     device_id: str = field(metadata=_spec(FieldType.STRING, "device address or serial"))
     subject_id: str = field(metadata=_spec(FieldType.STRING, "pseudonymous subject id"))
-    device_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "device (or receive) stamp, ms since epoch UTC")
-    )
-    event_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "clock-corrected time of the sample, ms UTC")
-    )
-    ingest_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC")
-    )
-    hr_bpm: int = field(
-        metadata=_spec(FieldType.INT32, "heart rate, beats/min (0 only without contact)", lo=0, hi=250)
-    )
+    device_time_ms: int = field(metadata=_spec(FieldType.INT64, "device (or receive) stamp, ms since epoch UTC"))
+    event_time_ms: int = field(metadata=_spec(FieldType.INT64, "clock-corrected time of the sample, ms UTC"))
+    ingest_time_ms: int = field(metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC"))
+    hr_bpm: int = field(metadata=_spec(FieldType.INT32, "heart rate, beats/min (0 only without contact)", lo=0, hi=250))
     rr_ms: tuple[float, ...] = field(
         metadata=_spec(FieldType.LIST_FLOAT64, "RR intervals ended since last sample, ms", lo=1, hi=64_000)
     )
@@ -164,9 +156,7 @@ class StrapSample:
     energy_kj: int | None = field(
         metadata=_spec(FieldType.INT32, "energy expended, kJ; null when absent", nullable=True, lo=0, hi=65_535)
     )
-    schema_version: int = field(
-        default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version")
-    )
+    schema_version: int = field(default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version"))
 
     @property
     def record_id(self) -> str:
@@ -181,22 +171,14 @@ class BedFrame:
 
     device_id: str = field(metadata=_spec(FieldType.STRING, "device address or serial"))
     subject_id: str = field(metadata=_spec(FieldType.STRING, "pseudonymous subject id"))
-    device_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "device stamp of the first sample, ms since epoch UTC")
-    )
-    event_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "clock-corrected time of the first sample, ms UTC")
-    )
-    ingest_time_ms: int = field(
-        metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC")
-    )
+    device_time_ms: int = field(metadata=_spec(FieldType.INT64, "device stamp of the first sample, ms since epoch UTC"))
+    event_time_ms: int = field(metadata=_spec(FieldType.INT64, "clock-corrected time of the first sample, ms UTC"))
+    ingest_time_ms: int = field(metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC"))
     fs_hz: float = field(metadata=_spec(FieldType.FLOAT64, "sample rate, Hz", lo=10, hi=1000))
     samples: tuple[int, ...] = field(
         metadata=_spec(FieldType.LIST_INT16, "BCG/pressure samples, ADC counts", lo=-32768, hi=32767)
     )
-    schema_version: int = field(
-        default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version")
-    )
+    schema_version: int = field(default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version"))
 
     @property
     def record_id(self) -> str:
@@ -215,9 +197,7 @@ _TYPES: Final[dict[str, type[StrapSample] | type[BedFrame]]] = {
 
 
 def _specs_of(cls: type) -> tuple[FieldSpec, ...]:
-    return tuple(
-        dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(cls)
-    )
+    return tuple(dataclasses.replace(f.metadata["spec"], name=f.name) for f in dataclasses.fields(cls))
 
 
 _SPECS: Final = {kind: _specs_of(cls) for kind, cls in _TYPES.items()}
@@ -251,9 +231,7 @@ def hive_columns() -> list[dict[str, str]]:
 
 def spark_ddl() -> str:
     """Spark DDL schema string of the raw table, e.g. for ``spark.read.schema(...)``."""
-    return ", ".join(
-        f"{s.name} {_SPARK[s.type]}{'' if s.nullable else ' NOT NULL'}" for s in RAW_FIELDS
-    )
+    return ", ".join(f"{s.name} {_SPARK[s.type]}{'' if s.nullable else ' NOT NULL'}" for s in RAW_FIELDS)
 
 
 # --------------------------------------------------------------------------- validation
@@ -417,6 +395,4 @@ def from_row(row: dict[str, Any]) -> Record:
     """Rebuild a record from a raw-lake row (the inverse of :func:`to_row`)."""
     kind = row.get("kind")
     names = {s.name for s in _SPECS.get(str(kind), ())} | {"record_id", "kind"}
-    return from_dict(
-        {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items() if k in names}
-    )
+    return from_dict({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items() if k in names})

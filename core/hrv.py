@@ -33,7 +33,8 @@ def clean_rr(rr_ms: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         filled = np.interp(np.arange(len(rr)), np.flatnonzero(ok), rr[ok])
         local = median_filter(filled, size=5, mode="nearest")
         ok &= np.abs(ref - local) <= RELATIVE_TOLERANCE * local
-    return ok
+    mask: npt.NDArray[np.bool_] = ok
+    return mask
 
 
 @dataclass(frozen=True, slots=True)

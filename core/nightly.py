@@ -18,28 +18,47 @@ import pandas as pd
 
 from core.epochs import EPOCH_MS
 from core.metrics import night_metrics
-from core.staging import STAGING_METHOD, stage_night
 from core.stages import SleepStage
+from core.staging import STAGING_METHOD, stage_night
 from core.vitals import bed_epoch_vitals, strap_epoch_vitals
 
 __all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "stage_subject_night", "summarize_night"]
 
 #: Columns (name, pandas/Spark type) of the per-epoch curated table.
 EPOCH_COLUMNS: Final = (
-    ("subject_id", "string"), ("night", "string"), ("epoch_start_ms", "bigint"),
-    ("stage", "tinyint"), ("stage_label", "string"), ("hr_bpm", "double"),
-    ("hr_source", "string"), ("br_per_min", "double"), ("movement", "double"),
-    ("presence", "boolean"), ("rmssd_ms", "double"), ("sdnn_ms", "double"),
+    ("subject_id", "string"),
+    ("night", "string"),
+    ("epoch_start_ms", "bigint"),
+    ("stage", "tinyint"),
+    ("stage_label", "string"),
+    ("hr_bpm", "double"),
+    ("hr_source", "string"),
+    ("br_per_min", "double"),
+    ("movement", "double"),
+    ("presence", "boolean"),
+    ("rmssd_ms", "double"),
+    ("sdnn_ms", "double"),
     ("method", "string"),
 )
 #: Columns of the per-night curated table.
 NIGHT_COLUMNS: Final = (
-    ("subject_id", "string"), ("night", "string"), ("first_epoch_ms", "bigint"),
-    ("epochs", "int"), ("coverage_pct", "double"), ("time_in_bed_min", "double"),
-    ("total_sleep_time_min", "double"), ("sleep_onset_latency_min", "double"),
-    ("waso_min", "double"), ("sleep_efficiency_pct", "double"), ("wake_min", "double"),
-    ("light_min", "double"), ("deep_min", "double"), ("rem_min", "double"),
-    ("mean_hr_bpm", "double"), ("mean_br_per_min", "double"), ("status", "string"),
+    ("subject_id", "string"),
+    ("night", "string"),
+    ("first_epoch_ms", "bigint"),
+    ("epochs", "int"),
+    ("coverage_pct", "double"),
+    ("time_in_bed_min", "double"),
+    ("total_sleep_time_min", "double"),
+    ("sleep_onset_latency_min", "double"),
+    ("waso_min", "double"),
+    ("sleep_efficiency_pct", "double"),
+    ("wake_min", "double"),
+    ("light_min", "double"),
+    ("deep_min", "double"),
+    ("rem_min", "double"),
+    ("mean_hr_bpm", "double"),
+    ("mean_br_per_min", "double"),
+    ("status", "string"),
     ("method", "string"),
 )
 _MIN_EPOCHS: Final = 120  # a night needs at least one hour of data to be staged
@@ -47,10 +66,17 @@ _MIN_EPOCHS: Final = 120  # a night needs at least one hour of data to be staged
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
     docs: list[dict[str, Any]] = []
-    for row in bed.itertuples(index=False):
-        docs.extend(bed_epoch_vitals(np.asarray(row.samples, dtype=np.int16), float(row.fs_hz),
-                                     int(row.event_time_ms), subject_id=row.subject_id,
-                                     device_id=row.device_id, record_id=row.record_id))
+    for row in bed.to_dict("records"):
+        docs.extend(
+            bed_epoch_vitals(
+                np.asarray(row["samples"], dtype=np.int16),
+                float(row["fs_hz"]),
+                int(row["event_time_ms"]),
+                subject_id=str(row["subject_id"]),
+                device_id=str(row["device_id"]),
+                record_id=str(row["record_id"]),
+            )
+        )
     cols = ["epoch_start_ms", "hr_bpm", "br_per_min", "movement", "presence"]
     if not docs:
         return pd.DataFrame(columns=cols)
@@ -65,12 +91,22 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
     epoch = strap["event_time_ms"].to_numpy() // EPOCH_MS * EPOCH_MS
     out = []
     for start, idx in pd.Series(np.arange(len(strap))).groupby(epoch):
+        start_ms = int(start)  # type: ignore[call-overload]  # key of an int64 grouping
         rr = [v for lst in strap["rr_ms"].iloc[idx.to_numpy()] if lst is not None for v in lst]
-        d = strap_epoch_vitals(np.asarray(rr, dtype=float), int(start),
-                               subject_id=str(strap["subject_id"].iloc[0]),
-                               device_id=str(strap["device_id"].iloc[0]))
-        out.append({"epoch_start_ms": int(start), "strap_hr_bpm": d["hr_bpm"],
-                    "rmssd_ms": d["rmssd_ms"], "sdnn_ms": d["sdnn_ms"]})
+        d = strap_epoch_vitals(
+            np.asarray(rr, dtype=float),
+            start_ms,
+            subject_id=str(strap["subject_id"].iloc[0]),
+            device_id=str(strap["device_id"].iloc[0]),
+        )
+        out.append(
+            {
+                "epoch_start_ms": start_ms,
+                "strap_hr_bpm": d["hr_bpm"],
+                "rmssd_ms": d["rmssd_ms"],
+                "sdnn_ms": d["sdnn_ms"],
+            }
+        )
     return pd.DataFrame(out).set_index("epoch_start_ms")
 
 
@@ -93,29 +129,34 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     grid = np.arange(ep.index.min(), ep.index.max() + EPOCH_MS, EPOCH_MS)
     ep = ep.reindex(grid)
     has_bed = not bed.empty
-    features = pd.DataFrame({
-        "hr_bpm": ep["hr_bpm"].astype(float).fillna(ep["strap_hr_bpm"].astype(float)),
-        "movement": ep["movement"].astype(float),
-        "br_per_min": ep["br_per_min"].astype(float),
-        "presence": ep["presence"].astype("boolean").fillna(False) if has_bed else True,
-    })
+    features = pd.DataFrame(
+        {
+            "hr_bpm": ep["hr_bpm"].astype(float).fillna(ep["strap_hr_bpm"].astype(float)),
+            "movement": ep["movement"].astype(float),
+            "br_per_min": ep["br_per_min"].astype(float),
+            "presence": ep["presence"].astype("boolean").fillna(False) if has_bed else True,
+        }
+    )
     stages = stage_night(features.reset_index(drop=True))
-    hr_source = np.where(ep["hr_bpm"].notna(), "bed", np.where(ep["strap_hr_bpm"].notna(), "strap", None))
-    return pd.DataFrame({
-        "subject_id": subject,
-        "night": night,
-        "epoch_start_ms": grid.astype(np.int64),
-        "stage": stages.astype(np.int8),
-        "stage_label": [SleepStage(int(s)).label for s in stages],
-        "hr_bpm": features["hr_bpm"].to_numpy(),
-        "hr_source": hr_source,
-        "br_per_min": ep["br_per_min"].astype(float).to_numpy(),
-        "movement": ep["movement"].astype(float).to_numpy(),
-        "presence": features["presence"].astype(bool).to_numpy() if has_bed else np.ones(len(grid), bool),
-        "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
-        "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
-        "method": STAGING_METHOD,
-    })
+    has_strap = ep["strap_hr_bpm"].notna().to_numpy()
+    hr_source = np.where(ep["hr_bpm"].notna().to_numpy(), "bed", np.where(has_strap, "strap", ""))
+    return pd.DataFrame(
+        {
+            "subject_id": subject,
+            "night": night,
+            "epoch_start_ms": grid.astype(np.int64),
+            "stage": stages.astype(np.int8),
+            "stage_label": [SleepStage(int(s)).label for s in stages],
+            "hr_bpm": features["hr_bpm"].to_numpy(),
+            "hr_source": [v or None for v in hr_source.tolist()],
+            "br_per_min": ep["br_per_min"].astype(float).to_numpy(),
+            "movement": ep["movement"].astype(float).to_numpy(),
+            "presence": features["presence"].astype(bool).to_numpy() if has_bed else np.ones(len(grid), bool),
+            "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
+            "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
+            "method": STAGING_METHOD,
+        }
+    )
 
 
 def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:

@@ -127,7 +127,9 @@ def _hypnogram(rng: np.random.Generator) -> npt.NDArray[np.int8]:
     return np.asarray(ep, dtype=np.int8)
 
 
-def _bed_exit(stage: npt.NDArray[np.int8], rng: np.random.Generator) -> tuple[npt.NDArray[np.bool_], list[dict[str, float | str]]]:
+def _bed_exit(
+    stage: npt.NDArray[np.int8], rng: np.random.Generator
+) -> tuple[npt.NDArray[np.bool_], list[dict[str, float | str]]]:
     """Insert one bed exit (wake, out of bed) in the middle third of the night."""
     n = len(stage)
     in_bed = np.ones(n, dtype=bool)
@@ -152,7 +154,9 @@ def _lag(x: FloatArray, tau_s: float) -> FloatArray:
 # --------------------------------------------------------------------------- beats, breaths
 
 
-def _breaths(stage_s: npt.NDArray[np.int8], br_base: float, apnea_per_hour: float, rng: np.random.Generator) -> tuple[FloatArray, list[dict[str, float | str]]]:
+def _breaths(
+    stage_s: npt.NDArray[np.int8], br_base: float, apnea_per_hour: float, rng: np.random.Generator
+) -> tuple[FloatArray, list[dict[str, float | str]]]:
     n_s = len(stage_s)
     rate = _lag(br_base + np.vectorize(_BR_OFFSET.get)(stage_s).astype(float), 60.0)
     cv = np.vectorize(_BR_CV.get)(stage_s).astype(float)
@@ -213,7 +217,15 @@ def _beats_from_source(rr_ms: FloatArray, n_s: int, rng: np.random.Generator) ->
 # --------------------------------------------------------------------------- bed signal
 
 
-def _bed_signal(n: int, fs: float, beat_t: FloatArray, breath_t: FloatArray, in_bed_s: npt.NDArray[np.bool_], move_s: npt.NDArray[np.bool_], rng: np.random.Generator) -> npt.NDArray[np.int16]:
+def _bed_signal(
+    n: int,
+    fs: float,
+    beat_t: FloatArray,
+    breath_t: FloatArray,
+    in_bed_s: npt.NDArray[np.bool_],
+    move_s: npt.NDArray[np.bool_],
+    rng: np.random.Generator,
+) -> npt.NDArray[np.int16]:
     t = np.arange(n) / fs
     # respiration: phase advances one cycle per breath; flat during pauses
     phase = np.interp(t, breath_t, np.arange(len(breath_t), dtype=float))
@@ -282,7 +294,13 @@ def simulate_night(config: SimConfig) -> SimulatedNight:
     return SimulatedNight(config, t0_ms, config.fs_hz, truth, beat_t, breath_t, events, bed)
 
 
-def _truth(stage: npt.NDArray[np.int8], in_bed: npt.NDArray[np.bool_], beat_t: FloatArray, breath_t: FloatArray, events: list[dict[str, float | str]]) -> GroundTruthEpochs:
+def _truth(
+    stage: npt.NDArray[np.int8],
+    in_bed: npt.NDArray[np.bool_],
+    beat_t: FloatArray,
+    breath_t: FloatArray,
+    events: list[dict[str, float | str]],
+) -> GroundTruthEpochs:
     n_ep = len(stage)
     edges = np.arange(n_ep + 1, dtype=float) * EPOCH_S
     ep_of_beat = np.searchsorted(edges, beat_t[1:], side="right") - 1
@@ -329,24 +347,44 @@ def night_records(
             rr_here = rr_q[lo:hi]
             recent = rr_ms[max(0, hi - 4) : hi]
             if len(recent):
-                last_hr = int(round(60000.0 / recent.mean()))
+                last_hr = round(60000.0 / recent.mean())
             if last_hr == 0:
                 continue
             t_ms = t0 + s * 1000
-            out.append((t_ms, StrapSample(
-                device_id=strap_device, subject_id=subject, device_time_ms=t_ms,
-                event_time_ms=t_ms, ingest_time_ms=t_ms + ingest_delay_ms, hr_bpm=last_hr,
-                rr_ms=tuple(float(v) for v in rr_here), sensor_contact=True, energy_kj=None,
-            )))
+            out.append(
+                (
+                    t_ms,
+                    StrapSample(
+                        device_id=strap_device,
+                        subject_id=subject,
+                        device_time_ms=t_ms,
+                        event_time_ms=t_ms,
+                        ingest_time_ms=t_ms + ingest_delay_ms,
+                        hr_bpm=last_hr,
+                        rr_ms=tuple(float(v) for v in rr_here),
+                        sensor_contact=True,
+                        energy_kj=None,
+                    ),
+                )
+            )
     if bed_device:
-        per = int(round(night.fs_hz * EPOCH_S))
+        per = round(night.fs_hz * EPOCH_S)
         counts = night.bed_counts
         for k in range(len(counts) // per):
             t_ms = t0 + k * EPOCH_S * 1000
-            out.append((t_ms + EPOCH_S * 1000, BedFrame(
-                device_id=bed_device, subject_id=subject, device_time_ms=t_ms, event_time_ms=t_ms,
-                ingest_time_ms=t_ms + EPOCH_S * 1000 + ingest_delay_ms, fs_hz=night.fs_hz,
-                samples=tuple(counts[k * per : (k + 1) * per].tolist()),
-            )))
+            out.append(
+                (
+                    t_ms + EPOCH_S * 1000,
+                    BedFrame(
+                        device_id=bed_device,
+                        subject_id=subject,
+                        device_time_ms=t_ms,
+                        event_time_ms=t_ms,
+                        ingest_time_ms=t_ms + EPOCH_S * 1000 + ingest_delay_ms,
+                        fs_hz=night.fs_hz,
+                        samples=tuple(counts[k * per : (k + 1) * per].tolist()),
+                    ),
+                )
+            )
     out.sort(key=lambda p: p[0])
     return [r for _, r in out]

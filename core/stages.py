@@ -26,9 +26,11 @@ class SleepStage(IntEnum):
 def to_three_class(stages: npt.ArrayLike) -> npt.NDArray[np.int8]:
     """Wake/NREM/REM collapse: 0 wake, 1 NREM (light + deep), 2 REM."""
     s = np.asarray(stages)
-    return np.select([s == SleepStage.WAKE, s == SleepStage.REM], [0, 2], 1).astype(np.int8)
+    out: npt.NDArray[np.int8] = np.where(s == SleepStage.WAKE, 0, np.where(s == SleepStage.REM, 2, 1)).astype(np.int8)
+    return out
 
 
 def to_sleep_wake(stages: npt.ArrayLike) -> npt.NDArray[np.int8]:
     """Sleep/wake collapse: 0 wake, 1 sleep."""
-    return (np.asarray(stages) != SleepStage.WAKE).astype(np.int8)
+    out: npt.NDArray[np.int8] = (np.asarray(stages) != SleepStage.WAKE).astype(np.int8)
+    return out

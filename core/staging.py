@@ -44,7 +44,9 @@ def stage_night(features: pd.DataFrame) -> npt.NDArray[np.int8]:
         return np.zeros(0, dtype=np.int8)
     hr = features["hr_bpm"].astype(float).interpolate(limit_direction="both")
     move = features.get("movement", pd.Series(np.zeros(n), index=features.index)).astype(float).fillna(0.0)
-    present = features.get("presence", pd.Series(np.ones(n, dtype=bool), index=features.index)).fillna(False).astype(bool)
+    present = (
+        features.get("presence", pd.Series(np.ones(n, dtype=bool), index=features.index)).fillna(False).astype(bool)
+    )
     br = features.get("br_per_min", pd.Series(np.full(n, np.nan), index=features.index)).astype(float)
 
     moving = move.rolling(3, center=True, min_periods=1).max() > 0.05

@@ -75,6 +75,9 @@ def doc_id(source: str, device_id: str, epoch_start_ms: int) -> str:
     return hashlib.sha256(f"{source}|{device_id}|{epoch_start_ms}".encode()).hexdigest()[:32]
 
 
+DEFAULT_PROFILE: Final = BedSensorProfile()
+
+
 def _nan_to_none(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 3)
 
@@ -87,7 +90,7 @@ def bed_epoch_vitals(
     subject_id: str,
     device_id: str,
     record_id: str | None = None,
-    profile: BedSensorProfile = BedSensorProfile(),
+    profile: BedSensorProfile = DEFAULT_PROFILE,
 ) -> list[dict[str, Any]]:
     """Vitals of every complete clock-aligned epoch inside a run of bed samples.
 
@@ -97,12 +100,12 @@ def bed_epoch_vitals(
     uses the whole epoch. Both are null when nobody is in bed.
     """
     x = np.asarray(samples, dtype=float)
-    per_epoch = int(round(fs_hz * EPOCH_MS / 1000))
-    per_window = int(round(fs_hz * WINDOW_S))
+    per_epoch = round(fs_hz * EPOCH_MS / 1000)
+    per_window = round(fs_hz * WINDOW_S)
     first = -(-t0_ms // EPOCH_MS) * EPOCH_MS  # first epoch boundary at or after t0
     out: list[dict[str, Any]] = []
     for start_ms in range(first, t0_ms + int(len(x) * 1000 / fs_hz), EPOCH_MS):
-        i0 = int(round((start_ms - t0_ms) * fs_hz / 1000))
+        i0 = round((start_ms - t0_ms) * fs_hz / 1000)
         seg = x[i0 : i0 + per_epoch]
         if len(seg) < per_epoch:
             break
@@ -119,19 +122,21 @@ def bed_epoch_vitals(
             win = slice(w * per_window, (w + 1) * per_window)
             windows.append(_nan_to_none(heart_rate_bpm(seg[win], fs_hz, envelope=env[win])))
         valid = [v for v in windows if v is not None]
-        out.append({
-            "doc_id": doc_id("bed", device_id, start_ms),
-            "subject_id": subject_id,
-            "device_id": device_id,
-            "source": "bed",
-            "record_id": record_id,
-            "epoch_start_ms": start_ms,
-            "hr_bpm": _nan_to_none(float(np.median(valid))) if valid else None,
-            "window_hr_bpm": windows,
-            "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz)) if here else None,
-            "movement": round(move, 4),
-            "presence": here,
-        })
+        out.append(
+            {
+                "doc_id": doc_id("bed", device_id, start_ms),
+                "subject_id": subject_id,
+                "device_id": device_id,
+                "source": "bed",
+                "record_id": record_id,
+                "epoch_start_ms": start_ms,
+                "hr_bpm": _nan_to_none(float(np.median(valid))) if valid else None,
+                "window_hr_bpm": windows,
+                "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz)) if here else None,
+                "movement": round(move, 4),
+                "presence": here,
+            }
+        )
     return out
 
 

@@ -12,8 +12,8 @@ import sys
 
 
 def main(argv: list[str]) -> None:
-    from awsglue.context import GlueContext  # type: ignore[import-not-found]  # only on Glue
-    from awsglue.utils import getResolvedOptions  # type: ignore[import-not-found]
+    from awsglue.context import GlueContext  # only on Glue
+    from awsglue.utils import getResolvedOptions
     from pyspark.context import SparkContext
 
     from batch_layer.nightly_job import run_nightly

@@ -49,7 +49,7 @@ class KinesisProducer:
     base_delay_s: float = 0.05
     max_delay_s: float = 5.0
     sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - jitter, not crypto
     stats: ProducerStats = field(default_factory=ProducerStats)
 
     def put(self, records: Iterable[Record]) -> int:
@@ -73,14 +73,19 @@ class KinesisProducer:
                 break
             failed = [e for e, r in zip(pending, resp["Records"], strict=True) if "ErrorCode" in r]
             codes = {r["ErrorCode"] for r in resp["Records"] if "ErrorCode" in r}
-            log.warning("PutRecords: %d of %d entries failed (%s), retrying", len(failed),
-                        len(pending), ", ".join(sorted(codes)))
+            log.warning(
+                "PutRecords: %d of %d entries failed (%s), retrying",
+                len(failed),
+                len(pending),
+                ", ".join(sorted(codes)),
+            )
             self.stats.retried_entries += len(failed)
             pending = failed
             self.sleep(self.rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
         else:
-            raise ProducerError(f"{len(pending)} records not accepted by {self.stream} "
-                                f"after {self.max_attempts} attempts")
+            raise ProducerError(
+                f"{len(pending)} records not accepted by {self.stream} after {self.max_attempts} attempts"
+            )
         self.stats.records += len(batch)
         self.stats.bytes += sum(len(e["Data"]) + len(e["PartitionKey"]) for e in batch)
 

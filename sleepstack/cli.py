@@ -39,8 +39,14 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                 fh.write(to_wire(r) + b"\n")
         pq.write_table(truth_table(sim), out / f"{name}.truth.parquet")
         with (out / f"{name}.events.json").open("w") as fh:
-            json.dump({"events": sim.events, "beats_s": sim.beat_t_s.round(4).tolist(),
-                       "breaths_s": sim.breath_t_s.round(3).tolist()}, fh)
+            json.dump(
+                {
+                    "events": sim.events,
+                    "beats_s": sim.beat_t_s.round(4).tolist(),
+                    "breaths_s": sim.breath_t_s.round(3).tolist(),
+                },
+                fh,
+            )
         n_records += len(recs)
     print(f"wrote {args.subjects * args.nights} nights, {n_records} records to {out}")
     return 0
@@ -61,8 +67,14 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sleepstack.demo import run_demo
 
-    result = run_demo(settings.home / "demo", subjects=args.subjects, nights=args.nights, seed=args.seed,
-                      environment=settings.environment, progress=not args.no_progress)
+    result = run_demo(
+        settings.home / "demo",
+        subjects=args.subjects,
+        nights=args.nights,
+        seed=args.seed,
+        environment=settings.environment,
+        progress=not args.no_progress,
+    )
     return 0 if result.lost == 0 and result.duplicated == 0 else 1
 
 
@@ -135,8 +147,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args, Settings.from_env()))
     except (StackError, SleepstackError, ValueError, KeyError) as exc:

@@ -9,13 +9,17 @@ from botocore.config import Config
 
 __all__ = ["kinesis_client"]
 
-_LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-
 
 def kinesis_client(endpoint: str | None, region: str) -> Any:
     """A Kinesis client; ``endpoint`` set means the local stack (dummy credentials)."""
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=16)
     if endpoint is None:
         return boto3.client("kinesis", region_name=region, config=config)
-    return boto3.client("kinesis", region_name=region, endpoint_url=endpoint, config=config,
-                        **_LOCAL_CREDENTIALS)
+    return boto3.client(
+        "kinesis",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=config,
+        aws_access_key_id="local",  # kinesalite accepts any credentials
+        aws_secret_access_key="local",  # noqa: S106
+    )

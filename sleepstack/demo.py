@@ -45,9 +45,12 @@ FIRST_NIGHT = date(2026, 1, 5)
 BAD_RECORDS: list[tuple[str, bytes]] = [
     ("bad-device", b"\x00\x01not json"),
     ("bad-device", b'{"kind":"strap","schema_version":99}'),
-    ("bad-device", b'{"kind":"strap","schema_version":1,"device_id":"x","subject_id":"s","device_time_ms":1767650400000,'
-                   b'"event_time_ms":1767650400000,"ingest_time_ms":1767650400100,"hr_bpm":300,"rr_ms":[],'
-                   b'"sensor_contact":true,"energy_kj":null}'),
+    (
+        "bad-device",
+        b'{"kind":"strap","schema_version":1,"device_id":"x","subject_id":"s","device_time_ms":1767650400000,'
+        b'"event_time_ms":1767650400000,"ingest_time_ms":1767650400100,"hr_bpm":300,"rr_ms":[],'
+        b'"sensor_contact":true,"energy_kj":null}',
+    ),
 ]
 
 
@@ -58,22 +61,35 @@ def cohort(subjects: int, nights: int, seed: int, rr_source_ms: np.ndarray | Non
     for s in range(subjects):
         for n in range(nights):
             day = FIRST_NIGHT + timedelta(days=n)
-            lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 90)))
-            out.append(SimConfig(subject_id=f"s{s + 1:03d}", t0_ms=int(lights_off.timestamp() * 1000),
-                                 seed=int(rng.integers(0, 2**31)), apnea_per_hour=float(rng.uniform(0, 6)),
-                                 rr_source_ms=rr_source_ms))
+            lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(
+                minutes=int(rng.integers(0, 90))
+            )
+            out.append(
+                SimConfig(
+                    subject_id=f"s{s + 1:03d}",
+                    t0_ms=int(lights_off.timestamp() * 1000),
+                    seed=int(rng.integers(0, 2**31)),
+                    apnea_per_hour=float(rng.uniform(0, 6)),
+                    rr_source_ms=rr_source_ms,
+                )
+            )
     return out
 
 
 def truth_table(sim: SimulatedNight, tz: str = "UTC") -> pa.Table:
     ep = sim.epochs
-    return pa.table({
-        "subject_id": [sim.config.subject_id] * len(ep.t_s),
-        "night": [night_of(sim.t0_ms, tz)] * len(ep.t_s),
-        "epoch_start_ms": (sim.t0_ms + ep.t_s * 1000).astype(np.int64),
-        "stage": ep.stage, "in_bed": ep.in_bed, "hr_bpm": ep.hr_bpm, "br_per_min": ep.br_per_min,
-        "apnea": ep.apnea,
-    })
+    return pa.table(
+        {
+            "subject_id": [sim.config.subject_id] * len(ep.t_s),
+            "night": [night_of(sim.t0_ms, tz)] * len(ep.t_s),
+            "epoch_start_ms": (sim.t0_ms + ep.t_s * 1000).astype(np.int64),
+            "stage": ep.stage,
+            "in_bed": ep.in_bed,
+            "hr_bpm": ep.hr_bpm,
+            "br_per_min": ep.br_per_min,
+            "apnea": ep.apnea,
+        }
+    )
 
 
 @dataclass
@@ -92,8 +108,10 @@ class DemoResult:
         return self.produced - min(self.streamed, self.speed_layer, self.landed)
 
     def reconciliation_line(self) -> str:
-        return (f"reconciled: produced={self.produced} streamed={self.streamed} speed_layer={self.speed_layer} "
-                f"landed={self.landed} lost={self.lost} duplicated={self.duplicated}")
+        return (
+            f"reconciled: produced={self.produced} streamed={self.streamed} speed_layer={self.speed_layer} "
+            f"landed={self.landed} lost={self.lost} duplicated={self.duplicated}"
+        )
 
 
 def run_demo(
@@ -120,8 +138,17 @@ def run_demo(
         stack.down()
 
 
-def _run(home: Path, lake: Path, endpoint: str, subjects: int, nights: int, seed: int,
-         environment: str, progress: bool, say: Callable[[str], Any]) -> DemoResult:
+def _run(
+    home: Path,
+    lake: Path,
+    endpoint: str,
+    subjects: int,
+    nights: int,
+    seed: int,
+    environment: str,
+    progress: bool,
+    say: Callable[[str], Any],
+) -> DemoResult:
     template = load_template(Path(__file__).resolve().parent.parent / "infra" / "template.yaml")
     stream = stream_specs(template, Environment=environment)[0].name
     esm = event_source_settings(template, Environment=environment)
@@ -147,9 +174,14 @@ def _run(home: Path, lake: Path, endpoint: str, subjects: int, nights: int, seed
     store = LocalLiveStore(home / "serving" / "live.sqlite")
     handler = SpeedLayerHandler(store, LocalDeadLetters(home / "dead-letters" / "speed-layer"))
     mapping = EventSourceMapping(
-        client, stream, handler, Checkpoints(home / "checkpoints" / "speed-layer.json"),
-        LocalDeadLetters(home / "dead-letters" / "speed-layer"), batch_size=int(esm["BatchSize"]),
-        bisect_on_error=bool(esm["BisectBatchOnFunctionError"]), max_retries=int(esm["MaximumRetryAttempts"]),
+        client,
+        stream,
+        handler,
+        Checkpoints(home / "checkpoints" / "speed-layer.json"),
+        LocalDeadLetters(home / "dead-letters" / "speed-layer"),
+        batch_size=int(esm["BatchSize"]),
+        bisect_on_error=bool(esm["BisectBatchOnFunctionError"]),
+        max_retries=int(esm["MaximumRetryAttempts"]),
     )
     with tqdm(total=result.streamed + len(BAD_RECORDS), desc="speed layer", unit="rec", disable=not progress) as bar:
         last = 0
@@ -167,8 +199,9 @@ def _run(home: Path, lake: Path, endpoint: str, subjects: int, nights: int, seed
     result.quarantined_speed = handler.stats.quarantined
 
     # 2b. raw landing + nightly batch ------------------------------------------------------
-    delivery = FirehoseDelivery(client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"),
-                                LocalDeadLetters(lake))
+    delivery = FirehoseDelivery(
+        client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"), LocalDeadLetters(lake)
+    )
     with tqdm(total=1, desc="firehose delivery", disable=not progress) as bar:
         delivery.drain()
         bar.update(1)
@@ -182,29 +215,48 @@ def _run(home: Path, lake: Path, endpoint: str, subjects: int, nights: int, seed
         run_nightly(spark, str(lake / "raw"), str(lake / "curated"), night_names)
         bar.update(1)
 
-    # 3. serving -----------------------------------------------------------------------------
+    _serve(home, lake, store, result, say)
+    return result
+
+
+def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
+    """Count what landed, run the analyst query and compare stages with the ground truth."""
     sql = LocalSqlEngine(lake)
     counts = sql.query("SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records")
     result.landed, result.duplicated = int(counts["d"][0]), int(counts["n"][0] - counts["d"][0])
     nights_df = sql.query(load_query("night_summaries"))
-    sql.con.execute(f"CREATE VIEW truth AS SELECT * FROM read_parquet('{(home / 'truth' / 'epochs.parquet').as_posix()}')")
+    sql.con.register("truth", pq.read_table(home / "truth" / "epochs.parquet"))
     agree = sql.con.execute(
-        "SELECT e.subject_id, e.night, round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct "
-        "FROM sleepstack.epoch_stages e JOIN truth t USING (subject_id, night, epoch_start_ms) GROUP BY 1, 2"
+        "SELECT e.subject_id, e.night,"
+        " round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct"
+        " FROM sleepstack.epoch_stages e JOIN truth t USING (subject_id, night, epoch_start_ms) GROUP BY 1, 2"
     ).fetchdf()
     result.nights = nights_df.merge(agree, on=["subject_id", "night"], how="left")
     say("")
     say(_format_table(result.nights))
     say("")
-    say(f"live store: {store.count('sleepstack-vitals')} epoch-vitals docs, {store.count('sleepstack-strap')} strap docs")
-    say(f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery} "
-        f"(of {len(BAD_RECORDS)} contract-breaking records sent; reasons under {home / 'dead-letters'} and {lake / 'errors'})")
+    vitals, strap = store.count("sleepstack-vitals"), store.count("sleepstack-strap")
+    say(f"live store: {vitals} epoch-vitals docs, {strap} strap docs")
+    say(
+        f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"
+        f" (of {len(BAD_RECORDS)} contract-breaking records sent;"
+        f" reasons under {home / 'dead-letters'} and {lake / 'errors'})"
+    )
     say(result.reconciliation_line())
-    return result
 
 
 def _format_table(df: pd.DataFrame) -> str:
-    cols = {"subject_id": "subject", "night": "night", "tst_min": "TST min", "efficiency_pct": "eff %",
-            "waso_min": "WASO min", "light_min": "light", "deep_min": "deep", "rem_min": "REM",
-            "mean_hr_bpm": "HR bpm", "mean_br_per_min": "BR /min", "agreement_pct": "agree %"}
+    cols = {
+        "subject_id": "subject",
+        "night": "night",
+        "tst_min": "TST min",
+        "efficiency_pct": "eff %",
+        "waso_min": "WASO min",
+        "light_min": "light",
+        "deep_min": "deep",
+        "rem_min": "REM",
+        "mean_hr_bpm": "HR bpm",
+        "mean_br_per_min": "BR /min",
+        "agreement_pct": "agree %",
+    }
     return df[list(cols)].rename(columns=cols).to_string(index=False)

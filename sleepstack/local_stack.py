@@ -33,14 +33,14 @@ class StackError(RuntimeError):
 def check_tools(*, java: bool = False) -> None:
     """Fail with an install hint when Node (and, for Spark, Java) is missing."""
     if shutil.which("node") is None:
-        raise StackError("Node.js is required for the local Kinesis stream (kinesalite): "
-                         "install Node 20, e.g. `apt-get install nodejs npm`")
+        raise StackError(
+            "Node.js is required for the local Kinesis stream (kinesalite): "
+            "install Node 20, e.g. `apt-get install nodejs npm`"
+        )
     if not (_NODE_DIR / "node_modules" / "kinesalite").is_dir():
-        raise StackError("kinesalite is not installed: run `make setup` "
-                         "(npm ci --prefix infra/local)")
+        raise StackError("kinesalite is not installed: run `make setup` (npm ci --prefix infra/local)")
     if java and shutil.which("java") is None:
-        raise StackError("Java 17 is required by PySpark: install it, e.g. "
-                         "`apt-get install openjdk-17-jre-headless`")
+        raise StackError("Java 17 is required by PySpark: install it, e.g. `apt-get install openjdk-17-jre-headless`")
 
 
 @dataclass
@@ -77,8 +77,11 @@ class LocalStack:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / "kinesalite.log").open("wb")
         proc = subprocess.Popen(
-            ["node", str(_SERVER_JS), str(port)], cwd=_NODE_DIR, stdout=subprocess.PIPE,
-            stderr=log, start_new_session=True,
+            ["node", str(_SERVER_JS), str(port)],
+            cwd=_NODE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
         )
         assert proc.stdout is not None  # noqa: S101 - Popen contract with stdout=PIPE
         deadline = time.monotonic() + timeout_s
@@ -94,8 +97,9 @@ class LocalStack:
         actual = int(json.loads(line)["port"])
         self._state_file.write_text(json.dumps({"pid": proc.pid, "port": actual}))
         endpoint = f"http://127.0.0.1:{actual}"
-        self.create_streams(stream_specs(load_template(REPO_ROOT / "infra" / "template.yaml"),
-                                         Environment=environment), endpoint)
+        self.create_streams(
+            stream_specs(load_template(REPO_ROOT / "infra" / "template.yaml"), Environment=environment), endpoint
+        )
         return endpoint
 
     def create_streams(self, specs: list[StreamSpec], endpoint: str) -> None:

@@ -69,7 +69,9 @@ def stream_specs(doc: dict[str, Any], **overrides: Any) -> list[StreamSpec]:
     for lid, res in doc.get("Resources", {}).items():
         if res.get("Type") == "AWS::Kinesis::Stream":
             props = res["Properties"]
-            out.append(StreamSpec(lid, str(_resolve(props["Name"], params)), int(_resolve(props["ShardCount"], params))))
+            out.append(
+                StreamSpec(lid, str(_resolve(props["Name"], params)), int(_resolve(props["ShardCount"], params)))
+            )
     return out
 
 

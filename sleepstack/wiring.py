@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sleepstack.settings import Settings
 from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore
-from sleepstack.settings import Settings
 
 __all__ = ["dead_letters", "live_store", "speed_layer_handler"]
 

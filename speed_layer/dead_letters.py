@@ -17,8 +17,7 @@ __all__ = ["DeadLetterSink", "LocalDeadLetters", "S3DeadLetters", "dead_letter"]
 
 
 def dead_letter(payload: bytes, *, reason: str, field: str, source: dict[str, Any]) -> dict[str, Any]:
-    return {"reason": reason, "field": field, "source": source,
-            "payload_b64": base64.b64encode(payload).decode()}
+    return {"reason": reason, "field": field, "source": source, "payload_b64": base64.b64encode(payload).decode()}
 
 
 class DeadLetterSink(ABC):
@@ -52,6 +51,9 @@ class S3DeadLetters(DeadLetterSink):
         self.s3, self.bucket, self.prefix = s3_client, bucket, prefix
 
     def put(self, key: str, letter: dict[str, Any]) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{key}.json",
-                           Body=json.dumps(letter, sort_keys=True).encode(),
-                           ContentType="application/json")
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{self.prefix}/{key}.json",
+            Body=json.dumps(letter, sort_keys=True).encode(),
+            ContentType="application/json",
+        )

@@ -73,11 +73,20 @@ class SpeedLayerHandler:
         shard = record.event_id.split(":", 1)[0]
         seq = record.kinesis.sequence_number
         log.warning("quarantined %s/%s: %s (payload %s)", shard, seq, exc, data[:64].hex())
-        self.dead_letters.put(f"contract/{shard}/{seq}", dead_letter(
-            data, reason=str(exc), field=exc.field,
-            source={"eventSourceARN": record.event_source_arn, "shard": shard, "sequenceNumber": seq,
-                    "partitionKey": record.kinesis.partition_key},
-        ))
+        self.dead_letters.put(
+            f"contract/{shard}/{seq}",
+            dead_letter(
+                data,
+                reason=str(exc),
+                field=exc.field,
+                source={
+                    "eventSourceARN": record.event_source_arn,
+                    "shard": shard,
+                    "sequenceNumber": seq,
+                    "partitionKey": record.kinesis.partition_key,
+                },
+            ),
+        )
 
 
 _handler: SpeedLayerHandler | None = None
@@ -87,8 +96,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """AWS entry point: wires the handler from the environment on the first invocation."""
     global _handler  # noqa: PLW0603 - one wiring per Lambda execution environment
     if _handler is None:
-        from sleepstack.wiring import speed_layer_handler
         from sleepstack.settings import Settings
+        from sleepstack.wiring import speed_layer_handler
 
         _handler = speed_layer_handler(Settings.from_env())
     return _handler(event, context)

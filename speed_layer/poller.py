@@ -49,22 +49,27 @@ class LambdaContext:
 
 def kinesis_event(records: list[dict[str, Any]], *, shard_id: str, arn: str, region: str) -> dict[str, Any]:
     """The Lambda event for a batch of GetRecords records, as the event source sends it."""
-    return {"Records": [{
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": r["PartitionKey"],
-            "sequenceNumber": r["SequenceNumber"],
-            "data": base64.b64encode(r["Data"]).decode(),
-            "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp(),
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{r['SequenceNumber']}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": "arn:aws:iam::000000000000:role/sleepstack-speed-layer",
-        "awsRegion": region,
-        "eventSourceARN": arn,
-    } for r in records]}
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r["PartitionKey"],
+                    "sequenceNumber": r["SequenceNumber"],
+                    "data": base64.b64encode(r["Data"]).decode(),
+                    "approximateArrivalTimestamp": r["ApproximateArrivalTimestamp"].timestamp(),
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{shard_id}:{r['SequenceNumber']}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::000000000000:role/sleepstack-speed-layer",
+                "awsRegion": region,
+                "eventSourceARN": arn,
+            }
+            for r in records
+        ]
+    }
 
 
 @dataclass
@@ -139,7 +144,9 @@ class EventSourceMapping:
         rest = [r for r in batch if int(r["SequenceNumber"]) >= lowest]
         self._retry(shard, arn, rest, attempt, bisect=False, reason="ReportedBatchItemFailures")
 
-    def _retry(self, shard: str, arn: str, batch: list[dict[str, Any]], attempt: int, *, bisect: bool, reason: str) -> None:
+    def _retry(
+        self, shard: str, arn: str, batch: list[dict[str, Any]], attempt: int, *, bisect: bool, reason: str
+    ) -> None:
         if attempt >= self.max_retries:
             self._to_on_failure(shard, arn, batch, reason)
             self._commit(shard, batch)
@@ -161,8 +168,16 @@ class EventSourceMapping:
         """Lambda's on-failure record: metadata of the batch, not its payloads."""
         self.stats.sent_to_on_failure += len(records)
         first, last = records[0]["SequenceNumber"], records[-1]["SequenceNumber"]
-        self.on_failure.put(f"on-failure/{shard}/{first}", {
-            "requestContext": {"condition": reason, "functionArn": LambdaContext().invoked_function_arn},
-            "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": first, "endSequenceNumber": last,
-                                 "batchSize": len(records), "streamArn": arn},
-        })
+        self.on_failure.put(
+            f"on-failure/{shard}/{first}",
+            {
+                "requestContext": {"condition": reason, "functionArn": LambdaContext().invoked_function_arn},
+                "KinesisBatchInfo": {
+                    "shardId": shard,
+                    "startSequenceNumber": first,
+                    "endSequenceNumber": last,
+                    "batchSize": len(records),
+                    "streamArn": arn,
+                },
+            },
+        )

@@ -24,17 +24,28 @@ def documents_for(data: bytes) -> list[Doc]:
     """The (index, document) pairs one wire record yields; raises ContractError if invalid."""
     rec = from_wire(data)
     if isinstance(rec, StrapSample):
-        return [(STRAP_INDEX, {
-            "doc_id": rec.record_id,
-            "record_id": rec.record_id,
-            "subject_id": rec.subject_id,
-            "device_id": rec.device_id,
-            "event_time_ms": rec.event_time_ms,
-            "hr_bpm": rec.hr_bpm,
-            "rr_ms": list(rec.rr_ms),
-            "sensor_contact": rec.sensor_contact,
-        })]
+        return [
+            (
+                STRAP_INDEX,
+                {
+                    "doc_id": rec.record_id,
+                    "record_id": rec.record_id,
+                    "subject_id": rec.subject_id,
+                    "device_id": rec.device_id,
+                    "event_time_ms": rec.event_time_ms,
+                    "hr_bpm": rec.hr_bpm,
+                    "rr_ms": list(rec.rr_ms),
+                    "sensor_contact": rec.sensor_contact,
+                },
+            )
+        ]
     assert isinstance(rec, BedFrame)  # noqa: S101 - narrowing a closed union
-    docs = bed_epoch_vitals(rec.samples, rec.fs_hz, rec.event_time_ms, subject_id=rec.subject_id,
-                            device_id=rec.device_id, record_id=rec.record_id)
+    docs = bed_epoch_vitals(
+        rec.samples,
+        rec.fs_hz,
+        rec.event_time_ms,
+        subject_id=rec.subject_id,
+        device_id=rec.device_id,
+        record_id=rec.record_id,
+    )
     return [(EPOCH_INDEX, d) for d in docs]

@@ -60,8 +60,14 @@ class LocalLiveStore(LiveStore):
 
     def index(self, docs: Sequence[Doc]) -> None:
         rows = [
-            (idx, d["doc_id"], d.get("subject_id"), d.get("epoch_start_ms", d.get("event_time_ms")),
-             d.get("record_id"), json.dumps(d, sort_keys=True))
+            (
+                idx,
+                d["doc_id"],
+                d.get("subject_id"),
+                d.get("epoch_start_ms", d.get("event_time_ms")),
+                d.get("record_id"),
+                json.dumps(d, sort_keys=True),
+            )
             for idx, d in docs
         ]
         with self._lock:
@@ -97,10 +103,13 @@ class OpenSearchLiveStore(LiveStore):
         self.max_bulk_bytes = max_bulk_bytes
 
     def _bodies(self, docs: Sequence[Doc]) -> list[str]:
-        bodies, lines, size = [], [], 0
+        bodies: list[str] = []
+        lines: list[str] = []
+        size = 0
         for idx, d in docs:
-            pair = (json.dumps({"index": {"_index": idx, "_id": d["doc_id"]}}) + "\n"
-                    + json.dumps(d, sort_keys=True) + "\n")
+            pair = (
+                json.dumps({"index": {"_index": idx, "_id": d["doc_id"]}}) + "\n" + json.dumps(d, sort_keys=True) + "\n"
+            )
             if lines and size + len(pair) > self.max_bulk_bytes:
                 bodies.append("".join(lines))
                 lines, size = [], 0
@@ -124,12 +133,15 @@ class OpenSearchLiveStore(LiveStore):
         return int(self.client.count(index=index)["count"])
 
     def distinct_record_ids(self) -> int:
-        resp = self.client.search(index="sleepstack-*", body={
-            "size": 0, "aggs": {"n": {"cardinality": {"field": "record_id", "precision_threshold": 40000}}}})
+        resp = self.client.search(
+            index="sleepstack-*",
+            body={"size": 0, "aggs": {"n": {"cardinality": {"field": "record_id", "precision_threshold": 40000}}}},
+        )
         return int(resp["aggregations"]["n"]["value"])
 
     def latest(self, index: str, subject_id: str, time_field: str, n: int = 1) -> list[dict[str, Any]]:
-        resp = self.client.search(index=index, body={
-            "size": n, "query": {"term": {"subject_id": subject_id}},
-            "sort": [{time_field: {"order": "desc"}}]})
+        resp = self.client.search(
+            index=index,
+            body={"size": n, "query": {"term": {"subject_id": subject_id}}, "sort": [{time_field: {"order": "desc"}}]},
+        )
         return [h["_source"] for h in resp["hits"]["hits"]]

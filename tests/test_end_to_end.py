@@ -16,9 +16,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.integration]
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas().sort_values(["subject_id", "night", *(
-        ["epoch_start_ms"] if "epoch_start_ms" in pq.read_schema(next(path.rglob("*.parquet"))).names else [])
-    ]).reset_index(drop=True)
+    return (
+        pq.read_table(path)
+        .to_pandas()
+        .sort_values(
+            [
+                "subject_id",
+                "night",
+                *(
+                    ["epoch_start_ms"]
+                    if "epoch_start_ms" in pq.read_schema(next(path.rglob("*.parquet"))).names
+                    else []
+                ),
+            ]
+        )
+        .reset_index(drop=True)
+    )
 
 
 def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def test_template_drives_local_stream_and_mapping() -> None:
 
 def test_missing_node_names_the_tool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_stack.shutil, "which", lambda name: None)
-    with pytest.raises(StackError, match="Node.js"):
+    with pytest.raises(StackError, match=r"Node\.js"):
         local_stack.check_tools()
 
 

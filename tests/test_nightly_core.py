@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.contract import to_row
+from core.contract import to_row, to_wire
 from core.epochs import night_of
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 from core.simulate import night_records
 from speed_layer.processing import EPOCH_INDEX, documents_for
-from core.contract import to_wire
 from tests.conftest import sim_night
 
 

@@ -13,7 +13,6 @@ import pytest
 from moto import mock_aws
 
 from batch_layer.delivery import FirehoseDelivery, render_prefix
-from core.contract import to_wire
 from core.simulate import night_records
 from ingest.producer import KinesisProducer, ProducerError
 from speed_layer.dead_letters import LocalDeadLetters
@@ -55,16 +54,20 @@ class FlakyClient:
         ok = self.inner.put_records(StreamName=kw["StreamName"], Records=kw["Records"][::2])["Records"]
         out: list[dict[str, Any]] = []
         for i in range(len(kw["Records"])):
-            out.append(ok[i // 2] if i % 2 == 0 else {"ErrorCode": "ProvisionedThroughputExceededException",
-                                                       "ErrorMessage": "slow down"})
+            out.append(
+                ok[i // 2]
+                if i % 2 == 0
+                else {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
+            )
         return {"FailedRecordCount": len(kw["Records"]) // 2, "Records": out}
 
 
 def _stream_count(client: Any) -> int:
     n = 0
     for shard in client.list_shards(StreamName=STREAM)["Shards"]:
-        it = client.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"],
-                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        it = client.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
         while True:
             resp = client.get_records(ShardIterator=it, Limit=10000)
             n += len(resp["Records"])
@@ -103,12 +106,13 @@ def test_producer_splits_by_count_and_bytes() -> None:
         prod.put_encoded([("k", b"x" * (1 << 20))])
 
 
-def _speed_layer(tmp: Path, client: Any, batch_size: int, name: str) -> tuple[LocalLiveStore, SpeedLayerHandler, EventSourceMapping]:
+def _speed_layer(
+    tmp: Path, client: Any, batch_size: int, name: str
+) -> tuple[LocalLiveStore, SpeedLayerHandler, EventSourceMapping]:
     store = LocalLiveStore(tmp / name / "live.sqlite")
     dlq = LocalDeadLetters(tmp / name / "dlq")
     handler = SpeedLayerHandler(store, dlq)
-    esm = EventSourceMapping(client, STREAM, handler, Checkpoints(tmp / name / "ckpt.json"), dlq,
-                             batch_size=batch_size)
+    esm = EventSourceMapping(client, STREAM, handler, Checkpoints(tmp / name / "ckpt.json"), dlq, batch_size=batch_size)
     return store, handler, esm
 
 
@@ -141,8 +145,10 @@ def test_poller_checkpoints_at_lowest_failure_and_gives_up_after_max_retries(kin
     poison = 6
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        items = [(r["kinesis"]["sequenceNumber"], json.loads(__import__("base64").b64decode(r["kinesis"]["data"])))
-                 for r in event["Records"]]
+        items = [
+            (r["kinesis"]["sequenceNumber"], json.loads(__import__("base64").b64decode(r["kinesis"]["data"])))
+            for r in event["Records"]
+        ]
         seen.append([v["i"] for _, v in items])
         return {"batchItemFailures": [{"itemIdentifier": s} for s, v in items if v["i"] == poison]}
 
@@ -165,12 +171,19 @@ def test_poller_bisects_on_function_error(kinesis: Any, tmp_path: Path) -> None:
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         sizes.append(len(event["Records"]))
-        if any(b"\"i\": 3" in __import__("base64").b64decode(r["kinesis"]["data"]) for r in event["Records"]):
+        if any(b'"i": 3' in __import__("base64").b64decode(r["kinesis"]["data"]) for r in event["Records"]):
             raise RuntimeError("boom")
         return {"batchItemFailures": []}
 
-    esm = EventSourceMapping(kinesis, STREAM, handler, Checkpoints(tmp_path / "c.json"),
-                             LocalDeadLetters(tmp_path / "dlq"), batch_size=8, max_retries=3)
+    esm = EventSourceMapping(
+        kinesis,
+        STREAM,
+        handler,
+        Checkpoints(tmp_path / "c.json"),
+        LocalDeadLetters(tmp_path / "dlq"),
+        batch_size=8,
+        max_retries=3,
+    )
     stats = esm.drain()
     assert sizes[:3] == [8, 4, 2] and stats.bisections >= 3
     assert stats.sent_to_on_failure == 1 and stats.records_delivered == 8
@@ -180,10 +193,19 @@ def test_prefix_expressions() -> None:
     from datetime import UTC, datetime
 
     at = datetime(2026, 1, 5, 23, 4, 5, tzinfo=UTC)
-    assert render_prefix("raw/dt=!{partitionKeyFromQuery:dt}/h=!{timestamp:HH}/", arrival=at,
-                         keys={"dt": "2026-01-05"}) == "raw/dt=2026-01-05/h=23/"
-    assert render_prefix("e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/", arrival=at, keys={},
-                         error_type="format-conversion-failed") == "e/format-conversion-failed/2026/01/05/"
+    assert (
+        render_prefix("raw/dt=!{partitionKeyFromQuery:dt}/h=!{timestamp:HH}/", arrival=at, keys={"dt": "2026-01-05"})
+        == "raw/dt=2026-01-05/h=23/"
+    )
+    assert (
+        render_prefix(
+            "e/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/",
+            arrival=at,
+            keys={},
+            error_type="format-conversion-failed",
+        )
+        == "e/format-conversion-failed/2026/01/05/"
+    )
     with pytest.raises(KeyError):
         render_prefix("!{partitionKeyFromQuery:nope}", arrival=at, keys={})
 
@@ -195,8 +217,9 @@ def test_delivery_lands_every_valid_record_once_and_quarantines_the_rest(kinesis
     lake = tmp_path / "lake"
 
     def deliver() -> None:
-        FirehoseDelivery(kinesis, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake),
-                         buffer_bytes=200_000).drain()
+        FirehoseDelivery(
+            kinesis, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake), buffer_bytes=200_000
+        ).drain()
 
     deliver()
     files = sorted(lake.glob("raw/dt=*/*.parquet"))
