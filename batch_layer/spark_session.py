@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -10,6 +11,10 @@ __all__ = ["local_spark"]
 
 def local_spark(app: str = "sleepstack-nightly", cores: str = "*") -> Any:
     """A quiet local session with the settings the nightly job relies on."""
+    # Spark's Python workers are child processes: they must run this interpreter (the venv),
+    # which the spark.pyspark.python setting alone does not achieve in local mode.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # noqa: TID251 - sets, not reads
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)  # noqa: TID251
     from pyspark.sql import SparkSession
 
     spark = (
