@@ -178,6 +178,10 @@ class BedFrame:
     samples: tuple[int, ...] = field(
         metadata=_spec(FieldType.LIST_INT16, "BCG/pressure samples, ADC counts", lo=-32768, hi=32767)
     )
+    gap_samples: int = field(
+        default=0,
+        metadata=_spec(FieldType.INT32, "samples lost to a BLE gap just before this frame", lo=0, hi=2**31 - 1),
+    )
     schema_version: int = field(default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version"))
 
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ContractError", "SleepstackError"]
+__all__ = ["ContractError", "DecodeError", "SleepstackError"]
 
 
 class SleepstackError(Exception):
@@ -20,3 +20,18 @@ class ContractError(SleepstackError, ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class DecodeError(SleepstackError, ValueError):
+    """A Bluetooth notification (or other device payload) cannot be decoded.
+
+    ``what`` names the payload type (e.g. ``"0x2A37"``), ``reason`` says what is wrong and
+    ``payload_hex`` carries the offending bytes so the log line and the quarantine can show
+    them.
+    """
+
+    def __init__(self, what: str, reason: str, payload: bytes | bytearray | memoryview = b"") -> None:
+        self.what = what
+        self.reason = reason
+        self.payload_hex = bytes(payload).hex()
+        super().__init__(f"{what}: {reason} (payload {self.payload_hex or '<empty>'})")

@@ -25,6 +25,7 @@ Everything is vectorised except the beat and breath recurrences; a night of 8 h 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,8 +33,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from core.bed_profile import BedNotification
 from core.contract import BedFrame, StrapSample
 from core.epochs import EPOCH_S
+from core.hrm import HeartRateMeasurement
 from core.stages import SleepStage
 
 __all__ = [
@@ -41,8 +44,10 @@ __all__ = [
     "GroundTruthEpochs",
     "SimConfig",
     "SimulatedNight",
+    "bed_notifications",
     "night_records",
     "simulate_night",
+    "strap_measurements",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -321,6 +326,49 @@ def _truth(
 # --------------------------------------------------------------------------- records
 
 
+def strap_measurements(night: SimulatedNight) -> list[tuple[int, HeartRateMeasurement]]:
+    """What a chest strap notifies during the night: one measurement per second.
+
+    Each carries the heart rate (from the last four beats) and the RR intervals, rounded
+    to the 1/1024-s resolution of the Heart Rate Service, that ended in that second.
+    Returns (time ms UTC, measurement) pairs in time order.
+    """
+    t0 = night.t0_ms
+    rr_ms = np.diff(night.beat_t_s) * 1000.0
+    rr_q = np.round(rr_ms * 1.024) * (1000 / 1024)  # exactly what decoding 0x2A37 yields
+    sec = np.floor(night.beat_t_s[1:]).astype(int)
+    bounds = np.searchsorted(sec, np.arange(int(night.duration_s) + 1))
+    out: list[tuple[int, HeartRateMeasurement]] = []
+    last_hr = 0
+    for s in range(1, int(night.duration_s)):
+        lo, hi = bounds[s - 1], bounds[s]
+        recent = rr_ms[max(0, hi - 4) : hi]
+        if len(recent):
+            last_hr = round(60000.0 / recent.mean())
+        if last_hr == 0:
+            continue
+        rr = tuple(float(v) for v in rr_q[lo:hi])
+        out.append((t0 + s * 1000, HeartRateMeasurement(hr_bpm=last_hr, rr_ms=rr, sensor_contact=True)))
+    return out
+
+
+def bed_notifications(night: SimulatedNight, samples_per_frame: int = 50) -> list[tuple[int, BedNotification]]:
+    """What a bed sensor (sleepstack Bed Sensor profile) notifies: consecutive frames.
+
+    Returns (time the frame is sent = just after its last sample, ms UTC, frame) pairs;
+    sequence numbers wrap at 2**16 as on the wire.
+    """
+    counts = night.bed_counts
+    fs = round(night.fs_hz)
+    out: list[tuple[int, BedNotification]] = []
+    for k, i in enumerate(range(0, len(counts), samples_per_frame)):
+        chunk = counts[i : i + samples_per_frame]
+        t_ms = night.t0_ms + round(i * 1000 / night.fs_hz)
+        note = BedNotification(k % 65536, t_ms, fs, chunk)
+        out.append((math.ceil(note.end_time_ms), note))
+    return out
+
+
 def night_records(
     night: SimulatedNight,
     *,
@@ -336,21 +384,7 @@ def night_records(
     subject, t0 = night.config.subject_id, night.t0_ms
     out: list[tuple[int, StrapSample | BedFrame]] = []
     if strap_device:
-        rr_ms = np.diff(night.beat_t_s) * 1000.0
-        rr_q = np.round(rr_ms * 1.024) / 1.024  # the HRS carries RR in 1/1024 s
-        end_t = night.beat_t_s[1:]
-        sec = np.floor(end_t).astype(int)
-        bounds = np.searchsorted(sec, np.arange(int(night.duration_s) + 1))
-        last_hr = 0
-        for s in range(1, int(night.duration_s)):
-            lo, hi = bounds[s - 1], bounds[s]
-            rr_here = rr_q[lo:hi]
-            recent = rr_ms[max(0, hi - 4) : hi]
-            if len(recent):
-                last_hr = round(60000.0 / recent.mean())
-            if last_hr == 0:
-                continue
-            t_ms = t0 + s * 1000
+        for t_ms, m in strap_measurements(night):
             out.append(
                 (
                     t_ms,
@@ -360,8 +394,8 @@ def night_records(
                         device_time_ms=t_ms,
                         event_time_ms=t_ms,
                         ingest_time_ms=t_ms + ingest_delay_ms,
-                        hr_bpm=last_hr,
-                        rr_ms=tuple(float(v) for v in rr_here),
+                        hr_bpm=m.hr_bpm,
+                        rr_ms=m.rr_ms,
                         sensor_contact=True,
                         energy_kj=None,
                     ),

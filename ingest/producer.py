@@ -19,7 +19,7 @@ from typing import Any, Final
 from core.contract import MAX_RECORD_BYTES, Record, to_wire
 from core.errors import SleepstackError
 
-__all__ = ["KinesisProducer", "ProducerError", "ProducerStats"]
+__all__ = ["MAX_BYTES_PER_CALL", "MAX_RECORDS_PER_CALL", "KinesisProducer", "ProducerError", "ProducerStats", "batches"]
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +57,57 @@ class KinesisProducer:
         return self.put_encoded((r.device_id, to_wire(r)) for r in records)
 
     def put_encoded(self, entries: Iterable[tuple[str, bytes]]) -> int:
-        """Send (partition key, data) pairs; returns how many the stream accepted."""
+        """Send (partition key, data) pairs; returns how many the stream accepted.
+
+        Raises :class:`ProducerError` if a batch still has rejected entries after
+        ``max_attempts`` calls.
+        """
         sent = 0
-        for batch in _batches(entries):
-            self._put_batch(batch)
+        for batch in batches(entries):
+            accepted = self.put_batch(batch)
+            if not all(accepted):
+                raise ProducerError(
+                    f"{accepted.count(False)} records not accepted by {self.stream} after {self.max_attempts} attempts"
+                )
             sent += len(batch)
         return sent
 
-    def _put_batch(self, batch: list[dict[str, Any]]) -> None:
-        pending = batch
+    def put_batch(self, batch: list[dict[str, Any]]) -> list[bool]:
+        """One PutRecords batch (``{"Data", "PartitionKey"}`` entries, within the call limits).
+
+        Entries a partial failure rejects are resent, alone, with backoff and jitter, up to
+        ``max_attempts`` calls. Returns, per entry, whether the stream accepted it; errors
+        of the call itself (endpoint unreachable, stream missing) propagate.
+        """
+        accepted = [False] * len(batch)
+        pending = list(range(len(batch)))
         for attempt in range(self.max_attempts):
             self.stats.calls += 1
-            resp = self.client.put_records(StreamName=self.stream, Records=pending)
-            if resp.get("FailedRecordCount", 0) == 0:
+            resp = self.client.put_records(StreamName=self.stream, Records=[batch[i] for i in pending])
+            failed = [i for i, r in zip(pending, resp["Records"], strict=True) if "ErrorCode" in r]
+            for i, r in zip(pending, resp["Records"], strict=True):
+                if "ErrorCode" not in r:
+                    accepted[i] = True
+                    self.stats.records += 1
+                    self.stats.bytes += len(batch[i]["Data"]) + len(batch[i]["PartitionKey"])
+            if not failed:
                 break
-            failed = [e for e, r in zip(pending, resp["Records"], strict=True) if "ErrorCode" in r]
             codes = {r["ErrorCode"] for r in resp["Records"] if "ErrorCode" in r}
             log.warning(
-                "PutRecords: %d of %d entries failed (%s), retrying",
+                "PutRecords: %d of %d entries failed (%s), retrying them",
                 len(failed),
                 len(pending),
                 ", ".join(sorted(codes)),
             )
             self.stats.retried_entries += len(failed)
             pending = failed
-            self.sleep(self.rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
-        else:
-            raise ProducerError(
-                f"{len(pending)} records not accepted by {self.stream} after {self.max_attempts} attempts"
-            )
-        self.stats.records += len(batch)
-        self.stats.bytes += sum(len(e["Data"]) + len(e["PartitionKey"]) for e in batch)
+            if attempt + 1 < self.max_attempts:
+                self.sleep(self.rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
+        return accepted
 
 
-def _batches(entries: Iterable[tuple[str, bytes]]) -> Iterator[list[dict[str, Any]]]:
+def batches(entries: Iterable[tuple[str, bytes]]) -> Iterator[list[dict[str, Any]]]:
+    """Group (partition key, data) pairs into PutRecords batches within the call limits."""
     batch: list[dict[str, Any]] = []
     size = 0
     for key, data in entries:

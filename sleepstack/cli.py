@@ -102,6 +102,61 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_ble(args: argparse.Namespace, settings: Settings) -> int:
+    from core.bed_profile import decode_bed_frame
+    from core.hrm import decode_hrm
+
+    try:
+        payload = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
+    except ValueError as exc:
+        raise ValueError(f"not a hex string: {args.hex!r} ({exc})") from None
+    if args.action == "decode-hrm":
+        print(json.dumps(decode_hrm(payload).as_json()))
+    else:
+        n = decode_bed_frame(payload)
+        print(
+            json.dumps(
+                {
+                    "seq": n.seq,
+                    "device_time_ms": n.device_time_ms,
+                    "fs_hz": n.fs_hz,
+                    "clock_set": n.clock_set,
+                    "samples": n.samples.tolist(),
+                }
+            )
+        )
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.collect import run_collect, run_scan
+
+    if args.scan:
+        return run_scan(args.timeout)
+    if not args.device and not args.replay:
+        raise ValueError("name at least one --device ADDR (or --replay FILE); --scan lists nearby devices")
+    return run_collect(
+        settings,
+        devices=args.device,
+        subject=args.subject,
+        replays=[Path(p) for p in args.replay],
+        duration_s=args.duration,
+        max_spool_mib=args.max_spool_mib,
+    )
+
+
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.bench import bench_ingest
+
+    figures = bench_ingest(records=args.records, rounds=args.rounds, synchronous=args.synchronous)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for k, v in figures.items():
+            print(f"{k:>32}: {v}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sleepstack", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -142,6 +197,29 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--lake")
     s.set_defaults(func=_cmd_sql)
+
+    s = sub.add_parser("ble", help="decode Bluetooth payloads (hex)")
+    s.add_argument("action", choices=["decode-hrm", "decode-bed"], help="0x2A37 Heart Rate Measurement or bed frame")
+    s.add_argument("hex", help="payload as hex, e.g. 1648e803")
+    s.set_defaults(func=_cmd_ble)
+
+    s = sub.add_parser("collect", help="record BLE straps and bed sensors all night into the spool and Kinesis")
+    s.add_argument("--scan", action="store_true", help="list nearby devices and exit")
+    s.add_argument("--timeout", type=float, default=5.0, help="scan time, s")
+    s.add_argument("--device", action="append", default=[], help="ADDR or ADDR=SUBJECT (repeatable)")
+    s.add_argument("--subject", default="s001", help="subject of devices given without =SUBJECT")
+    s.add_argument("--replay", action="append", default=[], help="JSON-lines recording to play (fake BLE backend)")
+    s.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    s.add_argument("--max-spool-mib", type=int, default=2048, help="spool size bound, MiB")
+    s.set_defaults(func=_cmd_collect)
+
+    s = sub.add_parser("bench", help="benchmarks (print figures)")
+    s.add_argument("which", choices=["ingest"])
+    s.add_argument("--records", type=int, default=20_000)
+    s.add_argument("--rounds", type=int, default=3)
+    s.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_bench)
     return p
 
 

@@ -1,6 +1,7 @@
 """The end-to-end demo on the local embedded stack (``make demo`` / ``sleepstack demo``).
 
-simulator -> producer (PutRecords, key = device) -> kinesalite ->
+simulator -> simulated BLE straps and bed sensors (fake bleak backend, with link drops)
+-> collector -> durable spool -> sender (PutRecords, key = device) -> kinesalite ->
   a) local event-source poller -> speed-layer Lambda handler -> embedded live store
   b) local Firehose delivery -> raw lake (Parquet) -> nightly PySpark job -> curated lake
      -> Athena-dialect SQL on DuckDB
@@ -23,10 +24,11 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from batch_layer.delivery import FirehoseDelivery
-from core.contract import to_wire
 from core.epochs import night_of
-from core.simulate import SimConfig, SimulatedNight, night_records, simulate_night
+from core.simulate import SimConfig, SimulatedNight, simulate_night
 from ingest.producer import KinesisProducer
+from ingest.spool import Spool
+from sleepstack.ble_replay import collect_simulated
 from serving.sql_engine import LocalSqlEngine, load_query
 from sleepstack.clients import kinesis_client
 from sleepstack.local_stack import LocalStack, check_tools
@@ -156,19 +158,22 @@ def _run(
     result = DemoResult()
     say(f"local stack: kinesalite at {endpoint}, stream {stream}")
 
-    # 1. simulate and produce ------------------------------------------------------------
-    producer = KinesisProducer(client, stream)
-    truth = []
+    # 1. simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> Kinesis --
     configs = cohort(subjects, nights, seed)
-    for cfg in tqdm(configs, desc="simulate + produce", unit="night", disable=not progress):
+    sims = []
+    truth = []
+    for cfg in tqdm(configs, desc="simulate", unit="night", disable=not progress):
         sim = simulate_night(cfg)
+        sims.append(sim)
         truth.append(truth_table(sim))
-        recs = night_records(sim, strap_device=f"strap-{cfg.subject_id}", bed_device=f"bed-{cfg.subject_id}")
-        result.produced += len(recs)
-        result.streamed += producer.put_encoded((r.device_id, to_wire(r)) for r in recs)
-    producer.put_encoded(BAD_RECORDS)
     (home / "truth").mkdir()
     pq.write_table(pa.concat_tables(truth), home / "truth" / "epochs.parquet")
+    ingest = collect_simulated(
+        sims, Spool(home / "spool" / "collector.sqlite"), KinesisProducer(client, stream), seed=seed, progress=progress
+    )
+    result.produced, result.streamed = ingest.records, ingest.sent
+    say(ingest.summary_line())
+    KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
 
     # 2a. speed layer ----------------------------------------------------------------------
     store = LocalLiveStore(home / "serving" / "live.sqlite")
@@ -195,7 +200,8 @@ def _run(
 
         mapping.handler = tick
         mapping.drain()
-    result.speed_layer = store.distinct_record_ids()
+    # records with documents, plus those that validly yield none (partial bed frames at gaps)
+    result.speed_layer = store.distinct_record_ids() + len(handler.stats.without_documents)
     result.quarantined_speed = handler.stats.quarantined
 
     # 2b. raw landing + nightly batch ------------------------------------------------------

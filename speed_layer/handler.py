@@ -34,6 +34,8 @@ class HandlerStats:
     records: int = 0
     documents: int = 0
     quarantined: int = 0
+    #: valid records that yielded no document (bed frames covering no complete epoch)
+    without_documents: set[str] = field(default_factory=set)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -61,9 +63,13 @@ class SpeedLayerHandler:
             data = record.kinesis.data_as_bytes()
             self.stats.records += 1
             try:
-                docs.extend(documents_for(data))
+                record_id, new = documents_for(data)
             except ContractError as exc:
                 self._quarantine(record, data, exc)
+                return
+            if not new:
+                self.stats.without_documents.add(record_id)
+            docs.extend(new)
 
         return handle
 

@@ -20,11 +20,15 @@ STRAP_INDEX: Final = "sleepstack-strap"
 Doc = tuple[str, dict[str, Any]]
 
 
-def documents_for(data: bytes) -> list[Doc]:
-    """The (index, document) pairs one wire record yields; raises ContractError if invalid."""
+def documents_for(data: bytes) -> tuple[str, list[Doc]]:
+    """The record id and the (index, document) pairs one wire record yields.
+
+    Raises ContractError if the record is invalid. A bed frame that covers no complete
+    epoch (the partial frames around a BLE gap) yields no documents.
+    """
     rec = from_wire(data)
     if isinstance(rec, StrapSample):
-        return [
+        return rec.record_id, [
             (
                 STRAP_INDEX,
                 {
@@ -48,4 +52,4 @@ def documents_for(data: bytes) -> list[Doc]:
         device_id=rec.device_id,
         record_id=rec.record_id,
     )
-    return [(EPOCH_INDEX, d) for d in docs]
+    return rec.record_id, [(EPOCH_INDEX, d) for d in docs]

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+import boto3
 import numpy as np
 import pytest
+from moto import mock_aws
 
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 
@@ -28,3 +32,54 @@ def sim_night(seed: int = 1, apnea_per_hour: float = 4.0) -> SimulatedNight:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+STREAM = "sleepstack-test-ingest"
+
+
+@pytest.fixture
+def kinesis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A moto Kinesis client with a two-shard stream named :data:`STREAM`."""
+    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        client = boto3.client("kinesis", region_name="us-east-1")
+        client.create_stream(StreamName=STREAM, ShardCount=2)
+        yield client
+
+
+class FlakyClient:
+    """Wraps a Kinesis client; the first PutRecords call rejects every other entry."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, []
+
+    def put_records(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append(len(kw["Records"]))
+        if len(self.calls) > 1:
+            return dict(self.inner.put_records(**kw))
+        ok = self.inner.put_records(StreamName=kw["StreamName"], Records=kw["Records"][::2])["Records"]
+        out: list[dict[str, Any]] = []
+        for i in range(len(kw["Records"])):
+            out.append(
+                ok[i // 2]
+                if i % 2 == 0
+                else {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
+            )
+        return {"FailedRecordCount": len(kw["Records"]) // 2, "Records": out}
+
+
+def read_stream(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every record of every shard of ``stream``, shard by shard in sequence order."""
+    out: list[dict[str, Any]] = []
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        it = client.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        while True:
+            resp = client.get_records(ShardIterator=it, Limit=10000)
+            out += resp["Records"]
+            if not resp["Records"]:
+                break
+            it = resp["NextShardIterator"]
+    return out

@@ -30,7 +30,7 @@ def test_batch_agrees_with_speed_layer_epoch_for_epoch() -> None:
     from core.contract import from_row
 
     for row in bed_rows.head(60).to_dict("records"):
-        ((idx, doc),) = documents_for(to_wire(from_row(row)))
+        _, ((idx, doc),) = documents_for(to_wire(from_row(row)))
         assert idx == EPOCH_INDEX
         batch = epochs.loc[doc["epoch_start_ms"]]
         assert bool(batch["presence"]) == doc["presence"]

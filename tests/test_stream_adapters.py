@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
 
 from batch_layer.delivery import FirehoseDelivery, render_prefix
 from core.simulate import night_records
@@ -20,61 +17,13 @@ from speed_layer.handler import SpeedLayerHandler
 from speed_layer.poller import EventSourceMapping
 from speed_layer.store import LocalLiveStore
 from stream.reader import Checkpoints
-from tests.conftest import sim_night
-
-STREAM = "sleepstack-test-ingest"
-
-
-@pytest.fixture
-def kinesis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for k, v in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    with mock_aws():
-        client = boto3.client("kinesis", region_name="us-east-1")
-        client.create_stream(StreamName=STREAM, ShardCount=2)
-        yield client
+from tests.conftest import STREAM, FlakyClient, read_stream, sim_night
 
 
 def _records(minutes: int = 6) -> list[Any]:
     recs = night_records(sim_night(), strap_device="strap-1", bed_device="bed-1")
     t0 = recs[0].event_time_ms
     return [r for r in recs if r.event_time_ms < t0 + minutes * 60_000]
-
-
-class FlakyClient:
-    """Wraps a Kinesis client; the first PutRecords call rejects every other entry."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.calls = inner, []
-
-    def put_records(self, **kw: Any) -> dict[str, Any]:
-        self.calls.append(len(kw["Records"]))
-        if len(self.calls) > 1:
-            return dict(self.inner.put_records(**kw))
-        ok = self.inner.put_records(StreamName=kw["StreamName"], Records=kw["Records"][::2])["Records"]
-        out: list[dict[str, Any]] = []
-        for i in range(len(kw["Records"])):
-            out.append(
-                ok[i // 2]
-                if i % 2 == 0
-                else {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
-            )
-        return {"FailedRecordCount": len(kw["Records"]) // 2, "Records": out}
-
-
-def _stream_count(client: Any) -> int:
-    n = 0
-    for shard in client.list_shards(StreamName=STREAM)["Shards"]:
-        it = client.get_shard_iterator(StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        while True:
-            resp = client.get_records(ShardIterator=it, Limit=10000)
-            n += len(resp["Records"])
-            if not resp["Records"]:
-                break
-            it = resp["NextShardIterator"]
-    return n
 
 
 def test_producer_retries_only_failed_entries(kinesis: Any) -> None:
@@ -84,7 +33,7 @@ def test_producer_retries_only_failed_entries(kinesis: Any) -> None:
     assert prod.put(recs) == len(recs)
     assert flaky.calls[1] == len(recs[:500]) // 2  # only the rejected half was resent
     assert prod.stats.retried_entries == len(recs[:500]) // 2
-    assert _stream_count(kinesis) == len(recs)
+    assert len(read_stream(kinesis, STREAM)) == len(recs)
 
 
 def test_producer_splits_by_count_and_bytes() -> None:

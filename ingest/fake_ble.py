@@ -1,0 +1,335 @@
+"""A bleak backend that plays recorded notification streams: tests, demo, replays.
+
+``BleakClient(address, backend=world.client_backend())`` runs bleak's real client code
+(service resolution, ``start_notify`` callback wrapping, disconnect callbacks) over
+:class:`FakeBleakClient`, which serves a :class:`FakePeripheral` from a
+:class:`FakeBleWorld` instead of a radio. Likewise ``BleakScanner(backend=
+world.scanner_backend())`` sees the world's peripherals advertising.
+
+A peripheral plays its script of ``(t_ms, payload)`` notifications in order, as fast as
+the event loop allows (``speed=None``) or paced at ``speed`` x real time. A
+:class:`Drop` in the script disconnects the link at that point in the recording: the
+notifications stamped in the following ``down_ms`` are lost (the sensor sent them to
+nobody), the next ``refuse`` connection attempts fail, and playback resumes once a client
+reconnects and re-subscribes. Before each notification the world clock is set to its
+stamp, so a collector using :meth:`FakeBleWorld.clock_ms` stamps receive times in
+recording time. When the script is exhausted the peripheral disconnects and disappears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient, NotifyCallback
+from bleak.backends.descriptor import BleakGATTDescriptor
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
+from bleak.exc import BleakDeviceNotFoundError, BleakError
+
+from core.bed_profile import (
+    BED_CLOCK_UUID,
+    BED_FRAME_UUID,
+    BED_INFO_UUID,
+    BED_SERVICE_UUID,
+    encode_sensor_info,
+)
+from core.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
+
+__all__ = ["Drop", "FakeBleWorld", "FakeBleakClient", "FakeBleakScanner", "FakePeripheral", "load_recording", "recording_lines"]
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Link loss at this point of the recording, for ``down_ms`` of recording time."""
+
+    down_ms: int
+    refuse: int = 1  # connection attempts refused before the sensor is back
+
+
+ScriptItem = tuple[int, bytes] | Drop
+
+
+@dataclass
+class FakePeripheral:
+    """A recorded sensor: ``kind`` is ``"strap"`` (Heart Rate Service) or ``"bed"``."""
+
+    address: str
+    kind: str
+    script: list[ScriptItem]
+    name: str = ""
+    rssi: int = -60
+    body_sensor_location: int = 1  # chest
+    fs_hz: int = 100
+    samples_per_frame: int = 50
+    speed: float | None = None
+    # playback state
+    cursor: int = 0
+    refuse_left: int = 0
+    delivered: int = 0
+    lost: int = 0
+    connects: int = 0
+    writes: list[tuple[str, bytes]] = field(default_factory=list)
+    client: FakeBleakClient | None = None
+    finished: bool = False
+
+    @property
+    def notify_uuid(self) -> str:
+        return HEART_RATE_MEASUREMENT_UUID if self.kind == "strap" else BED_FRAME_UUID
+
+    def services(self) -> BleakGATTServiceCollection:
+        coll = BleakGATTServiceCollection()
+        handles = itertools.count(1)
+        if self.kind == "strap":
+            layout = {
+                HEART_RATE_SERVICE_UUID: [(HEART_RATE_MEASUREMENT_UUID, ["notify"]), (BODY_SENSOR_LOCATION_UUID, ["read"])]
+            }
+        else:
+            layout = {
+                BED_SERVICE_UUID: [
+                    (BED_FRAME_UUID, ["notify"]),
+                    (BED_INFO_UUID, ["read"]),
+                    (BED_CLOCK_UUID, ["write"]),
+                ]
+            }
+        for svc_uuid, chars in layout.items():
+            svc = BleakGATTService(None, next(handles), svc_uuid)
+            coll.add_service(svc)
+            for uuid, props in chars:
+                coll.add_characteristic(BleakGATTCharacteristic(None, next(handles), uuid, props, lambda: 244, svc))  # type: ignore[arg-type]
+        return coll
+
+    def read(self, uuid: str) -> bytes:
+        if uuid == BODY_SENSOR_LOCATION_UUID:
+            return bytes([self.body_sensor_location])
+        if uuid == BED_INFO_UUID:
+            return encode_sensor_info(self.fs_hz, self.samples_per_frame)
+        raise BleakError(f"characteristic {uuid} is not readable")
+
+
+class FakeBleWorld:
+    """The peripherals in radio range, and the recording-time clock."""
+
+    def __init__(self, peripherals: Iterable[FakePeripheral] = ()) -> None:
+        self.peripherals: dict[str, FakePeripheral] = {p.address: p for p in peripherals}
+        self._clock_ms = 0
+
+    def add(self, p: FakePeripheral) -> None:
+        self.peripherals[p.address] = p
+
+    def clock_ms(self) -> int:
+        """Recording time of the notification being delivered (ms since epoch)."""
+        return self._clock_ms
+
+    @property
+    def all_finished(self) -> bool:
+        return all(p.finished for p in self.peripherals.values())
+
+    def client_backend(self) -> type[FakeBleakClient]:
+        return type("FakeBleakClient", (FakeBleakClient,), {"world": self})
+
+    def scanner_backend(self) -> type[FakeBleakScanner]:
+        return type("FakeBleakScanner", (FakeBleakScanner,), {"world": self})
+
+    def set_clock(self, t_ms: int) -> None:
+        self._clock_ms = t_ms
+
+
+class FakeBleakClient(BaseBleakClient):
+    """bleak client backend over a :class:`FakeBleWorld` (bound by ``world.client_backend()``)."""
+
+    world: FakeBleWorld
+
+    def __init__(self, address_or_ble_device: BLEDevice | str, **kwargs: Any) -> None:
+        super().__init__(
+            address_or_ble_device,
+            disconnected_callback=kwargs.pop("disconnected_callback", None),
+            timeout=kwargs.pop("timeout", 10.0),
+        )
+        self._peripheral: FakePeripheral | None = None
+        self._playback: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._peripheral.name if self._peripheral else self.address
+
+    @property
+    def mtu_size(self) -> int:
+        return 247
+
+    @property
+    def is_connected(self) -> bool:
+        return self._peripheral is not None and self._peripheral.client is self
+
+    async def connect(self, pair: bool, **kwargs: Any) -> None:
+        await asyncio.sleep(0)
+        p = self.world.peripherals.get(self.address)
+        if p is None or p.finished:
+            raise BleakDeviceNotFoundError(self.address, f"Device with address {self.address} was not found.")
+        if p.refuse_left > 0:
+            p.refuse_left -= 1
+            raise BleakError(f"{self.address}: connection attempt failed (device out of range)")
+        if p.client is not None:
+            raise BleakError(f"{self.address}: already connected to another central")
+        p.client = self
+        p.connects += 1
+        self._peripheral = p
+        self.services = p.services()
+
+    async def disconnect(self) -> None:
+        self._stop_playback()
+        if self._peripheral is not None and self._peripheral.client is self:
+            self._peripheral.client = None
+        self._peripheral = None
+
+    async def pair(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def unpair(self) -> None:
+        return None
+
+    def _require(self) -> FakePeripheral:
+        if not self.is_connected or self._peripheral is None:
+            raise BleakError("Not connected")
+        return self._peripheral
+
+    async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
+        return bytearray(self._require().read(characteristic.uuid))
+
+    async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
+        raise BleakError("descriptors are not recorded")
+
+    async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any, response: bool) -> None:
+        p = self._require()
+        if "write" not in characteristic.properties:
+            raise BleakError(f"characteristic {characteristic.uuid} is not writable")
+        p.writes.append((characteristic.uuid, bytes(data)))
+
+    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
+        raise BleakError("descriptors are not recorded")
+
+    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
+        p = self._require()
+        if characteristic.uuid != p.notify_uuid:
+            raise BleakError(f"characteristic {characteristic.uuid} does not notify")
+        self._stop_playback()
+        self._playback = asyncio.get_running_loop().create_task(self._play(p, callback))
+
+    async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
+        self._stop_playback()
+
+    def _stop_playback(self) -> None:
+        task, self._playback = self._playback, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _play(self, p: FakePeripheral, callback: NotifyCallback) -> None:
+        prev_t: int | None = None
+        while p.cursor < len(p.script):
+            item = p.script[p.cursor]
+            p.cursor += 1
+            if isinstance(item, Drop):
+                self._drop(p, item, prev_t)
+                return
+            t_ms, payload = item
+            if p.speed:
+                if prev_t is not None and t_ms > prev_t:
+                    await asyncio.sleep((t_ms - prev_t) / 1000 / p.speed)
+            elif p.delivered % 32 == 0:
+                await asyncio.sleep(0)
+            if not self.is_connected:
+                p.cursor -= 1
+                return
+            prev_t = t_ms
+            self.world.set_clock(t_ms)
+            p.delivered += 1
+            callback(bytearray(payload))
+        p.finished = True
+        self._lose_link(p)
+
+    def _drop(self, p: FakePeripheral, drop: Drop, prev_t: int | None) -> None:
+        """Skip what the sensor sent while nobody listened, then break the link."""
+        start = prev_t if prev_t is not None else _first_time(p.script, p.cursor)
+        while p.cursor < len(p.script):
+            nxt = p.script[p.cursor]
+            if isinstance(nxt, Drop) or nxt[0] >= start + drop.down_ms:
+                break
+            p.cursor += 1
+            p.lost += 1
+        p.refuse_left = drop.refuse
+        self._lose_link(p)
+
+    def _lose_link(self, p: FakePeripheral) -> None:
+        if p.client is self:
+            p.client = None
+        self._peripheral = None
+        self._playback = None
+        if self._disconnected_callback is not None:
+            self._disconnected_callback()
+
+
+def _first_time(script: list[ScriptItem], cursor: int) -> int:
+    for item in script[cursor:]:
+        if not isinstance(item, Drop):
+            return item[0]
+    return 0
+
+
+class FakeBleakScanner(BaseBleakScanner):
+    """bleak scanner backend: every peripheral of the world advertises once per scan."""
+
+    world: FakeBleWorld
+
+    def __init__(self, detection_callback: Any, service_uuids: list[str] | None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(detection_callback, service_uuids)
+
+    async def start(self) -> None:
+        self.seen_devices = {}
+        for p in self.world.peripherals.values():
+            if p.finished:
+                continue
+            svc = HEART_RATE_SERVICE_UUID if p.kind == "strap" else BED_SERVICE_UUID
+            adv = AdvertisementData(p.name or None, {}, {}, [svc], None, p.rssi, ())
+            if not self.is_allowed_uuid(adv.service_uuids):
+                continue
+            device = self.create_or_update_device(p.address, p.address, p.name or None, None, adv)
+            self.call_detection_callbacks(device, adv)
+
+    async def stop(self) -> None:
+        return None
+
+
+def load_recording(path: Path) -> FakePeripheral:
+    """A peripheral from a JSON-lines recording.
+
+    First line: ``{"address": ..., "kind": "strap"|"bed", "name": ...}``; then one object
+    per notification ``{"t_ms": ..., "hex": "..."}`` or link loss ``{"drop_ms": ...,
+    "refuse": 1}``.
+    """
+    lines = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
+    if not lines or "address" not in lines[0]:
+        raise ValueError(f"{path}: first line must name the device (address, kind)")
+    head, body = lines[0], lines[1:]
+    script: list[ScriptItem] = [
+        Drop(int(o["drop_ms"]), int(o.get("refuse", 1))) if "drop_ms" in o else (int(o["t_ms"]), bytes.fromhex(o["hex"]))
+        for o in body
+    ]
+    return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=head.get("name", ""))
+
+
+def recording_lines(p: FakePeripheral) -> Iterable[str]:
+    """The JSON-lines form :func:`load_recording` reads."""
+    yield json.dumps({"address": p.address, "kind": p.kind, "name": p.name})
+    for item in p.script:
+        if isinstance(item, Drop):
+            yield json.dumps({"drop_ms": item.down_ms, "refuse": item.refuse})
+        else:
+            yield json.dumps({"t_ms": item[0], "hex": item[1].hex()})
+

@@ -1,0 +1,334 @@
+"""The collector's durable spool: SQLite in WAL mode, between the radio and Kinesis.
+
+A notification counts as received once :meth:`Spool.append` has committed it. From there
+every step is one SQLite transaction, so a ``kill -9`` at any instant loses nothing:
+
+1. ``notifications``: raw payloads as received (device, subject, kind, receive stamp);
+2. :meth:`Spool.frame` decodes them into contract records (straps 1:1, bed notifications
+   re-framed on the epoch grid by :class:`core.device_records.BedFramer`) and, in the same
+   transaction, writes the records to ``outbox``, persists the framer's open frames in
+   ``open_frames``, moves undecodable payloads to ``quarantine`` (with the reason; logged
+   in hex) and deletes the notifications it consumed;
+3. the sender (:mod:`ingest.sender`) reads the ``outbox`` oldest first and deletes rows
+   only once Kinesis accepted them. A crash between PutRecords and the delete resends
+   those records; their deterministic record ids let downstream drop the duplicates.
+
+``synchronous=FULL`` (the default) makes each commit survive power loss as well as a
+process kill; ``NORMAL`` survives a process kill only. The spool's size is bounded:
+past ``warn_fraction`` of ``max_bytes`` it logs a warning (once per crossing), and when
+full :meth:`append` raises :class:`SpoolFullError` and counts the rejected
+notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from core.bed_profile import decode_bed_frame
+from core.contract import Record, to_wire, validate
+from core.device_records import BedFramer, FramerCounts, OpenFrame, strap_sample
+from core.errors import ContractError, DecodeError, SleepstackError
+from core.hrm import decode_hrm
+
+__all__ = ["KINDS", "Notification", "OutboxEntry", "Spool", "SpoolFullError"]
+
+log = logging.getLogger(__name__)
+
+KINDS: Final = ("strap", "bed")
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS notifications (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, subject_id TEXT NOT NULL,
+  kind TEXT NOT NULL, receive_ms INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, partition_key TEXT NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS open_frames (
+  device_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, start_ms INTEGER NOT NULL, fs_hz INTEGER NOT NULL,
+  samples BLOB NOT NULL, next_seq INTEGER NOT NULL, next_ms REAL NOT NULL, gap_samples INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, kind TEXT NOT NULL,
+  receive_ms INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class SpoolFullError(SleepstackError):
+    """The spool reached its size bound; the notification was not stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One BLE notification as received: raw payload plus who sent it and when."""
+
+    device_id: str
+    subject_id: str
+    kind: str  # "strap" (0x2A37) or "bed" (bed-sensor frame)
+    receive_ms: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    partition_key: str
+    data: bytes
+
+
+@dataclass
+class _FrameResult:
+    records: list[tuple[str, bytes]] = field(default_factory=list)
+    quarantined: list[tuple[str, str, int, bytes, str]] = field(default_factory=list)
+    rr_zero: int = 0
+
+
+class Spool:
+    """The durable spool at ``path`` (created if missing); safe to share between threads."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 2 << 30,
+        warn_fraction: float = 0.8,
+        synchronous: str = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.warn_fraction = warn_fraction
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(_SCHEMA)
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._lock = threading.RLock()
+        self._warned = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ size bound
+
+    def used_bytes(self) -> int:
+        """Bytes the spool's live pages occupy (freed pages are reused, so not counted)."""
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        free = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * self._page_size
+
+    def _check_room(self, incoming: int) -> None:
+        used = self.used_bytes() + incoming
+        if used >= self.max_bytes:
+            self._bump({"rejected_spool_full": 1})
+            raise SpoolFullError(
+                f"spool {self.path} is full ({used} of {self.max_bytes} bytes): is the sender reaching Kinesis?"
+            )
+        if used >= self.warn_fraction * self.max_bytes:
+            if not self._warned:
+                log.warning(
+                    "spool %s is %.0f%% full (%d of %d bytes); it rejects new samples at 100%%",
+                    self.path,
+                    100 * used / self.max_bytes,
+                    used,
+                    self.max_bytes,
+                )
+                self._warned = True
+        else:
+            self._warned = False
+
+    @property
+    def nearly_full(self) -> bool:
+        return self._warned
+
+    # ------------------------------------------------------------------ writes
+
+    def append(self, notes: Sequence[Notification]) -> None:
+        """Store notifications durably (one transaction); only then do they count as received."""
+        if not notes:
+            return
+        with self._lock:
+            try:
+                self._check_room(sum(len(n.payload) + 64 for n in notes))
+            except SpoolFullError:
+                self._bump({"rejected_spool_full": len(notes) - 1})
+                raise
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO notifications (device_id, subject_id, kind, receive_ms, payload) VALUES (?,?,?,?,?)",
+                    [(n.device_id, n.subject_id, n.kind, n.receive_ms, n.payload) for n in notes],
+                )
+                self._bump({"received": len(notes)}, in_tx=True)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def append_records(self, records: Iterable[Record]) -> int:
+        """Put already-built records straight into the outbox (e.g. a file upload)."""
+        rows = [(r.device_id, to_wire(validate(r))) for r in records]
+        with self._lock:
+            self._check_room(sum(len(d) + 32 for _, d in rows))
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO outbox (partition_key, data) VALUES (?, ?)", rows)
+            self._bump({"records": len(rows)}, in_tx=True)
+            self._db.execute("COMMIT")
+        return len(rows)
+
+    def _bump(self, deltas: dict[str, int], *, in_tx: bool = False) -> None:
+        rows = [(k, v) for k, v in deltas.items() if v]
+        if not rows:
+            return
+        sql = "INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+        if in_tx:
+            self._db.executemany(sql, rows)
+        else:
+            with self._lock:
+                self._db.executemany(sql, rows)
+
+    # ------------------------------------------------------------------ framing
+
+    def frame(self, limit: int = 5_000, *, flush_all_at_ms: int | None = None) -> int:
+        """Decode up to ``limit`` spooled notifications into outbox records; returns how many.
+
+        With ``flush_all_at_ms`` the open bed frames are closed too (collector shutdown).
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, device_id, subject_id, kind, receive_ms, payload FROM notifications ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            if not rows and flush_all_at_ms is None:
+                return 0
+            framer = BedFramer(open=self._load_open_frames())
+            result = _FrameResult()
+            for _, device, subject, kind, receive_ms, payload in rows:
+                self._frame_one(framer, result, device, subject, kind, int(receive_ms), bytes(payload))
+            if flush_all_at_ms is not None:
+                for device in list(framer.open):
+                    result.records.extend((f.device_id, to_wire(f)) for f in framer.flush(device, flush_all_at_ms))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT INTO outbox (partition_key, data) VALUES (?, ?)", result.records)
+                self._db.executemany(
+                    "INSERT INTO quarantine (device_id, kind, receive_ms, payload, reason) VALUES (?,?,?,?,?)",
+                    result.quarantined,
+                )
+                if rows:
+                    self._db.execute("DELETE FROM notifications WHERE id <= ?", (rows[-1][0],))
+                self._store_open_frames(framer.open)
+                self._bump(_counter_deltas(framer.counts, result, len(rows)), in_tx=True)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return len(rows)
+
+    def _frame_one(
+        self, framer: BedFramer, result: _FrameResult, device: str, subject: str, kind: str, t_ms: int, payload: bytes
+    ) -> None:
+        try:
+            if kind == "strap":
+                sample, dropped = strap_sample(decode_hrm(payload), device_id=device, subject_id=subject, receive_ms=t_ms)
+                if dropped:
+                    result.rr_zero += dropped
+                    log.warning("strap %s: dropped %d RR interval(s) of 0 in %s", device, dropped, payload.hex())
+                result.records.append((device, to_wire(validate(sample))))
+            elif kind == "bed":
+                for f in framer.feed(device, subject, decode_bed_frame(payload), t_ms):
+                    result.records.append((device, to_wire(validate(f))))
+            else:
+                raise DecodeError(kind, "unknown notification kind", payload)
+        except (DecodeError, ContractError) as exc:
+            reason = f"{exc.what}: {exc.reason}" if isinstance(exc, DecodeError) else str(exc)
+            log.warning("quarantined %s notification from %s: %s (payload %s)", kind, device, reason, payload.hex())
+            result.quarantined.append((device, kind, t_ms, payload, reason))
+
+    def _load_open_frames(self) -> dict[str, OpenFrame]:
+        rows = self._db.execute("SELECT * FROM open_frames").fetchall()
+        return {
+            r[0]: OpenFrame(r[1], int(r[2]), int(r[3]), bytearray(r[4]), int(r[5]), float(r[6]), int(r[7]))
+            for r in rows
+        }
+
+    def _store_open_frames(self, frames: dict[str, OpenFrame]) -> None:
+        self._db.execute("DELETE FROM open_frames")
+        self._db.executemany(
+            "INSERT INTO open_frames VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (d, f.subject_id, f.start_ms, f.fs_hz, bytes(f.samples), f.next_seq, f.next_ms, f.gap_samples)
+                for d, f in frames.items()
+            ],
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    def pending(self, max_records: int = 500, max_bytes: int = 5 * 1024 * 1024) -> list[OutboxEntry]:
+        """The oldest outbox records that fit one PutRecords call."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, partition_key, data FROM outbox ORDER BY id LIMIT ?", (max_records,)
+            ).fetchall()
+        out: list[OutboxEntry] = []
+        size = 0
+        for i, key, data in rows:
+            n = len(data) + len(key.encode())
+            if out and size + n > max_bytes:
+                break
+            out.append(OutboxEntry(int(i), key, bytes(data)))
+            size += n
+        return out
+
+    def ack(self, ids: Sequence[int]) -> None:
+        """Delete records Kinesis accepted."""
+        if not ids:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            self._bump({"sent": len(ids)}, in_tx=True)
+            self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ status
+
+    def backlog(self) -> dict[str, int]:
+        with self._lock:
+            notes = int(self._db.execute("SELECT count(*) FROM notifications").fetchone()[0])
+            outbox = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            open_frames = int(self._db.execute("SELECT count(*) FROM open_frames").fetchone()[0])
+        return {"notifications": notes, "outbox": outbox, "open_frames": open_frames}
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {k: int(v) for k, v in self._db.execute("SELECT name, value FROM counters ORDER BY name")}
+
+    def quarantined(self) -> list[dict[str, object]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_id, kind, receive_ms, payload, reason FROM quarantine ORDER BY id"
+            ).fetchall()
+        return [
+            {"device_id": d, "kind": k, "receive_ms": t, "payload_hex": bytes(p).hex(), "reason": r}
+            for d, k, t, p, r in rows
+        ]
+
+
+def _counter_deltas(c: FramerCounts, r: _FrameResult, consumed: int) -> dict[str, int]:
+    return {
+        "framed_notifications": consumed,
+        "records": len(r.records),
+        "quarantined": len(r.quarantined),
+        "rr_zero_dropped": r.rr_zero,
+        "bed_frames": c.frames,
+        "bed_gaps": c.gaps,
+        "bed_gap_samples": c.gap_samples,
+        "bed_duplicates": c.duplicates,
+        "bed_discontinuities": c.discontinuities,
+    }

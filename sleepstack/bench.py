@@ -1,0 +1,89 @@
+"""Benchmarks that print figures (``sleepstack bench ...``); ratios are taken within one run.
+
+``bench ingest``: records/s from the durable spool to Kinesis (kinesalite on loopback)
+against a bare boto3 PutRecords loop sending the same records to the same endpoint, in
+alternating rounds; medians and their ratio. Goal: ratio >= 0.8 with the spool's
+durability on (``synchronous=FULL``: every acknowledgement is fsynced).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.contract import Record, to_wire
+from core.simulate import SimConfig, night_records, simulate_night
+from ingest.producer import KinesisProducer, batches
+from ingest.sender import SpoolSender
+from ingest.spool import Spool
+from sleepstack.clients import kinesis_client
+from sleepstack.local_stack import LocalStack
+from sleepstack.settings import REPO_ROOT
+from sleepstack.template import load_template, stream_specs
+
+__all__ = ["bench_ingest"]
+
+
+def _records(n: int, seed: int) -> list[Record]:
+    t0 = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
+    recs: list[Record] = []
+    k = 0
+    while len(recs) < n:
+        sim = simulate_night(SimConfig(f"b{k:03d}", t0, seed + k))
+        recs += night_records(sim, strap_device=f"strap-b{k:03d}", bed_device=f"bed-b{k:03d}")
+        k += 1
+    return recs[:n]
+
+
+def bench_ingest(records: int = 20_000, rounds: int = 3, seed: int = 0, synchronous: str = "FULL") -> dict[str, Any]:
+    """Run the ingest benchmark on a private kinesalite; returns the figures."""
+    recs = _records(records, seed)
+    entries = [(r.device_id, to_wire(r)) for r in recs]
+    mib = sum(len(d) + len(k) for k, d in entries) / 2**20
+    template = load_template(REPO_ROOT / "infra" / "template.yaml")
+    stream = stream_specs(template, Environment="bench")[0].name
+    bare_rps: list[float] = []
+    spool_rps: list[float] = []
+    fill_rps: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="sleepstack-bench-") as tmp:
+        stack = LocalStack(Path(tmp) / "stack")
+        client = kinesis_client(stack.up(environment="bench"), "us-east-1")
+        try:
+            for r in range(rounds):
+                t = time.perf_counter()
+                for batch in batches(entries):
+                    resp = client.put_records(StreamName=stream, Records=batch)
+                    if resp.get("FailedRecordCount"):
+                        raise RuntimeError(f"bare loop: {resp['FailedRecordCount']} records rejected")
+                bare_rps.append(len(entries) / (time.perf_counter() - t))
+
+                spool = Spool(Path(tmp) / f"spool-{r}.sqlite", synchronous=synchronous)
+                t = time.perf_counter()
+                spool.append_records(recs)
+                fill_rps.append(len(recs) / (time.perf_counter() - t))
+                sender = SpoolSender(spool, KinesisProducer(client, stream))
+                t = time.perf_counter()
+                sent = sender.drain()
+                spool_rps.append(sent / (time.perf_counter() - t))
+                if sent != len(recs) or spool.backlog()["outbox"]:
+                    raise RuntimeError(f"spool round {r}: sent {sent} of {len(recs)}")
+                spool.close()
+        finally:
+            stack.down()
+    bare, spooled = statistics.median(bare_rps), statistics.median(spool_rps)
+    return {
+        "records": len(recs),
+        "mib": round(mib, 1),
+        "rounds": rounds,
+        "synchronous": synchronous,
+        "bare_put_records_per_s": round(bare),
+        "spool_to_kinesis_records_per_s": round(spooled),
+        "ratio": round(spooled / bare, 3),
+        "ratio_per_round": [round(s / b, 3) for s, b in zip(spool_rps, bare_rps, strict=True)],
+        "spool_fill_records_per_s": round(statistics.median(fill_rps)),
+        "goal_ratio": 0.8,
+    }
