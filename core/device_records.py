@@ -90,7 +90,7 @@ class FramerCounts:
     discontinuities: int = 0  # clock went backwards, sensor restarted (seq 0) or rate changed
 
     def add(self, other: FramerCounts) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -106,7 +106,9 @@ def decode_hrm(payload: bytes | bytearray | memoryview) -> HeartRateMeasurement:
     pos = 1
     hr_size = 2 if flags & _HR16 else 1
     if len(data) < pos + hr_size:
-        raise DecodeError(_WHAT, f"flags 0x{flags:02x} promise a {8 * hr_size}-bit heart rate, got {len(data)} bytes", data)
+        raise DecodeError(
+            _WHAT, f"flags 0x{flags:02x} promise a {8 * hr_size}-bit heart rate, got {len(data)} bytes", data
+        )
     hr = data[pos] if hr_size == 1 else struct.unpack_from("<H", data, pos)[0]
     pos += hr_size
     energy: int | None = None

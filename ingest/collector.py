@@ -37,13 +37,13 @@ from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
 from core.bed_profile import BED_CLOCK_UUID, BED_FRAME_UUID, BED_SERVICE_UUID, encode_clock
+from core.errors import DecodeError
 from core.hrm import (
     BODY_SENSOR_LOCATION_UUID,
     HEART_RATE_MEASUREMENT_UUID,
     HEART_RATE_SERVICE_UUID,
     decode_body_sensor_location,
 )
-from core.errors import DecodeError
 from ingest.spool import Notification, Spool, SpoolFullError
 
 __all__ = ["Collector", "CollectorStats", "DeviceTarget", "scan", "wall_clock_ms"]
@@ -212,7 +212,8 @@ class Collector:
 
 async def scan(timeout_s: float = 5.0, backend: type[BaseBleakScanner] | None = None) -> list[dict[str, Any]]:
     """Nearby BLE devices, strongest first, with the kind sleepstack would record them as."""
-    found = await BleakScanner.discover(timeout_s, return_adv=True, backend=backend)
+    kwargs: dict[str, Any] = {} if backend is None else {"backend": backend}
+    found = await BleakScanner.discover(timeout_s, return_adv=True, **kwargs)
     out = []
     for device, adv in found.values():
         uuids = {u.lower() for u in adv.service_uuids}

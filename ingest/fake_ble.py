@@ -43,7 +43,15 @@ from core.bed_profile import (
 )
 from core.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
 
-__all__ = ["Drop", "FakeBleWorld", "FakeBleakClient", "FakeBleakScanner", "FakePeripheral", "load_recording", "recording_lines"]
+__all__ = [
+    "Drop",
+    "FakeBleWorld",
+    "FakeBleakClient",
+    "FakeBleakScanner",
+    "FakePeripheral",
+    "load_recording",
+    "recording_lines",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,10 @@ class FakePeripheral:
         handles = itertools.count(1)
         if self.kind == "strap":
             layout = {
-                HEART_RATE_SERVICE_UUID: [(HEART_RATE_MEASUREMENT_UUID, ["notify"]), (BODY_SENSOR_LOCATION_UUID, ["read"])]
+                HEART_RATE_SERVICE_UUID: [
+                    (HEART_RATE_MEASUREMENT_UUID, ["notify"]),
+                    (BODY_SENSOR_LOCATION_UUID, ["read"]),
+                ]
             }
         else:
             layout = {
@@ -215,7 +226,9 @@ class FakeBleakClient(BaseBleakClient):
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
         raise BleakError("descriptors are not recorded")
 
-    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
+    ) -> None:
         p = self._require()
         if characteristic.uuid != p.notify_uuid:
             raise BleakError(f"characteristic {characteristic.uuid} does not notify")
@@ -318,7 +331,9 @@ def load_recording(path: Path) -> FakePeripheral:
         raise ValueError(f"{path}: first line must name the device (address, kind)")
     head, body = lines[0], lines[1:]
     script: list[ScriptItem] = [
-        Drop(int(o["drop_ms"]), int(o.get("refuse", 1))) if "drop_ms" in o else (int(o["t_ms"]), bytes.fromhex(o["hex"]))
+        Drop(int(o["drop_ms"]), int(o.get("refuse", 1)))
+        if "drop_ms" in o
+        else (int(o["t_ms"]), bytes.fromhex(o["hex"]))
         for o in body
     ]
     return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=head.get("name", ""))
@@ -332,4 +347,3 @@ def recording_lines(p: FakePeripheral) -> Iterable[str]:
             yield json.dumps({"drop_ms": item.down_ms, "refuse": item.refuse})
         else:
             yield json.dumps({"t_ms": item[0], "hex": item[1].hex()})
-

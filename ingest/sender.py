@@ -64,9 +64,7 @@ class SpoolSender:
         except (BotoCoreError, ClientError) as exc:
             self.stats.failures += 1
             self.stats.consecutive_failures += 1
-            log.warning(
-                "PutRecords to %s failed (%s); %d records stay spooled", self.producer.stream, exc, len(batch)
-            )
+            log.warning("PutRecords to %s failed (%s); %d records stay spooled", self.producer.stream, exc, len(batch))
             return 0
         ids = [e.id for e, ok in zip(batch, accepted, strict=True) if ok]
         self.spool.ack(ids)

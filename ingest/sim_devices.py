@@ -15,7 +15,7 @@ from core.hrm import encode_hrm
 from core.simulate import SimulatedNight, bed_notifications, strap_measurements
 from ingest.fake_ble import Drop, FakePeripheral, ScriptItem
 
-__all__ = ["MALFORMED_HRM", "simulated_peripherals", "strap_address", "bed_address"]
+__all__ = ["MALFORMED_HRM", "bed_address", "simulated_peripherals", "strap_address"]
 
 #: Broken Heart Rate Measurements a faulty strap might send (each must be quarantined).
 MALFORMED_HRM: tuple[bytes, ...] = (
@@ -47,7 +47,7 @@ def simulated_peripherals(
     With ``drop_ms`` > 0 each device loses its link once per night, at a random point, for
     that long (the sensor's notifications in that time are lost and the collector must
     reconnect). With ``malformed`` the first subject's strap also sends
-    :data:`MALFORMED_HRM` during its first night.
+    :data:`MALFORMED_HRM` ten minutes into its first night.
     """
     rng = np.random.default_rng(seed)
     scripts: dict[tuple[str, str], list[ScriptItem]] = {}
@@ -56,7 +56,7 @@ def simulated_peripherals(
         strap: list[ScriptItem] = [(t, encode_hrm(m)) for t, m in strap_measurements(night)]
         bed: list[ScriptItem] = [(t, encode_bed_frame(n)) for t, n in bed_notifications(night, samples_per_frame)]
         if malformed and k == 0:
-            at = len(strap) // 3
+            at = min(len(strap) // 3, 600)
             t_bad = strap[at][0]  # type: ignore[index]
             strap[at:at] = [(t_bad + 1 + j, p) for j, p in enumerate(MALFORMED_HRM)]
         for script in (strap, bed) if drop_ms > 0 else ():

@@ -22,6 +22,7 @@ notifications.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -236,7 +237,9 @@ class Spool:
     ) -> None:
         try:
             if kind == "strap":
-                sample, dropped = strap_sample(decode_hrm(payload), device_id=device, subject_id=subject, receive_ms=t_ms)
+                sample, dropped = strap_sample(
+                    decode_hrm(payload), device_id=device, subject_id=subject, receive_ms=t_ms
+                )
                 if dropped:
                     result.rr_zero += dropped
                     log.warning("strap %s: dropped %d RR interval(s) of 0 in %s", device, dropped, payload.hex())
@@ -292,7 +295,7 @@ class Spool:
             return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
             self._bump({"sent": len(ids)}, in_tx=True)
             self._db.execute("COMMIT")
 

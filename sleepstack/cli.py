@@ -8,6 +8,7 @@ import logging
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -198,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lake")
     s.set_defaults(func=_cmd_sql)
 
+    _ingest_parsers(sub)
+    return p
+
+
+def _ingest_parsers(sub: Any) -> None:
+    """``ble``, ``collect`` and ``bench`` sub-commands."""
     s = sub.add_parser("ble", help="decode Bluetooth payloads (hex)")
     s.add_argument("action", choices=["decode-hrm", "decode-bed"], help="0x2A37 Heart Rate Measurement or bed frame")
     s.add_argument("hex", help="payload as hex, e.g. 1648e803")
@@ -220,7 +227,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_bench)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

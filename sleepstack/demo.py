@@ -28,8 +28,8 @@ from core.epochs import night_of
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 from ingest.producer import KinesisProducer
 from ingest.spool import Spool
-from sleepstack.ble_replay import collect_simulated
 from serving.sql_engine import LocalSqlEngine, load_query
+from sleepstack.ble_replay import collect_simulated
 from sleepstack.clients import kinesis_client
 from sleepstack.local_stack import LocalStack, check_tools
 from sleepstack.template import event_source_settings, load_template, stream_specs

@@ -1,0 +1,166 @@
+"""The durable spool and its sender: order, partial failures, endpoint down, kill -9, size bound."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from core.contract import BedFrame, StrapSample, from_wire, make_record_id
+from core.hrm import HeartRateMeasurement, encode_hrm
+from ingest.producer import KinesisProducer
+from ingest.sender import SpoolSender
+from ingest.sim_devices import MALFORMED_HRM
+from ingest.spool import Notification, Spool, SpoolFullError
+from tests.conftest import STREAM, T0_MS, FlakyClient, read_stream
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _strap_notes(n: int, device: str = "strap-1", t0: int = T0_MS) -> list[Notification]:
+    return [
+        Notification(
+            device, "s001", "strap", t0 + 1000 * k, encode_hrm(HeartRateMeasurement(60 + k % 20, (1000.0,), True))
+        )
+        for k in range(n)
+    ]
+
+
+def _outbox_records(spool: Spool) -> list[StrapSample | BedFrame]:
+    return [from_wire(e.data) for e in spool.pending(10**9, 10**12)]
+
+
+def test_notifications_become_records_and_bad_payloads_are_quarantined(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    good = _strap_notes(10)
+    bad = [Notification("strap-1", "s001", "strap", T0_MS + 500 + k, p) for k, p in enumerate(MALFORMED_HRM)]
+    spool.append(good[:5] + bad + good[5:])
+    assert spool.frame() == 14
+    recs = _outbox_records(spool)
+    assert [r.device_time_ms for r in recs] == [n.receive_ms for n in good]  # order kept, none lost
+    q = spool.quarantined()
+    assert [x["payload_hex"] for x in q] == [p.hex() for p in MALFORMED_HRM]
+    assert all(x["reason"] for x in q)
+    c = spool.counters()
+    assert (c["received"], c["records"], c["quarantined"]) == (14, 10, 4)
+    assert spool.backlog() == {"notifications": 0, "outbox": 10, "open_frames": 0}
+
+
+def test_sender_sends_in_order_and_retries_only_failed_entries(tmp_path: Path, kinesis: Any) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_strap_notes(700))
+    flaky = FlakyClient(kinesis)
+    sender = SpoolSender(spool, KinesisProducer(flaky, STREAM, sleep=lambda s: None), sleep=lambda s: None)
+    assert sender.drain() == 700
+    assert flaky.calls[:3] == [500, 250, 200]  # the rejected half alone, then the rest
+    assert spool.backlog()["outbox"] == 0
+    assert spool.counters()["sent"] == 700
+    stream = read_stream(kinesis, STREAM)
+    ids = [json.loads(r["Data"])["record_id"] for r in stream]
+    assert sorted(ids) == sorted(make_record_id("strap", "strap-1", T0_MS + 1000 * k) for k in range(700))
+
+
+def test_endpoint_down_keeps_spooling_and_drains_in_order_when_back(tmp_path: Path, kinesis: Any) -> None:
+    dead = boto3.client(
+        "kinesis",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",  # discard port: nothing listens
+        config=Config(retries={"max_attempts": 1}, connect_timeout=0.2, read_timeout=0.2),
+    )
+    spool = Spool(tmp_path / "s.sqlite")
+    waits: list[float] = []
+    sender = SpoolSender(spool, KinesisProducer(dead, STREAM), sleep=waits.append, base_backoff_s=0.5)
+    spool.append(_strap_notes(300))
+    for _ in range(4):
+        assert sender.step() == 0
+        waits.append(sender.backoff_s())
+    spool.append(_strap_notes(300, t0=T0_MS + 300_000))  # the collector keeps spooling
+    assert sender.stats.failures == 4
+    backlog = spool.backlog()
+    assert (backlog["outbox"], backlog["notifications"]) == (300, 300)
+    caps = [0.5 * 2**k for k in range(4)]
+    assert all(0 <= w <= c for w, c in zip(waits, caps, strict=True))  # exponential, full jitter
+
+    sender.producer.client = kinesis  # the endpoint is back
+    assert sender.drain() == 600
+    assert sender.stats.consecutive_failures == 0
+    times = [json.loads(r["Data"])["device_time_ms"] for r in read_stream(kinesis, STREAM)]
+    assert times == sorted(times)  # one device = one partition key = one shard, in order
+    assert len(times) == 600
+
+
+def test_size_bound_warns_then_rejects_and_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=256 * 1024)
+    caplog.set_level(logging.WARNING, "ingest.spool")
+    with pytest.raises(SpoolFullError, match="full"):
+        for k in range(2000):
+            spool.append(_strap_notes(10, t0=T0_MS + 10_000 * k))
+    assert any("% full" in r.message for r in caplog.records)
+    assert spool.nearly_full
+    assert spool.counters()["rejected_spool_full"] == 10
+    # draining frees room: framed + acknowledged rows are deleted and their pages reused
+    while spool.frame():
+        pass
+    spool.ack([e.id for e in spool.pending(10**9, 10**12)])
+    spool.append(_strap_notes(10, t0=T0_MS - 100_000))
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, json
+    from pathlib import Path
+    from core.hrm import HeartRateMeasurement, encode_hrm
+    from ingest.spool import Notification, Spool
+    spool = Spool(Path(sys.argv[1]))
+    sent = open(sys.argv[2], "ab")
+    t0 = int(sys.argv[3])
+    k = 0
+    while True:
+        spool.append([Notification("strap-1", "s001", "strap", t0 + 1000 * k,
+                                   encode_hrm(HeartRateMeasurement(60, (1000.0,), True)))])
+        print(k, flush=True)  # k is committed
+        k += 1
+        if k % 7 == 0:
+            spool.frame()
+            batch = spool.pending(5)
+            for e in batch:  # "Kinesis": durably written, then acknowledged
+                sent.write(e.data + b"\\n")
+            sent.flush()
+            import os; os.fsync(sent.fileno())
+            spool.ack([e.id for e in batch])
+    """
+)
+
+
+@pytest.mark.slow
+def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
+    db, sent = tmp_path / "s.sqlite", tmp_path / "sent.ndjson"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(db), str(sent), str(T0_MS)], stdout=subprocess.PIPE, cwd=REPO, text=True
+    )
+    assert child.stdout is not None
+    committed = -1
+    for line in child.stdout:
+        committed = int(line)
+        if committed >= 400:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    spool = Spool(db)  # restart
+    while spool.frame():
+        pass
+    after = {from_wire(e.data).device_time_ms for e in spool.pending(10**9, 10**12)}
+    before = {from_wire(line).device_time_ms for line in sent.read_bytes().splitlines() if line}
+    expected = {T0_MS + 1000 * k for k in range(committed + 1)}
+    assert expected <= before | after  # every committed sample reaches the stream
+    assert spool.counters()["received"] >= committed + 1
