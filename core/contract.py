@@ -398,5 +398,14 @@ def to_row(rec: Record) -> dict[str, Any]:
 def from_row(row: dict[str, Any]) -> Record:
     """Rebuild a record from a raw-lake row (the inverse of :func:`to_row`)."""
     kind = row.get("kind")
-    names = {s.name for s in _SPECS.get(str(kind), ())} | {"record_id", "kind"}
-    return from_dict({k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items() if k in names})
+    specs = {s.name: s for s in _SPECS.get(str(kind), ())}
+    names = set(specs) | {"record_id", "kind"}
+    out = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items() if k in names}
+    for name, v in out.items():
+        # a dataframe holds a nullable integer column as float64 (NaN for null)
+        if name in specs and specs[name].type in _INTEGER_TYPES and isinstance(v, float):
+            out[name] = None if math.isnan(v) else int(v) if v.is_integer() else v
+    return from_dict(out)
+
+
+_INTEGER_TYPES: Final = (FieldType.INT16, FieldType.INT32, FieldType.INT64)

@@ -295,7 +295,9 @@ class Spool:
             return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+            self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
+            )
             self._bump({"sent": len(ids)}, in_tx=True)
             self._db.execute("COMMIT")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from pathlib import Path
 
@@ -149,3 +150,35 @@ def test_clock_value_is_utc_ms(tmp_path: Path) -> None:
     asyncio.run(_record(world, collector))
     bed = world.peripherals["bed-s001"]
     assert struct.unpack("<Q", bed.writes[0][1]) == (1_767_651_000_123,)
+
+
+@pytest.mark.integration
+def test_collect_command_replays_a_recording_into_the_local_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sleepstack.cli import main
+    from sleepstack.clients import kinesis_client
+    from sleepstack.local_stack import LocalStack
+    from tests.conftest import read_stream
+
+    paths = []
+    for p in _short_night_peripherals(minutes=5):
+        p.script.insert(len(p.script) // 2, Drop(3_000, refuse=1))
+        paths.append(tmp_path / f"{p.address}.jsonl")
+        paths[-1].write_text("\n".join(recording_lines(p)))
+    monkeypatch.setenv("SLEEPSTACK_HOME", str(tmp_path / "home"))
+    stack = LocalStack(tmp_path / "home")
+    client = kinesis_client(stack.up(), "us-east-1")
+    try:
+        argv = ["collect", "--subject", "s001"]
+        for path in paths:
+            argv += ["--replay", str(path)]
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        stream = read_stream(client, "sleepstack-dev-ingest")
+    finally:
+        stack.down()
+    assert summary["backlog"] == {"notifications": 0, "outbox": 0, "open_frames": 0}
+    assert summary["collector"]["drops"] == 4  # one mid-stream per device, and each recording's end
+    assert len(stream) == summary["spool"]["records"] == summary["spool"]["sent"]
+    assert {json.loads(r["Data"])["kind"] for r in stream} == {"strap", "bed"}
