@@ -89,10 +89,6 @@ class FramerCounts:
     duplicates: int = 0
     discontinuities: int = 0  # clock went backwards, sensor restarted (seq 0) or rate changed
 
-    def add(self, other: FramerCounts) -> None:
-        for name in self.__slots__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
 
 @dataclass
 class BedFramer:

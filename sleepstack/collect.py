@@ -73,6 +73,7 @@ def run_collect(
     targets = parse_devices(devices, subject)
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
+    world: FakeBleWorld | None = None
     if replays:
         world = FakeBleWorld(load_recording(p) for p in replays)
         backend, clock = world.client_backend(), world.clock_ms
@@ -88,7 +89,7 @@ def run_collect(
     sending.start()
     print(f"recording {', '.join(f'{t.address} ({t.subject_id})' for t in targets)}; Ctrl-C stops")
     try:
-        asyncio.run(_run(collector, duration_s, world if replays else None))
+        asyncio.run(_run(collector, duration_s, world))
         spool.frame(flush_all_at_ms=clock())
     finally:
         done.set()
