@@ -169,14 +169,14 @@ class Collector:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
-                if lost.is_set() and not stop.is_set():
+                if lost.is_set():
                     self.stats.drops += 1
                     dev["drops"] += 1
-                    log.warning("%s: link lost; reconnecting", target.address)
                     self.commit()
-                else:
+                if stop.is_set():
                     await client.disconnect()
                     return
+                log.warning("%s: link lost; reconnecting", target.address)
             except (BleakError, TimeoutError, OSError, DecodeError) as exc:
                 self.stats.failed_connects += 1
                 dev["failed_connects"] += 1
