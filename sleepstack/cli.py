@@ -158,6 +158,23 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from core.simulate import SimConfig, simulate_night
+    from core.vitals_accuracy import bed_vitals_accuracy
+    from sleepstack.demo import FIRST_NIGHT_T0_MS
+    from sleepstack.rr_files import read_rr_ms
+
+    rr = read_rr_ms(Path(args.rr)) if args.rr else None
+    night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
+    figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for k, v in figures.items():
+            print(f"{k:>20}: {v}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sleepstack", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -198,6 +215,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--lake")
     s.set_defaults(func=_cmd_sql)
+
+    s = sub.add_parser("evaluate", help="measure accuracy and print figures")
+    s.add_argument("what", choices=["vitals"], help="bed vitals against simulator ground truth")
+    s.add_argument("--rr", help="real RR series driving the simulated beats (li2024 CSV or one ms value per line)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_evaluate)
 
     _ingest_parsers(sub)
     return p

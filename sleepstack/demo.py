@@ -42,6 +42,8 @@ from stream.reader import Checkpoints
 __all__ = ["BAD_RECORDS", "DemoResult", "cohort", "run_demo"]
 
 FIRST_NIGHT = date(2026, 1, 5)
+#: 22:00 UTC on the first night: lights-off of single-night simulations.
+FIRST_NIGHT_T0_MS = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
 
 #: Contract-breaking payloads the demo sends along, to show quarantine at work.
 BAD_RECORDS: list[tuple[str, bytes]] = [

@@ -1,36 +1,38 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from core.bcg import BedSensorProfile, breathing_rate_per_min, heart_rate_bpm, presence
 from core.hrv import clean_rr, hrv_summary
-from core.simulate import BED_NOISE_COUNTS, night_records
+from core.simulate import BED_NOISE_COUNTS
 from core.vitals import bed_epoch_vitals, doc_id, strap_epoch_vitals
+from core.vitals_accuracy import bed_vitals_accuracy
 from tests.conftest import require_data, sim_night
-
-
-def _night_vitals(seed: int) -> tuple[list[dict[str, object]], object]:
-    night = sim_night(seed=seed)
-    docs = []
-    for r in night_records(night, strap_device=None, bed_device="bed-1"):
-        docs += bed_epoch_vitals(r.samples, r.fs_hz, r.event_time_ms, subject_id="s", device_id="bed-1")  # type: ignore[union-attr]
-    return docs, night
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_bed_vitals_accuracy_against_simulator_truth(seed: int) -> None:
-    docs, night = _night_vitals(seed)
-    gt = night.epochs  # type: ignore[attr-defined]
-    hr = np.array([np.nan if d["hr_bpm"] is None else d["hr_bpm"] for d in docs], dtype=float)
-    br = np.array([np.nan if d["br_per_min"] is None else d["br_per_min"] for d in docs], dtype=float)
-    pres = np.array([d["presence"] for d in docs])
-    m = np.isfinite(hr) & np.isfinite(gt.hr_bpm)
-    assert m.mean() > 0.9
-    assert np.mean(np.abs(hr[m] - gt.hr_bpm[m])) <= 2.0
-    m = np.isfinite(br) & np.isfinite(gt.br_per_min) & ~gt.apnea
-    assert np.mean(np.abs(br[m] - gt.br_per_min[m])) <= 1.0
-    assert np.mean(pres == gt.in_bed) >= 0.99
+    acc = bed_vitals_accuracy(sim_night(seed=seed))
+    assert acc["hr_coverage"] > 0.9
+    assert acc["hr_mae_bpm"] <= 2.0
+    assert acc["br_mae_per_min"] <= 1.0
+    assert acc["presence_accuracy"] >= 0.99
+
+
+@pytest.mark.slow
+def test_evaluate_vitals_on_a_real_overnight_rr_series(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bed signal synthesised from a real night's RR (li2024): HR MAE within 3 bpm."""
+    from sleepstack.cli import main
+
+    path = require_data("li2024-rr/01_20231105_RR.csv")
+    assert main(["evaluate", "vitals", "--rr", str(path), "--seed", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["hr_mae_bpm"] <= 3.0
+    assert out["br_mae_per_min"] <= 1.0
+    assert out["presence_accuracy"] >= 0.99
 
 
 def test_empty_bed_yields_no_vitals(rng: np.random.Generator) -> None:
