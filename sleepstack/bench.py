@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from ingest.producer import KinesisProducer, batches
 from ingest.sender import SpoolSender
 from ingest.spool import Spool
 from sleepstack.clients import kinesis_client
+from sleepstack.demo import FIRST_NIGHT_T0_MS
 from sleepstack.local_stack import LocalStack
 from sleepstack.settings import REPO_ROOT
 from sleepstack.template import load_template, stream_specs
@@ -29,7 +29,7 @@ __all__ = ["bench_ingest"]
 
 
 def _records(n: int, seed: int) -> list[Record]:
-    t0 = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
+    t0 = FIRST_NIGHT_T0_MS
     recs: list[Record] = []
     k = 0
     while len(recs) < n:

@@ -146,15 +146,21 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
+    """A command's measured figures: one JSON object, or aligned ``name: value`` lines."""
+    if as_json:
+        print(json.dumps(figures))
+        return
+    width = max(map(len, figures))
+    for k, v in figures.items():
+        print(f"{k:>{width}}: {v}")
+
+
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from sleepstack.bench import bench_ingest
 
     figures = bench_ingest(records=args.records, rounds=args.rounds, synchronous=args.synchronous)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for k, v in figures.items():
-            print(f"{k:>32}: {v}")
+    _print_figures(figures, as_json=args.json)
     return 0
 
 
@@ -167,11 +173,7 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     rr = read_rr_ms(Path(args.rr)) if args.rr else None
     night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
     figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for k, v in figures.items():
-            print(f"{k:>20}: {v}")
+    _print_figures(figures, as_json=args.json)
     return 0
 
 
