@@ -21,6 +21,7 @@ _ARROW: Final = {
     FieldType.BOOL: pa.bool_(),
     FieldType.LIST_FLOAT64: pa.list_(pa.float64()),
     FieldType.LIST_INT16: pa.list_(pa.int16()),
+    FieldType.LIST_INT64: pa.list_(pa.int64()),
 }
 
 

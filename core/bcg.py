@@ -18,6 +18,14 @@ stream was batched.
   the profile's movement threshold (gross body movement saturates the BCG).
 * Presence: the 0.1-20 Hz band's robust amplitude exceeds ``presence_factor`` times the
   empty-bed noise floor.
+* Breathing pauses: the respiratory band's excursion (max - min) over a sliding 1.5-s
+  window falls below 10 % of the window's breathing amplitude (its 5-95 % range) and
+  below no less than the profile's floor — the AASM rule of a >= 90 % drop in the
+  respiratory signal's excursion (Berry R.B. et al., AASM Manual for the Scoring of Sleep
+  and Associated Events, v2.6, 2020), applied to the BCG's respiratory effort channel as
+  in bed-sensor apnoea screening (e.g. Sadek I. et al., 2019, above). Seconds with gross
+  movement are never a pause. Whether a pause lasts >= 10 s is decided by the caller,
+  which can join pauses across window edges.
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 from scipy import signal
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 __all__ = [
     "BedSensorProfile",
+    "breathing_pauses",
     "breathing_rate_per_min",
     "heart_envelope",
     "heart_rate_bpm",
@@ -53,6 +63,7 @@ class BedSensorProfile:
     presence_factor: float = 3.0  # in bed when band amplitude > factor x noise floor
     movement_std_counts: float = 350.0  # a 1-s segment with larger detrended std is movement
     max_movement_for_hr: float = 0.2  # skip HR when more of the window is movement
+    pause_floor_counts: float = 75.0  # respiratory excursion below this is never breathing
 
 
 @lru_cache(maxsize=16)
@@ -179,3 +190,47 @@ def breathing_rate_per_min(x: npt.ArrayLike, fs_hz: float) -> float:
     if len(peaks) < 3:
         return float("nan")
     return float(60.0 * fs_r / np.median(np.diff(peaks)))
+
+
+_PAUSE_WINDOW_S: Final = 1.5
+_PAUSE_DROP: Final = 0.10  # excursion below 10 % of the breathing amplitude: no breathing
+
+
+def breathing_pauses(
+    x: npt.ArrayLike,
+    fs_hz: float,
+    profile: BedSensorProfile = BedSensorProfile(),
+    *,
+    moving_s: npt.NDArray[np.bool_] | None = None,
+    min_s: float = 1.0,
+) -> list[tuple[float, float]]:
+    """Stretches without respiratory movement in ``x`` (shape (n,), counts at ``fs_hz``).
+
+    Returns ``(start_s, end_s)`` pairs in seconds from the first sample, at 0.1-s
+    resolution; stretches shorter than ``min_s`` are dropped unless they touch an end of
+    ``x`` (the caller may join them with the neighbouring window's). ``moving_s`` flags
+    1-s segments with gross movement (from :func:`segment_std`), which are never pauses.
+    """
+    xf = np.asarray(x, dtype=float)
+    if len(xf) < 2 * fs_hz:
+        return []
+    step = max(1, int(fs_hz // 10))
+    r = _filtfilt("breath", fs_hz, xf)[::step]
+    fs_r = fs_hz / step
+    size = max(2, round(_PAUSE_WINDOW_S * fs_r))
+    excursion = maximum_filter1d(r, size, mode="nearest") - minimum_filter1d(r, size, mode="nearest")
+    amplitude = float(np.percentile(r, 95) - np.percentile(r, 5))
+    still = excursion < max(_PAUSE_DROP * amplitude, profile.pause_floor_counts)
+    if moving_s is not None and len(moving_s):
+        sec = np.minimum((np.arange(len(r)) / fs_r).astype(int), len(moving_s) - 1)
+        still &= ~np.asarray(moving_s, dtype=bool)[sec]
+    # a flat window centred on a sample means the signal is flat half a window either side
+    half = size // 2
+    still = maximum_filter1d(still.astype(np.uint8), 2 * half + 1, mode="constant").astype(bool) if half else still
+    edges = np.flatnonzero(np.diff(np.r_[0, still.astype(np.int8), 0]))
+    out: list[tuple[float, float]] = []
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        start_s, end_s = a / fs_r, b / fs_r
+        if end_s - start_s >= min_s or a == 0 or b == len(r):
+            out.append((round(start_s, 1), round(end_s, 1)))
+    return out

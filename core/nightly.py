@@ -87,17 +87,20 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
     cols = ["epoch_start_ms", "strap_hr_bpm", "rmssd_ms", "sdnn_ms"]
     if strap.empty:
         return pd.DataFrame(columns=cols).set_index("epoch_start_ms")
-    strap = strap.sort_values("event_time_ms")
+    strap = strap.sort_values(["event_time_ms", "record_id"])
     epoch = strap["event_time_ms"].to_numpy() // EPOCH_MS * EPOCH_MS
     out = []
     for start, idx in pd.Series(np.arange(len(strap))).groupby(epoch):
         start_ms = int(start)  # type: ignore[call-overload]  # key of an int64 grouping
-        rr = [v for lst in strap["rr_ms"].iloc[idx.to_numpy()] if lst is not None for v in lst]
+        rows = strap.iloc[idx.to_numpy()]
+        rr = [v for lst in rows["rr_ms"] if lst is not None for v in lst]
         d = strap_epoch_vitals(
             np.asarray(rr, dtype=float),
             start_ms,
             subject_id=str(strap["subject_id"].iloc[0]),
             device_id=str(strap["device_id"].iloc[0]),
+            reported_hr_bpm=rows["hr_bpm"].to_numpy(dtype=float),
+            contact=tuple(None if pd.isna(c) else bool(c) for c in rows["sensor_contact"]),
         )
         out.append(
             {

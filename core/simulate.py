@@ -162,26 +162,33 @@ def _lag(x: FloatArray, tau_s: float) -> FloatArray:
 def _breaths(
     stage_s: npt.NDArray[np.int8], br_base: float, apnea_per_hour: float, rng: np.random.Generator
 ) -> tuple[FloatArray, list[dict[str, float | str]]]:
+    """Inspiration onsets (s) and apnoea events.
+
+    A pause starts when a breath has run its course (the chest rests after exhaling) and
+    lasts 10-25 s, so the event's [start_s, end_s) is exactly the time without
+    respiratory movement, as AASM scores it (end of last breath to start of the next).
+    """
     n_s = len(stage_s)
     rate = _lag(br_base + np.vectorize(_BR_OFFSET.get)(stage_s).astype(float), 60.0)
     cv = np.vectorize(_BR_CV.get)(stage_s).astype(float)
-    events: list[dict[str, float | str]] = []
-    pause = np.zeros(n_s, dtype=bool)
+    onsets: list[tuple[float, float]] = []
     if apnea_per_hour > 0:
         asleep = np.flatnonzero(stage_s != SleepStage.WAKE)
         n_ev = rng.poisson(apnea_per_hour * len(asleep) / 3600)
         for t in np.sort(rng.choice(asleep, size=min(n_ev, len(asleep)), replace=False)):
             dur = float(rng.uniform(10, 25))
-            if not pause[max(0, t - 40) : t + int(dur) + 40].any():
-                pause[t : t + int(np.ceil(dur))] = True
-                events.append({"kind": "apnea", "start_s": float(t), "end_s": float(t + dur)})
+            if not onsets or t > onsets[-1][0] + onsets[-1][1] + 40:
+                onsets.append((float(t), dur))
+    events: list[dict[str, float | str]] = []
     out: list[float] = []
     t = float(rng.uniform(0, 2))
     while t < n_s:
-        i = int(t)
-        if pause[i]:
-            t = float(np.argmin(pause[i:]) + i) if not pause[i:].all() else float(n_s)
+        if onsets and t >= onsets[0][0]:
+            _, dur = onsets.pop(0)
+            events.append({"kind": "apnea", "start_s": t, "end_s": min(t + dur, float(n_s))})
+            t += dur
             continue
+        i = int(t)
         out.append(t)
         t += 60.0 / rate[i] * max(0.5, 1 + cv[i] * rng.standard_normal())
     return np.asarray(out), events
@@ -230,16 +237,19 @@ def _bed_signal(
     in_bed_s: npt.NDArray[np.bool_],
     move_s: npt.NDArray[np.bool_],
     rng: np.random.Generator,
+    pauses: list[tuple[float, float]],
 ) -> npt.NDArray[np.int16]:
     t = np.arange(n) / fs
-    # respiration: phase advances one cycle per breath; flat during pauses
-    phase = np.interp(t, breath_t, np.arange(len(breath_t), dtype=float))
-    gaps = np.diff(breath_t) > 8.0  # a pause: hold the chest still
-    resp = -np.cos(2 * np.pi * phase)
-    if gaps.any():
-        idx = np.searchsorted(breath_t, t) - 1
-        still = (idx >= 0) & (idx < len(gaps)) & np.where(idx >= 0, gaps[np.clip(idx, 0, len(gaps) - 1)], False)
-        resp[still & (t - breath_t[np.clip(idx, 0, None)] > 4.0)] = -1.0
+    # respiration: phase advances one cycle per breath; still (end-expiration) in pauses
+    knots_t, knots_phase = breath_t, np.arange(len(breath_t), dtype=float)
+    if pauses:
+        starts = np.array([p[0] for p in pauses])
+        nxt = np.searchsorted(breath_t, starts).astype(float)  # the breath after the pause
+        knots_t = np.concatenate([knots_t, starts])
+        knots_phase = np.concatenate([knots_phase, nxt])
+        order = np.argsort(knots_t, kind="stable")
+        knots_t, knots_phase = knots_t[order], knots_phase[order]
+    resp = -np.cos(2 * np.pi * np.interp(t, knots_t, knots_phase))
     resp_amp = rng.uniform(500, 900)
     # BCG: a Gabor wavelet per beat, 0.2 s after the R wave, amplitude breathing-modulated
     tk = np.arange(-0.25, 0.25, 1 / fs)
@@ -294,7 +304,8 @@ def simulate_night(config: SimConfig) -> SimulatedNight:
     move_s &= in_bed_s
 
     n = int(n_s * config.fs_hz)
-    bed = _bed_signal(n, config.fs_hz, beat_t, breath_t, in_bed_s, move_s, rng)
+    pauses = [(float(e["start_s"]), float(e["end_s"])) for e in apneas]
+    bed = _bed_signal(n, config.fs_hz, beat_t, breath_t, in_bed_s, move_s, rng, pauses)
     truth = _truth(stage, in_bed, beat_t, breath_t, events)
     return SimulatedNight(config, t0_ms, config.fs_hz, truth, beat_t, breath_t, events, bed)
 

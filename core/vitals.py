@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from core.bcg import (
     BedSensorProfile,
+    breathing_pauses,
     breathing_rate_per_min,
     heart_envelope,
     heart_rate_bpm,
@@ -52,10 +53,15 @@ EPOCH_VITALS_FIELDS: Final = (
     _f("br_per_min", FieldType.FLOAT64, "breathing rate, breaths/min (bed)"),
     _f("movement", FieldType.FLOAT64, "movement index 0-1 (bed)"),
     _f("presence", FieldType.BOOL, "someone in bed (bed)"),
+    _f("pause_start_ms", FieldType.LIST_INT64, "starts of stretches without breathing in the epoch, ms UTC (bed)"),
+    _f("pause_end_ms", FieldType.LIST_INT64, "ends of those stretches, ms UTC (bed)"),
     _f("rmssd_ms", FieldType.FLOAT64, "RMSSD of cleaned RR, ms (strap)"),
     _f("sdnn_ms", FieldType.FLOAT64, "SDNN of cleaned RR, ms (strap)"),
     _f("n_rr", FieldType.INT32, "RR intervals received in the epoch (strap)"),
     _f("artefact_fraction", FieldType.FLOAT64, "share of RR rejected by cleaning (strap)"),
+    _f("n_records", FieldType.INT32, "notifications received in the epoch (strap)"),
+    _f("contact_lost_fraction", FieldType.FLOAT64, "share of notifications without skin contact (strap)"),
+    _f("complete", FieldType.BOOL, "false while the speed layer is still filling the epoch", False),
 )
 
 #: Fields of a per-notification strap document (live heart-rate trace).
@@ -122,6 +128,7 @@ def bed_epoch_vitals(
             win = slice(w * per_window, (w + 1) * per_window)
             windows.append(_nan_to_none(heart_rate_bpm(seg[win], fs_hz, envelope=env[win])))
         valid = [v for v in windows if v is not None]
+        pauses = breathing_pauses(seg, fs_hz, profile, moving_s=moving) if here else []
         out.append(
             {
                 "doc_id": doc_id("bed", device_id, start_ms),
@@ -135,6 +142,9 @@ def bed_epoch_vitals(
                 "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz)) if here else None,
                 "movement": round(move, 4),
                 "presence": here,
+                "pause_start_ms": [start_ms + round(a * 1000) for a, _ in pauses],
+                "pause_end_ms": [start_ms + round(b * 1000) for _, b in pauses],
+                "complete": True,
             }
         )
     return out
@@ -146,18 +156,35 @@ def strap_epoch_vitals(
     *,
     subject_id: str,
     device_id: str,
+    reported_hr_bpm: npt.ArrayLike = (),
+    contact: tuple[bool | None, ...] = (),
+    complete: bool = True,
 ) -> dict[str, Any]:
-    """Vitals of one epoch from the RR intervals (ms, shape (n,), in beat order) received in it."""
+    """Vitals of one epoch from the strap notifications received in it.
+
+    ``rr_ms``: RR intervals (ms, shape (n_rr,)) of the epoch's notifications in beat
+    order; ``reported_hr_bpm`` and ``contact``: per notification (shape (n_records,)),
+    in time order. Heart rate comes from the cleaned RR intervals; a device that sends no
+    RR (many watches) falls back to the mean of its reported non-zero heart rates.
+    """
     s = hrv_summary(rr_ms)
+    hr = s.hr_bpm
+    reported = np.asarray(reported_hr_bpm, dtype=float)
+    if not np.isfinite(hr) and (reported > 0).any():
+        hr = float(reported[reported > 0].mean())
+    known = [c for c in contact if c is not None]
     return {
         "doc_id": doc_id("strap", device_id, epoch_start_ms),
         "subject_id": subject_id,
         "device_id": device_id,
         "source": "strap",
         "epoch_start_ms": epoch_start_ms,
-        "hr_bpm": _nan_to_none(s.hr_bpm),
+        "hr_bpm": _nan_to_none(hr),
         "rmssd_ms": _nan_to_none(s.rmssd_ms),
         "sdnn_ms": _nan_to_none(s.sdnn_ms),
         "n_rr": s.n_rr,
         "artefact_fraction": _nan_to_none(s.artefact_fraction),
+        "n_records": len(reported),
+        "contact_lost_fraction": round(known.count(False) / len(known), 4) if known else None,
+        "complete": complete,
     }

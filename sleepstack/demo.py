@@ -36,6 +36,7 @@ from sleepstack.template import event_source_settings, load_template, stream_spe
 from speed_layer.dead_letters import LocalDeadLetters
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.poller import EventSourceMapping
+from speed_layer.state_store import LocalStateStore
 from speed_layer.store import LocalLiveStore
 from stream.reader import Checkpoints
 
@@ -179,7 +180,11 @@ def _run(
 
     # 2a. speed layer ----------------------------------------------------------------------
     store = LocalLiveStore(home / "serving" / "live.sqlite")
-    handler = SpeedLayerHandler(store, LocalDeadLetters(home / "dead-letters" / "speed-layer"))
+    handler = SpeedLayerHandler(
+        store,
+        LocalStateStore(home / "serving" / "state.sqlite"),
+        LocalDeadLetters(home / "dead-letters" / "speed-layer"),
+    )
     mapping = EventSourceMapping(
         client,
         stream,
@@ -243,8 +248,8 @@ def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, sa
     say("")
     say(_format_table(result.nights))
     say("")
-    vitals, strap = store.count("sleepstack-vitals"), store.count("sleepstack-strap")
-    say(f"live store: {vitals} epoch-vitals docs, {strap} strap docs")
+    vitals, alerts, strap = store.count("vitals"), store.count("alerts"), store.count("samples")
+    say(f"live store: {vitals} epoch-vitals docs, {alerts} alerts, {strap} strap heart-rate docs")
     say(
         f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"
         f" (of {len(BAD_RECORDS)} contract-breaking records sent;"

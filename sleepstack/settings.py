@@ -10,14 +10,19 @@
 | ``OPENSEARCH_URL`` | live store: an OpenSearch endpoint instead of the embedded store | unset |
 | ``SLEEPSTACK_ATHENA_WORKGROUP`` / ``SLEEPSTACK_ATHENA_S3_STAGING`` | Athena (aws) | ``primary`` / unset |
 | ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |
+| ``SLEEPSTACK_STATE_TABLE`` | DynamoDB table of the speed layer's device state (aws) | unset |
+| ``OPENSEARCH_DASHBOARDS_URL`` | where ``sleepstack opensearch setup`` imports dashboards | unset |
+| ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["REPO_ROOT", "Settings"]
 
@@ -35,6 +40,9 @@ class Settings:
     athena_workgroup: str
     athena_s3_staging: str | None
     dead_letter_bucket: str | None
+    state_table: str | None = None
+    opensearch_dashboards_url: str | None = None
+    alert_rules: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -42,6 +50,12 @@ class Settings:
         target = e.get("SLEEPSTACK_TARGET", "local")
         if target not in ("local", "aws"):
             raise ValueError(f"SLEEPSTACK_TARGET must be 'local' or 'aws', not {target!r}")
+        try:
+            rules = json.loads(e.get("SLEEPSTACK_ALERT_RULES") or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"SLEEPSTACK_ALERT_RULES is not a JSON object: {exc}") from None
+        if not isinstance(rules, dict):
+            raise ValueError("SLEEPSTACK_ALERT_RULES must be a JSON object")
         return cls(
             target=target,
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -52,6 +66,9 @@ class Settings:
             athena_workgroup=e.get("SLEEPSTACK_ATHENA_WORKGROUP", "primary"),
             athena_s3_staging=e.get("SLEEPSTACK_ATHENA_S3_STAGING") or None,
             dead_letter_bucket=e.get("SLEEPSTACK_DEAD_LETTER_BUCKET") or None,
+            state_table=e.get("SLEEPSTACK_STATE_TABLE") or None,
+            opensearch_dashboards_url=e.get("OPENSEARCH_DASHBOARDS_URL") or None,
+            alert_rules=rules,
         )
 
     @property

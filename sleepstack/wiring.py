@@ -7,18 +7,34 @@ from typing import Any
 
 from sleepstack.settings import Settings
 from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
+from core.alerts import AlertRules
 from speed_layer.handler import SpeedLayerHandler
+from speed_layer.state_store import DynamoStateStore, LocalStateStore, StateStore
 from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore
 
-__all__ = ["dead_letters", "live_store", "speed_layer_handler"]
+__all__ = ["dead_letters", "live_store", "opensearch_client", "speed_layer_handler", "state_store"]
+
+
+def opensearch_client(url: str) -> Any:
+    from opensearchpy import OpenSearch
+
+    return OpenSearch(hosts=[url], timeout=30)
 
 
 def live_store(settings: Settings) -> LiveStore:
     if settings.opensearch_url:
-        from opensearchpy import OpenSearch
-
-        return OpenSearchLiveStore(OpenSearch(hosts=[settings.opensearch_url], timeout=30))
+        return OpenSearchLiveStore(opensearch_client(settings.opensearch_url))
     return LocalLiveStore(settings.home / "serving" / "live.sqlite")
+
+
+def state_store(settings: Settings) -> StateStore:
+    if settings.target == "aws":
+        if not settings.state_table:
+            raise ValueError("SLEEPSTACK_STATE_TABLE must be set when SLEEPSTACK_TARGET=aws")
+        import boto3
+
+        return DynamoStateStore(boto3.client("dynamodb", region_name=settings.region), settings.state_table)
+    return LocalStateStore(settings.home / "serving" / "state.sqlite")
 
 
 def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:
@@ -32,4 +48,10 @@ def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLette
 
 
 def speed_layer_handler(settings: Settings, **kwargs: Any) -> SpeedLayerHandler:
-    return SpeedLayerHandler(live_store(settings), dead_letters(settings), **kwargs)
+    return SpeedLayerHandler(
+        live_store(settings),
+        state_store(settings),
+        dead_letters(settings),
+        rules=AlertRules.from_dict(settings.alert_rules),
+        **kwargs,
+    )

@@ -1,16 +1,22 @@
 """The speed-layer Lambda handler (Kinesis event source, ReportBatchItemFailures).
 
-Thin: powertools' ``BatchProcessor`` runs :func:`speed_layer.processing.documents_for` on
-each record. A record that breaks the contract is quarantined to the dead-letter sink
-with its reason and counted — it is not reported as a failure, so it never blocks the
-shard. Any other error fails that record, and Lambda retries from the lowest failed
-sequence number. The documents of the successful records are bulk-indexed at the end;
-if the store refuses them the invocation raises and the whole batch is retried (document
-ids are deterministic, so the retry overwrites).
+Thin: powertools' ``BatchProcessor`` decodes each record (:func:`processing.decode`). A
+record that breaks the contract is quarantined to the dead-letter sink with its reason
+and counted — it is not reported as a failure, so it never blocks the shard. Any other
+error fails that record; Lambda then retries from the lowest failed sequence number, so
+no record at or after it is applied now (it will come again).
+
+The valid records then advance their devices' state (:mod:`core.live_epochs`): the
+documents are bulk-indexed first and the new states written after, so an invocation that
+dies half way is retried from the old state and rewrites the same documents (their ids
+are deterministic). If the store refuses documents the invocation raises and the batch
+is retried (bisected by the event source mapping).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +25,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
+from core.alerts import AlertRules
+from core.contract import Record
 from core.errors import ContractError
 from speed_layer.dead_letters import DeadLetterSink, dead_letter
-from speed_layer.processing import Doc, documents_for
-from speed_layer.store import LiveStore
+from speed_layer.processing import apply_records, decode
+from speed_layer.state_store import StateStore
+from speed_layer.store import LiveStore, Rejected
 
 __all__ = ["HandlerStats", "SpeedLayerHandler", "lambda_handler"]
 
@@ -34,44 +43,76 @@ class HandlerStats:
     records: int = 0
     documents: int = 0
     quarantined: int = 0
-    #: valid records that yielded no document (bed frames covering no complete epoch)
+    bytes: int = 0
+    #: valid records whose effect is not a document of their own (bed frames covering no
+    #: complete epoch, records behind their device's watermark)
     without_documents: set[str] = field(default_factory=set)
+    behind: int = 0
+    alerts: int = 0
+    #: documents the store refused for good (dead-lettered)
+    rejected: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class SpeedLayerHandler:
-    """Callable Lambda handler bound to its live store and dead-letter sink."""
+    """Callable Lambda handler bound to its live store, state store and dead-letter sink."""
 
     store: LiveStore
+    states: StateStore
     dead_letters: DeadLetterSink
+    rules: AlertRules = field(default_factory=AlertRules)
     stats: HandlerStats = field(default_factory=HandlerStats)
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        docs: list[Doc] = []
+        decoded: list[tuple[int, Record]] = []
         processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
         response = process_partial_response(
-            event=event, record_handler=self._record_handler(docs), processor=processor, context=context
+            event=event, record_handler=self._record_handler(decoded), processor=processor, context=context
         )
-        if docs:
-            self.store.index(docs)
-        self.stats.documents += len(docs)
+        failures = response.get("batchItemFailures") or []
+        lowest = min((int(f["itemIdentifier"]) for f in failures), default=None)
+        records = [rec for seq, rec in decoded if lowest is None or seq < lowest]
+        if records:
+            applied = apply_records(records, self.states.get_many({r.device_id for r in records}), self.rules)
+            if applied.docs:
+                for bad in self.store.index(applied.docs):
+                    self._reject(bad)
+            self.states.put_many(applied.states)
+            self.stats.documents += len(applied.docs)
+            self.stats.alerts += sum(1 for kind, _ in applied.docs if kind == "alerts")
+            self.stats.behind += len(applied.behind)
+            self.stats.without_documents.update(applied.without_documents, applied.behind)
         return dict(response)
 
-    def _record_handler(self, docs: list[Doc]) -> Callable[[KinesisStreamRecord], None]:
+    def _record_handler(self, decoded: list[tuple[int, Record]]) -> Callable[[KinesisStreamRecord], None]:
         def handle(record: KinesisStreamRecord) -> None:
             data = record.kinesis.data_as_bytes()
             self.stats.records += 1
+            self.stats.bytes += len(data)
             try:
-                record_id, new = documents_for(data)
+                rec = decode(data)
             except ContractError as exc:
                 self._quarantine(record, data, exc)
                 return
-            if not new:
-                self.stats.without_documents.add(record_id)
-            docs.extend(new)
+            decoded.append((int(record.kinesis.sequence_number), rec))
 
         return handle
+
+    def _reject(self, bad: Rejected) -> None:
+        self.stats.rejected += 1
+        log.error("store refused %s document %s: %s %s", bad.kind, bad.doc.get("doc_id"), bad.status, bad.reason)
+        body = json.dumps(bad.doc, sort_keys=True).encode()
+        version = hashlib.sha256(body).hexdigest()[:8]  # an alert's open and closed documents share an id
+        self.dead_letters.put(
+            f"rejected/{bad.kind}/{bad.doc.get('doc_id')}-{version}",
+            dead_letter(
+                body,
+                reason=f"{bad.status}: {bad.reason}",
+                field=bad.kind,
+                source={"store": type(self.store).__name__},
+            ),
+        )
 
     def _quarantine(self, record: KinesisStreamRecord, data: bytes, exc: ContractError) -> None:
         self.stats.quarantined += 1

@@ -1,55 +1,54 @@
-"""Per-record work of the speed layer: decode, validate, compute live documents.
+"""Per-record and per-device work of the speed layer, between the wire and the store.
 
-Pure functions of one record's bytes, so the output never depends on batching.
+* :func:`decode` turns one Kinesis record into a validated contract record, or raises
+  :class:`~core.errors.ContractError` naming what is wrong (the handler quarantines it).
+* :func:`apply_records` advances each device's state (:mod:`core.live_epochs`) with its
+  records, in stream order, and returns the documents to index.
+
+Document kinds and the time field each is placed by: ``vitals`` (epoch vitals of beds
+and straps), ``alerts`` and ``samples`` (per-notification strap heart rate).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from core.contract import BedFrame, StrapSample, from_wire
-from core.vitals import bed_epoch_vitals
+from core.alerts import AlertRules
+from core.contract import Record, from_wire
+from core.live_epochs import Advance, Doc, advance
 
-__all__ = ["EPOCH_INDEX", "STRAP_INDEX", "documents_for"]
+__all__ = ["DOC_KINDS", "TIME_FIELD", "Applied", "apply_records", "decode"]
 
-#: Index of per-epoch bed vitals.
-EPOCH_INDEX: Final = "sleepstack-vitals"
-#: Index of per-notification strap samples (live heart-rate trace).
-STRAP_INDEX: Final = "sleepstack-strap"
-
-Doc = tuple[str, dict[str, Any]]
+#: The time field of each document kind (sorting, daily index names, retention).
+TIME_FIELD: Final = {"vitals": "epoch_start_ms", "alerts": "start_ms", "samples": "event_time_ms"}
+DOC_KINDS: Final = tuple(TIME_FIELD)
 
 
-def documents_for(data: bytes) -> tuple[str, list[Doc]]:
-    """The record id and the (index, document) pairs one wire record yields.
+def decode(data: bytes) -> Record:
+    """Decode and validate one stream record; raises ContractError naming what is wrong."""
+    return from_wire(data)
 
-    Raises ContractError if the record is invalid. A bed frame that covers no complete
-    epoch (the partial frames around a BLE gap) yields no documents.
-    """
-    rec = from_wire(data)
-    if isinstance(rec, StrapSample):
-        return rec.record_id, [
-            (
-                STRAP_INDEX,
-                {
-                    "doc_id": rec.record_id,
-                    "record_id": rec.record_id,
-                    "subject_id": rec.subject_id,
-                    "device_id": rec.device_id,
-                    "event_time_ms": rec.event_time_ms,
-                    "hr_bpm": rec.hr_bpm,
-                    "rr_ms": list(rec.rr_ms),
-                    "sensor_contact": rec.sensor_contact,
-                },
-            )
-        ]
-    assert isinstance(rec, BedFrame)  # noqa: S101 - narrowing a closed union
-    docs = bed_epoch_vitals(
-        rec.samples,
-        rec.fs_hz,
-        rec.event_time_ms,
-        subject_id=rec.subject_id,
-        device_id=rec.device_id,
-        record_id=rec.record_id,
-    )
-    return rec.record_id, [(EPOCH_INDEX, d) for d in docs]
+
+@dataclass
+class Applied:
+    docs: list[Doc] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    without_documents: list[str] = field(default_factory=list)
+    behind: list[str] = field(default_factory=list)
+
+
+def apply_records(records: Iterable[Record], states: Mapping[str, dict[str, Any]], rules: AlertRules) -> Applied:
+    """Advance every device present in ``records`` (stream order) from its stored state."""
+    by_device: dict[str, list[Record]] = {}
+    for rec in records:
+        by_device.setdefault(rec.device_id, []).append(rec)
+    out = Applied()
+    for device, recs in by_device.items():
+        adv: Advance = advance(states.get(device), recs, rules)
+        out.docs.extend(adv.docs)
+        out.states[device] = adv.state
+        out.without_documents.extend(adv.without_documents)
+        out.behind.extend(adv.behind)
+    return out

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.contract import to_row, to_wire
+from core.contract import BedFrame, from_wire, to_row, to_wire
 from core.epochs import night_of
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 from core.simulate import night_records
-from speed_layer.processing import EPOCH_INDEX, documents_for
+from core.vitals import bed_epoch_vitals
 from tests.conftest import sim_night
 
 
@@ -30,8 +30,11 @@ def test_batch_agrees_with_speed_layer_epoch_for_epoch() -> None:
     from core.contract import from_row
 
     for row in bed_rows.head(60).to_dict("records"):
-        _, ((idx, doc),) = documents_for(to_wire(from_row(row)))
-        assert idx == EPOCH_INDEX
+        rec = from_wire(to_wire(from_row(row)))  # what the speed layer decodes
+        assert isinstance(rec, BedFrame)
+        (doc,) = bed_epoch_vitals(
+            rec.samples, rec.fs_hz, rec.event_time_ms, subject_id=rec.subject_id, device_id=rec.device_id
+        )
         batch = epochs.loc[doc["epoch_start_ms"]]
         assert bool(batch["presence"]) == doc["presence"]
         assert np.isclose(batch["movement"], doc["movement"])

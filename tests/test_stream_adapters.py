@@ -15,6 +15,7 @@ from ingest.producer import KinesisProducer, ProducerError
 from speed_layer.dead_letters import LocalDeadLetters
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.poller import EventSourceMapping
+from speed_layer.state_store import LocalStateStore
 from speed_layer.store import LocalLiveStore
 from stream.reader import Checkpoints
 from tests.conftest import STREAM, FlakyClient, read_stream, sim_night
@@ -60,13 +61,13 @@ def _speed_layer(
 ) -> tuple[LocalLiveStore, SpeedLayerHandler, EventSourceMapping]:
     store = LocalLiveStore(tmp / name / "live.sqlite")
     dlq = LocalDeadLetters(tmp / name / "dlq")
-    handler = SpeedLayerHandler(store, dlq)
+    handler = SpeedLayerHandler(store, LocalStateStore(tmp / name / "state.sqlite"), dlq)
     esm = EventSourceMapping(client, STREAM, handler, Checkpoints(tmp / name / "ckpt.json"), dlq, batch_size=batch_size)
     return store, handler, esm
 
 
 def _dump(store: LocalLiveStore) -> list[tuple[str, str, str]]:
-    return store._db.execute("SELECT idx, id, body FROM docs ORDER BY idx, id").fetchall()
+    return store.dump()
 
 
 def test_speed_layer_output_is_batch_size_invariant_and_replay_safe(kinesis: Any, tmp_path: Path) -> None:

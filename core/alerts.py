@@ -1,0 +1,242 @@
+"""Alerts from a device's epoch vitals, each raised once with its start and end.
+
+Rules (thresholds in :class:`AlertRules`, all configurable):
+
+* ``hr_high`` / ``hr_low``: epoch heart rate above / below a threshold for at least
+  ``hr_sustained_s`` (whole 30-s epochs; an epoch without a heart rate neither extends
+  nor breaks the run).
+* ``breathing_pause``: no respiratory movement for ``pause_min_s`` (10 s, the AASM
+  minimum for an apnoea) or more, joined across epoch edges (bed sensor).
+* ``bed_exit``: nobody on the bed sensor for ``bed_exit_after_s`` after the subject had
+  been in bed for ``bed_exit_min_in_bed_s`` (so going to bed is not an exit).
+* ``contact_lost``: at least half of a strap's notifications report no skin contact for
+  ``contact_lost_s``.
+
+A :class:`AlertTracker` consumes one device's epoch documents in epoch order and returns
+alert documents: one when the rule is first met (``status = "open"``, no end) and one
+with the same deterministic id when the condition ends (``status = "closed"``), so a
+store holds exactly one document per alert. A data gap longer than ``max_gap_s`` ends
+every open run at the last epoch that supported it. Its state is a small JSON-able dict,
+so the speed layer can persist it between invocations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from core.contract import FieldSpec, FieldType
+from core.epochs import EPOCH_MS
+
+__all__ = ["ALERT_FIELDS", "AlertKind", "AlertRules", "AlertTracker", "alert_id"]
+
+
+class AlertKind(StrEnum):
+    HR_HIGH = "hr_high"
+    HR_LOW = "hr_low"
+    BREATHING_PAUSE = "breathing_pause"
+    BED_EXIT = "bed_exit"
+    CONTACT_LOST = "contact_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """Alert thresholds. Times in seconds, heart rates in beats/min."""
+
+    hr_high_bpm: float = 120.0
+    hr_low_bpm: float = 40.0
+    hr_sustained_s: int = 120
+    pause_min_s: float = 10.0
+    bed_exit_after_s: int = 60
+    bed_exit_min_in_bed_s: int = 1800
+    contact_lost_s: int = 60
+    max_gap_s: int = 120
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AlertRules:
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
+        return cls(**values)
+
+
+def _f(name: str, ftype: FieldType, doc: str, nullable: bool = True) -> FieldSpec:
+    return FieldSpec(ftype, doc, nullable=nullable, name=name)
+
+
+#: Fields of an alert document (speed-layer alerts index).
+ALERT_FIELDS: Final = (
+    _f("doc_id", FieldType.STRING, "deterministic id: device, kind, start", False),
+    _f("subject_id", FieldType.STRING, "pseudonymous subject id", False),
+    _f("device_id", FieldType.STRING, "device whose data raised it", False),
+    _f("source", FieldType.STRING, "bed or strap", False),
+    _f("kind", FieldType.STRING, "hr_high, hr_low, breathing_pause, bed_exit, contact_lost", False),
+    _f("status", FieldType.STRING, "open or closed", False),
+    _f("start_ms", FieldType.INT64, "when the condition began, ms UTC", False),
+    _f("end_ms", FieldType.INT64, "when it ended, ms UTC (null while open)"),
+    _f("raised_ms", FieldType.INT64, "when the rule was first met, ms UTC", False),
+    _f("duration_s", FieldType.FLOAT64, "end - start (so far, while open), s", False),
+    _f("value", FieldType.FLOAT64, "peak heart rate (bpm), lowest (bpm), or pause length (s)"),
+    _f("threshold", FieldType.FLOAT64, "the rule's threshold in the same unit"),
+)
+
+
+def alert_id(device_id: str, kind: str, start_ms: int) -> str:
+    return hashlib.sha256(f"alert|{device_id}|{kind}|{start_ms}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class _Run:
+    start_ms: int
+    end_ms: int
+    value: float | None = None
+    raised: bool = False
+
+
+@dataclass
+class AlertTracker:
+    """Alert state of one device; feed it epoch documents in epoch order."""
+
+    rules: AlertRules
+    last_epoch_ms: int | None = None
+    in_bed_s: int = 0
+    runs: dict[str, _Run] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ state I/O
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "last_epoch_ms": self.last_epoch_ms,
+            "in_bed_s": self.in_bed_s,
+            "runs": {k: asdict(r) for k, r in self.runs.items()},
+        }
+
+    @classmethod
+    def from_state(cls, rules: AlertRules, state: dict[str, Any] | None) -> AlertTracker:
+        if not state:
+            return cls(rules)
+        return cls(
+            rules,
+            state.get("last_epoch_ms"),
+            int(state.get("in_bed_s", 0)),
+            {k: _Run(**r) for k, r in state.get("runs", {}).items()},
+        )
+
+    # ------------------------------------------------------------------ feeding
+    def observe(self, epoch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Alert documents (raised or closed) caused by one more epoch document."""
+        start = int(epoch["epoch_start_ms"])
+        if self.last_epoch_ms is not None and start <= self.last_epoch_ms:
+            return []  # already seen: epochs arrive once, in order
+        out: list[dict[str, Any]] = []
+        if self.last_epoch_ms is not None and start - (self.last_epoch_ms + EPOCH_MS) > self.rules.max_gap_s * 1000:
+            for kind in list(self.runs):
+                out += self._close(epoch, kind)
+            self.in_bed_s = 0  # a long silence starts a new night
+        self.last_epoch_ms = start
+        end = start + EPOCH_MS
+        r = self.rules
+        hr = epoch.get("hr_bpm")
+        self._sustained(out, epoch, AlertKind.HR_HIGH, None if hr is None else hr > r.hr_high_bpm, hr, max)
+        self._sustained(out, epoch, AlertKind.HR_LOW, None if hr is None else hr < r.hr_low_bpm, hr, min)
+        if epoch["source"] == "bed":
+            present = epoch.get("presence")
+            eligible = self.in_bed_s >= r.bed_exit_min_in_bed_s or AlertKind.BED_EXIT in self.runs
+            self._sustained(out, epoch, AlertKind.BED_EXIT, None if present is None else (not present and eligible))
+            if present:
+                self.in_bed_s += EPOCH_MS // 1000
+            self._pauses(out, epoch, start, end, bool(present))
+        else:
+            lost = epoch.get("contact_lost_fraction")
+            self._sustained(out, epoch, AlertKind.CONTACT_LOST, None if lost is None else lost >= 0.5)
+        return out
+
+    def _min_s(self, kind: str) -> float:
+        r = self.rules
+        return {
+            AlertKind.HR_HIGH: r.hr_sustained_s,
+            AlertKind.HR_LOW: r.hr_sustained_s,
+            AlertKind.BED_EXIT: r.bed_exit_after_s,
+            AlertKind.CONTACT_LOST: r.contact_lost_s,
+            AlertKind.BREATHING_PAUSE: r.pause_min_s,
+        }[AlertKind(kind)]
+
+    def _threshold(self, kind: str) -> float | None:
+        r = self.rules
+        return {
+            AlertKind.HR_HIGH: r.hr_high_bpm,
+            AlertKind.HR_LOW: r.hr_low_bpm,
+            AlertKind.BREATHING_PAUSE: r.pause_min_s,
+        }.get(AlertKind(kind))
+
+    def _sustained(
+        self,
+        out: list[dict[str, Any]],
+        epoch: dict[str, Any],
+        kind: str,
+        cond: bool | None,
+        value: float | None = None,
+        pick: Any = None,
+    ) -> None:
+        start = int(epoch["epoch_start_ms"])
+        run = self.runs.get(kind)
+        if cond is None:
+            if run is not None and start - run.end_ms > self.rules.max_gap_s * 1000:
+                out += self._close(epoch, kind)
+            return
+        if not cond:
+            if run is not None:
+                out += self._close(epoch, kind)
+            return
+        if run is None:
+            run = self.runs[kind] = _Run(start, start)
+        run.end_ms = start + EPOCH_MS
+        if value is not None and pick is not None:
+            run.value = value if run.value is None else pick(run.value, value)
+        self._maybe_raise(out, epoch, kind, run)
+
+    def _maybe_raise(self, out: list[dict[str, Any]], epoch: dict[str, Any], kind: str, run: _Run) -> None:
+        if not run.raised and run.end_ms - run.start_ms >= self._min_s(kind) * 1000:
+            run.raised = True
+            out.append(self._doc(epoch, kind, run, closed=False))
+
+    def _close(self, epoch: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+        run = self.runs.pop(kind)
+        return [self._doc(epoch, kind, run, closed=True)] if run.raised else []
+
+    def _pauses(self, out: list[dict[str, Any]], epoch: dict[str, Any], start: int, end: int, present: bool) -> None:
+        kind = AlertKind.BREATHING_PAUSE
+        join_ms = 1000  # window-edge effects; two pauses under 1 s apart are one (a breath is longer)
+        starts, ends = epoch.get("pause_start_ms") or [], epoch.get("pause_end_ms") or []
+        for a, b in zip(starts, ends, strict=True):
+            run = self.runs.get(kind)
+            if run is not None and a - run.end_ms <= join_ms:
+                run.end_ms = int(b)
+            else:
+                if run is not None:
+                    out += self._close(epoch, kind)
+                run = self.runs[kind] = _Run(int(a), int(b))
+            run.value = (run.end_ms - run.start_ms) / 1000
+            self._maybe_raise(out, epoch, kind, run)
+        run = self.runs.get(kind)
+        if run is not None and (not present or run.end_ms < end - join_ms):
+            out += self._close(epoch, kind)
+
+    def _doc(self, epoch: dict[str, Any], kind: str, run: _Run, *, closed: bool) -> dict[str, Any]:
+        device = str(epoch["device_id"])
+        min_ms = round(self._min_s(kind) * 1000)
+        return {
+            "doc_id": alert_id(device, kind, run.start_ms),
+            "subject_id": epoch["subject_id"],
+            "device_id": device,
+            "source": epoch["source"],
+            "kind": str(kind),
+            "status": "closed" if closed else "open",
+            "start_ms": run.start_ms,
+            "end_ms": run.end_ms if closed else None,
+            "raised_ms": run.start_ms + min_ms,
+            "duration_s": round((run.end_ms - run.start_ms) / 1000, 3),
+            "value": None if run.value is None else round(float(run.value), 3),
+            "threshold": self._threshold(kind),
+        }

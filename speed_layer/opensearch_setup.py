@@ -1,0 +1,130 @@
+"""Install the live store's OpenSearch artefacts: ISM policies, index templates, dashboards.
+
+Idempotent: running it again updates every artefact in place. The requests are
+
+* ``PUT /_plugins/_ism/policies/<prefix>-<kind>-lifecycle`` (with ``if_seq_no`` and
+  ``if_primary_term`` when the policy exists, as ISM requires for an update);
+* ``PUT /_index_template/<prefix>-<kind>`` for vitals, alerts and samples;
+* ``POST <dashboards>/api/saved_objects/_import?overwrite=true`` (multipart NDJSON,
+  ``osd-xsrf: true``) when a Dashboards URL is given.
+
+ISM templates attach the policy to indices created afterwards; indices that already
+exist keep the policy they had.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import SleepstackError
+from speed_layer.dashboards import saved_objects_ndjson
+from speed_layer.indices import index_template, ism_policy, policy_id, template_name
+from speed_layer.processing import DOC_KINDS
+
+__all__ = ["SetupError", "SetupReport", "import_dashboards", "install"]
+
+HttpPost = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
+
+
+class SetupError(SleepstackError):
+    """An artefact could not be installed."""
+
+
+@dataclass
+class SetupReport:
+    policies: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+    dashboards: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"opensearch: policies={','.join(self.policies)} templates={','.join(self.templates)}"
+            f" dashboards_objects={self.dashboards}"
+        )
+
+
+def _put_policy(client: Any, pid: str, body: dict[str, Any]) -> None:
+    from opensearchpy.exceptions import NotFoundError
+
+    url = f"/_plugins/_ism/policies/{pid}"
+    try:
+        current = client.transport.perform_request("GET", url)
+        params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
+    except NotFoundError:
+        params = {}
+    client.transport.perform_request("PUT", url, params=params, body=body)
+
+
+def install(
+    client: Any,
+    *,
+    prefix: str = "sleepstack",
+    retention_days: dict[str, int] | None = None,
+    replicas: int = 1,
+    dashboards_url: str | None = None,
+    http_post: HttpPost | None = None,
+) -> SetupReport:
+    """Install policies and templates through an ``opensearchpy.OpenSearch`` client."""
+    report = SetupReport()
+    for kind in DOC_KINDS:
+        pid = policy_id(prefix, kind)
+        _put_policy(client, pid, ism_policy(prefix, kind, (retention_days or {}).get(kind)))
+        report.policies.append(pid)
+        name = template_name(prefix, kind)
+        client.indices.put_index_template(name=name, body=index_template(prefix, kind, replicas=replicas))
+        report.templates.append(name)
+    if dashboards_url:
+        report.dashboards = import_dashboards(dashboards_url, prefix=prefix, http_post=http_post)
+    return report
+
+
+def _urllib_post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise SetupError(f"dashboards URL must be http(s), not {parts.scheme!r}")
+    if parts.username:
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        headers = {**headers, "Authorization": f"Basic {token}"}
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - scheme checked
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+def import_dashboards(base_url: str, *, prefix: str = "sleepstack", http_post: HttpPost | None = None) -> int:
+    """Import the saved objects into OpenSearch Dashboards; returns how many it accepted."""
+    ndjson = saved_objects_ndjson(prefix).encode()
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="sleepstack.ndjson"\r\n'
+            "Content-Type: application/ndjson\r\n\r\n"
+        ).encode()
+        + ndjson
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"osd-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    url = base_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true"
+    status, raw = (http_post or _urllib_post)(url, headers, body)
+    try:
+        resp = json.loads(raw or b"{}")
+    except json.JSONDecodeError:
+        resp = {}
+    if status != 200 or not resp.get("success"):
+        errors = resp.get("errors") or raw[:300].decode(errors="replace")
+        raise SetupError(f"dashboards import failed ({status}): {errors}")
+    return int(resp.get("successCount", 0))

@@ -1,0 +1,122 @@
+"""Where the speed layer keeps each device's state between invocations.
+
+Lambda's tumbling windows were considered and not used: their windows follow arrival
+time, not the clock-aligned epochs; their state is dropped at every window end (an
+epoch or an alert run straddling the end would be cut in two); and it is capped at 1 MB
+per shard. Instead each device's state (a few KB: the open strap epoch and the alert
+runs, :mod:`core.live_epochs`) is read at the start of an invocation and written after
+its documents are stored. Kinesis delivers a partition key (the device) to one
+invocation at a time and in order, so there is exactly one writer per device.
+
+* AWS: a DynamoDB table (partition key ``device_id``; ``state`` as a JSON string;
+  ``expires_at`` for DynamoDB TTL, so idle devices' state ages out).
+* Local: a SQLite table next to the embedded live store.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from core.errors import SleepstackError
+
+__all__ = ["DynamoStateStore", "LocalStateStore", "StateStore", "StateStoreError"]
+
+#: Idle devices' state expires after this long (a week: longer than any night).
+STATE_TTL_S: Final = 7 * 24 * 3600
+
+
+class StateStoreError(SleepstackError):
+    """Device state could not be read or written; the batch must be retried."""
+
+
+class StateStore(ABC):
+    @abstractmethod
+    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored state of each device that has one."""
+
+    @abstractmethod
+    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None: ...
+
+
+class LocalStateStore(StateStore):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT device_id, state FROM device_state WHERE device_id IN ({marks})", ids)  # noqa: S608 - placeholders only
+            return {d: json.loads(s) for d, s in rows.fetchall()}
+
+    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
+        rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class DynamoStateStore(StateStore):
+    """Device state in DynamoDB through an injected boto3 client."""
+
+    def __init__(self, client: Any, table: str, *, clock: Any = time.time, max_attempts: int = 5) -> None:
+        self.client, self.table, self.clock, self.max_attempts = client, table, clock, max_attempts
+
+    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(dict.fromkeys(device_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 100):  # BatchGetItem takes at most 100 keys
+            keys: list[dict[str, Any]] = [{"device_id": {"S": d}} for d in ids[i : i + 100]]
+            for attempt in range(self.max_attempts):
+                resp = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+                for item in resp.get("Responses", {}).get(self.table, []):
+                    out[item["device_id"]["S"]] = json.loads(item["state"]["S"])
+                keys = resp.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+                if not keys:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StateStoreError(f"DynamoDB left {len(keys)} state reads unprocessed")
+        return out
+
+    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
+        expires = int(self.clock()) + STATE_TTL_S
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "device_id": {"S": d},
+                        "state": {"S": json.dumps(s, separators=(",", ":"))},
+                        "expires_at": {"N": str(expires)},
+                    }
+                }
+            }
+            for d, s in states.items()
+        ]
+        for i in range(0, len(items), 25):  # BatchWriteItem takes at most 25 requests
+            pending = items[i : i + 25]
+            for attempt in range(self.max_attempts):
+                resp = self.client.batch_write_item(RequestItems={self.table: pending})
+                pending = resp.get("UnprocessedItems", {}).get(self.table, [])
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise StateStoreError(f"DynamoDB left {len(pending)} state writes unprocessed")

@@ -1,0 +1,313 @@
+"""Speed layer: per-device state across invocations, alerts, poison records, stores."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.alerts import AlertRules, AlertTracker, alert_id
+from core.contract import StrapSample, to_row, to_wire
+from core.epochs import EPOCH_MS
+from core.live_epochs import advance
+from core.nightly import _strap_vitals
+from core.simulate import SimConfig, night_records, simulate_night
+from speed_layer.dead_letters import LocalDeadLetters
+from speed_layer.handler import SpeedLayerHandler
+from speed_layer.poller import LambdaContext, kinesis_event
+from speed_layer.processing import apply_records
+from speed_layer.state_store import LocalStateStore
+from speed_layer.store import LocalLiveStore
+from tests.conftest import T0_MS
+
+RULES = AlertRules(hr_high_bpm=66, hr_low_bpm=52, hr_sustained_s=90)  # low thresholds: alerts on a normal night
+
+
+def _night(hours: float = 2.5, seed: int = 3) -> tuple[Any, list[Any]]:
+    night = simulate_night(SimConfig("s001", T0_MS, seed=seed, apnea_per_hour=8.0))
+    recs = night_records(night, strap_device="strap-1", bed_device="bed-1")
+    return night, [r for r in recs if r.event_time_ms < night.t0_ms + hours * 3_600_000]
+
+
+def _run(recs: Sequence[Any], batch: int, *, twice: bool = False, rules: AlertRules = RULES) -> dict[Any, str]:
+    """Final store contents after feeding ``recs`` in batches (each optionally delivered twice)."""
+    store: dict[Any, str] = {}
+    states: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(recs), batch):
+        for _ in range(2 if twice else 1):
+            applied = apply_records(recs[i : i + batch], states, rules)
+            for kind, doc in applied.docs:
+                store[kind, doc["doc_id"]] = json.dumps(doc, sort_keys=True)
+            states = {**states, **json.loads(json.dumps(applied.states))}  # persisted as JSON
+    return store
+
+
+def test_vitals_and_alerts_do_not_depend_on_batching_or_redelivery() -> None:
+    _, recs = _night(hours=1.5)
+    reference = _run(recs, 10_000)
+    kinds = {k for k, _ in reference}
+    assert kinds == {"vitals", "alerts", "samples"}
+    for batch, twice in ((1, False), (7, True), (100, False), (100, True)):
+        assert _run(recs, batch, twice=twice) == reference, (batch, twice)
+
+
+def test_full_replay_with_state_kept_changes_nothing_and_from_scratch_rebuilds_the_same() -> None:
+    _, recs = _night(hours=1.0)
+    states: dict[str, dict[str, Any]] = {}
+    first = apply_records(recs, states, RULES)
+    again = apply_records(recs, first.states, RULES)
+    assert again.docs == [] and len(again.behind) == len(recs)
+    assert apply_records(recs, {}, RULES).docs == first.docs
+
+
+def test_strap_epochs_agree_with_the_batch_layer() -> None:
+    _, recs = _night(hours=1.0)
+    strap = [r for r in recs if isinstance(r, StrapSample)]
+    speed = {json.loads(v)["epoch_start_ms"]: json.loads(v) for (k, _), v in _run(strap, 50).items() if k == "vitals"}
+    batch = _strap_vitals(pd.DataFrame([to_row(r) for r in strap]))
+    complete = [d for d in speed.values() if d["complete"]]
+    assert len(complete) == len(batch) - 1  # the last epoch is still open in the speed layer
+    for d in complete:
+        row = batch.loc[d["epoch_start_ms"]]
+        for f_speed, f_batch in (("hr_bpm", "strap_hr_bpm"), ("rmssd_ms", "rmssd_ms"), ("sdnn_ms", "sdnn_ms")):
+            assert np.isclose(d[f_speed], row[f_batch], atol=1e-3), f_speed
+    last = max(speed)
+    assert speed[last]["complete"] is False and speed[last]["n_records"] >= 1
+
+
+def test_breathing_pause_and_bed_exit_alerts_match_the_simulated_events() -> None:
+    night = simulate_night(SimConfig("s001", T0_MS, seed=5, apnea_per_hour=6.0))
+    recs = [r for r in night_records(night, strap_device=None, bed_device="bed-1")]
+    docs = [json.loads(v) for (k, _), v in _run(recs, 500, rules=AlertRules()).items() if k == "alerts"]
+    pauses = sorted((d["start_ms"], d["end_ms"]) for d in docs if d["kind"] == "breathing_pause")
+    truth = [
+        (night.t0_ms + float(e["start_s"]) * 1000, night.t0_ms + float(e["end_s"]) * 1000)
+        for e in night.events
+        if e["kind"] == "apnea"
+    ]
+    assert len(truth) >= 10
+    matched = [any(s < te and e > ts for s, e in pauses) for ts, te in truth]
+    assert sum(matched) / len(truth) >= 0.95  # recall
+    assert len(pauses) <= len(truth)  # no false pause, none raised twice
+    for s, e in pauses:
+        ts, te = min(truth, key=lambda t: abs(t[0] - s))
+        assert abs(s - ts) <= 1500 and abs(e - te) <= 1500
+    (exit_truth,) = [e for e in night.events if e["kind"] == "bed_exit"]
+    (exit_alert,) = [d for d in docs if d["kind"] == "bed_exit"]
+    assert exit_alert["status"] == "closed"
+    assert abs(exit_alert["start_ms"] - (night.t0_ms + float(exit_truth["start_s"]) * 1000)) <= EPOCH_MS
+    assert abs(exit_alert["end_ms"] - (night.t0_ms + float(exit_truth["end_s"]) * 1000)) <= EPOCH_MS
+    assert not [d for d in docs if d["kind"] in ("hr_high", "hr_low", "contact_lost")]
+
+
+def _epoch(i: int, **fields: Any) -> dict[str, Any]:
+    return {"epoch_start_ms": T0_MS + i * EPOCH_MS, "device_id": "d", "subject_id": "s", "source": "strap", **fields}
+
+
+def test_sustained_heart_rate_alert_is_raised_once_with_start_and_end() -> None:
+    tracker = AlertTracker(AlertRules(hr_high_bpm=100, hr_sustained_s=120))
+    hr = [80, 105, 110, None, 120, 115, 90, 80]
+    out = [(i, a) for i, v in enumerate(hr) for a in tracker.observe(_epoch(i, hr_bpm=v))]
+    assert [(i, a["status"]) for i, a in out] == [(4, "open"), (6, "closed")]
+    opened, closed = out[0][1], out[1][1]
+    assert opened["doc_id"] == closed["doc_id"] == alert_id("d", "hr_high", T0_MS + EPOCH_MS)
+    assert closed["start_ms"] == T0_MS + EPOCH_MS and closed["end_ms"] == T0_MS + 6 * EPOCH_MS
+    assert closed["value"] == 120 and closed["threshold"] == 100 and opened["end_ms"] is None
+    # a brief excursion never alerts; a data gap ends an open run at its last epoch
+    t2 = AlertTracker(AlertRules(hr_low_bpm=40, hr_sustained_s=60, max_gap_s=120))
+    assert t2.observe(_epoch(0, hr_bpm=35)) == []
+    assert [a["status"] for a in t2.observe(_epoch(1, hr_bpm=36))] == ["open"]
+    (gap_close,) = t2.observe(_epoch(20, hr_bpm=60))
+    assert gap_close["status"] == "closed" and gap_close["end_ms"] == T0_MS + 2 * EPOCH_MS
+    assert AlertTracker.from_state(t2.rules, json.loads(json.dumps(t2.to_state()))) == t2
+
+
+def test_contact_lost_alert_from_strap_notifications() -> None:
+    _, recs = _night(hours=0.5)
+    strap = [r for r in recs if isinstance(r, StrapSample)]
+    lost_from, lost_to = T0_MS + 600_000, T0_MS + 720_000  # two minutes without skin contact
+    recs2 = [
+        dataclasses.replace(r, sensor_contact=False, hr_bpm=0, rr_ms=())
+        if lost_from <= r.event_time_ms < lost_to
+        else r
+        for r in strap
+    ]
+    docs = [json.loads(v) for (k, _), v in _run(recs2, 100, rules=AlertRules()).items() if k == "alerts"]
+    (alert,) = docs
+    assert alert["kind"] == "contact_lost" and alert["status"] == "closed"
+    assert (alert["start_ms"], alert["end_ms"]) == (lost_from, lost_to)
+
+
+def test_device_handed_to_another_subject_starts_fresh_state() -> None:
+    _, recs = _night(hours=0.2)
+    strap = [r for r in recs if isinstance(r, StrapSample)]
+    half = len(strap) // 2
+    moved = strap[:half] + [dataclasses.replace(r, subject_id="s002") for r in strap[half:]]
+    adv = advance(None, moved, RULES)
+    assert adv.state["subject_id"] == "s002"
+    vitals = [d for k, d in adv.docs if k == "vitals"]
+    assert {d["subject_id"] for d in vitals} == {"s001", "s002"}
+
+
+# --------------------------------------------------------------------------- handler
+
+
+def _event(recs: Sequence[bytes], first_seq: int = 1000) -> dict[str, Any]:
+    rows = [
+        {
+            "PartitionKey": "k",
+            "SequenceNumber": str(first_seq + i),
+            "Data": data,
+            "ApproximateArrivalTimestamp": datetime.now(tz=UTC),
+        }
+        for i, data in enumerate(recs)
+    ]
+    return kinesis_event(rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/s", region="local")
+
+
+def _handler(tmp: Path, name: str = "h") -> tuple[SpeedLayerHandler, LocalLiveStore, LocalDeadLetters]:
+    store = LocalLiveStore(tmp / name / "live.sqlite")
+    dlq = LocalDeadLetters(tmp / name / "dlq")
+    return SpeedLayerHandler(store, LocalStateStore(tmp / name / "state.sqlite"), dlq, rules=RULES), store, dlq
+
+
+def _bad_inputs(good: StrapSample) -> dict[str, bytes]:
+    base = json.loads(to_wire(good))
+    base.pop("record_id")
+
+    def variant(**kw: Any) -> bytes:
+        return json.dumps({**base, **kw}).encode()
+
+    return {
+        "nan": variant(hr_bpm=float("nan")),
+        "infinite rr": variant(rr_ms=[float("inf")]),
+        "hr 0 with contact": variant(hr_bpm=0, sensor_contact=True),
+        "hr 300": variant(hr_bpm=300),
+        "hours in the future": variant(event_time_ms=base["ingest_time_ms"] + 3 * 3_600_000),
+        "hours in the past": variant(event_time_ms=base["ingest_time_ms"] - 3 * 3_600_000),
+        "unknown schema version": variant(schema_version=2),
+        "over 1 MiB": b'{"pad":"' + b"x" * (1 << 20) + b'"}',
+        "not json": b"\xff\xfe garbage",
+    }
+
+
+def test_bad_inputs_are_quarantined_with_reasons_and_the_rest_flows(tmp_path: Path) -> None:
+    _, recs = _night(hours=0.1)
+    strap = [r for r in recs if isinstance(r, StrapSample)]
+    bad = _bad_inputs(strap[0])
+    payloads = [to_wire(r) for r in strap[:40]]
+    mixed = payloads[:20] + list(bad.values()) + payloads[20:]
+    handler, store, dlq = _handler(tmp_path)
+    resp = handler(_event(mixed), LambdaContext())
+    assert resp == {"batchItemFailures": []}
+    assert handler.stats.quarantined == len(bad)
+    letters = dlq.read_all()
+    assert len(letters) == len(bad)
+    reasons = " | ".join(letter["reason"] for letter in letters)
+    for needle in (
+        "non-finite number NaN",
+        "Infinity",
+        "250",
+        "implausible",
+        "after its ingest",
+        "before its ingest",
+        "version 2",
+        "1 MiB",
+    ):
+        assert needle in reasons, needle
+    assert base64.b64decode(letters[0]["payload_b64"]) in bad.values()
+    assert store.count("samples") == 40
+
+
+def test_a_failing_record_stops_its_batch_there_and_the_retry_loses_nothing(tmp_path: Path) -> None:
+    _, recs = _night(hours=0.25)
+    payloads = [to_wire(r) for r in recs]
+    reference, ref_store, _ = _handler(tmp_path, "ref")
+    reference(_event(payloads), LambdaContext())
+
+    handler, store, _ = _handler(tmp_path, "flaky")
+    boom = {5}  # the 6th record fails once with an unexpected error
+
+    import speed_layer.handler as mod
+
+    real = mod.decode
+
+    def flaky(data: bytes) -> Any:
+        if payloads.index(data) in boom:
+            boom.clear()
+            raise RuntimeError("transient")
+        return real(data)
+
+    mod.decode = flaky
+    try:
+        resp = handler(_event(payloads), LambdaContext())
+        (failure,) = resp["batchItemFailures"]
+        assert failure["itemIdentifier"] == "1005"
+        # Lambda re-delivers from the lowest failed sequence number
+        assert handler(_event(payloads[5:], first_seq=1005), LambdaContext()) == {"batchItemFailures": []}
+    finally:
+        mod.decode = real
+    assert store.dump() == ref_store.dump()
+
+
+class _RefusingStore(LocalLiveStore):
+    def index(self, docs: Any) -> Any:
+        from speed_layer.store import Rejected
+
+        keep = [(k, d) for k, d in docs if k != "alerts"]
+        super().index(keep)
+        return [Rejected(k, d, 400, "mapper_parsing_exception") for k, d in docs if k == "alerts"]
+
+
+def test_documents_the_store_refuses_for_good_are_dead_lettered(tmp_path: Path) -> None:
+    _, recs = _night(hours=1.0)
+    store = _RefusingStore(tmp_path / "live.sqlite")
+    dlq = LocalDeadLetters(tmp_path / "dlq")
+    handler = SpeedLayerHandler(store, LocalStateStore(tmp_path / "state.sqlite"), dlq, rules=RULES)
+    handler(_event([to_wire(r) for r in recs]), LambdaContext())
+    assert handler.stats.rejected > 0 and handler.stats.rejected == len(dlq.read_all())
+    assert "mapper_parsing_exception" in dlq.read_all()[0]["reason"]
+
+
+def test_live_store_answers_latest_vitals_and_open_alerts(tmp_path: Path) -> None:
+    _, recs = _night(hours=2.0)
+    handler, store, _ = _handler(tmp_path)
+    for i in range(0, len(recs), 500):
+        handler(_event([to_wire(r) for r in recs[i : i + 500]], first_seq=1000 + i), LambdaContext())
+    (latest,) = store.latest("vitals", "s001")
+    assert latest["epoch_start_ms"] == max(r.event_time_ms for r in recs) // EPOCH_MS * EPOCH_MS
+    opened = store.open_alerts("s001")
+    assert all(a["status"] == "open" and a["end_ms"] is None for a in opened)
+    assert store.open_alerts("nobody") == []
+
+
+@pytest.mark.parametrize("n", [0, 1, 130])
+def test_dynamo_state_store_round_trip(n: int) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from speed_layer.state_store import DynamoStateStore
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="state",
+            KeySchema=[{"AttributeName": "device_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "device_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        st = DynamoStateStore(ddb, "state", clock=lambda: 1_000.0)
+        states = {f"dev-{i}": {"v": 1, "open": [[i, "r", 60, [1000.0], True]]} for i in range(n)}
+        st.put_many(states)
+        assert st.get_many([*states, "unknown"]) == states
+        if n:
+            item = ddb.get_item(TableName="state", Key={"device_id": {"S": "dev-0"}})["Item"]
+            assert int(item["expires_at"]["N"]) == 1_000 + 7 * 24 * 3600
