@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.alerts import AlertRules
 from sleepstack.settings import Settings
 from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
-from core.alerts import AlertRules
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.state_store import DynamoStateStore, LocalStateStore, StateStore
 from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore

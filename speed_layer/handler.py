@@ -71,7 +71,7 @@ class SpeedLayerHandler:
             event=event, record_handler=self._record_handler(decoded), processor=processor, context=context
         )
         failures = response.get("batchItemFailures") or []
-        lowest = min((int(f["itemIdentifier"]) for f in failures), default=None)
+        lowest = min((int(str(f["itemIdentifier"])) for f in failures), default=None)
         records = [rec for seq, rec in decoded if lowest is None or seq < lowest]
         if records:
             applied = apply_records(records, self.states.get_many({r.device_id for r in records}), self.rules)
