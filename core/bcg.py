@@ -41,6 +41,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 __all__ = [
     "BedSensorProfile",
+    "breath_band",
     "breathing_pauses",
     "breathing_rate_per_min",
     "heart_envelope",
@@ -174,12 +175,20 @@ def heart_rate_bpm(x: npt.ArrayLike, fs_hz: float, *, envelope: FloatArray | Non
     return 60.0 * fs_hz / lag
 
 
-def breathing_rate_per_min(x: npt.ArrayLike, fs_hz: float) -> float:
-    """Breathing rate (breaths/min) of one window (>= 15 s); NaN with < 2 full breaths."""
+def breath_band(x: npt.ArrayLike, fs_hz: float) -> FloatArray:
+    """The respiratory band (zero-phase low-pass 0.7 Hz) of ``x``; shape (n,). Compute once per epoch."""
+    return _filtfilt("breath", fs_hz, np.asarray(x, dtype=float))
+
+
+def breathing_rate_per_min(x: npt.ArrayLike, fs_hz: float, *, band: FloatArray | None = None) -> float:
+    """Breathing rate (breaths/min) of one window (>= 15 s); NaN with < 2 full breaths.
+
+    ``band`` may pass :func:`breath_band` of ``x`` when the caller has it already.
+    """
     xf = np.asarray(x, dtype=float)
     if len(xf) < 15 * fs_hz:
         return float("nan")
-    low = _filtfilt("breath", fs_hz, xf)
+    low = breath_band(xf, fs_hz) if band is None else band
     step = max(1, int(fs_hz // 10))
     r = signal.detrend(low[::step])
     fs_r = fs_hz / step
@@ -203,6 +212,7 @@ def breathing_pauses(
     *,
     moving_s: npt.NDArray[np.bool_] | None = None,
     min_s: float = 1.0,
+    band: FloatArray | None = None,
 ) -> list[tuple[float, float]]:
     """Stretches without respiratory movement in ``x`` (shape (n,), counts at ``fs_hz``).
 
@@ -215,7 +225,7 @@ def breathing_pauses(
     if len(xf) < 2 * fs_hz:
         return []
     step = max(1, int(fs_hz // 10))
-    r = _filtfilt("breath", fs_hz, xf)[::step]
+    r = (breath_band(xf, fs_hz) if band is None else band)[::step]
     fs_r = fs_hz / step
     size = max(2, round(_PAUSE_WINDOW_S * fs_r))
     excursion = maximum_filter1d(r, size, mode="nearest") - minimum_filter1d(r, size, mode="nearest")

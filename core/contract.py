@@ -307,7 +307,7 @@ def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> t
     lo, hi = int(arr.min()), int(arr.max())
     if lo < -32768 or hi > 32767:
         raise ContractError(spec.name, f"values {lo}..{hi} exceed int16")
-    return tuple(value) if isinstance(value, tuple) else tuple(int(v) for v in arr.tolist())
+    return tuple(value) if isinstance(value, tuple) else tuple(arr.tolist())
 
 
 def _check_record(rec: Record) -> None:

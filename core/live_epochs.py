@@ -134,18 +134,19 @@ def _close_strap(out: Advance, tracker: AlertTracker) -> None:
 
 def _apply_strap(out: Advance, tracker: AlertTracker, rec: StrapSample) -> bool:
     st = out.state
+    rid = rec.record_id
     epoch = rec.event_time_ms - rec.event_time_ms % EPOCH_MS
     open_ms = st["open_epoch_ms"]
     if open_ms is not None and epoch < open_ms:
-        out.behind.append(rec.record_id)
+        out.behind.append(rid)
         return False
     if open_ms is not None and epoch > open_ms:
         _close_strap(out, tracker)
-    elif open_ms is not None and any(r[1] == rec.record_id for r in st["open"]):
-        out.behind.append(rec.record_id)  # the same notification again
+    elif open_ms is not None and any(r[1] == rid for r in st["open"]):
+        out.behind.append(rid)  # the same notification again
         return False
     st["open_epoch_ms"] = epoch
-    row = [rec.event_time_ms, rec.record_id, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact]
+    row = [rec.event_time_ms, rid, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact]
     bisect.insort(st["open"], row, key=lambda r: (r[0], r[1]))
     out.docs.append(("samples", strap_sample_doc(rec)))
     return True

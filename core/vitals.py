@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from core.bcg import (
     BedSensorProfile,
+    breath_band,
     breathing_pauses,
     breathing_rate_per_min,
     heart_envelope,
@@ -67,6 +68,7 @@ EPOCH_VITALS_FIELDS: Final = (
 #: Fields of a per-notification strap document (live heart-rate trace).
 STRAP_SAMPLE_FIELDS: Final = (
     _f("doc_id", FieldType.STRING, "the record id", False),
+    _f("record_id", FieldType.STRING, "the record id (reconciliation counts it)", False),
     _f("subject_id", FieldType.STRING, "pseudonymous subject id", False),
     _f("device_id", FieldType.STRING, "strap address", False),
     _f("event_time_ms", FieldType.INT64, "time of the notification, ms UTC", False),
@@ -128,7 +130,8 @@ def bed_epoch_vitals(
             win = slice(w * per_window, (w + 1) * per_window)
             windows.append(_nan_to_none(heart_rate_bpm(seg[win], fs_hz, envelope=env[win])))
         valid = [v for v in windows if v is not None]
-        pauses = breathing_pauses(seg, fs_hz, profile, moving_s=moving) if here else []
+        band = breath_band(seg, fs_hz) if here else None
+        pauses = breathing_pauses(seg, fs_hz, profile, moving_s=moving, band=band) if here else []
         out.append(
             {
                 "doc_id": doc_id("bed", device_id, start_ms),
@@ -139,7 +142,7 @@ def bed_epoch_vitals(
                 "epoch_start_ms": start_ms,
                 "hr_bpm": _nan_to_none(float(np.median(valid))) if valid else None,
                 "window_hr_bpm": windows,
-                "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz)) if here else None,
+                "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz, band=band)) if here else None,
                 "movement": round(move, 4),
                 "presence": here,
                 "pause_start_ms": [start_ms + round(a * 1000) for a, _ in pauses],

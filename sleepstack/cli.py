@@ -157,10 +157,81 @@ def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from sleepstack.bench import bench_ingest
+    if args.which == "speed":
+        from sleepstack.bench_speed import bench_speed_latency, bench_speed_throughput
 
-    figures = bench_ingest(records=args.records, rounds=args.rounds, synchronous=args.synchronous)
+        figures = bench_speed_throughput(records=args.records or 10_000, rounds=args.rounds)
+        if args.latency_seconds > 0:
+            figures.update(bench_speed_latency(seconds=args.latency_seconds))
+    else:
+        from sleepstack.bench import bench_ingest
+
+        figures = bench_ingest(records=args.records or 20_000, rounds=args.rounds, synchronous=args.synchronous)
     _print_figures(figures, as_json=args.json)
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.wiring import live_store
+
+    store = live_store(settings)
+    vitals = store.latest("vitals", args.subject, n=4)
+    figures = {
+        "subject_id": args.subject,
+        "latest_vitals": {d["source"]: d for d in reversed(vitals)},
+        "latest_strap_hr": next(iter(store.latest("samples", args.subject)), None),
+        "open_alerts": store.open_alerts(args.subject),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+        return 0
+    if not vitals:
+        print(f"no live vitals for subject {args.subject!r}")
+        return 1
+    for source, d in figures["latest_vitals"].items():
+        shown = {k: d.get(k) for k in _LIVE_FIELDS if d.get(k) is not None}
+        print(f"{source:>5} epoch {_utc(d['epoch_start_ms'])}: " + "  ".join(f"{k}={v}" for k, v in shown.items()))
+    alerts = figures["open_alerts"]
+    print(f"open alerts: {len(alerts)}")
+    for a in alerts:
+        print(f"  {a['kind']:<16} since {_utc(a['start_ms'])} ({a['duration_s']:.0f} s so far) value={a['value']}")
+    return 0
+
+
+_LIVE_FIELDS = ("hr_bpm", "br_per_min", "movement", "presence", "rmssd_ms", "sdnn_ms", "complete")
+
+
+def _utc(t_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
+    from speed_layer.dashboards import saved_objects_ndjson
+
+    if args.action == "export":
+        out = Path(args.out)
+        out.write_text(saved_objects_ndjson())
+        print(f"wrote OpenSearch Dashboards saved objects to {out}")
+        return 0
+    from sleepstack.wiring import opensearch_client
+    from speed_layer.opensearch_setup import install
+
+    url = args.url or settings.opensearch_url
+    if not url:
+        raise ValueError("no OpenSearch endpoint: pass --url or set OPENSEARCH_URL")
+    retention = {}
+    for item in args.retention_days:
+        kind, _, days = item.partition("=")
+        retention[kind] = int(days)
+    report = install(
+        opensearch_client(url),
+        retention_days=retention,
+        replicas=args.replicas,
+        dashboards_url=args.dashboards_url or settings.opensearch_dashboards_url,
+    )
+    print(report.summary())
     return 0
 
 
@@ -247,12 +318,27 @@ def _ingest_parsers(sub: Any) -> None:
     s.set_defaults(func=_cmd_collect)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")
-    s.add_argument("which", choices=["ingest"])
-    s.add_argument("--records", type=int, default=20_000)
+    s.add_argument("which", choices=["ingest", "speed"])
+    s.add_argument("--records", type=int, help="records (ingest: 20,000; speed: one 10,000-record batch)")
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")
+    s.add_argument("--latency-seconds", type=float, default=90.0, help="speed: real-time replay length (0: skip)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_bench)
+
+    s = sub.add_parser("live", help="a subject's latest vitals and open alerts from the live store")
+    s.add_argument("--subject", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_live)
+
+    s = sub.add_parser("opensearch", help="install (or export) the OpenSearch templates, policies and dashboards")
+    s.add_argument("action", choices=["setup", "export"])
+    s.add_argument("--url", help="OpenSearch endpoint (default $OPENSEARCH_URL)")
+    s.add_argument("--dashboards-url", help="OpenSearch Dashboards URL (default $OPENSEARCH_DASHBOARDS_URL)")
+    s.add_argument("--retention-days", action="append", default=[], help="KIND=DAYS (vitals, alerts, samples)")
+    s.add_argument("--replicas", type=int, default=1)
+    s.add_argument("--out", default="sleepstack-dashboards.ndjson", help="export: NDJSON file to write")
+    s.set_defaults(func=_cmd_opensearch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,224 @@
+"""The OpenSearch adapter and setup, checked against the exact HTTP requests they send."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from core.alerts import ALERT_FIELDS
+from core.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
+from speed_layer.dashboards import DASHBOARD_IDS, saved_objects, saved_objects_ndjson
+from speed_layer.indices import index_for, index_template, ism_policy, mapping
+from speed_layer.opensearch_setup import SetupError, import_dashboards, install
+from speed_layer.store import OpenSearchLiveStore, StoreError
+from tests.fake_opensearch import FakeCluster, Sent, bulk_ok
+
+DAY_MS = 1_767_657_000_000  # 2026-01-05T23:50:00Z
+
+
+def _vitals(i: int, t_ms: int = DAY_MS) -> tuple[str, dict[str, Any]]:
+    return "vitals", {"doc_id": f"v{i}", "subject_id": "s1", "epoch_start_ms": t_ms + i * 30_000, "hr_bpm": 60.0}
+
+
+def test_bulk_request_is_exactly_action_and_source_lines_into_daily_indices() -> None:
+    cluster = FakeCluster(bulk_ok)
+    store = OpenSearchLiveStore(cluster.client())
+    assert (
+        store.index([_vitals(0), _vitals(30), ("alerts", {"doc_id": "a1", "start_ms": DAY_MS, "status": "open"})]) == []
+    )
+    (req,) = cluster.sent
+    assert (req.method, req.url, req.params) == ("POST", "/_bulk", {})
+    assert req.body is not None and req.body.endswith(b"\n")
+    assert req.ndjson() == [
+        {"index": {"_index": "sleepstack-vitals-2026.01.05", "_id": "v0"}},
+        {"doc_id": "v0", "epoch_start_ms": DAY_MS, "hr_bpm": 60.0, "subject_id": "s1"},
+        {"index": {"_index": "sleepstack-vitals-2026.01.06", "_id": "v30"}},  # past midnight: next day's index
+        {"doc_id": "v30", "epoch_start_ms": DAY_MS + 900_000, "hr_bpm": 60.0, "subject_id": "s1"},
+        {"index": {"_index": "sleepstack-alerts-2026.01.05", "_id": "a1"}},
+        {"doc_id": "a1", "start_ms": DAY_MS, "status": "open"},
+    ]
+
+
+def test_bulk_bodies_are_cut_by_bytes() -> None:
+    cluster = FakeCluster(bulk_ok)
+    store = OpenSearchLiveStore(cluster.client(), max_bulk_bytes=1000)
+    store.index([_vitals(i) for i in range(40)])
+    sizes = [len(r.body or b"") for r in cluster.sent]
+    assert len(sizes) > 1 and max(sizes) <= 1000
+    ids = [line["index"]["_id"] for r in cluster.sent for line in r.ndjson()[::2]]
+    assert ids == [f"v{i}" for i in range(40)]
+
+
+def test_throttled_items_alone_are_resent_with_backoff_and_refused_items_returned() -> None:
+    calls: list[list[str]] = []
+
+    def respond(req: Sent) -> tuple[int, Any]:
+        lines = req.ndjson()
+        ids = [a["index"]["_id"] for a in lines[::2]]
+        calls.append(ids)
+        items = []
+        for i in ids:
+            if i == "v1" and len(calls) < 3:
+                items.append({"index": {"_id": i, "status": 429, "error": {"type": "es_rejected_execution_exception"}}})
+            elif i == "v2":
+                items.append({"index": {"_id": i, "status": 400, "error": {"type": "mapper_parsing_exception"}}})
+            else:
+                items.append({"index": {"_id": i, "status": 200}})
+        return 200, {"errors": True, "items": items}
+
+    sleeps: list[float] = []
+    store = OpenSearchLiveStore(
+        FakeCluster(respond).client(), sleep=sleeps.append, rng=random.Random(1), base_backoff_s=0.1
+    )
+    rejected = store.index([_vitals(i) for i in range(4)])
+    assert calls == [["v0", "v1", "v2", "v3"], ["v1"], ["v1"]]
+    assert len(sleeps) == 2 and 0 <= sleeps[0] <= 0.1 and 0 <= sleeps[1] <= 0.2
+    (bad,) = rejected
+    assert (bad.kind, bad.doc["doc_id"], bad.status) == ("vitals", "v2", 400)
+    assert "mapper_parsing_exception" in bad.reason
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_whole_request_throttling_is_retried_then_raises(status: int) -> None:
+    cluster = FakeCluster(lambda req: (status, {"error": "busy"}))
+    store = OpenSearchLiveStore(cluster.client(), sleep=lambda s: None, max_attempts=3)
+    with pytest.raises(StoreError, match="after 3 attempts"):
+        store.index([_vitals(0)])
+    assert len(cluster.sent) == 3
+
+
+def test_a_refused_request_raises_at_once() -> None:
+    cluster = FakeCluster(lambda req: (403, {"error": "security_exception"}))
+    with pytest.raises(StoreError, match="403"):
+        OpenSearchLiveStore(cluster.client(), sleep=lambda s: None).index([_vitals(0)])
+    assert len(cluster.sent) == 1
+
+
+def test_queries_sent_for_live_views() -> None:
+    cluster = FakeCluster(lambda req: (200, {"hits": {"hits": [{"_source": {"doc_id": "x"}}]}}))
+    store = OpenSearchLiveStore(cluster.client())
+    assert store.latest("vitals", "s1", 3) == [{"doc_id": "x"}]
+    assert store.open_alerts("s1") == [{"doc_id": "x"}]
+    latest, alerts = cluster.sent
+    assert (latest.method, latest.url) == ("POST", "/sleepstack-vitals-*/_search")
+    assert latest.json() == {
+        "size": 3,
+        "query": {"term": {"subject_id": "s1"}},
+        "sort": [{"epoch_start_ms": {"order": "desc"}}],
+    }
+    assert alerts.url == "/sleepstack-alerts-*/_search"
+    assert alerts.json()["query"]["bool"]["filter"] == [{"term": {"subject_id": "s1"}}, {"term": {"status": "open"}}]
+
+
+def test_every_document_field_is_mapped_explicitly() -> None:
+    for kind, fields in (("vitals", EPOCH_VITALS_FIELDS), ("alerts", ALERT_FIELDS), ("samples", STRAP_SAMPLE_FIELDS)):
+        m = mapping(kind)
+        assert m["dynamic"] == "strict"
+        assert set(m["properties"]) == {f.name for f in fields}
+    props = mapping("vitals")["properties"]
+    assert props["epoch_start_ms"] == {"type": "date", "format": "epoch_millis"}
+    assert props["pause_start_ms"] == {"type": "long"} and props["subject_id"] == {"type": "keyword"}
+    assert index_template("sleepstack", "alerts")["index_patterns"] == ["sleepstack-alerts-*"]
+    assert index_for("sleepstack", "samples", {"event_time_ms": DAY_MS}) == "sleepstack-samples-2026.01.05"
+
+
+def test_real_documents_fit_their_mapping() -> None:
+    from core.alerts import AlertRules
+    from core.simulate import SimConfig, night_records, simulate_night
+    from speed_layer.processing import apply_records
+    from tests.conftest import T0_MS
+
+    night = simulate_night(SimConfig("s001", T0_MS, seed=2, apnea_per_hour=10.0))
+    recs = [r for r in night_records(night, strap_device="st", bed_device="bd") if r.event_time_ms < T0_MS + 3_600_000]
+    docs = apply_records(recs, {}, AlertRules(hr_high_bpm=60)).docs
+    kinds = set()
+    for kind, doc in docs:
+        kinds.add(kind)
+        assert set(doc) <= set(mapping(kind)["properties"]), (kind, set(doc) - set(mapping(kind)["properties"]))
+    assert kinds == {"vitals", "alerts", "samples"}
+
+
+def test_ism_policy_has_hot_warm_delete_and_attaches_by_template() -> None:
+    p = ism_policy("sleepstack", "samples")["policy"]
+    assert [s["name"] for s in p["states"]] == ["hot", "warm", "delete"]
+    assert p["states"][1]["transitions"][0]["conditions"] == {"min_index_age": "14d"}
+    assert p["ism_template"] == [{"index_patterns": ["sleepstack-samples-*"], "priority": 100}]
+    with pytest.raises(ValueError, match="shorter"):
+        ism_policy("sleepstack", "vitals", 1)
+
+
+def test_setup_sends_policies_templates_in_order_and_updates_existing_policies() -> None:
+    existing = {"/_plugins/_ism/policies/sleepstack-alerts-lifecycle"}
+
+    def respond(req: Sent) -> tuple[int, Any]:
+        if req.method == "GET":
+            if req.url in existing:
+                return 200, {"_id": "x", "_seq_no": 7, "_primary_term": 2, "policy": {}}
+            return 404, {"error": {"type": "resource_not_found_exception"}}
+        return 200, {"acknowledged": True}
+
+    cluster = FakeCluster(respond)
+    report = install(cluster.client(), retention_days={"vitals": 30})
+    got = [(r.method, r.url, r.params) for r in cluster.sent]
+    assert got == [
+        ("GET", "/_plugins/_ism/policies/sleepstack-vitals-lifecycle", {}),
+        ("PUT", "/_plugins/_ism/policies/sleepstack-vitals-lifecycle", {}),
+        ("PUT", "/_index_template/sleepstack-vitals", {}),
+        ("GET", "/_plugins/_ism/policies/sleepstack-alerts-lifecycle", {}),
+        ("PUT", "/_plugins/_ism/policies/sleepstack-alerts-lifecycle", {"if_seq_no": 7, "if_primary_term": 2}),
+        ("PUT", "/_index_template/sleepstack-alerts", {}),
+        ("GET", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
+        ("PUT", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
+        ("PUT", "/_index_template/sleepstack-samples", {}),
+    ]
+    assert cluster.sent[1].json() == ism_policy("sleepstack", "vitals", 30)
+    assert cluster.sent[2].json() == index_template("sleepstack", "vitals")
+    assert report.templates == ["sleepstack-vitals", "sleepstack-alerts", "sleepstack-samples"]
+
+
+def test_saved_objects_reference_only_objects_and_fields_that_exist() -> None:
+    objs = saved_objects()
+    ids = {(o["type"], o["id"]) for o in objs}
+    assert {("dashboard", d) for d in DASHBOARD_IDS} <= ids
+    patterns = {o["id"]: o["attributes"]["title"].split("-")[1] for o in objs if o["type"] == "index-pattern"}
+    seen: set[tuple[str, str]] = set()
+    for o in objs:
+        for ref in o["references"]:
+            assert (ref["type"], ref["id"]) in seen, f"{o['id']} references {ref['id']} before it is defined"
+        seen.add((o["type"], o["id"]))
+        if o["type"] == "visualization":
+            kind = patterns[o["references"][0]["id"]]
+            fields = set(mapping(kind)["properties"])
+            for agg in json.loads(o["attributes"]["visState"])["aggs"]:
+                if "field" in agg["params"]:
+                    assert agg["params"]["field"] in fields, (o["id"], agg["params"]["field"])
+        if o["type"] == "search":
+            kind = patterns[o["references"][0]["id"]]
+            assert set(o["attributes"]["columns"]) <= set(mapping(kind)["properties"])
+    lines = saved_objects_ndjson().splitlines()
+    assert len(lines) == len(objs) and all(json.loads(line) for line in lines)
+
+
+def test_dashboards_import_request() -> None:
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    def post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        seen.append((url, headers, body))
+        return 200, json.dumps({"success": True, "successCount": len(saved_objects())}).encode()
+
+    assert import_dashboards("http://osd:5601/", http_post=post) == len(saved_objects())
+    ((url, headers, body),) = seen
+    assert url == "http://osd:5601/api/saved_objects/_import?overwrite=true"
+    assert headers["osd-xsrf"] == "true" and headers["Content-Type"].startswith("multipart/form-data; boundary=")
+    boundary = headers["Content-Type"].split("boundary=")[1]
+    assert body.startswith(f"--{boundary}\r\n".encode()) and body.endswith(f"\r\n--{boundary}--\r\n".encode())
+    assert saved_objects_ndjson().encode() in body
+
+    def refuse(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        return 200, json.dumps({"success": False, "errors": [{"id": "x", "error": {"type": "conflict"}}]}).encode()
+
+    with pytest.raises(SetupError, match="conflict"):
+        import_dashboards("http://osd:5601", http_post=refuse)
