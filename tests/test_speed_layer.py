@@ -311,3 +311,25 @@ def test_dynamo_state_store_round_trip(n: int) -> None:
         if n:
             item = ddb.get_item(TableName="state", Key={"device_id": {"S": "dev-0"}})["Item"]
             assert int(item["expires_at"]["N"]) == 1_000 + 7 * 24 * 3600
+
+
+def test_live_and_opensearch_export_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    from sleepstack.cli import main
+
+    monkeypatch.setenv("SLEEPSTACK_HOME", str(tmp_path))
+    _, recs = _night(hours=1.0)
+    store = LocalLiveStore(tmp_path / "serving" / "live.sqlite")
+    store.index(apply_records(recs, {}, AlertRules(hr_high_bpm=30, hr_sustained_s=60)).docs)
+    assert main(["live", "--subject", "s001", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert set(shown["latest_vitals"]) == {"bed", "strap"}
+    assert [a["kind"] for a in shown["open_alerts"]] == ["hr_high", "hr_high"]  # HR never falls to 30: open
+    assert main(["live", "--subject", "s001"]) == 0
+    text = capsys.readouterr().out
+    assert "bed epoch" in text and "open alerts: 2" in text and "hr_high" in text
+    assert main(["live", "--subject", "nobody"]) == 1
+    out = tmp_path / "objects.ndjson"
+    assert main(["opensearch", "export", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) > 10
+    assert main(["opensearch", "setup"]) == 2  # no endpoint: a clear error, not a traceback
+    assert "OPENSEARCH_URL" in capsys.readouterr().err
