@@ -146,7 +146,11 @@ def bench_speed_latency(
     per_subject = int(seconds) + int(seconds) // 30 + 2
     raw = _mixed(per_subject * subjects, subjects, seed)
     start_ms = int(time.time() * 1000) + 2000
-    recs = _rebased(raw, start_ms - start_ms % EPOCH_MS + EPOCH_MS)
+    base_ms = start_ms - start_ms % EPOCH_MS + EPOCH_MS
+    by_subject: dict[str, list[Record]] = {}
+    for r in raw:
+        by_subject.setdefault(r.subject_id, []).append(r)
+    recs = [r for group in by_subject.values() for r in _rebased(group, base_ms)]  # everyone starts together
 
     recs.sort(key=_send_at)
     end_ms = recs[0].event_time_ms + int(seconds * 1000)
