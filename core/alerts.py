@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from core.contract import FieldSpec, FieldType
+from core.contract import FieldType
+from core.contract import doc_field as _f
 from core.epochs import EPOCH_MS
 
 __all__ = ["ALERT_FIELDS", "AlertKind", "AlertRules", "AlertTracker", "alert_id"]
@@ -60,10 +61,6 @@ class AlertRules:
         if unknown:
             raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
         return cls(**values)
-
-
-def _f(name: str, ftype: FieldType, doc: str, nullable: bool = True) -> FieldSpec:
-    return FieldSpec(ftype, doc, nullable=nullable, name=name)
 
 
 #: Fields of an alert document (speed-layer alerts index).

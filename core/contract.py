@@ -50,6 +50,7 @@ __all__ = [
     "FieldType",
     "Record",
     "StrapSample",
+    "doc_field",
     "from_dict",
     "from_row",
     "from_wire",
@@ -119,6 +120,11 @@ class FieldSpec:
     lo: float | None = None
     hi: float | None = None
     name: str = ""  # filled in from the dataclass field name
+
+
+def doc_field(name: str, ftype: FieldType, doc: str, nullable: bool = True) -> FieldSpec:
+    """A named field of a derived document (vitals, alerts): one column of its mappings."""
+    return FieldSpec(ftype, doc, nullable=nullable, name=name)
 
 
 def _spec(

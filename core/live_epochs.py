@@ -107,7 +107,7 @@ def advance(state: dict[str, Any] | None, records: Iterable[Record], rules: Aler
         assert tracker is not None  # noqa: S101 - set with out
         st = out.state
         if rec.subject_id != st["subject_id"]:  # the device was handed to another subject
-            if dirty or st["open"]:
+            if st["open"]:
                 _close_strap(out, tracker)
             st.update(_new_state(rec))
             tracker = AlertTracker(rules)

@@ -24,7 +24,8 @@ from core.bcg import (
     presence,
     segment_std,
 )
-from core.contract import FieldSpec, FieldType
+from core.contract import FieldType
+from core.contract import doc_field as _f
 from core.epochs import EPOCH_MS, WINDOW_S, WINDOWS_PER_EPOCH
 from core.hrv import hrv_summary
 
@@ -35,10 +36,6 @@ __all__ = [
     "doc_id",
     "strap_epoch_vitals",
 ]
-
-
-def _f(name: str, ftype: FieldType, doc: str, nullable: bool = True) -> FieldSpec:
-    return FieldSpec(ftype, doc, nullable=nullable, name=name)
 
 
 #: Fields of an epoch-vitals document (speed-layer index and batch epoch table).

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.contract import BedFrame, Record, to_wire
-from core.epochs import EPOCH_MS
+from core.epochs import EPOCH_MS, epoch_start_ms
 from core.simulate import SimConfig, night_records, simulate_night
 from ingest.producer import KinesisProducer
 from sleepstack.clients import kinesis_client
@@ -104,7 +104,8 @@ def bench_speed_throughput(records: int = 10_000, subjects: int = 8, rounds: int
 
 
 def _rebased(recs: list[Record], t0_ms: int) -> list[Record]:
-    shift = t0_ms - recs[0].event_time_ms + recs[0].event_time_ms % EPOCH_MS - t0_ms % EPOCH_MS
+    """Shift ``recs`` so the epoch of the first one starts at epoch-aligned ``t0_ms``."""
+    shift = t0_ms - int(epoch_start_ms(recs[0].event_time_ms))
     return [
         dataclasses.replace(
             r,
