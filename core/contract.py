@@ -67,6 +67,10 @@ SCHEMA_VERSION: Final = 1
 MAX_RECORD_BYTES: Final = 1_048_576
 #: A record may be stamped at most this far after it was ingested (clock skew allowance).
 MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000
+#: A record may describe a time at most this long before the collector received it: the
+#: collector spools on receipt and stamps a bed frame with its last notification's receive
+#: time, so more means a device clock that is wrong by hours.
+MAX_PAST_SKEW_MS: Final = 60 * 60 * 1000
 _MIN_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
 _MAX_TIME_MS: Final = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 _ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
@@ -318,6 +322,9 @@ def _check_record(rec: Record) -> None:
     if rec.event_time_ms > rec.ingest_time_ms + MAX_FUTURE_SKEW_MS:
         ahead_s = (rec.event_time_ms - rec.ingest_time_ms) / 1000
         raise ContractError("event_time_ms", f"{ahead_s:.0f} s after its ingest time")
+    if rec.ingest_time_ms - rec.event_time_ms > MAX_PAST_SKEW_MS:
+        behind_h = (rec.ingest_time_ms - rec.event_time_ms) / 3_600_000
+        raise ContractError("event_time_ms", f"{behind_h:.1f} h before its ingest time (device clock wrong?)")
     if isinstance(rec, StrapSample):
         if rec.hr_bpm < 25 and not (rec.hr_bpm == 0 and rec.sensor_contact is False):
             raise ContractError("hr_bpm", f"{rec.hr_bpm} bpm is implausible (0 only without contact)")

@@ -72,6 +72,10 @@ class OpenFrame:
     next_seq: int
     next_ms: float
     gap_samples: int = 0
+    #: Receive time of the last notification that added samples: the frame's ingest time.
+    #: A frame closed by a gap is stamped with it, not with the (possibly hours later)
+    #: receive time of the notification after the gap.
+    last_receive_ms: int = 0
 
     @property
     def n(self) -> int:
@@ -110,7 +114,7 @@ class BedFramer:
             dt = note.device_time_ms - st.next_ms
             if note.fs_hz != st.fs_hz:
                 self.counts.discontinuities += 1
-                out.extend(self._close(device_id, receive_ms))
+                out.extend(self._close(device_id))
             elif note.seq == (st.next_seq - 1) % _SEQ_MOD and dt < -half:
                 self.counts.duplicates += 1  # a notification delivered twice
                 return out
@@ -121,7 +125,7 @@ class BedFramer:
                     gap = max(0, round(dt * note.fs_hz / 1000))
                     self.counts.gaps += 1
                     self.counts.gap_samples += gap
-                out.extend(self._close(device_id, receive_ms))
+                out.extend(self._close(device_id))
         self._append(device_id, subject_id, note, gap, receive_ms, out)
         return out
 
@@ -139,23 +143,24 @@ class BedFramer:
                 st = OpenFrame(subject_id, round(t_i), note.fs_hz, bytearray(), note.seq, t_i, gap_samples=gap)
                 self.open[device_id] = st
                 gap = 0
+            st.last_receive_ms = receive_ms
             boundary = (st.start_ms // EPOCH_MS + 1) * EPOCH_MS
             k = min(len(samples), i + max(0, int(np.ceil((boundary - t_i) / period - 1e-9))))
             st.samples += samples[i:k].tobytes()
             i = k
             st.next_ms = t0 + k * period
             if i < len(samples) or st.next_ms >= boundary - 1e-6:
-                out.extend(self._close(device_id, receive_ms))
+                out.extend(self._close(device_id))
         st_after = self.open.get(device_id)
         if st_after is not None:
             st_after.next_seq = (note.seq + 1) % _SEQ_MOD
         else:  # the notification ended exactly on a boundary: remember continuity anyway
             end = t0 + len(samples) * period
             self.open[device_id] = OpenFrame(
-                subject_id, round(end), note.fs_hz, bytearray(), (note.seq + 1) % _SEQ_MOD, end
+                subject_id, round(end), note.fs_hz, bytearray(), (note.seq + 1) % _SEQ_MOD, end, 0, receive_ms
             )
 
-    def _close(self, device_id: str, receive_ms: int) -> list[BedFrame]:
+    def _close(self, device_id: str) -> list[BedFrame]:
         st = self.open.pop(device_id)
         if st.n == 0:
             return []
@@ -165,13 +170,13 @@ class BedFramer:
             subject_id=st.subject_id,
             device_time_ms=st.start_ms,
             event_time_ms=st.start_ms,
-            ingest_time_ms=receive_ms,
+            ingest_time_ms=st.last_receive_ms,
             fs_hz=float(st.fs_hz),
             samples=tuple(np.frombuffer(bytes(st.samples), dtype="<i2").tolist()),
             gap_samples=st.gap_samples,
         )
         return [frame]
 
-    def flush(self, device_id: str, receive_ms: int) -> list[BedFrame]:
+    def flush(self, device_id: str) -> list[BedFrame]:
         """Close a device's open frame (collector shutdown); empty frames are dropped."""
-        return self._close(device_id, receive_ms) if device_id in self.open else []
+        return self._close(device_id) if device_id in self.open else []

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, partition_key TEXT NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS open_frames (
   device_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, start_ms INTEGER NOT NULL, fs_hz INTEGER NOT NULL,
-  samples BLOB NOT NULL, next_seq INTEGER NOT NULL, next_ms REAL NOT NULL, gap_samples INTEGER NOT NULL);
+  samples BLOB NOT NULL, next_seq INTEGER NOT NULL, next_ms REAL NOT NULL, gap_samples INTEGER NOT NULL,
+  last_receive_ms INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS quarantine (
   id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, kind TEXT NOT NULL,
   receive_ms INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL);
@@ -108,9 +109,18 @@ class Spool:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._lock = threading.RLock()
         self._warned = False
+
+    def _migrate(self) -> None:
+        """Bring a spool written by an older collector up to the current schema."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(open_frames)")}
+        if "last_receive_ms" not in cols:  # before frames were stamped with their last notification
+            self._db.execute("ALTER TABLE open_frames ADD COLUMN last_receive_ms INTEGER NOT NULL DEFAULT 0")
+            # best estimate for a frame already open: the device time its samples reach
+            self._db.execute("UPDATE open_frames SET last_receive_ms = CAST(next_ms AS INTEGER)")
 
     def close(self) -> None:
         with self._lock:
@@ -196,25 +206,26 @@ class Spool:
 
     # ------------------------------------------------------------------ framing
 
-    def frame(self, limit: int = 5_000, *, flush_all_at_ms: int | None = None) -> int:
+    def frame(self, limit: int = 5_000, *, flush_all: bool = False) -> int:
         """Decode up to ``limit`` spooled notifications into outbox records; returns how many.
 
-        With ``flush_all_at_ms`` the open bed frames are closed too (collector shutdown).
+        With ``flush_all`` the open bed frames are closed too (collector shutdown); each is
+        stamped with the receive time of its last notification.
         """
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, device_id, subject_id, kind, receive_ms, payload FROM notifications ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-            if not rows and flush_all_at_ms is None:
+            if not rows and not flush_all:
                 return 0
             framer = BedFramer(open=self._load_open_frames())
             result = _FrameResult()
             for _, device, subject, kind, receive_ms, payload in rows:
                 self._frame_one(framer, result, device, subject, kind, int(receive_ms), bytes(payload))
-            if flush_all_at_ms is not None:
+            if flush_all:
                 for device in list(framer.open):
-                    result.records.extend((f.device_id, to_wire(f)) for f in framer.flush(device, flush_all_at_ms))
+                    result.records.extend((f.device_id, to_wire(f)) for f in framer.flush(device))
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO outbox (partition_key, data) VALUES (?, ?)", result.records)
@@ -257,16 +268,26 @@ class Spool:
     def _load_open_frames(self) -> dict[str, OpenFrame]:
         rows = self._db.execute("SELECT * FROM open_frames").fetchall()
         return {
-            r[0]: OpenFrame(r[1], int(r[2]), int(r[3]), bytearray(r[4]), int(r[5]), float(r[6]), int(r[7]))
+            r[0]: OpenFrame(r[1], int(r[2]), int(r[3]), bytearray(r[4]), int(r[5]), float(r[6]), int(r[7]), int(r[8]))
             for r in rows
         }
 
     def _store_open_frames(self, frames: dict[str, OpenFrame]) -> None:
         self._db.execute("DELETE FROM open_frames")
         self._db.executemany(
-            "INSERT INTO open_frames VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO open_frames VALUES (?,?,?,?,?,?,?,?,?)",
             [
-                (d, f.subject_id, f.start_ms, f.fs_hz, bytes(f.samples), f.next_seq, f.next_ms, f.gap_samples)
+                (
+                    d,
+                    f.subject_id,
+                    f.start_ms,
+                    f.fs_hz,
+                    bytes(f.samples),
+                    f.next_seq,
+                    f.next_ms,
+                    f.gap_samples,
+                    f.last_receive_ms,
+                )
                 for d, f in frames.items()
             ],
         )

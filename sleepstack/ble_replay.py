@@ -75,7 +75,7 @@ def collect_simulated(
     collector_log.setLevel(logging.ERROR)  # link drops are the point here; they are counted below
     try:
         asyncio.run(_collect(world, collector, total, progress))
-        spool.frame(flush_all_at_ms=world.clock_ms())
+        spool.frame(flush_all=True)
     finally:
         collector_log.setLevel(level)
         done.set()

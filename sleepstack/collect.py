@@ -90,7 +90,7 @@ def run_collect(
     print(f"recording {', '.join(f'{t.address} ({t.subject_id})' for t in targets)}; Ctrl-C stops")
     try:
         asyncio.run(_run(collector, duration_s, world))
-        spool.frame(flush_all_at_ms=clock())
+        spool.frame(flush_all=True)
     finally:
         done.set()
         sending.join()

@@ -31,7 +31,7 @@ def _feed(
     out: list[BedFrame] = []
     for n in notes:
         out += framer.feed(device, "s001", n, int(n.end_time_ms) + 50)
-    return out + (framer.flush(device, 0) if flush else [])
+    return out + (framer.flush(device) if flush else [])
 
 
 def test_simulated_night_reframes_to_the_direct_records() -> None:
@@ -73,6 +73,19 @@ def test_a_sequence_gap_closes_the_frame_and_is_reported_downstream() -> None:
     assert framer.counts.gap_samples == 250
     total = sum(len(f.samples) for f in frames) + framer.counts.gap_samples
     assert total == 100 * 90
+
+
+def test_a_frame_closed_by_a_long_gap_is_stamped_with_its_last_notification() -> None:
+    """The notification after an 8-h gap closes the frame; the frame keeps its own ingest time."""
+    notes = _notes(100 * 10, 50, t0=T0_MS + 5_000)  # 10 s into an epoch: stays open
+    later = _notes(100 * 2, 50, t0=T0_MS + 8 * 3_600_000, seq0=len(notes) + 7)
+    framer = BedFramer()
+    frames = _feed(framer, notes + later, flush=False)
+    assert len(frames) == 1
+    assert frames[0].ingest_time_ms == int(notes[-1].end_time_ms) + 50
+    validate(frames[0])  # within the contract's 1-h past skew
+    (tail,) = framer.flush("bed-1")
+    assert tail.ingest_time_ms == int(later[-1].end_time_ms) + 50
 
 
 def test_duplicates_restarts_and_wraps() -> None:

@@ -46,7 +46,7 @@ def _collect(tmp_path: Path, peripherals: list[FakePeripheral]) -> tuple[Collect
     asyncio.run(_record(world, collector))
     while spool.frame():
         pass
-    spool.frame(flush_all_at_ms=world.clock_ms())
+    spool.frame(flush_all=True)
     return collector, spool, world
 
 

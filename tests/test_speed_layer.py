@@ -192,6 +192,7 @@ def _bad_inputs(good: StrapSample) -> dict[str, bytes]:
         "hr 0 with contact": variant(hr_bpm=0, sensor_contact=True),
         "hr 300": variant(hr_bpm=300),
         "hours in the future": variant(event_time_ms=base["ingest_time_ms"] + 3 * 3_600_000),
+        "hours in the past": variant(event_time_ms=base["ingest_time_ms"] - 3 * 3_600_000),
         "unknown schema version": variant(schema_version=2),
         "over 1 MiB": b'{"pad":"' + b"x" * (1 << 20) + b'"}',
         "not json": b"\xff\xfe garbage",
@@ -217,6 +218,7 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_rest_flows(tmp_path: Pa
         "250",
         "implausible",
         "after its ingest",
+        "before its ingest",
         "version 2",
         "1 MiB",
     ):

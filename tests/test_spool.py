@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from core.bed_profile import BedNotification, encode_bed_frame
 from core.contract import BedFrame, StrapSample, from_wire, make_record_id
 from core.hrm import HeartRateMeasurement, encode_hrm
 from ingest.producer import KinesisProducer
@@ -53,6 +55,55 @@ def test_notifications_become_records_and_bad_payloads_are_quarantined(tmp_path:
     c = spool.counters()
     assert (c["received"], c["records"], c["quarantined"]) == (14, 10, 4)
     assert spool.backlog() == {"notifications": 0, "outbox": 10, "open_frames": 0}
+
+
+def _bed_notes(n: int, t0: int, seq0: int = 0) -> list[Notification]:
+    return [
+        Notification(
+            "bed-1",
+            "s001",
+            "bed",
+            t0 + 500 * k + 50,
+            encode_bed_frame(BedNotification(seq0 + k, t0 + 500 * k, 100, (7,) * 50)),
+        )
+        for k in range(n)
+    ]
+
+
+def test_open_frame_survives_a_restart_and_keeps_its_ingest_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    first = _bed_notes(20, T0_MS + 3_000)  # 10 s of samples, mid-epoch: stays open
+    spool.append(first)
+    spool.frame()
+    spool.close()
+    spool = Spool(tmp_path / "s.sqlite")  # collector restarted hours later
+    spool.append(_bed_notes(2, T0_MS + 6 * 3_600_000, seq0=100))
+    spool.frame()
+    (frame, *_) = _outbox_records(spool)
+    assert isinstance(frame, BedFrame)
+    assert frame.ingest_time_ms == first[-1].receive_ms
+    assert len(frame.samples) == 1000
+
+
+def test_a_spool_from_an_older_collector_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE open_frames (device_id TEXT PRIMARY KEY, subject_id TEXT NOT NULL, start_ms INTEGER NOT NULL,"
+        " fs_hz INTEGER NOT NULL, samples BLOB NOT NULL, next_seq INTEGER NOT NULL, next_ms REAL NOT NULL,"
+        " gap_samples INTEGER NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO open_frames VALUES ('bed-1','s001',?,100,?,1,?,0)", (T0_MS, b"\x07\x00" * 50, T0_MS + 500.0)
+    )
+    db.commit()
+    db.close()
+    spool = Spool(path)
+    spool.frame(flush_all=True)
+    (frame,) = _outbox_records(spool)
+    assert isinstance(frame, BedFrame)
+    assert frame.ingest_time_ms == T0_MS + 500
+    assert frame.samples == (7,) * 50
 
 
 def test_sender_sends_in_order_and_retries_only_failed_entries(tmp_path: Path, kinesis: Any) -> None:
