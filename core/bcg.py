@@ -2,7 +2,11 @@
 
 All functions take one window of samples, ``x`` of shape (n,) in ADC counts at
 ``fs_hz``, and use nothing outside it, so a window's result never depends on how the
-stream was batched.
+stream was batched. Each has a ``*_rows`` form taking a stack of equal-length windows,
+shape (m, n), that computes every row at once (filters, transforms and order statistics
+run along the last axis); the one-window functions call it with one row, so both give
+the same numbers. Batching epochs this way is what makes a 10,000-record Lambda batch or
+a night of 100 Hz data cheap.
 
 * Heart rate: band-pass 3-15 Hz (the BCG's I-J-K complex), Hilbert envelope, and the
   first dominant peak of the envelope's autocorrelation between 0.33 and 1.5 s (40-180
@@ -43,11 +47,15 @@ __all__ = [
     "BedSensorProfile",
     "breath_band",
     "breathing_pauses",
+    "breathing_pauses_rows",
     "breathing_rate_per_min",
+    "breathing_rate_rows",
     "heart_envelope",
     "heart_rate_bpm",
+    "heart_rate_rows",
     "movement_index",
     "presence",
+    "presence_rows",
     "segment_std",
 ]
 
@@ -81,14 +89,23 @@ def _filter(kind: str, fs_hz: float) -> tuple[FloatArray, FloatArray, int]:
 
 
 def _filtfilt(kind: str, fs_hz: float, x: FloatArray) -> FloatArray:
-    """Forward-backward filtering with odd extension; equals ``scipy.signal.sosfiltfilt``."""
+    """Forward-backward filtering of each row of ``x`` (shape (m, n)) with odd extension.
+
+    Equals ``scipy.signal.sosfiltfilt(sos, x, axis=-1)``; one call filters every row.
+    """
     sos, zi, pad = _filter(kind, fs_hz)
-    pad = min(pad, len(x) - 1)
-    ext = np.concatenate([2 * x[0] - x[pad:0:-1], x, 2 * x[-1] - x[-2 : -pad - 2 : -1]])
-    y, _ = signal.sosfilt(sos, ext, zi=zi * ext[0])
-    y, _ = signal.sosfilt(sos, y[::-1], zi=zi * y[-1])
-    out: FloatArray = y[::-1][pad : pad + len(x)]
+    pad = min(pad, x.shape[-1] - 1)
+    ext = np.concatenate([2 * x[:, :1] - x[:, pad:0:-1], x, 2 * x[:, -1:] - x[:, -2 : -pad - 2 : -1]], axis=1)
+    y, _ = signal.sosfilt(sos, ext, axis=-1, zi=zi[:, None, :] * ext[None, :, :1])
+    y = y[:, ::-1]
+    y, _ = signal.sosfilt(sos, y, axis=-1, zi=zi[:, None, :] * y[None, :, :1])
+    out: FloatArray = y[:, ::-1][:, pad : pad + x.shape[-1]]
     return out
+
+
+def _rows(x: npt.ArrayLike) -> FloatArray:
+    """One window as a one-row stack, shape (1, n)."""
+    return np.asarray(x, dtype=float).reshape(1, -1)
 
 
 @lru_cache(maxsize=16)
@@ -100,12 +117,15 @@ def _detrend_projector(n: int) -> FloatArray:
 
 
 def segment_std(x: npt.ArrayLike, fs_hz: float) -> FloatArray:
-    """Linearly detrended std of each whole 1-s segment of ``x``; shape (n_segments,)."""
+    """Linearly detrended std of each whole 1-s segment along the last axis of ``x``.
+
+    ``x``: shape (n,) or (m, n); returns shape (n_segments,) or (m, n_segments).
+    """
     xf = np.asarray(x, dtype=float)
     per = round(fs_hz)
-    n = len(xf) // per
-    resid = xf[: n * per].reshape(n, per) @ _detrend_projector(per)
-    std: FloatArray = resid.std(axis=1)
+    n = xf.shape[-1] // per
+    segs = xf[..., : n * per].reshape(*xf.shape[:-1], n, per)
+    std: FloatArray = (segs @ _detrend_projector(per)).std(axis=-1)
     return std
 
 
@@ -117,43 +137,58 @@ def movement_index(x: npt.ArrayLike, fs_hz: float, profile: BedSensorProfile = B
     return float(np.mean(std > profile.movement_std_counts))
 
 
+def presence_rows(x: FloatArray, fs_hz: float, profile: BedSensorProfile = BedSensorProfile()) -> npt.NDArray[np.bool_]:
+    """:func:`presence` of each row of ``x`` (shape (m, n)); shape (m,)."""
+    band = _filtfilt("presence", fs_hz, x)
+    mad = 1.4826 * np.median(np.abs(band - np.median(band, axis=1, keepdims=True)), axis=1)
+    out: npt.NDArray[np.bool_] = mad > profile.presence_factor * profile.noise_floor_counts
+    return out
+
+
 def presence(x: npt.ArrayLike, fs_hz: float, profile: BedSensorProfile = BedSensorProfile()) -> bool:
     """Whether someone lies on the sensor: 0.1-20 Hz amplitude above the noise floor.
 
     The amplitude is the median absolute deviation scaled to a std (x 1.4826), robust to
     a movement burst in an otherwise empty window.
     """
-    band = _filtfilt("presence", fs_hz, np.asarray(x, dtype=float))
-    mad = 1.4826 * float(np.median(np.abs(band - np.median(band))))
-    return mad > profile.presence_factor * profile.noise_floor_counts
+    return bool(presence_rows(_rows(x), fs_hz, profile)[0])
 
 
 def heart_envelope(x: npt.ArrayLike, fs_hz: float) -> FloatArray:
-    """Hilbert envelope of the 3-15 Hz band of ``x``; shape (n,). Compute once per epoch."""
-    band = _filtfilt("heart", fs_hz, np.asarray(x, dtype=float))
-    env: FloatArray = np.abs(signal.hilbert(band))
+    """Hilbert envelope of the 3-15 Hz band along the last axis of ``x`` ((n,) or (m, n)).
+
+    Compute once per epoch and pass windows of it to :func:`heart_rate_rows`.
+    """
+    xf = np.asarray(x, dtype=float)
+    band = _filtfilt("heart", fs_hz, xf.reshape(-1, xf.shape[-1]))
+    env: FloatArray = np.abs(signal.hilbert(band, axis=-1)).reshape(xf.shape)
     return env
 
 
-def heart_rate_bpm(x: npt.ArrayLike, fs_hz: float, *, envelope: FloatArray | None = None) -> float:
-    """Mean heart rate (beats/min) of one window (>= 4 s) of BCG; NaN when no rhythm.
+def heart_rate_rows(envelope: FloatArray, fs_hz: float) -> FloatArray:
+    """Mean heart rate (beats/min) of each row of envelope windows, shape (m, n) -> (m,).
 
-    ``envelope`` may pass this window's slice of :func:`heart_envelope` computed over a
-    longer stretch, which saves refiltering and avoids window-edge transients.
+    Rows shorter than 4 s, or without a rhythm, give NaN. The autocorrelations of all
+    rows come from one FFT; the peak choice is per row.
     """
-    env = heart_envelope(x, fs_hz) if envelope is None else np.array(envelope, dtype=float)
-    if len(env) < 4 * fs_hz:
-        return float("nan")
-    env -= env.mean()
-    n = len(env)
-    spec = np.fft.rfft(env, 2 * n)
-    acf = np.fft.irfft(spec * np.conj(spec))[:n]
-    if acf[0] <= 0:
-        return float("nan")
-    acf /= acf[0] * (n - np.arange(n)) / n  # unbiased, normalised
+    m, n = envelope.shape
+    out = np.full(m, np.nan)
     lo, hi = int(fs_hz * 60 / _MAX_HR_BPM), min(int(fs_hz * 60 / _MIN_HR_BPM), n // 2)
-    if hi <= lo + 2:
-        return float("nan")
+    if m == 0 or n < 4 * fs_hz or hi <= lo + 2:
+        return out
+    env = envelope - envelope.mean(axis=1, keepdims=True)
+    spec = np.fft.rfft(env, 2 * n, axis=1)
+    acf = np.fft.irfft(spec * np.conj(spec), axis=1)[:, :n]
+    zero = acf[:, :1].copy()
+    ok = zero[:, 0] > 0
+    acf[ok] /= zero[ok] * (n - np.arange(n)) / n  # unbiased, normalised
+    for i in np.flatnonzero(ok):
+        out[i] = _acf_rate(acf[i], lo, hi, fs_hz)
+    return out
+
+
+def _acf_rate(acf: FloatArray, lo: int, hi: int, fs_hz: float) -> float:
+    """Beats/min from one normalised autocorrelation: its dominant beat-period peak."""
     peaks, _ = signal.find_peaks(acf[lo : hi + 1])
     if len(peaks) == 0:
         return float("nan")
@@ -167,7 +202,7 @@ def heart_rate_bpm(x: npt.ArrayLike, fs_hz: float, *, envelope: FloatArray | Non
             best = int(p)
             break
     lag = float(best)
-    if 0 < best < n - 1:  # parabolic interpolation of the peak
+    if 0 < best < len(acf) - 1:  # parabolic interpolation of the peak
         a, b, c = acf[best - 1], acf[best], acf[best + 1]
         denom = a - 2 * b + c
         if denom < 0:
@@ -175,9 +210,38 @@ def heart_rate_bpm(x: npt.ArrayLike, fs_hz: float, *, envelope: FloatArray | Non
     return 60.0 * fs_hz / lag
 
 
+def heart_rate_bpm(x: npt.ArrayLike, fs_hz: float, *, envelope: FloatArray | None = None) -> float:
+    """Mean heart rate (beats/min) of one window (>= 4 s) of BCG; NaN when no rhythm.
+
+    ``envelope`` may pass this window's slice of :func:`heart_envelope` computed over a
+    longer stretch, which saves refiltering and avoids window-edge transients.
+    """
+    env = heart_envelope(x, fs_hz) if envelope is None else np.asarray(envelope, dtype=float)
+    return float(heart_rate_rows(_rows(env), fs_hz)[0])
+
+
 def breath_band(x: npt.ArrayLike, fs_hz: float) -> FloatArray:
-    """The respiratory band (zero-phase low-pass 0.7 Hz) of ``x``; shape (n,). Compute once per epoch."""
-    return _filtfilt("breath", fs_hz, np.asarray(x, dtype=float))
+    """The respiratory band (zero-phase low-pass 0.7 Hz) along the last axis of ``x`` ((n,) or (m, n))."""
+    xf = np.asarray(x, dtype=float)
+    return _filtfilt("breath", fs_hz, xf.reshape(-1, xf.shape[-1])).reshape(xf.shape)
+
+
+def breathing_rate_rows(band: FloatArray, fs_hz: float) -> FloatArray:
+    """:func:`breathing_rate_per_min` of each row of respiratory bands, shape (m, n) -> (m,)."""
+    m, n = band.shape
+    out = np.full(m, np.nan)
+    if m == 0 or n < 15 * fs_hz:
+        return out
+    step = max(1, int(fs_hz // 10))
+    r = signal.detrend(band[:, ::step], axis=1)
+    fs_r = fs_hz / step
+    p5, p95 = np.percentile(r, [5, 95], axis=1)
+    spread = p95 - p5
+    for i in np.flatnonzero(spread > 0):
+        peaks, _ = signal.find_peaks(r[i], distance=int(2.0 * fs_r), prominence=0.3 * spread[i])
+        if len(peaks) >= 3:
+            out[i] = 60.0 * fs_r / np.median(np.diff(peaks))
+    return out
 
 
 def breathing_rate_per_min(x: npt.ArrayLike, fs_hz: float, *, band: FloatArray | None = None) -> float:
@@ -185,24 +249,53 @@ def breathing_rate_per_min(x: npt.ArrayLike, fs_hz: float, *, band: FloatArray |
 
     ``band`` may pass :func:`breath_band` of ``x`` when the caller has it already.
     """
-    xf = np.asarray(x, dtype=float)
-    if len(xf) < 15 * fs_hz:
-        return float("nan")
-    low = breath_band(xf, fs_hz) if band is None else band
-    step = max(1, int(fs_hz // 10))
-    r = signal.detrend(low[::step])
-    fs_r = fs_hz / step
-    spread = np.percentile(r, 95) - np.percentile(r, 5)
-    if spread <= 0:
-        return float("nan")
-    peaks, _ = signal.find_peaks(r, distance=int(2.0 * fs_r), prominence=0.3 * spread)
-    if len(peaks) < 3:
-        return float("nan")
-    return float(60.0 * fs_r / np.median(np.diff(peaks)))
+    low = breath_band(x, fs_hz) if band is None else band
+    return float(breathing_rate_rows(_rows(low), fs_hz)[0])
 
 
 _PAUSE_WINDOW_S: Final = 1.5
 _PAUSE_DROP: Final = 0.10  # excursion below 10 % of the breathing amplitude: no breathing
+
+
+def breathing_pauses_rows(
+    band: FloatArray,
+    fs_hz: float,
+    profile: BedSensorProfile = BedSensorProfile(),
+    *,
+    moving_s: npt.NDArray[np.bool_] | None = None,
+    min_s: float = 1.0,
+) -> list[list[tuple[float, float]]]:
+    """:func:`breathing_pauses` of each row of respiratory bands (shape (m, n)).
+
+    ``moving_s``: shape (m, n_seconds), or None. Returns one list of pauses per row.
+    """
+    m, n = band.shape
+    if n < 2 * fs_hz:
+        return [[] for _ in range(m)]
+    step = max(1, int(fs_hz // 10))
+    r = band[:, ::step]
+    fs_r = fs_hz / step
+    size = max(2, round(_PAUSE_WINDOW_S * fs_r))
+    excursion = maximum_filter1d(r, size, axis=1, mode="nearest") - minimum_filter1d(r, size, axis=1, mode="nearest")
+    p5, p95 = np.percentile(r, [5, 95], axis=1)
+    still = excursion < np.maximum(_PAUSE_DROP * (p95 - p5), profile.pause_floor_counts)[:, None]
+    if moving_s is not None and moving_s.shape[-1]:
+        sec = np.minimum((np.arange(r.shape[1]) / fs_r).astype(int), moving_s.shape[-1] - 1)
+        still &= ~np.asarray(moving_s, dtype=bool)[:, sec]
+    # a flat window centred on a sample means the signal is flat half a window either side
+    half = size // 2
+    if half:
+        still = maximum_filter1d(still.astype(np.uint8), 2 * half + 1, axis=1, mode="constant").astype(bool)
+    out: list[list[tuple[float, float]]] = []
+    for row in still:
+        edges = np.flatnonzero(np.diff(np.r_[0, row.astype(np.int8), 0]))
+        pauses: list[tuple[float, float]] = []
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            start_s, end_s = a / fs_r, b / fs_r
+            if end_s - start_s >= min_s or a == 0 or b == len(row):
+                pauses.append((round(start_s, 1), round(end_s, 1)))
+        out.append(pauses)
+    return out
 
 
 def breathing_pauses(
@@ -221,26 +314,6 @@ def breathing_pauses(
     ``x`` (the caller may join them with the neighbouring window's). ``moving_s`` flags
     1-s segments with gross movement (from :func:`segment_std`), which are never pauses.
     """
-    xf = np.asarray(x, dtype=float)
-    if len(xf) < 2 * fs_hz:
-        return []
-    step = max(1, int(fs_hz // 10))
-    r = (breath_band(xf, fs_hz) if band is None else band)[::step]
-    fs_r = fs_hz / step
-    size = max(2, round(_PAUSE_WINDOW_S * fs_r))
-    excursion = maximum_filter1d(r, size, mode="nearest") - minimum_filter1d(r, size, mode="nearest")
-    amplitude = float(np.percentile(r, 95) - np.percentile(r, 5))
-    still = excursion < max(_PAUSE_DROP * amplitude, profile.pause_floor_counts)
-    if moving_s is not None and len(moving_s):
-        sec = np.minimum((np.arange(len(r)) / fs_r).astype(int), len(moving_s) - 1)
-        still &= ~np.asarray(moving_s, dtype=bool)[sec]
-    # a flat window centred on a sample means the signal is flat half a window either side
-    half = size // 2
-    still = maximum_filter1d(still.astype(np.uint8), 2 * half + 1, mode="constant").astype(bool) if half else still
-    edges = np.flatnonzero(np.diff(np.r_[0, still.astype(np.int8), 0]))
-    out: list[tuple[float, float]] = []
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
-        start_s, end_s = a / fs_r, b / fs_r
-        if end_s - start_s >= min_s or a == 0 or b == len(r):
-            out.append((round(start_s, 1), round(end_s, 1)))
-    return out
+    low = breath_band(x, fs_hz) if band is None else band
+    moving = None if moving_s is None else np.asarray(moving_s, dtype=bool).reshape(1, -1)
+    return breathing_pauses_rows(_rows(low), fs_hz, profile, moving_s=moving, min_s=min_s)[0]

@@ -33,8 +33,10 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, ClassVar, Final
 
 import numpy as np
@@ -142,6 +144,7 @@ def _spec(
     return {"spec": FieldSpec(ftype, doc, nullable, lo, hi)}
 
 
+@lru_cache(maxsize=1 << 16)
 def make_record_id(kind: str, device_id: str, device_time_ms: int) -> str:
     """Deterministic record id: 32 hex chars of SHA-256 over (kind, device, device time)."""
     key = f"{kind}|{device_id}|{device_time_ms}".encode()
@@ -218,6 +221,10 @@ def _specs_of(cls: type) -> tuple[FieldSpec, ...]:
 
 
 _SPECS: Final = {kind: _specs_of(cls) for kind, cls in _TYPES.items()}
+#: Keys a wire record of each kind may have.
+_WIRE_NAMES: Final = {
+    kind: frozenset({s.name for s in specs} | {"record_id", "kind"}) for kind, specs in _SPECS.items()
+}
 
 
 def _raw_fields() -> tuple[FieldSpec, ...]:
@@ -274,32 +281,58 @@ def _check_number(spec: FieldSpec, value: object, *, integer: bool) -> float:
     return value
 
 
-def _coerce(spec: FieldSpec, value: object) -> object:
-    """Check one wire value against its spec and return it in its in-memory form."""
-    if value is None:
+Checker = Callable[[object], Any]
+
+
+def _checker(spec: FieldSpec) -> Checker:
+    """The check of one wire value against its spec, returning its in-memory form.
+
+    Chosen once per field (validation runs per record, so the type dispatch does not).
+    """
+    name, t = spec.name, spec.type
+
+    def required(check: Checker) -> Checker:
         if spec.nullable:
-            return None
-        raise ContractError(spec.name, "is required")
-    t = spec.type
-    if spec.name.endswith("_time_ms"):
-        return _check_time(spec.name, value)
+            return lambda v: None if v is None else check(v)
+
+        def not_null(v: object) -> object:
+            if v is None:
+                raise ContractError(name, "is required")
+            return check(v)
+
+        return not_null
+
+    if name.endswith("_time_ms"):
+        return required(lambda v: _check_time(name, v))
     if t is FieldType.STRING:
-        if not isinstance(value, str) or not _ID_PATTERN.match(value):
-            raise ContractError(spec.name, f"expected 1-64 chars of [A-Za-z0-9:_.-], got {value!r}")
-        return value
+
+        def string(v: object) -> object:
+            if not isinstance(v, str) or not _ID_PATTERN.match(v):
+                raise ContractError(name, f"expected 1-64 chars of [A-Za-z0-9:_.-], got {v!r}")
+            return v
+
+        return required(string)
     if t is FieldType.BOOL:
-        if not isinstance(value, bool):
-            raise ContractError(spec.name, f"expected true/false/null, got {value!r}")
-        return value
+
+        def boolean(v: object) -> object:
+            if not isinstance(v, bool):
+                raise ContractError(name, f"expected true/false/null, got {v!r}")
+            return v
+
+        return required(boolean)
     if t in (FieldType.INT16, FieldType.INT32, FieldType.INT64):
-        return _check_number(spec, value, integer=True)
+        return required(lambda v: _check_number(spec, v, integer=True))
     if t is FieldType.FLOAT64:
-        return float(_check_number(spec, value, integer=False))
-    if not isinstance(value, list | tuple):
-        raise ContractError(spec.name, f"expected a list, got {type(value).__name__}")
-    if t is FieldType.LIST_INT16:
-        return _coerce_int16_list(spec, value)
-    return tuple(float(_check_number(spec, v, integer=False)) for v in value)
+        return required(lambda v: float(_check_number(spec, v, integer=False)))
+
+    def listed(v: object) -> object:
+        if not isinstance(v, list | tuple):
+            raise ContractError(name, f"expected a list, got {type(v).__name__}")
+        if t is FieldType.LIST_INT16:
+            return _coerce_int16_list(spec, v)
+        return tuple(float(_check_number(spec, x, integer=False)) for x in v)
+
+    return required(listed)
 
 
 def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
@@ -332,12 +365,11 @@ def _check_record(rec: Record) -> None:
         raise ContractError("samples", f"frame spans {rec.duration_ms / 1000:.0f} s (max 600 s)")
 
 
+_CHECKERS: Final = {kind: tuple((s.name, _checker(s)) for s in specs) for kind, specs in _SPECS.items()}
+
+
 def _build(kind: str, values: dict[str, Any]) -> Record:
-    cls = _TYPES[kind]
-    kwargs: dict[str, Any] = {}
-    for spec in _SPECS[kind]:
-        kwargs[spec.name] = _coerce(spec, values.get(spec.name))
-    rec = cls(**kwargs)
+    rec = _TYPES[kind](**{name: check(values.get(name)) for name, check in _CHECKERS[kind]})
     _check_record(rec)
     return rec
 
@@ -359,11 +391,18 @@ def to_wire(rec: Record) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _parse_json(data: bytes) -> dict[str, Any]:
+def _parse_json(data: bytes, fast: Callable[[bytes], Any] | None = None) -> dict[str, Any]:
     if not data:
         raise ContractError("<record>", "empty payload")
     if len(data) > MAX_RECORD_BYTES:
         raise ContractError("<record>", f"{len(data)} bytes exceeds the 1 MiB record limit")
+    if fast is not None:
+        try:
+            obj = fast(data)
+        except Exception:  # noqa: BLE001 - the standard parser below names what is wrong
+            obj = None
+        if isinstance(obj, dict):
+            return obj
     try:
         obj = json.loads(data, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -385,7 +424,7 @@ def from_dict(obj: dict[str, Any]) -> Record:
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in _TYPES:
         raise ContractError("kind", f"unknown kind {kind!r} (expected one of {sorted(_TYPES)})")
-    unknown = set(obj) - {s.name for s in _SPECS[kind]} - {"record_id", "kind"}
+    unknown = obj.keys() - _WIRE_NAMES[kind]
     if unknown:
         raise ContractError(sorted(unknown)[0], f"not a field of a {kind} record")
     rec = _build(kind, obj)
@@ -395,9 +434,14 @@ def from_dict(obj: dict[str, Any]) -> Record:
     return rec
 
 
-def from_wire(data: bytes) -> Record:
-    """Decode and validate one wire record; raises :class:`ContractError` naming the field."""
-    return from_dict(_parse_json(data))
+def from_wire(data: bytes, *, loads: Callable[[bytes], Any] | None = None) -> Record:
+    """Decode and validate one wire record; raises :class:`ContractError` naming the field.
+
+    ``loads`` may be a faster strict JSON parser (e.g. ``orjson.loads``, which rejects
+    NaN/Infinity as JSON does); a payload it refuses is parsed again by the standard
+    library parser, so the error names what is wrong either way.
+    """
+    return from_dict(_parse_json(data, loads))
 
 
 def to_row(rec: Record) -> dict[str, Any]:

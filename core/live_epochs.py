@@ -24,16 +24,16 @@ Documents are returned as ``(kind, document)`` with kind ``vitals``, ``alerts`` 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from core.alerts import AlertRules, AlertTracker
 from core.contract import BedFrame, Record, StrapSample
 from core.epochs import EPOCH_MS
-from core.vitals import bed_epoch_vitals, strap_epoch_vitals
+from core.vitals import BedRun, bed_epoch_vitals, bed_runs_vitals, strap_epoch_vitals
 
-__all__ = ["STATE_VERSION", "Advance", "advance", "strap_sample_doc"]
+__all__ = ["STATE_VERSION", "Advance", "advance", "bed_frames_vitals", "strap_sample_doc"]
 
 STATE_VERSION: Final = 1
 Doc = tuple[str, dict[str, Any]]
@@ -90,11 +90,30 @@ def _strap_doc(state: dict[str, Any], *, complete: bool) -> dict[str, Any]:
     )
 
 
-def advance(state: dict[str, Any] | None, records: Iterable[Record], rules: AlertRules) -> Advance:
+def bed_frames_vitals(records: Iterable[Record]) -> dict[str, list[dict[str, Any]]]:
+    """Epoch vitals of every bed frame among ``records``, by record id, computed together.
+
+    A batch's frames (from all its devices) go through :func:`core.vitals.bed_runs_vitals`
+    in one call; pass the result to :func:`advance` as ``bed_vitals``.
+    """
+    frames = [r for r in records if isinstance(r, BedFrame)]
+    runs = [BedRun(f.samples, f.fs_hz, f.event_time_ms, f.subject_id, f.device_id, f.record_id) for f in frames]
+    return {f.record_id: docs for f, docs in zip(frames, bed_runs_vitals(runs), strict=True)}
+
+
+def advance(
+    state: dict[str, Any] | None,
+    records: Iterable[Record],
+    rules: AlertRules,
+    *,
+    bed_vitals: Mapping[str, list[dict[str, Any]]] | None = None,
+) -> Advance:
     """Apply one device's next records (in stream order) to its state.
 
     ``state`` is what the previous call returned (None for a device never seen). The
     returned state must be persisted only after the returned documents are stored.
+    ``bed_vitals`` may hold the frames' epoch vitals computed beforehand
+    (:func:`bed_frames_vitals`); frames missing from it are computed here.
     """
     out: Advance | None = None
     tracker: AlertTracker | None = None
@@ -115,7 +134,7 @@ def advance(state: dict[str, Any] | None, records: Iterable[Record], rules: Aler
         if isinstance(rec, StrapSample):
             dirty |= _apply_strap(out, tracker, rec)
         elif isinstance(rec, BedFrame):
-            _apply_bed(out, tracker, rec)
+            _apply_bed(out, tracker, rec, bed_vitals)
     if out is None:
         return Advance(state or {})
     assert tracker is not None  # noqa: S101
@@ -152,21 +171,26 @@ def _apply_strap(out: Advance, tracker: AlertTracker, rec: StrapSample) -> bool:
     return True
 
 
-def _apply_bed(out: Advance, tracker: AlertTracker, rec: BedFrame) -> None:
+def _apply_bed(
+    out: Advance, tracker: AlertTracker, rec: BedFrame, bed_vitals: Mapping[str, list[dict[str, Any]]] | None
+) -> None:
     st = out.state
     last = st["last_frame_ms"]
     if last is not None and rec.event_time_ms <= last:
         out.behind.append(rec.record_id)
         return
     st["last_frame_ms"] = rec.event_time_ms
-    docs = bed_epoch_vitals(
-        rec.samples,
-        rec.fs_hz,
-        rec.event_time_ms,
-        subject_id=rec.subject_id,
-        device_id=rec.device_id,
-        record_id=rec.record_id,
-    )
+    if bed_vitals is not None and rec.record_id in bed_vitals:
+        docs = bed_vitals[rec.record_id]
+    else:
+        docs = bed_epoch_vitals(
+            rec.samples,
+            rec.fs_hz,
+            rec.event_time_ms,
+            subject_id=rec.subject_id,
+            device_id=rec.device_id,
+            record_id=rec.record_id,
+        )
     if not docs:
         out.without_documents.append(rec.record_id)
     for d in docs:

@@ -1,14 +1,17 @@
 """Per-epoch vitals on the shared 30-s grid, and the vitals document's one definition.
 
-The speed layer (Lambda) and the batch layer (Spark) both call :func:`bed_epoch_vitals`
-and :func:`strap_epoch_vitals`; they see the same samples for an epoch, so they publish
-the same numbers. Documents are plain dicts whose fields are :data:`EPOCH_VITALS_FIELDS`
-(rendered to the OpenSearch mapping and the curated Parquet schema by the adapters).
+The speed layer (Lambda) and the batch layer (Spark) both call :func:`bed_runs_vitals`
+(or its one-run form :func:`bed_epoch_vitals`) and :func:`strap_epoch_vitals`; they see
+the same samples for an epoch, so they publish the same numbers. Documents are plain
+dicts whose fields are :data:`EPOCH_VITALS_FIELDS` (rendered to the OpenSearch mapping
+and the curated Parquet schema by the adapters).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -17,11 +20,11 @@ import numpy.typing as npt
 from core.bcg import (
     BedSensorProfile,
     breath_band,
-    breathing_pauses,
-    breathing_rate_per_min,
+    breathing_pauses_rows,
+    breathing_rate_rows,
     heart_envelope,
-    heart_rate_bpm,
-    presence,
+    heart_rate_rows,
+    presence_rows,
     segment_std,
 )
 from core.contract import FieldType
@@ -32,7 +35,9 @@ from core.hrv import hrv_summary
 __all__ = [
     "EPOCH_VITALS_FIELDS",
     "STRAP_SAMPLE_FIELDS",
+    "BedRun",
     "bed_epoch_vitals",
+    "bed_runs_vitals",
     "doc_id",
     "strap_epoch_vitals",
 ]
@@ -87,6 +92,18 @@ def _nan_to_none(x: float) -> float | None:
     return None if not np.isfinite(x) else round(float(x), 3)
 
 
+@dataclass(frozen=True, slots=True)
+class BedRun:
+    """A run of consecutive bed samples: ``samples`` shape (n,), ADC counts, first at ``t0_ms``."""
+
+    samples: npt.ArrayLike
+    fs_hz: float
+    t0_ms: int
+    subject_id: str
+    device_id: str
+    record_id: str | None = None
+
+
 def bed_epoch_vitals(
     samples: npt.ArrayLike,
     fs_hz: float,
@@ -104,47 +121,94 @@ def bed_epoch_vitals(
     Heart rate is the median of the 10-s windows not spoiled by movement; breathing rate
     uses the whole epoch. Both are null when nobody is in bed.
     """
-    x = np.asarray(samples, dtype=float)
-    per_epoch = round(fs_hz * EPOCH_MS / 1000)
+    (docs,) = bed_runs_vitals([BedRun(samples, fs_hz, t0_ms, subject_id, device_id, record_id)], profile)
+    return docs
+
+
+def bed_runs_vitals(runs: Sequence[BedRun], profile: BedSensorProfile = DEFAULT_PROFILE) -> list[list[dict[str, Any]]]:
+    """:func:`bed_epoch_vitals` of many runs at once; one list of epoch documents per run.
+
+    The complete epochs of all runs with the same sample rate are stacked into one
+    (n_epochs, samples_per_epoch) array and computed together (:mod:`core.bcg`'s row
+    functions), so the result of each epoch is the same however the runs are grouped.
+    """
+    out: list[list[dict[str, Any]]] = [[] for _ in runs]
+    by_rate: dict[float, list[tuple[int, int, int]]] = {}  # fs -> (run, epoch start, first index)
+    for k, run in enumerate(runs):
+        n = len(run.samples)  # type: ignore[arg-type]
+        per_epoch = round(run.fs_hz * EPOCH_MS / 1000)
+        first = -(-run.t0_ms // EPOCH_MS) * EPOCH_MS  # first epoch boundary at or after t0
+        for start_ms in range(first, run.t0_ms + int(n * 1000 / run.fs_hz), EPOCH_MS):
+            i0 = round((start_ms - run.t0_ms) * run.fs_hz / 1000)
+            if i0 + per_epoch > n:
+                break
+            by_rate.setdefault(float(run.fs_hz), []).append((k, start_ms, i0))
+    for fs_hz, epochs in by_rate.items():
+        per_epoch = round(fs_hz * EPOCH_MS / 1000)
+        arrays = {k: np.asarray(runs[k].samples, dtype=float) for k in {k for k, _, _ in epochs}}
+        x = np.stack([arrays[k][i0 : i0 + per_epoch] for k, _, i0 in epochs])
+        for (k, start_ms, _), fields in zip(epochs, _epoch_fields(x, fs_hz, profile), strict=True):
+            run = runs[k]
+            pauses = fields.pop("pauses")
+            out[k].append(
+                {
+                    "doc_id": doc_id("bed", run.device_id, start_ms),
+                    "subject_id": run.subject_id,
+                    "device_id": run.device_id,
+                    "source": "bed",
+                    "record_id": run.record_id,
+                    "epoch_start_ms": start_ms,
+                    **fields,
+                    "pause_start_ms": [start_ms + round(a * 1000) for a, _ in pauses],
+                    "pause_end_ms": [start_ms + round(b * 1000) for _, b in pauses],
+                    "complete": True,
+                }
+            )
+    return out
+
+
+def _epoch_fields(x: npt.NDArray[np.float64], fs_hz: float, profile: BedSensorProfile) -> list[dict[str, Any]]:
+    """Vitals of each row of ``x`` (shape (m, samples_per_epoch)), in row order."""
+    m = len(x)
     per_window = round(fs_hz * WINDOW_S)
-    first = -(-t0_ms // EPOCH_MS) * EPOCH_MS  # first epoch boundary at or after t0
+    here = presence_rows(x, fs_hz, profile)
+    moving = segment_std(x, fs_hz) > profile.movement_std_counts  # (m, seconds)
+    still = moving[:, : WINDOWS_PER_EPOCH * WINDOW_S].reshape(m, WINDOWS_PER_EPOCH, WINDOW_S).mean(axis=2)
+    hr_ok = (still <= profile.max_movement_for_hr) & here[:, None]  # (m, windows)
+    window_hr = np.full((m, WINDOWS_PER_EPOCH), np.nan)
+    rows = np.flatnonzero(hr_ok.any(axis=1))
+    if len(rows):
+        env = heart_envelope(x[rows], fs_hz)[:, : WINDOWS_PER_EPOCH * per_window]
+        env = env.reshape(len(rows) * WINDOWS_PER_EPOCH, per_window)
+        wanted = hr_ok[rows].reshape(-1)
+        rates = np.full(len(wanted), np.nan)
+        rates[wanted] = heart_rate_rows(env[wanted], fs_hz)
+        window_hr[rows] = rates.reshape(len(rows), WINDOWS_PER_EPOCH)
+    present = np.flatnonzero(here)
+    br = np.full(m, np.nan)
+    pauses: list[list[tuple[float, float]]] = [[] for _ in range(m)]
+    if len(present):
+        band = breath_band(x[present], fs_hz)
+        br[present] = breathing_rate_rows(band, fs_hz)
+        found = breathing_pauses_rows(band, fs_hz, profile, moving_s=moving[present])
+        for row, p in zip(present.tolist(), found, strict=True):
+            pauses[row] = p
+    # median of each epoch's valid windows, of their values as published (rounded)
+    rounded = np.round(window_hr, 3)
+    n_valid = np.isfinite(rounded).sum(axis=1)
+    hr = np.full(m, np.nan)
+    some = n_valid > 0
+    hr[some] = np.nanmedian(rounded[some], axis=1)
     out: list[dict[str, Any]] = []
-    for start_ms in range(first, t0_ms + int(len(x) * 1000 / fs_hz), EPOCH_MS):
-        i0 = round((start_ms - t0_ms) * fs_hz / 1000)
-        seg = x[i0 : i0 + per_epoch]
-        if len(seg) < per_epoch:
-            break
-        here = presence(seg, fs_hz, profile)
-        moving = segment_std(seg, fs_hz) > profile.movement_std_counts  # per 1-s segment
-        move = float(moving.mean())
-        env = heart_envelope(seg, fs_hz) if here else None
-        windows: list[float | None] = []
-        for w in range(WINDOWS_PER_EPOCH):
-            still = moving[w * WINDOW_S : (w + 1) * WINDOW_S].mean() <= profile.max_movement_for_hr
-            if env is None or not still:
-                windows.append(None)
-                continue
-            win = slice(w * per_window, (w + 1) * per_window)
-            windows.append(_nan_to_none(heart_rate_bpm(seg[win], fs_hz, envelope=env[win])))
-        valid = [v for v in windows if v is not None]
-        band = breath_band(seg, fs_hz) if here else None
-        pauses = breathing_pauses(seg, fs_hz, profile, moving_s=moving, band=band) if here else []
+    for i in range(m):
         out.append(
             {
-                "doc_id": doc_id("bed", device_id, start_ms),
-                "subject_id": subject_id,
-                "device_id": device_id,
-                "source": "bed",
-                "record_id": record_id,
-                "epoch_start_ms": start_ms,
-                "hr_bpm": _nan_to_none(float(np.median(valid))) if valid else None,
-                "window_hr_bpm": windows,
-                "br_per_min": _nan_to_none(breathing_rate_per_min(seg, fs_hz, band=band)) if here else None,
-                "movement": round(move, 4),
-                "presence": here,
-                "pause_start_ms": [start_ms + round(a * 1000) for a, _ in pauses],
-                "pause_end_ms": [start_ms + round(b * 1000) for _, b in pauses],
-                "complete": True,
+                "hr_bpm": _nan_to_none(hr[i]),
+                "window_hr_bpm": [_nan_to_none(v) for v in window_hr[i]],
+                "br_per_min": _nan_to_none(br[i]) if here[i] else None,
+                "movement": round(float(moving[i].mean()), 4),
+                "presence": bool(here[i]),
+                "pauses": pauses[i],
             }
         )
     return out

@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
+
 from core.alerts import AlertRules
 from core.contract import Record, from_wire
-from core.live_epochs import Advance, Doc, advance
+from core.live_epochs import Advance, Doc, advance, bed_frames_vitals
 
 __all__ = ["DOC_KINDS", "TIME_FIELD", "Applied", "apply_records", "decode"]
 
@@ -28,7 +30,7 @@ DOC_KINDS: Final = tuple(TIME_FIELD)
 
 def decode(data: bytes) -> Record:
     """Decode and validate one stream record; raises ContractError naming what is wrong."""
-    return from_wire(data)
+    return from_wire(data, loads=orjson.loads)
 
 
 @dataclass
@@ -44,9 +46,10 @@ def apply_records(records: Iterable[Record], states: Mapping[str, dict[str, Any]
     by_device: dict[str, list[Record]] = {}
     for rec in records:
         by_device.setdefault(rec.device_id, []).append(rec)
+    bed = bed_frames_vitals(r for recs in by_device.values() for r in recs)  # all devices' frames at once
     out = Applied()
     for device, recs in by_device.items():
-        adv: Advance = advance(states.get(device), recs, rules)
+        adv: Advance = advance(states.get(device), recs, rules, bed_vitals=bed)
         out.docs.extend(adv.docs)
         out.states[device] = adv.state
         out.without_documents.extend(adv.without_documents)

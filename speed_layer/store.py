@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
 from core.errors import SleepstackError
 from speed_layer.indices import index_for, index_pattern
 from speed_layer.processing import TIME_FIELD
@@ -99,7 +101,7 @@ class LocalLiveStore(LiveStore):
                 d.get(TIME_FIELD[kind]),
                 d.get("record_id"),
                 d.get("status"),
-                json.dumps(d, sort_keys=True),
+                orjson.dumps(d, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode(),
             )
             for kind, d in docs
         ]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from core.bcg import BedSensorProfile, breathing_rate_per_min, heart_rate_bpm, presence
+from core.contract import BedFrame
 from core.hrv import clean_rr, hrv_summary
-from core.simulate import BED_NOISE_COUNTS
-from core.vitals import bed_epoch_vitals, doc_id, strap_epoch_vitals
+from core.simulate import BED_NOISE_COUNTS, night_records
+from core.vitals import BedRun, bed_epoch_vitals, bed_runs_vitals, doc_id, strap_epoch_vitals
 from core.vitals_accuracy import bed_vitals_accuracy
 from tests.conftest import require_data, sim_night
 
@@ -33,6 +34,27 @@ def test_evaluate_vitals_on_a_real_overnight_rr_series(capsys: pytest.CaptureFix
     assert out["hr_mae_bpm"] <= 3.0
     assert out["br_mae_per_min"] <= 1.0
     assert out["presence_accuracy"] >= 0.99
+
+
+def test_epochs_computed_together_equal_epochs_computed_alone() -> None:
+    """Stacking frames of many devices (a Lambda batch, a night) changes no number."""
+    frames = [
+        r for r in night_records(sim_night(seed=4), strap_device=None, bed_device="bed") if isinstance(r, BedFrame)
+    ]
+    frames = frames[200:260]  # asleep, breathing pauses and movement included
+    runs = [
+        BedRun(f.samples, f.fs_hz, f.event_time_ms, f.subject_id, f"bed-{k % 3}", f.record_id)
+        for k, f in enumerate(frames)
+    ]
+    together = bed_runs_vitals(runs)
+    alone = [
+        bed_epoch_vitals(
+            r.samples, r.fs_hz, r.t0_ms, subject_id=r.subject_id, device_id=r.device_id, record_id=r.record_id
+        )
+        for r in runs
+    ]
+    assert together == alone
+    assert any(d["hr_bpm"] for docs in together for d in docs)
 
 
 def test_empty_bed_yields_no_vitals(rng: np.random.Generator) -> None:
