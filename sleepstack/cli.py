@@ -215,7 +215,7 @@ def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
         out.write_text(saved_objects_ndjson())
         print(f"wrote OpenSearch Dashboards saved objects to {out}")
         return 0
-    from sleepstack.wiring import opensearch_client
+    from sleepstack.wiring import opensearch_for
     from speed_layer.opensearch_setup import install
 
     url = args.url or settings.opensearch_url
@@ -225,11 +225,13 @@ def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
     for item in args.retention_days:
         kind, _, days = item.partition("=")
         retention[kind] = int(days)
+    client, post = opensearch_for(settings, url)
     report = install(
-        opensearch_client(url),
+        client,
         retention_days=retention,
         replicas=args.replicas,
         dashboards_url=args.dashboards_url or settings.opensearch_dashboards_url,
+        http_post=post,
     )
     print(report.summary())
     return 0

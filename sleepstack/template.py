@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -37,16 +37,42 @@ def load_template(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _resolve(value: Any, params: dict[str, Any]) -> Any:
-    """Resolve the intrinsic functions the local stack needs (Ref to parameters, Sub)."""
+_NO_VALUE: Final = object()
+
+
+def _resolve(value: Any, params: dict[str, Any], doc: dict[str, Any] | None = None) -> Any:
+    """Resolve what the local stack needs: Ref to parameters, Sub, If/Equals/Not on conditions.
+
+    A property set to ``AWS::NoValue`` resolves to the module's no-value marker.
+    """
     if isinstance(value, dict) and "Ref" in value:
+        if value["Ref"] == "AWS::NoValue":
+            return _NO_VALUE
         return params[value["Ref"]]
     if isinstance(value, dict) and "Fn::Sub" in value:
         out = str(value["Fn::Sub"])
         for key, val in params.items():
             out = out.replace("${" + key + "}", str(val))
         return out
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, then, other = value["Fn::If"]
+        return _resolve(then if _condition(name, params, doc or {}) else other, params, doc)
     return value
+
+
+def _condition(name: str, params: dict[str, Any], doc: dict[str, Any]) -> bool:
+    return bool(_truth(doc.get("Conditions", {})[name], params, doc))
+
+
+def _truth(expr: Any, params: dict[str, Any], doc: dict[str, Any]) -> Any:
+    if isinstance(expr, dict) and "Fn::Equals" in expr:
+        a, b = (_truth(v, params, doc) for v in expr["Fn::Equals"])
+        return str(a) == str(b)
+    if isinstance(expr, dict) and "Fn::Not" in expr:
+        return not _truth(expr["Fn::Not"][0], params, doc)
+    if isinstance(expr, dict) and "Condition" in expr:
+        return _condition(expr["Condition"], params, doc)
+    return _resolve(expr, params, doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +95,23 @@ def stream_specs(doc: dict[str, Any], **overrides: Any) -> list[StreamSpec]:
     for lid, res in doc.get("Resources", {}).items():
         if res.get("Type") == "AWS::Kinesis::Stream":
             props = res["Properties"]
-            out.append(
-                StreamSpec(lid, str(_resolve(props["Name"], params)), int(_resolve(props["ShardCount"], params)))
-            )
+            shards = _resolve(props.get("ShardCount", {"Ref": "AWS::NoValue"}), params, doc)
+            # an on-demand stream starts with 4 shards; locally, give it that many
+            out.append(StreamSpec(lid, str(_resolve(props["Name"], params)), 4 if shards is _NO_VALUE else int(shards)))
     return out
 
 
 def event_source_settings(doc: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    """Kinesis event-source settings of the speed-layer function, parameters resolved."""
+    """Settings of the speed layer's Kinesis event source mapping, parameters resolved.
+
+    The references to other resources (function, stream, destination) are left out.
+    """
     params = _params(doc, overrides)
-    fn = doc["Resources"]["SpeedLayerFunction"]["Properties"]
-    props = next(e["Properties"] for e in fn["Events"].values() if e["Type"] == "Kinesis")
-    return {k: _resolve(v, params) for k, v in props.items() if k != "Stream"}
+    props = next(
+        r["Properties"]
+        for r in doc["Resources"].values()
+        if r.get("Type") == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"].get("FunctionName") == {"Ref": "SpeedLayerFunction"}
+    )
+    skip = {"FunctionName", "EventSourceArn", "DestinationConfig"}
+    return {k: _resolve(v, params, doc) for k, v in props.items() if k not in skip}

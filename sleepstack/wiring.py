@@ -9,21 +9,71 @@ from core.alerts import AlertRules
 from sleepstack.settings import Settings
 from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
 from speed_layer.handler import SpeedLayerHandler
+from speed_layer.opensearch_setup import HttpPost, urllib_post
 from speed_layer.state_store import DynamoStateStore, LocalStateStore, StateStore
 from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore
 
-__all__ = ["dead_letters", "live_store", "opensearch_client", "speed_layer_handler", "state_store"]
+__all__ = [
+    "dashboards_post",
+    "dead_letters",
+    "live_store",
+    "opensearch_client",
+    "opensearch_for",
+    "speed_layer_handler",
+    "state_store",
+]
 
 
-def opensearch_client(url: str) -> Any:
+def opensearch_client(url: str, *, sigv4_region: str | None = None) -> Any:
+    """An opensearch-py client; with ``sigv4_region`` requests are signed for an AWS domain.
+
+    The production domain uses fine-grained access control with IAM principals, so every
+    request is SigV4-signed (service ``es``) with the function's or user's credentials.
+    """
     from opensearchpy import OpenSearch
 
-    return OpenSearch(hosts=[url], timeout=30)
+    if sigv4_region is None:
+        return OpenSearch(hosts=[url], timeout=30)
+    import boto3
+    from opensearchpy import Urllib3AWSV4SignerAuth
+
+    auth = Urllib3AWSV4SignerAuth(boto3.Session().get_credentials(), sigv4_region, "es")
+    return OpenSearch(hosts=[url], http_auth=auth, use_ssl=True, verify_certs=True, timeout=30)
+
+
+def dashboards_post(sigv4_region: str | None = None) -> HttpPost:
+    """How the Dashboards import is sent: plain, or SigV4-signed for an AWS domain."""
+    if sigv4_region is None:
+        return urllib_post
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise ValueError("no AWS credentials to sign the OpenSearch Dashboards import with")
+
+    def signed(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        req = AWSRequest(method="POST", url=url, data=body, headers=headers)
+        SigV4Auth(credentials, "es", sigv4_region).add_auth(req)
+        return urllib_post(url, dict(req.headers.items()), body)
+
+    return signed
+
+
+def _sigv4_region(settings: Settings) -> str | None:
+    return settings.region if settings.target == "aws" else None
+
+
+def opensearch_for(settings: Settings, url: str) -> tuple[Any, HttpPost]:
+    """Client and Dashboards sender for ``url``, signed when the target is AWS."""
+    region = _sigv4_region(settings)
+    return opensearch_client(url, sigv4_region=region), dashboards_post(region)
 
 
 def live_store(settings: Settings) -> LiveStore:
     if settings.opensearch_url:
-        return OpenSearchLiveStore(opensearch_client(settings.opensearch_url))
+        return OpenSearchLiveStore(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
     return LocalLiveStore(settings.home / "serving" / "live.sqlite")
 
 

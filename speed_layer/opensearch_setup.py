@@ -28,7 +28,7 @@ from speed_layer.dashboards import saved_objects_ndjson
 from speed_layer.indices import index_template, ism_policy, policy_id, template_name
 from speed_layer.processing import DOC_KINDS
 
-__all__ = ["SetupError", "SetupReport", "import_dashboards", "install"]
+__all__ = ["HttpPost", "SetupError", "SetupReport", "import_dashboards", "install", "urllib_post"]
 
 HttpPost = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
 
@@ -85,7 +85,7 @@ def install(
     return report
 
 
-def _urllib_post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+def urllib_post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise SetupError(f"dashboards URL must be http(s), not {parts.scheme!r}")
@@ -119,7 +119,7 @@ def import_dashboards(base_url: str, *, prefix: str = "sleepstack", http_post: H
     )
     headers = {"osd-xsrf": "true", "Content-Type": f"multipart/form-data; boundary={boundary}"}
     url = base_url.rstrip("/") + "/api/saved_objects/_import?overwrite=true"
-    status, raw = (http_post or _urllib_post)(url, headers, body)
+    status, raw = (http_post or urllib_post)(url, headers, body)
     try:
         resp = json.loads(raw or b"{}")
     except json.JSONDecodeError:
