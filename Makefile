@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup tools demo test test-fast lint format clean
 
-setup: tools $(VENV)/.installed infra/local/node_modules/.installed
+CHECKOV_VERSION ?= 3.3.30
+
+setup: tools $(VENV)/.installed infra/local/node_modules/.installed .venv-checkov/.installed
 
 tools:
 	@command -v node >/dev/null || { echo "Node.js (20+) is required for the local Kinesis stream: apt-get install nodejs npm"; exit 1; }
@@ -16,6 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# checkov pins its own boto3/packaging versions, so it lives in a venv of its own
+.venv-checkov/.installed: Makefile
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q --upgrade pip
+	.venv-checkov/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
 infra/local/node_modules/.installed: infra/local/package-lock.json
@@ -41,4 +50,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) infra/local/node_modules .sleepstack build dist
+	rm -rf $(VENV) .venv-checkov infra/local/node_modules .sleepstack build dist

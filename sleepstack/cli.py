@@ -14,6 +14,7 @@ import numpy as np
 
 from core.errors import SleepstackError
 from sleepstack.local_stack import LocalStack, StackError
+from sleepstack.package import PackageError
 from sleepstack.settings import Settings
 
 __all__ = ["main"]
@@ -342,6 +343,22 @@ def _ingest_parsers(sub: Any) -> None:
     s.add_argument("--out", default="sleepstack-dashboards.ndjson", help="export: NDJSON file to write")
     s.set_defaults(func=_cmd_opensearch)
 
+    s = sub.add_parser("package", help="build the Lambda zip and the Glue wheel and script (build/)")
+    s.add_argument("--out", default="build", help="output directory")
+    s.add_argument("--version", help="artefact version (default: the installed sleepstack's)")
+    s.set_defaults(func=_cmd_package)
+
+
+def _cmd_package(args: argparse.Namespace, settings: Settings) -> int:
+    from importlib.metadata import version
+
+    from sleepstack.package import package_all
+    from sleepstack.settings import REPO_ROOT
+
+    report = package_all(REPO_ROOT, Path(args.out), args.version or version("sleepstack"))
+    print(report.summary())
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -350,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args, Settings.from_env()))
-    except (StackError, SleepstackError, ValueError, KeyError) as exc:
+    except (StackError, SleepstackError, PackageError, ValueError, KeyError) as exc:
         print(f"sleepstack: error: {exc}", file=sys.stderr)
         return 2
 
