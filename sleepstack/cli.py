@@ -233,6 +233,7 @@ def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
         replicas=args.replicas,
         dashboards_url=args.dashboards_url or settings.opensearch_dashboards_url,
         http_post=post,
+        writer_arns=tuple(args.writer_role_arn),
     )
     print(report.summary())
     return 0
@@ -340,6 +341,12 @@ def _ingest_parsers(sub: Any) -> None:
     s.add_argument("--dashboards-url", help="OpenSearch Dashboards URL (default $OPENSEARCH_DASHBOARDS_URL)")
     s.add_argument("--retention-days", action="append", default=[], help="KIND=DAYS (vitals, alerts, samples)")
     s.add_argument("--replicas", type=int, default=1)
+    s.add_argument(
+        "--writer-role-arn",
+        action="append",
+        default=[],
+        help="IAM role to map to the index-writer role (fine-grained access control; the speed-layer role)",
+    )
     s.add_argument("--out", default="sleepstack-dashboards.ndjson", help="export: NDJSON file to write")
     s.set_defaults(func=_cmd_opensearch)
 

@@ -28,7 +28,7 @@ from speed_layer.dashboards import saved_objects_ndjson
 from speed_layer.indices import index_template, ism_policy, policy_id, template_name
 from speed_layer.processing import DOC_KINDS
 
-__all__ = ["HttpPost", "SetupError", "SetupReport", "import_dashboards", "install", "urllib_post"]
+__all__ = ["HttpPost", "SetupError", "SetupReport", "import_dashboards", "install", "urllib_post", "writer_role"]
 
 HttpPost = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]
 
@@ -42,11 +42,12 @@ class SetupReport:
     policies: list[str] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)
     dashboards: int = 0
+    role_mappings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"opensearch: policies={','.join(self.policies)} templates={','.join(self.templates)}"
-            f" dashboards_objects={self.dashboards}"
+            f" dashboards_objects={self.dashboards} role_mappings={','.join(self.role_mappings) or '-'}"
         )
 
 
@@ -62,6 +63,19 @@ def _put_policy(client: Any, pid: str, body: dict[str, Any]) -> None:
     client.transport.perform_request("PUT", url, params=params, body=body)
 
 
+def writer_role(prefix: str) -> dict[str, Any]:
+    """The security-plugin role the speed layer writes with: its indices, nothing else."""
+    return {
+        "cluster_permissions": ["cluster_composite_ops", "cluster_monitor"],
+        "index_permissions": [
+            {
+                "index_patterns": [f"{prefix}-*"],
+                "allowed_actions": ["crud", "create_index", "indices_monitor"],
+            }
+        ],
+    }
+
+
 def install(
     client: Any,
     *,
@@ -70,9 +84,20 @@ def install(
     replicas: int = 1,
     dashboards_url: str | None = None,
     http_post: HttpPost | None = None,
+    writer_arns: tuple[str, ...] = (),
 ) -> SetupReport:
-    """Install policies and templates through an ``opensearchpy.OpenSearch`` client."""
+    """Install policies and templates through an ``opensearchpy.OpenSearch`` client.
+
+    ``writer_arns``: IAM roles (the speed-layer function's) to map to the writer role on a
+    domain with fine-grained access control; without a mapping the domain refuses them.
+    """
     report = SetupReport()
+    if writer_arns:
+        role = f"{prefix}_writer"
+        api = "/_plugins/_security/api"
+        client.transport.perform_request("PUT", f"{api}/roles/{role}", body=writer_role(prefix))
+        client.transport.perform_request("PUT", f"{api}/rolesmapping/{role}", body={"backend_roles": list(writer_arns)})
+        report.role_mappings.append(role)
     for kind in DOC_KINDS:
         pid = policy_id(prefix, kind)
         _put_policy(client, pid, ism_policy(prefix, kind, (retention_days or {}).get(kind)))

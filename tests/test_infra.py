@@ -239,6 +239,37 @@ def test_glue_job_and_lambda_point_at_the_packaged_artefacts(doc: dict[str, Any]
     assert fn["Handler"] == "speed_layer.handler.lambda_handler"
 
 
+@pytest.mark.parametrize(
+    ("now_utc", "tz", "night"),
+    [
+        ("2026-01-06T13:30:00", "UTC", "2026-01-05"),  # the scheduled run: last night ended at noon
+        ("2026-01-06T11:00:00", "UTC", "2026-01-04"),  # before noon last night is still running
+        ("2026-01-06T13:30:00", "America/New_York", "2026-01-04"),  # 08:30 there: not yet noon
+        ("2026-01-07T04:00:00", "Asia/Tokyo", "2026-01-06"),  # 13:00 on the 7th there
+    ],
+)
+def test_nightly_job_resolves_yesterday_in_the_subjects_zone(now_utc: str, tz: str, night: str) -> None:
+    from datetime import UTC, datetime
+
+    from glue_jobs.nightly_staging import resolve_nights
+
+    now = datetime.fromisoformat(now_utc).replace(tzinfo=UTC)
+    assert resolve_nights("yesterday", tz, now) == [night]
+
+
+def test_nightly_job_rejects_a_bad_nights_argument_by_name() -> None:
+    from datetime import UTC, datetime
+
+    from glue_jobs.nightly_staging import resolve_nights
+
+    now = datetime(2026, 1, 6, tzinfo=UTC)
+    assert resolve_nights("2026-01-04, 2026-01-05", "UTC", now) == ["2026-01-04", "2026-01-05"]
+    with pytest.raises(ValueError, match="--NIGHTS"):
+        resolve_nights("last week", "UTC", now)
+    with pytest.raises(ValueError, match="not a calendar date"):
+        resolve_nights("2026-02-30", "UTC", now)
+
+
 # ---------------------------------------------------------------------------- moto deploy
 
 _MOTO_TYPES = {

@@ -179,6 +179,19 @@ def test_setup_sends_policies_templates_in_order_and_updates_existing_policies()
     assert report.templates == ["sleepstack-vitals", "sleepstack-alerts", "sleepstack-samples"]
 
 
+def test_setup_maps_the_speed_layer_role_to_a_writer_role_first() -> None:
+    cluster = FakeCluster(lambda req: (404, {}) if req.method == "GET" else (200, {"acknowledged": True}))
+    arn = "arn:aws:iam::123456789012:role/sleepstack-prod-speed-layer"
+    report = install(cluster.client(), writer_arns=(arn,))
+    assert [(r.method, r.url) for r in cluster.sent[:2]] == [
+        ("PUT", "/_plugins/_security/api/roles/sleepstack_writer"),
+        ("PUT", "/_plugins/_security/api/rolesmapping/sleepstack_writer"),
+    ]
+    assert cluster.sent[0].json()["index_permissions"][0]["index_patterns"] == ["sleepstack-*"]
+    assert cluster.sent[1].json() == {"backend_roles": [arn]}
+    assert report.role_mappings == ["sleepstack_writer"]
+
+
 def test_saved_objects_reference_only_objects_and_fields_that_exist() -> None:
     objs = saved_objects()
     ids = {(o["type"], o["id"]) for o in objs}
