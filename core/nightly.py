@@ -20,7 +20,7 @@ from core.epochs import EPOCH_MS
 from core.metrics import night_metrics
 from core.stages import SleepStage
 from core.staging import STAGING_METHOD, stage_night
-from core.vitals import bed_epoch_vitals, strap_epoch_vitals
+from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
 __all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "stage_subject_night", "summarize_night"]
 
@@ -65,18 +65,18 @@ _MIN_EPOCHS: Final = 120  # a night needs at least one hour of data to be staged
 
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
-    docs: list[dict[str, Any]] = []
-    for row in bed.to_dict("records"):
-        docs.extend(
-            bed_epoch_vitals(
-                np.asarray(row["samples"], dtype=np.int16),
-                float(row["fs_hz"]),
-                int(row["event_time_ms"]),
-                subject_id=str(row["subject_id"]),
-                device_id=str(row["device_id"]),
-                record_id=str(row["record_id"]),
-            )
+    runs = [
+        BedRun(
+            np.asarray(row["samples"], dtype=np.int16),
+            float(row["fs_hz"]),
+            int(row["event_time_ms"]),
+            str(row["subject_id"]),
+            str(row["device_id"]),
+            str(row["record_id"]),
         )
+        for row in bed.to_dict("records")
+    ]
+    docs = [d for run_docs in bed_runs_vitals(runs) for d in run_docs]  # the night's epochs as one stack
     cols = ["epoch_start_ms", "hr_bpm", "br_per_min", "movement", "presence"]
     if not docs:
         return pd.DataFrame(columns=cols)
