@@ -31,7 +31,7 @@ from typing import Any, Final
 from core.alerts import AlertRules, AlertTracker
 from core.contract import BedFrame, Record, StrapSample
 from core.epochs import EPOCH_MS
-from core.vitals import BedRun, bed_epoch_vitals, bed_runs_vitals, strap_epoch_vitals
+from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
 __all__ = ["STATE_VERSION", "Advance", "advance", "bed_frames_vitals", "strap_sample_doc"]
 
@@ -112,9 +112,12 @@ def advance(
 
     ``state`` is what the previous call returned (None for a device never seen). The
     returned state must be persisted only after the returned documents are stored.
-    ``bed_vitals`` may hold the frames' epoch vitals computed beforehand
-    (:func:`bed_frames_vitals`); frames missing from it are computed here.
+    ``bed_vitals`` may hold the frames' epoch vitals computed beforehand for a whole batch
+    (:func:`bed_frames_vitals`); without it they are computed here.
     """
+    records = list(records)
+    if bed_vitals is None:
+        bed_vitals = bed_frames_vitals(records)
     out: Advance | None = None
     tracker: AlertTracker | None = None
     dirty = False
@@ -172,7 +175,7 @@ def _apply_strap(out: Advance, tracker: AlertTracker, rec: StrapSample) -> bool:
 
 
 def _apply_bed(
-    out: Advance, tracker: AlertTracker, rec: BedFrame, bed_vitals: Mapping[str, list[dict[str, Any]]] | None
+    out: Advance, tracker: AlertTracker, rec: BedFrame, bed_vitals: Mapping[str, list[dict[str, Any]]]
 ) -> None:
     st = out.state
     last = st["last_frame_ms"]
@@ -180,17 +183,7 @@ def _apply_bed(
         out.behind.append(rec.record_id)
         return
     st["last_frame_ms"] = rec.event_time_ms
-    if bed_vitals is not None and rec.record_id in bed_vitals:
-        docs = bed_vitals[rec.record_id]
-    else:
-        docs = bed_epoch_vitals(
-            rec.samples,
-            rec.fs_hz,
-            rec.event_time_ms,
-            subject_id=rec.subject_id,
-            device_id=rec.device_id,
-            record_id=rec.record_id,
-        )
+    docs = bed_vitals[rec.record_id]
     if not docs:
         out.without_documents.append(rec.record_id)
     for d in docs:

@@ -22,6 +22,7 @@ notifications.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -266,30 +267,19 @@ class Spool:
             result.quarantined.append((device, kind, t_ms, payload, reason))
 
     def _load_open_frames(self) -> dict[str, OpenFrame]:
-        rows = self._db.execute("SELECT * FROM open_frames").fetchall()
-        return {
-            r[0]: OpenFrame(r[1], int(r[2]), int(r[3]), bytearray(r[4]), int(r[5]), float(r[6]), int(r[7]), int(r[8]))
-            for r in rows
-        }
+        names = [f.name for f in dataclasses.fields(OpenFrame)]  # the columns after device_id
+        frames = {}
+        for device, *values in self._db.execute("SELECT * FROM open_frames").fetchall():
+            frame = OpenFrame(**dict(zip(names, values, strict=True)))
+            frame.samples = bytearray(frame.samples)
+            frames[device] = frame
+        return frames
 
     def _store_open_frames(self, frames: dict[str, OpenFrame]) -> None:
         self._db.execute("DELETE FROM open_frames")
         self._db.executemany(
             "INSERT INTO open_frames VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    d,
-                    f.subject_id,
-                    f.start_ms,
-                    f.fs_hz,
-                    bytes(f.samples),
-                    f.next_seq,
-                    f.next_ms,
-                    f.gap_samples,
-                    f.last_receive_ms,
-                )
-                for d, f in frames.items()
-            ],
+            [(d, *dataclasses.astuple(f)) for d, f in frames.items()],  # columns in field order
         )
 
     # ------------------------------------------------------------------ outbox

@@ -136,6 +136,14 @@ def _copy_sources(repo: Path, sources: Iterable[str], dest: Path) -> None:
             shutil.copy2(path, dest / src)
 
 
+def _write_entry(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """One reproducible zip entry: fixed timestamp and permissions, deflated."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+
+
 def _zip_dir(root: Path, out: Path) -> int:
     """Zip ``root`` deterministically (sorted, fixed timestamps); returns unzipped bytes."""
     total = 0
@@ -144,12 +152,9 @@ def _zip_dir(root: Path, out: Path) -> int:
             rel = path.relative_to(root)
             if _dropped(rel):
                 continue
-            info = zipfile.ZipInfo(rel.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
             data = path.read_bytes()
             total += len(data)
-            zf.writestr(info, data)
+            _write_entry(zf, rel.as_posix(), data)
     return total
 
 
@@ -198,10 +203,7 @@ def build_glue_wheel(repo: Path, out_dir: Path, version: str) -> Path:
     out = out_dir / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for p, d in files.items():
-            info = zipfile.ZipInfo(p, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, d)
+            _write_entry(zf, p, d)
     return out
 
 
