@@ -35,3 +35,12 @@ class DecodeError(SleepstackError, ValueError):
         self.reason = reason
         self.payload_hex = bytes(payload).hex()
         super().__init__(f"{what}: {reason} (payload {self.payload_hex or '<empty>'})")
+
+
+class DatasetError(SleepstackError, ValueError):
+    """A file of a reference dataset (e.g. sleep-accel) is missing or malformed; ``path`` names it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

@@ -7,6 +7,13 @@ tests and notebooks call them directly on the same rows.
 and night, duplicates allowed. Epochs follow the shared 30-s grid; bed vitals are
 computed per frame exactly as the speed layer does, strap vitals from the RR intervals
 whose notification falls in the epoch.
+
+Bad nights have defined outcomes, never an exception: duplicated records are dropped by
+id; heart-rate gaps up to 5 min are bridged for staging; longer stretches with no data at
+all are left unscored (stage NULL, ``stage_label = 'unscored'``) and count neither as
+sleep nor as time in bed; the night summary reports the heart-rate coverage of its
+in-bed epochs, and a night with under an hour of heart rate in bed is ``insufficient``
+with the reason in ``status_reason``.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from core.epochs import EPOCH_MS
@@ -22,7 +30,7 @@ from core.stages import SleepStage
 from core.staging import STAGING_METHOD, stage_night
 from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
-__all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "stage_subject_night", "summarize_night"]
+__all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "UNSCORED_LABEL", "stage_subject_night", "summarize_night"]
 
 #: Columns (name, pandas/Spark type) of the per-epoch curated table.
 EPOCH_COLUMNS: Final = (
@@ -38,6 +46,7 @@ EPOCH_COLUMNS: Final = (
     ("presence", "boolean"),
     ("rmssd_ms", "double"),
     ("sdnn_ms", "double"),
+    ("breathing_pauses", "int"),
     ("method", "string"),
 )
 #: Columns of the per-night curated table.
@@ -52,16 +61,27 @@ NIGHT_COLUMNS: Final = (
     ("sleep_onset_latency_min", "double"),
     ("waso_min", "double"),
     ("sleep_efficiency_pct", "double"),
+    ("rem_latency_min", "double"),
+    ("awakenings", "int"),
     ("wake_min", "double"),
     ("light_min", "double"),
     ("deep_min", "double"),
     ("rem_min", "double"),
+    ("light_pct", "double"),
+    ("deep_pct", "double"),
+    ("rem_pct", "double"),
+    ("breathing_pauses", "int"),
+    ("pauses_per_hour", "double"),
+    ("sleep_score", "double"),
     ("mean_hr_bpm", "double"),
     ("mean_br_per_min", "double"),
     ("status", "string"),
+    ("status_reason", "string"),
     ("method", "string"),
 )
-_MIN_EPOCHS: Final = 120  # a night needs at least one hour of data to be staged
+_MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate to be staged
+_MAX_BRIDGED_EPOCHS: Final = 10  # gaps without any data longer than 5 min stay unscored
+UNSCORED_LABEL: Final = "unscored"
 
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
@@ -77,10 +97,12 @@ def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
         for row in bed.to_dict("records")
     ]
     docs = [d for run_docs in bed_runs_vitals(runs) for d in run_docs]  # the night's epochs as one stack
-    cols = ["epoch_start_ms", "hr_bpm", "br_per_min", "movement", "presence"]
+    cols = ["hr_bpm", "br_per_min", "movement", "presence", "breathing_pauses"]
     if not docs:
-        return pd.DataFrame(columns=cols)
-    return pd.DataFrame(docs)[cols].groupby("epoch_start_ms").first()
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="epoch_start_ms"))
+    df = pd.DataFrame(docs)
+    df["breathing_pauses"] = df["pause_start_ms"].map(len)
+    return df.groupby("epoch_start_ms")[cols].first()
 
 
 def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
@@ -113,6 +135,16 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("epoch_start_ms")
 
 
+def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Epochs in runs of ``no_data`` longer than :data:`_MAX_BRIDGED_EPOCHS`."""
+    edges = np.diff(np.concatenate([[0], no_data.astype(np.int8), [0]]))
+    out = np.zeros(len(no_data), dtype=bool)
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if b - a > _MAX_BRIDGED_EPOCHS:
+            out[a:b] = True
+    return out
+
+
 def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     """Staged epochs (:data:`EPOCH_COLUMNS`) of one subject-night's raw rows.
 
@@ -130,17 +162,18 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     if ep.empty:
         return empty
     grid = np.arange(ep.index.min(), ep.index.max() + EPOCH_MS, EPOCH_MS)
+    observed = np.isin(grid, ep.index.to_numpy())
     ep = ep.reindex(grid)
     has_bed = not bed.empty
-    features = pd.DataFrame(
-        {
-            "hr_bpm": ep["hr_bpm"].astype(float).fillna(ep["strap_hr_bpm"].astype(float)),
-            "movement": ep["movement"].astype(float),
-            "br_per_min": ep["br_per_min"].astype(float),
-            "presence": ep["presence"].astype("boolean").fillna(False) if has_bed else True,
-        }
-    )
-    stages = stage_night(features.reset_index(drop=True))
+    hr = ep["hr_bpm"].astype(float).fillna(ep["strap_hr_bpm"].astype(float))
+    presence = ep["presence"].astype("boolean").fillna(False).to_numpy(dtype=bool) if has_bed else observed
+    features = pd.DataFrame({"hr_bpm": hr.to_numpy(), "movement": ep["movement"].astype(float).to_numpy()})
+    if has_bed:
+        features["presence"] = presence
+    stages = pd.array(stage_night(features), dtype="Int8")
+    unscored = _long_gaps(~observed | (hr.isna().to_numpy() & ~presence))
+    stages[unscored] = pd.NA
+    labels = [UNSCORED_LABEL if u else SleepStage(int(s)).label for s, u in zip(stages, unscored, strict=True)]
     has_strap = ep["strap_hr_bpm"].notna().to_numpy()
     hr_source = np.where(ep["hr_bpm"].notna().to_numpy(), "bed", np.where(has_strap, "strap", ""))
     return pd.DataFrame(
@@ -148,25 +181,41 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
             "subject_id": subject,
             "night": night,
             "epoch_start_ms": grid.astype(np.int64),
-            "stage": stages.astype(np.int8),
-            "stage_label": [SleepStage(int(s)).label for s in stages],
-            "hr_bpm": features["hr_bpm"].to_numpy(),
+            "stage": stages,
+            "stage_label": labels,
+            "hr_bpm": hr.to_numpy(),
             "hr_source": [v or None for v in hr_source.tolist()],
             "br_per_min": ep["br_per_min"].astype(float).to_numpy(),
             "movement": ep["movement"].astype(float).to_numpy(),
-            "presence": features["presence"].astype(bool).to_numpy() if has_bed else np.ones(len(grid), bool),
+            "presence": presence,
             "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
             "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
+            "breathing_pauses": pd.array(ep["breathing_pauses"].to_numpy(), dtype="Int32"),
             "method": STAGING_METHOD,
         }
     )
 
 
+def _insufficiency(span: pd.DataFrame) -> str | None:
+    """Why a night cannot be summarised, or None when it can."""
+    if span.empty:
+        return "no epochs in bed"
+    with_hr = int(span["hr_bpm"].notna().sum())
+    if with_hr == 0:
+        return "no heart rate in bed"
+    if len(span) < _MIN_EPOCHS:
+        return f"under 1 h in bed ({len(span) * EPOCH_MS / 60000:.0f} min)"
+    if with_hr < _MIN_EPOCHS:
+        return f"under 1 h of heart rate in bed ({with_hr * EPOCH_MS / 60000:.0f} min)"
+    return None
+
+
 def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
     """One-row night summary (:data:`NIGHT_COLUMNS`) from :func:`stage_subject_night` output.
 
-    The hypnogram runs from the first to the last epoch in bed; a night with under an
-    hour of epochs is reported with ``status = 'insufficient'`` and no sleep metrics.
+    The hypnogram runs from the first to the last epoch in bed; metrics are those of
+    :func:`core.metrics.night_metrics`. Breathing pauses are counted over sleep epochs and
+    given per hour of sleep when a bed sensor was there (NULL otherwise).
     """
     epochs = epochs.sort_values("epoch_start_ms")
     in_bed = epochs["presence"].to_numpy(dtype=bool)
@@ -183,10 +232,16 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
         "mean_br_per_min": float(span["br_per_min"].mean()) if span["br_per_min"].notna().any() else None,
         "method": STAGING_METHOD,
     }
-    if len(span) < _MIN_EPOCHS:
-        row["status"] = "insufficient"
-        row.update({c: None for c, _ in NIGHT_COLUMNS if c not in row})
+    reason = _insufficiency(span)
+    if reason:
+        row.update(status="insufficient", status_reason=reason)
     else:
-        row["status"] = "staged"
-        row.update(night_metrics(span["stage"].to_numpy()))
+        stages = span["stage"].astype("Int8").fillna(-1).to_numpy(dtype=int)
+        row.update(status="staged", status_reason=None, **night_metrics(stages))
+        pauses = span["breathing_pauses"].astype("Int32")
+        if pauses.notna().any():
+            asleep = (stages >= 0) & (stages != SleepStage.WAKE)
+            row["breathing_pauses"] = int(pauses[asleep].fillna(0).sum())
+            tst_h = row["total_sleep_time_min"] / 60.0
+            row["pauses_per_hour"] = row["breathing_pauses"] / tst_h if tst_h else None
     return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])

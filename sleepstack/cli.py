@@ -15,9 +15,12 @@ import numpy as np
 from core.errors import SleepstackError
 from sleepstack.local_stack import LocalStack, StackError
 from sleepstack.package import PackageError
-from sleepstack.settings import Settings
+from sleepstack.settings import REPO_ROOT, Settings
 
 __all__ = ["main"]
+
+DEFAULT_SLEEP_ACCEL = REPO_ROOT.parent / "shared" / "data" / "sleep-accel"
+DEFAULT_MODEL_PATH = REPO_ROOT / "core" / "models" / "hr-mlp-v1.json"
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -240,6 +243,8 @@ def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "sleep-accel":
+        return _evaluate_staging(args)
     from core.simulate import SimConfig, simulate_night
     from core.vitals_accuracy import bed_vitals_accuracy
     from sleepstack.demo import FIRST_NIGHT_T0_MS
@@ -249,6 +254,39 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
     figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
     _print_figures(figures, as_json=args.json)
+    return 0
+
+
+def _evaluate_staging(args: argparse.Namespace) -> int:
+    from core.stage_model import StageModel, load_model
+    from sleepstack.staging_eval import cross_validate, evaluate
+
+    if not args.dir:
+        raise SystemExit("evaluate sleep-accel needs the dataset directory (heart_rate/ and labels/)")
+    root = Path(args.dir)
+    if args.cv is not None:
+        figures = cross_validate(root, folds=args.cv)
+    else:
+        model = StageModel.from_json(Path(args.model).read_text()) if args.model else load_model()
+        figures = evaluate(root, model)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        per_subject = figures.pop("per_subject")
+        _print_figures(figures, as_json=False)
+        for row in per_subject:
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.staging_eval import train
+
+    model = train(Path(args.data), seed=args.seed)
+    out = Path(args.out)
+    out.write_text(model.to_json())
+    counts = model.training["class_counts"]
+    print(f"wrote {out}: {model.name}, {len(model.training['subjects'])} subjects, epochs per stage {counts}")
     return 0
 
 
@@ -294,11 +332,22 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_sql)
 
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
-    s.add_argument("what", choices=["vitals"], help="bed vitals against simulator ground truth")
-    s.add_argument("--rr", help="real RR series driving the simulated beats (li2024 CSV or one ms value per line)")
+    s.add_argument("what", choices=["vitals", "sleep-accel"], help="bed vitals vs simulator truth, or staging vs PSG")
+    s.add_argument("dir", nargs="?", help="sleep-accel: dataset directory (heart_rate/, labels/)")
+    s.add_argument(
+        "--cv", type=int, help="sleep-accel: leave-subjects-out CV with this many folds (0: one per subject)"
+    )
+    s.add_argument("--model", help="sleep-accel: a model JSON file (default: the committed model)")
+    s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("train", help="train the staging model on a sleep-accel directory")
+    s.add_argument("--data", default=str(DEFAULT_SLEEP_ACCEL), help="dataset directory (heart_rate/, labels/)")
+    s.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="artefact path (JSON)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_train)
 
     _ingest_parsers(sub)
     return p

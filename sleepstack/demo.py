@@ -241,7 +241,8 @@ def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, sa
     sql.con.register("truth", pq.read_table(home / "truth" / "epochs.parquet"))
     agree = sql.con.execute(
         "SELECT e.subject_id, e.night,"
-        " round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct"
+        " round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct,"
+        " round(100 * avg(CASE WHEN (e.stage = 0) = (t.stage = 0) THEN 1 ELSE 0 END), 1) AS sleep_wake_pct"
         " FROM sleepstack.epoch_stages e JOIN truth t USING (subject_id, night, epoch_start_ms) GROUP BY 1, 2"
     ).fetchdf()
     result.nights = nights_df.merge(agree, on=["subject_id", "night"], how="left")
@@ -270,6 +271,8 @@ def _format_table(df: pd.DataFrame) -> str:
         "rem_min": "REM",
         "mean_hr_bpm": "HR bpm",
         "mean_br_per_min": "BR /min",
+        "sleep_score": "score",
         "agreement_pct": "agree %",
+        "sleep_wake_pct": "S/W agree %",
     }
     return df[list(cols)].rename(columns=cols).to_string(index=False)

@@ -43,7 +43,9 @@ def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:
     assert result.lost == 0 and result.duplicated == 0
     assert result.quarantined_speed == result.quarantined_delivery == len(BAD_RECORDS)
     assert list(result.nights["night"]) == ["2026-01-05", "2026-01-06"]
-    assert (result.nights["agreement_pct"] > 60).all()
+    # staging accuracy is measured on real PSG (test_staging_model); on simulated physiology
+    # the plumbing must still separate sleep from wake
+    assert (result.nights["sleep_wake_pct"] > 80).all()
 
     lake = tmp_path / "demo" / "lake"
     before = {t: _read(lake / "curated" / t) for t in ("epochs", "nights")}

@@ -1,0 +1,103 @@
+"""Train and evaluate the staging model on a sleep-accel directory (PSG-labelled nights).
+
+``train`` fits :func:`core.stage_model.fit_stage_model` on every night of the corpus.
+``evaluate`` stages each night with a model through :func:`core.staging.stage_hr` (the
+function the nightly job uses) and pools epochs over nights. ``cross_validate`` does the
+same out of fold: subjects are split into ``folds`` groups (leave-subjects-out), a model
+is trained without each group and stages only that group's nights, so every figure is
+on nights the scoring model never saw.
+
+Training runs with single-threaded BLAS (threadpoolctl): with several threads the
+floating-point sums, and therefore L-BFGS's path, depend on the thread count, so the
+artefact would differ from machine to machine. With one thread ``sleepstack train``
+rebuilds the committed artefact byte for byte (for the same numpy/BLAS build).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+from core.agreement import staging_agreement
+from core.hr_features import hr_epoch_features
+from core.stage_model import DEFAULT_MODEL, StageModel, fit_stage_model
+from core.staging import stage_hr
+from sleepstack.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
+
+__all__ = ["cross_validate", "evaluate", "load_corpus", "train"]
+
+_PER_SUBJECT_KEYS = ("kappa_4", "kappa_3", "kappa_2", "accuracy_4", "tst_truth_min", "tst_pred_min", "tst_error_min")
+
+
+def load_corpus(root: Path) -> list[AccelNight]:
+    subjects = list_subjects(root)
+    if not subjects:
+        raise FileNotFoundError(f"{root}: no heart_rate/<id>_heartrate.txt with labels/<id>_labeled_sleep.txt")
+    return [read_night(root, s) for s in subjects]
+
+
+def _training_set(nights: list[AccelNight]) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]]:
+    return [(hr_epoch_features(epoch_mean_hr(n)), n.stages) for n in nights]
+
+
+def train(root: Path, *, name: str = DEFAULT_MODEL, seed: int = 0, max_iter: int = 300) -> StageModel:
+    nights = load_corpus(root)
+    meta = {"dataset": "sleep-accel (Walch et al. 2019)", "subjects": [n.subject for n in nights]}
+    with threadpool_limits(limits=1):
+        return fit_stage_model(_training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
+
+
+def _figures(nights: list[AccelNight], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
+    truth_all, pred_all, per_subject = [], [], []
+    for night, pred in zip(nights, preds, strict=True):
+        scored = night.stages >= 0
+        truth_all.append(night.stages[scored])
+        pred_all.append(pred[scored])
+        fig = staging_agreement(night.stages[scored], pred[scored])
+        per_subject.append(
+            {"subject": night.subject, "epochs": fig["epochs"], **{k: round(fig[k], 4) for k in _PER_SUBJECT_KEYS}}
+        )
+    pooled = staging_agreement(np.concatenate(truth_all), np.concatenate(pred_all))
+    out: dict[str, Any] = {
+        k: round(pooled[k], 4) for k in (f"{m}_{c}" for m in ("kappa", "accuracy") for c in (4, 3, 2))
+    }
+    out["tst_abs_error_min_median"] = statistics.median(abs(s["tst_error_min"]) for s in per_subject)
+    out["kappa_4_subject_median"] = statistics.median(s["kappa_4"] for s in per_subject)
+    out["subjects"] = len(per_subject)
+    out["epochs"] = pooled["epochs"]
+    out["per_subject"] = per_subject
+    return out
+
+
+def evaluate(root: Path, model: StageModel) -> dict[str, Any]:
+    """Figures of ``model`` on every night under ``root``; says how many it was trained on."""
+    nights = load_corpus(root)
+    seen = set(model.training.get("subjects", [])) & {n.subject for n in nights}
+    figures = _figures(nights, [stage_hr(epoch_mean_hr(n), model) for n in nights])
+    return {"model": model.name, "mode": "fixed model", "subjects_seen_in_training": len(seen), **figures}
+
+
+def cross_validate(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int = 300) -> dict[str, Any]:
+    """Leave-subjects-out figures: ``folds`` groups by subject (0 = leave one subject out)."""
+    nights = load_corpus(root)
+    k = len(nights) if folds <= 0 else min(folds, len(nights))
+    if k < 2:
+        raise ValueError("cross-validation needs at least two subjects")
+    group = np.arange(len(nights)) % k
+    data = _training_set(nights)
+    preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(nights)
+    for g in range(k):
+        model = fit_stage_model([d for d, gi in zip(data, group, strict=True) if gi != g], seed=seed, max_iter=max_iter)
+        for i in np.flatnonzero(group == g):
+            preds[i] = model.predict(data[i][0])
+    return {
+        "model": DEFAULT_MODEL,
+        "mode": f"leave-subjects-out, {k} folds",
+        "subjects_seen_in_training": 0,
+        **_figures(nights, preds),
+    }
