@@ -6,18 +6,29 @@ record to its noon-to-noon night in the subjects' time zone, drop duplicate reco
 ``groupBy(subject_id, night).applyInPandas`` the core's staging, and write both curated
 tables partitioned by night with dynamic partition overwrite — rerunning a night
 replaces exactly its partitions.
+
+Late data: every run also writes, per night it staged, the newest ``ingest_time_ms`` it
+consumed (``<curated>/_state/nights``). Before staging, the job scans the raw lake's
+last :data:`LOOKBACK_DAYS` days (two columns only) for nights already staged that now
+hold records ingested after that watermark; those nights are marked pending and staged
+again in the same run, so a strap that uploads its spool days late corrects its night.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 from core.contract import spark_ddl
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 
-__all__ = ["NightlyResult", "raw_dates_for", "run_nightly"]
+__all__ = ["LOOKBACK_DAYS", "NightlyResult", "pending_nights", "raw_dates_for", "run_nightly"]
+
+LOOKBACK_DAYS: Final = 14
+_STATE: Final = "_state/nights"
+_STATE_DDL: Final = "night STRING, max_ingest_time_ms BIGINT, raw_records BIGINT, processed_at_ms BIGINT"
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,7 @@ class NightlyResult:
     nights: list[str]
     subject_nights: int
     epochs: int
+    reprocessed: list[str] = field(default_factory=list)  # nights staged again because late data arrived
 
 
 def _ddl(cols: tuple[tuple[str, str], ...]) -> str:
@@ -40,24 +52,60 @@ def raw_dates_for(nights: list[str]) -> list[str]:
     return sorted(out)
 
 
-def run_nightly(spark: Any, raw_path: str, curated_path: str, nights: list[str], tz: str = "UTC") -> NightlyResult:
-    """Stage ``nights`` (``YYYY-MM-DD``) from ``raw_path`` into ``curated_path``."""
+def _raw(spark: Any, raw_path: str, dates: list[str], tz: str) -> Any:
+    """Raw rows of the ``dt`` partitions ``dates``, with their ``night`` column."""
     from pyspark.sql import functions as F
 
-    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     raw = (
         spark.read.schema(spark_ddl() + ", dt STRING")
         .option("basePath", raw_path)
         .parquet(raw_path)
-        .where(F.col("dt").isin(raw_dates_for(nights)))
+        .where(F.col("dt").isin(dates))
     )
     local = F.from_utc_timestamp(F.timestamp_millis("event_time_ms"), tz)
-    raw = (
-        raw.withColumn("night", F.date_format(local - F.expr("INTERVAL 12 HOURS"), "yyyy-MM-dd"))
-        .where(F.col("night").isin(nights))
-        .dropDuplicates(["record_id"])
-        .drop("dt")
-    )
+    return raw.withColumn("night", F.date_format(local - F.expr("INTERVAL 12 HOURS"), "yyyy-MM-dd"))
+
+
+def _state(spark: Any, curated_path: str) -> Any | None:
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.read.schema(_STATE_DDL).parquet(f"{curated_path}/{_STATE}")
+    except AnalysisException:  # nothing staged yet
+        return None
+
+
+def pending_nights(spark: Any, raw_path: str, curated_path: str, tz: str, until: str) -> list[str]:
+    """Staged nights up to ``until`` whose raw data gained records after they were staged."""
+    from pyspark.sql import functions as F
+
+    state = _state(spark, curated_path)
+    if state is None:
+        return []
+    end = date.fromisoformat(until)
+    dates = [(end - timedelta(days=k)).isoformat() for k in range(-2, LOOKBACK_DAYS + 1)]
+    seen = _raw(spark, raw_path, dates, tz).groupBy("night").agg(F.max("ingest_time_ms").alias("newest"))
+    late = seen.join(state, "night").where(F.col("newest") > F.col("max_ingest_time_ms"))
+    return sorted(r["night"] for r in late.select("night").collect())
+
+
+def run_nightly(
+    spark: Any,
+    raw_path: str,
+    curated_path: str,
+    nights: list[str],
+    tz: str = "UTC",
+    *,
+    include_pending: bool = True,
+) -> NightlyResult:
+    """Stage ``nights`` (``YYYY-MM-DD``), plus pending late-data nights, into ``curated_path``."""
+    from pyspark.sql import functions as F
+
+    spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
+    late = pending_nights(spark, raw_path, curated_path, tz, max(nights)) if include_pending else []
+    todo = sorted(set(nights) | set(late))
+    raw = _raw(spark, raw_path, raw_dates_for(todo), tz).where(F.col("night").isin(todo)).dropDuplicates(["record_id"])
+    raw = raw.drop("dt").cache()
     epochs = raw.groupBy("subject_id", "night").applyInPandas(stage_subject_night, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()
     summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize_night, schema=_ddl(NIGHT_COLUMNS))
@@ -75,7 +123,14 @@ def run_nightly(spark: Any, raw_path: str, curated_path: str, nights: list[str],
         .partitionBy("night")
         .parquet(f"{curated_path}/nights")
     )
+    state = raw.groupBy("night").agg(
+        F.max("ingest_time_ms").alias("max_ingest_time_ms"),
+        F.count(F.lit(1)).alias("raw_records"),
+        F.lit(int(time.time() * 1000)).alias("processed_at_ms"),
+    )
+    state.repartition(1).write.mode("overwrite").partitionBy("night").parquet(f"{curated_path}/{_STATE}")
     n_epochs = epochs.count()
     n_groups = summaries.count()
     epochs.unpersist()
-    return NightlyResult(sorted(nights), n_groups, n_epochs)
+    raw.unpersist()
+    return NightlyResult(todo, n_groups, n_epochs, [n for n in late if n not in nights])

@@ -52,7 +52,10 @@ def main(argv: list[str]) -> None:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     nights = resolve_nights(args["NIGHTS"], args["TZ"], datetime.now(tz=ZoneInfo("UTC")))
     result = run_nightly(spark, args["RAW_PATH"], args["CURATED_PATH"], nights, args["TZ"])
-    print(f"staged {result.subject_nights} subject-nights, {result.epochs} epochs")
+    print(
+        f"staged {result.subject_nights} subject-nights, {result.epochs} epochs;"
+        f" re-staged for late data: {result.reprocessed}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ from typing import Any, Final
 import pandas as pd
 import sqlglot
 
+from serving.catalog import CATALOG, duckdb_view_sql
+
 __all__ = ["TABLES", "AthenaSqlEngine", "LocalSqlEngine", "SqlEngine", "load_query", "query_names"]
 
 #: Catalog tables: name -> location under the lake root.
-TABLES: Final = {
-    "raw_records": "raw",
-    "epoch_stages": "curated/epochs",
-    "night_summary": "curated/nights",
-}
+TABLES: Final = {t.name: t.location for t in CATALOG}
 
 
 def query_names() -> list[str]:
@@ -56,14 +54,9 @@ class LocalSqlEngine(SqlEngine):
         self.lake = lake
         self.con = duckdb.connect()
         self.con.execute("CREATE SCHEMA IF NOT EXISTS sleepstack")
-        for table, location in TABLES.items():
-            if any((lake / location).rglob("*.parquet")):
-                glob = (lake / location / "**" / "*.parquet").as_posix().replace("'", "''")
-                # table names come from TABLES and the path is quoted: no injection
-                view = f"CREATE OR REPLACE VIEW sleepstack.{table} AS SELECT * FROM read_parquet("  # noqa: S608
-                self.con.execute(
-                    view + f"'{glob}', hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
-                )
+        for table in CATALOG:
+            if any((lake / table.location).rglob("*.parquet")):
+                self.con.execute(duckdb_view_sql(table, lake))
 
     @staticmethod
     def transpile(sql: str) -> str:

@@ -95,6 +95,8 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     lake = Path(args.lake) if args.lake else settings.lake
     res = run_nightly(local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz)
     print(f"staged {res.subject_nights} subject-nights ({res.epochs} epochs) for {', '.join(res.nights)}")
+    if res.reprocessed:
+        print(f"late data: re-staged {', '.join(res.reprocessed)}")
     return 0
 
 
@@ -104,6 +106,18 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     text = Path(args.query).read_text() if args.query.endswith(".sql") else load_query(args.query)
     lake = Path(args.lake) if args.lake else settings.lake
     print(LocalSqlEngine(lake).query(text).to_string(index=False))
+    return 0
+
+
+def _cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.catalog import CATALOG, athena_ddl, render_template
+
+    if args.write_template:
+        path = settings.template
+        path.write_text(render_template(path.read_text()))
+        print(f"regenerated the Glue table columns in {path}")
+    if args.ddl:
+        print(";\n\n".join(athena_ddl(t, args.ddl) for t in CATALOG) + ";")
     return 0
 
 
@@ -315,6 +329,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_demo)
 
+    _batch_parsers(sub)
+    _ingest_parsers(sub)
+    return p
+
+
+def _batch_parsers(sub: Any) -> None:
+    """Batch layer, serving and model commands."""
     s = sub.add_parser("batch", help="nightly staging job on local Spark")
     bsub = s.add_subparsers(dest="action", required=True)
     r = bsub.add_parser("run")
@@ -330,6 +351,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--lake")
     s.set_defaults(func=_cmd_sql)
+
+    s = sub.add_parser("catalog", help="table definitions generated from the contract (template, Athena DDL)")
+    s.add_argument("--write-template", action="store_true", help="regenerate the Glue columns in the template")
+    s.add_argument("--ddl", metavar="S3_ROOT", help="print Athena CREATE EXTERNAL TABLE statements for this root")
+    s.set_defaults(func=_cmd_catalog)
 
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
     s.add_argument("what", choices=["vitals", "sleep-accel"], help="bed vitals vs simulator truth, or staging vs PSG")
@@ -348,9 +374,6 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="artefact path (JSON)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_train)
-
-    _ingest_parsers(sub)
-    return p
 
 
 def _ingest_parsers(sub: Any) -> None:

@@ -53,7 +53,7 @@ def _read_table(path: Path, names: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(str(path), "missing file")
     df = pd.read_csv(path, sep=r"[,\s]+", engine="python", header=None, names=names, dtype=str)
-    df = df.apply(pd.to_numeric, errors="coerce")
+    df = pd.DataFrame({c: pd.to_numeric(df[c], errors="coerce") for c in names})
     if df.empty or df.isna().any().any():
         raise DatasetError(str(path), f"expected two numeric columns {names} on every line")
     return df

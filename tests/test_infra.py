@@ -23,6 +23,7 @@ from moto import mock_aws
 from batch_layer.delivery import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
 from core.contract import hive_columns
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from serving.catalog import render_template
 from sleepstack.settings import REPO_ROOT
 from sleepstack.template import load_template
 
@@ -217,6 +218,7 @@ def test_firehose_prefixes_and_catalog_columns_match_the_code(doc: dict[str, Any
     def cols(name: str) -> list[tuple[str, str]]:
         return [(c["Name"], c["Type"]) for c in tables[name]["StorageDescriptor"]["Columns"]]
 
+    assert render_template(TEMPLATE.read_text()) == TEMPLATE.read_text(), "run: sleepstack catalog --write-template"
     assert cols("raw") == [(c["Name"], c["Type"]) for c in hive_columns()]
     assert cols("epochs") == [c for c in EPOCH_COLUMNS if c[0] != "night"]
     assert cols("nights") == [c for c in NIGHT_COLUMNS if c[0] != "night"]

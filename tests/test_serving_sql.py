@@ -7,6 +7,7 @@ import pytest
 import sqlglot
 
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from serving.catalog import CATALOG
 from serving.sql_engine import LocalSqlEngine, load_query, query_names
 
 
@@ -34,6 +35,7 @@ def lake(tmp_path: Path) -> Path:
                 "presence": True,
                 "rmssd_ms": None,
                 "sdnn_ms": None,
+                "breathing_pauses": i % 2,
                 "method": "m",
             }
             for s in ("s001", "s002")
@@ -55,10 +57,26 @@ def lake(tmp_path: Path) -> Path:
                 "light_min": 200.0,
                 "deep_min": 90.0,
                 "rem_min": 100.0,
-                "mean_hr_bpm": 55.0,
+                "mean_hr_bpm": 55.0 + k,
                 "mean_br_per_min": 14.0,
+                "light_pct": light,
+                "deep_pct": deep,
+                "rem_pct": 100.0 - light - deep,
+                "breathing_pauses": round(pph * (400 + k) / 60),
+                "pauses_per_hour": pph,
+                "sleep_score": score,
             }
-            for k, (s, n) in enumerate([("s001", "2026-01-05"), ("s001", "2026-01-06"), ("s002", "2026-01-05")])
+            for k, (s, n, light, deep, pph, score) in enumerate(
+                [
+                    ("s001", "2026-01-05", 55.0, 20.0, 12.0, 80.0),
+                    ("s001", "2026-01-06", 65.0, 15.0, 2.0, 70.0),
+                    ("s002", "2026-01-05", 53.0, 25.0, 31.0, 90.0),
+                ]
+            )
+        ]
+        + [
+            {c: None for c, _ in NIGHT_COLUMNS}
+            | {"subject_id": "s002", "night": "2026-01-06", "status": "insufficient", "status_reason": "under 1 h"}
         ]
     )
     _write(epochs, tmp_path / "curated" / "epochs")
@@ -79,15 +97,47 @@ def test_night_summaries_returns_every_staged_night(lake: Path) -> None:
         ("s001", "2026-01-05"),
         ("s001", "2026-01-06"),
         ("s002", "2026-01-05"),
+        ("s002", "2026-01-06"),
     ]
     assert df["night"].dtype == object  # partitions stay text, as Athena reads them
-    assert df["tst_min"].tolist() == [400.0, 401.0, 402.0]
+    assert df["tst_min"].tolist()[:3] == [400.0, 401.0, 402.0]
+    assert df["status_reason"].tolist()[3] == "under 1 h" and pd.isna(df["tst_min"].iloc[3])
 
 
 def test_hr_by_stage(lake: Path) -> None:
     df = LocalSqlEngine(lake).query(load_query("hr_by_stage"))
     assert len(df) == 8 and set(df["epochs"]) == {4}
     assert df.set_index(["subject_id", "stage_label"]).loc[("s001", "deep"), "mean_hr_bpm"] == 52.0
+
+
+def test_stage_distribution_trend(lake: Path) -> None:
+    df = LocalSqlEngine(lake).query(load_query("stage_distribution_trend"))
+    assert len(df) == 3  # the insufficient night is left out
+    s1 = df[df["subject_id"] == "s001"].set_index("night")
+    assert s1.loc["2026-01-06", "deep_pct_change"] == -5.0 and s1.loc["2026-01-06", "rem_pct_change"] == -5.0
+    assert pd.isna(s1.loc["2026-01-05", "deep_pct_change"])
+    assert s1.loc["2026-01-06", "deep_pct_7_night_avg"] == 17.5
+
+
+def test_breathing_pause_nights(lake: Path) -> None:
+    df = LocalSqlEngine(lake).query(load_query("breathing_pause_nights"))
+    assert list(zip(df["subject_id"], df["band"], strict=True)) == [("s002", "severe range"), ("s001", "mild range")]
+    assert df["pauses_per_hour"].tolist() == [31.0, 12.0]
+
+
+def test_cohort_percentiles(lake: Path) -> None:
+    row = LocalSqlEngine(lake).query(load_query("cohort_percentiles")).iloc[0]
+    assert row["nights"] == 3 and row["subjects"] == 2
+    assert row["tst_min_p50"] == pytest.approx(401.0, abs=0.6)
+    assert row["sleep_score_p50"] == pytest.approx(80.0, abs=0.6)
+    assert row["tst_min_p10"] <= row["tst_min_p50"] <= row["tst_min_p90"]
+
+
+def test_local_views_have_the_catalog_columns(lake: Path) -> None:
+    engine = LocalSqlEngine(lake)
+    for table in CATALOG[1:]:
+        cols = engine.query(f"SELECT * FROM sleepstack.{table.name} LIMIT 0").columns.tolist()  # noqa: S608
+        assert cols == [c for c, _, _ in table.columns] + [table.partition]
 
 
 def test_unknown_query_name() -> None:

@@ -1,0 +1,111 @@
+"""The lake's table definitions, generated from the record contract and the curated columns.
+
+One definition per table (:data:`CATALOG`) renders to:
+
+* the Glue tables of ``infra/template.yaml`` (their ``Columns`` lists are generated:
+  ``sleepstack catalog --write-template`` rewrites them, a test fails when they drift);
+* Athena ``CREATE EXTERNAL TABLE`` DDL with partition projection, for accounts that
+  manage the catalog outside CloudFormation (``sleepstack catalog --ddl``);
+* the DuckDB views the local SQL engine creates over the same Parquet, with the same
+  columns in the same order and the partition key kept as text, as Athena reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from core.contract import hive_columns
+from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+
+__all__ = ["CATALOG", "TableDef", "athena_ddl", "duckdb_view_sql", "render_template"]
+
+_PROJECTION_START: Final = "2024-01-01"
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """``name``: SQL name (database ``sleepstack``); ``glue_name``: the template's table name;
+    ``location``: path under the lake root (local) or bucket (AWS); ``columns``: (name, Hive
+    type, comment) without the partition key ``partition``."""
+
+    name: str
+    glue_name: str
+    location: str
+    columns: tuple[tuple[str, str, str], ...]
+    partition: str
+
+
+def _curated(cols: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+    return tuple((n, t, "") for n, t in cols if n != "night")
+
+
+CATALOG: Final = (
+    TableDef(
+        "raw_records",
+        "raw",
+        "raw",
+        tuple((c["Name"], c["Type"], c["Comment"]) for c in hive_columns()),
+        "dt",
+    ),
+    TableDef("epoch_stages", "epochs", "curated/epochs", _curated(EPOCH_COLUMNS), "night"),
+    TableDef("night_summary", "nights", "curated/nights", _curated(NIGHT_COLUMNS), "night"),
+)
+
+
+def _yaml_scalar(text: str) -> str:
+    return f'"{text}"' if re.search(r"[:;#{}\[\],&*!|>'\"%@`]", text) else text
+
+
+def template_columns(table: TableDef, indent: str) -> list[str]:
+    """The table's ``Columns`` entries as template lines (flow mappings)."""
+    out = []
+    for name, typ, comment in table.columns:
+        extra = f", Comment: {_yaml_scalar(comment)}" if comment else ""
+        out.append(f"{indent}- {{Name: {name}, Type: {typ}{extra}}}")
+    return out
+
+
+def render_template(text: str) -> str:
+    """``text`` (the CloudFormation template) with every catalog table's Columns regenerated."""
+    lines = text.splitlines()
+    for table in CATALOG:
+        start = lines.index(f"        Name: {table.glue_name}")
+        col = next(i for i in range(start, len(lines)) if lines[i].strip() == "Columns:")
+        indent = lines[col][: len(lines[col]) - len(lines[col].lstrip())] + "  "
+        end = col + 1
+        while end < len(lines) and lines[end].startswith(indent + "- {"):
+            end += 1
+        lines[col + 1 : end] = template_columns(table, indent)
+    return "\n".join(lines) + "\n"
+
+
+def athena_ddl(table: TableDef, s3_root: str, database: str = "sleepstack") -> str:
+    """``CREATE EXTERNAL TABLE`` for Athena with date partition projection."""
+    cols = ",\n".join(
+        f"  `{n}` {t}" + (f" COMMENT '{c.replace(chr(39), chr(39) * 2)}'" if c else "") for n, t, c in table.columns
+    )
+    loc = f"{s3_root.rstrip('/')}/{table.location}/"
+    p = table.partition
+    return (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{table.name} (\n{cols}\n)\n"
+        f"PARTITIONED BY (`{p}` string)\nSTORED AS PARQUET\nLOCATION '{loc}'\nTBLPROPERTIES (\n"
+        f"  'projection.enabled' = 'true',\n  'projection.{p}.type' = 'date',\n"
+        f"  'projection.{p}.format' = 'yyyy-MM-dd',\n  'projection.{p}.range' = '{_PROJECTION_START},NOW',\n"
+        f"  'projection.{p}.interval' = '1',\n  'projection.{p}.interval.unit' = 'DAYS',\n"
+        f"  'storage.location.template' = '{loc}{p}=${{{p}}}/'\n)"
+    )
+
+
+def duckdb_view_sql(table: TableDef, lake: Path) -> str:
+    """DuckDB view over the table's local Parquet: the catalog's columns, then the partition key."""
+    glob = (lake / table.location / "**" / "*.parquet").as_posix().replace("'", "''")
+    cols = ", ".join(f'"{n}"' for n, _, _ in table.columns)
+    # names come from CATALOG and the path is quoted: no injection
+    return (
+        f"CREATE OR REPLACE VIEW sleepstack.{table.name} AS SELECT {cols}, CAST({table.partition} AS VARCHAR) AS "  # noqa: S608
+        f"{table.partition} FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false,"
+        " union_by_name = true)"
+    )
