@@ -11,7 +11,10 @@ conversion to Parquet and dynamic partitioning:
 * an error output prefix with ``!{firehose:error-output-type}``: a record the Parquet
   conversion cannot read (it breaks the contract) lands there with its reason;
 * object names derived from the shard and sequence range, so a redelivery after a crash
-  overwrites the same object instead of duplicating it.
+  overwrites the same object instead of duplicating it;
+* compaction (which Firehose leaves to the user): after each drain, every partition it
+  wrote to with more than ``compact_min_files`` small objects is merged
+  (:mod:`batch_layer.compaction`), so a night is a few files, not one per flush.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch_layer.compaction import compact_partition
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract import Record, from_wire, to_row
 from core.errors import ContractError
@@ -74,6 +78,7 @@ class DeliveryStats:
     errors: int = 0
     objects: int = 0
     bytes: int = 0
+    compacted: int = 0  # small objects folded away by compaction
 
 
 @dataclass
@@ -97,7 +102,10 @@ class FirehoseDelivery:
     buffer_bytes: int = 64 * 1024 * 1024  # Parquet conversion's minimum buffer size
     buffer_interval_s: float = 300.0
     clock: Callable[[], float] = time.time
+    compact_min_files: int = 4
+    compact_target_bytes: int = 128 * 1024 * 1024
     stats: DeliveryStats = field(default_factory=DeliveryStats)
+    _touched: set[Path] = field(default_factory=set)
 
     def drain(self) -> DeliveryStats:
         """Deliver everything now in the stream and flush all buffers."""
@@ -114,6 +122,10 @@ class FirehoseDelivery:
                 self._flush(shard, key, buf)
             if buffers:
                 self.checkpoints.commit(shard, max((b.last_seq for b in buffers.values()), key=int))
+        for directory in sorted(self._touched):
+            c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
+            self.stats.compacted += c.files_before - c.files_after
+        self._touched.clear()
         return self.stats
 
     def _due(self, buf: _Buffer) -> bool:
@@ -155,5 +167,6 @@ class FirehoseDelivery:
         tmp = path.with_suffix(".tmp")
         pq.write_table(table, tmp, compression="zstd")
         tmp.replace(path)
+        self._touched.add(path.parent)
         self.stats.objects += 1
         self.stats.bytes += path.stat().st_size

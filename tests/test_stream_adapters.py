@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batch_layer.compaction import compact_partition
 from batch_layer.delivery import FirehoseDelivery, render_prefix
+from batch_layer.lake_schema import RAW_SCHEMA
+from core.contract import to_row
 from core.simulate import night_records
 from ingest.producer import KinesisProducer, ProducerError
 from speed_layer.dead_letters import LocalDeadLetters
@@ -180,3 +184,34 @@ def test_delivery_lands_every_valid_record_once_and_quarantines_the_rest(kinesis
     (tmp_path / "d.json").unlink()  # redelivery after a lost checkpoint overwrites the same objects
     deliver()
     assert sorted(lake.glob("raw/dt=*/*.parquet")) == files
+
+
+def test_delivery_compacts_a_trickle_into_a_few_files(kinesis: Any, tmp_path: Path) -> None:
+    recs = _records(3)
+    lake = tmp_path / "lake"
+    delivery = FirehoseDelivery(
+        kinesis, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake), buffer_bytes=20_000
+    )
+    for k in range(0, len(recs), 15):  # records trickle in between polls
+        KinesisProducer(kinesis, STREAM).put(recs[k : k + 15])
+        delivery.drain()
+    files = sorted(lake.glob("raw/dt=*/*.parquet"))
+    assert delivery.stats.objects > 10 and delivery.stats.compacted > 0
+    assert len(files) <= 2 * len(list(lake.glob("raw/dt=*"))) * (delivery.compact_min_files + 1)
+    ids = [i for f in files for i in pq.read_table(f, columns=["record_id"])["record_id"].to_pylist()]
+    assert sorted(ids) == sorted(r.record_id for r in recs)  # nothing lost, nothing doubled
+
+
+def test_compaction_drops_redelivered_duplicates_and_reruns_cleanly(tmp_path: Path) -> None:
+    rows = [to_row(r) for r in _records(3)]
+    part = tmp_path / "dt=2026-01-05"
+    part.mkdir()
+    for k in range(0, len(rows), 20):
+        pq.write_table(pa.Table.from_pylist(rows[k : k + 30], schema=RAW_SCHEMA), part / f"f{k:04d}.parquet")
+    stats = compact_partition(part, min_files=2)
+    assert stats.files_after == 1 and stats.rows == len(rows) and stats.duplicates_dropped > 0
+    (merged,) = part.glob("*.parquet")
+    table = pq.read_table(merged).to_pandas()
+    assert table["record_id"].is_unique and set(table["record_id"]) == {r["record_id"] for r in rows}
+    assert table.equals(table.sort_values(["subject_id", "event_time_ms"], kind="stable"))
+    assert compact_partition(part, min_files=2).files_after == 1  # nothing left to do
