@@ -104,8 +104,16 @@ def run_nightly(
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
     late = pending_nights(spark, raw_path, curated_path, tz, max(nights)) if include_pending else []
     todo = sorted(set(nights) | set(late))
-    raw = _raw(spark, raw_path, raw_dates_for(todo), tz).where(F.col("night").isin(todo)).dropDuplicates(["record_id"])
-    raw = raw.drop("dt").cache()
+    raw = _raw(spark, raw_path, raw_dates_for(todo), tz).where(F.col("night").isin(todo))
+    # watermark taken *before* staging (a column-pruned scan): a record landing in between is
+    # staged now and merely triggers one needless re-stage later, never a missed one
+    state = raw.groupBy("night").agg(
+        F.max("ingest_time_ms").alias("max_ingest_time_ms"),
+        F.countDistinct("record_id").alias("raw_records"),
+        F.lit(int(time.time() * 1000)).alias("processed_at_ms"),
+    )
+    state = spark.createDataFrame(state.collect(), schema=_STATE_DDL)
+    raw = raw.dropDuplicates(["record_id"]).drop("dt")
     epochs = raw.groupBy("subject_id", "night").applyInPandas(stage_subject_night, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()
     summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize_night, schema=_ddl(NIGHT_COLUMNS))
@@ -123,14 +131,8 @@ def run_nightly(
         .partitionBy("night")
         .parquet(f"{curated_path}/nights")
     )
-    state = raw.groupBy("night").agg(
-        F.max("ingest_time_ms").alias("max_ingest_time_ms"),
-        F.count(F.lit(1)).alias("raw_records"),
-        F.lit(int(time.time() * 1000)).alias("processed_at_ms"),
-    )
     state.repartition(1).write.mode("overwrite").partitionBy("night").parquet(f"{curated_path}/{_STATE}")
     n_epochs = epochs.count()
     n_groups = summaries.count()
     epochs.unpersist()
-    raw.unpersist()
     return NightlyResult(todo, n_groups, n_epochs, [n for n in late if n not in nights])

@@ -75,6 +75,8 @@ NIGHT_COLUMNS: Final = (
     ("sleep_score", "double"),
     ("mean_hr_bpm", "double"),
     ("mean_br_per_min", "double"),
+    *((f"hr_{s.label}_bpm", "double") for s in SleepStage),
+    *((f"br_{s.label}_per_min", "double") for s in SleepStage),
     ("status", "string"),
     ("status_reason", "string"),
     ("method", "string"),
@@ -111,28 +113,26 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols).set_index("epoch_start_ms")
     strap = strap.sort_values(["event_time_ms", "record_id"])
     epoch = strap["event_time_ms"].to_numpy() // EPOCH_MS * EPOCH_MS
+    starts, first = np.unique(epoch, return_index=True)
+    bounds = [*first.tolist(), len(epoch)]
+    rr_lists = strap["rr_ms"].tolist()
+    reported = strap["hr_bpm"].to_numpy(dtype=float)
+    contact = [None if pd.isna(c) else bool(c) for c in strap["sensor_contact"].tolist()]
+    subject, device = str(strap["subject_id"].iloc[0]), str(strap["device_id"].iloc[0])
     out = []
-    for start, idx in pd.Series(np.arange(len(strap))).groupby(epoch):
-        start_ms = int(start)  # type: ignore[call-overload]  # key of an int64 grouping
-        rows = strap.iloc[idx.to_numpy()]
-        rr = [v for lst in rows["rr_ms"] if lst is not None for v in lst]
+    for k, start_ms in enumerate(starts.tolist()):
+        a, b = bounds[k], bounds[k + 1]
+        rr = [v for lst in rr_lists[a:b] if lst is not None for v in lst]
         d = strap_epoch_vitals(
             np.asarray(rr, dtype=float),
             start_ms,
-            subject_id=str(strap["subject_id"].iloc[0]),
-            device_id=str(strap["device_id"].iloc[0]),
-            reported_hr_bpm=rows["hr_bpm"].to_numpy(dtype=float),
-            contact=tuple(None if pd.isna(c) else bool(c) for c in rows["sensor_contact"]),
+            subject_id=subject,
+            device_id=device,
+            reported_hr_bpm=reported[a:b],
+            contact=tuple(contact[a:b]),
         )
-        out.append(
-            {
-                "epoch_start_ms": start_ms,
-                "strap_hr_bpm": d["hr_bpm"],
-                "rmssd_ms": d["rmssd_ms"],
-                "sdnn_ms": d["sdnn_ms"],
-            }
-        )
-    return pd.DataFrame(out).set_index("epoch_start_ms")
+        out.append((start_ms, d["hr_bpm"], d["rmssd_ms"], d["sdnn_ms"]))
+    return pd.DataFrame(out, columns=cols).set_index("epoch_start_ms")
 
 
 def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -238,6 +238,11 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
     else:
         stages = span["stage"].astype("Int8").fillna(-1).to_numpy(dtype=int)
         row.update(status="staged", status_reason=None, **night_metrics(stages))
+        for stage in SleepStage:  # per-stage means serve "HR by stage" without scanning epochs
+            here = span[stages == stage]
+            row[f"hr_{stage.label}_bpm"] = float(here["hr_bpm"].mean()) if here["hr_bpm"].notna().any() else None
+            br = here["br_per_min"]
+            row[f"br_{stage.label}_per_min"] = float(br.mean()) if br.notna().any() else None
         pauses = span["breathing_pauses"].astype("Int32")
         if pauses.notna().any():
             asleep = (stages >= 0) & (stages != SleepStage.WAKE)

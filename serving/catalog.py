@@ -99,13 +99,18 @@ def athena_ddl(table: TableDef, s3_root: str, database: str = "sleepstack") -> s
     )
 
 
-def duckdb_view_sql(table: TableDef, lake: Path) -> str:
-    """DuckDB view over the table's local Parquet: the catalog's columns, then the partition key."""
+def duckdb_view_sql(table: TableDef, lake: Path, *, materialize: bool = False) -> str:
+    """DuckDB view over the table's local Parquet: the catalog's columns, then the partition key.
+
+    ``materialize``: an in-memory table (a snapshot of the files now) instead of a view.
+    """
     glob = (lake / table.location / "**" / "*.parquet").as_posix().replace("'", "''")
     cols = ", ".join(f'"{n}"' for n, _, _ in table.columns)
     # names come from CATALOG and the path is quoted: no injection
+    kind = "TABLE" if materialize else "VIEW"
+    part = table.partition
     return (
-        f"CREATE OR REPLACE VIEW sleepstack.{table.name} AS SELECT {cols}, CAST({table.partition} AS VARCHAR) AS "  # noqa: S608
-        f"{table.partition} FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false,"
+        f"CREATE OR REPLACE {kind} sleepstack.{table.name} AS SELECT {cols}, CAST({part} AS VARCHAR) AS {part}"  # noqa: S608
+        f" FROM read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false,"
         " union_by_name = true)"
     )

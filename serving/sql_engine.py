@@ -46,17 +46,26 @@ class SqlEngine(ABC):
 
 
 class LocalSqlEngine(SqlEngine):
-    """DuckDB over the local lake directory."""
+    """DuckDB over the local lake directory.
 
-    def __init__(self, lake: Path) -> None:
+    Tables whose Parquet totals at most ``snapshot_bytes`` (the night summaries: a year of
+    100 subjects is ~10 MB in 365 partition files) are loaded into memory when the engine
+    opens, so a query does not reopen hundreds of small files; larger ones (epochs, raw)
+    are views read at query time. A snapshot shows the lake as it was at open: open a new
+    engine after a batch run.
+    """
+
+    def __init__(self, lake: Path, *, snapshot_bytes: int = 256 * 1024 * 1024) -> None:
         import duckdb
 
         self.lake = lake
         self.con = duckdb.connect()
         self.con.execute("CREATE SCHEMA IF NOT EXISTS sleepstack")
         for table in CATALOG:
-            if any((lake / table.location).rglob("*.parquet")):
-                self.con.execute(duckdb_view_sql(table, lake))
+            files = list((lake / table.location).rglob("*.parquet"))
+            if files:
+                small = sum(f.stat().st_size for f in files) <= snapshot_bytes
+                self.con.execute(duckdb_view_sql(table, lake, materialize=small))
 
     @staticmethod
     def transpile(sql: str) -> str:

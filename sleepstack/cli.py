@@ -181,6 +181,13 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         figures = bench_speed_throughput(records=args.records or 10_000, rounds=args.rounds)
         if args.latency_seconds > 0:
             figures.update(bench_speed_latency(seconds=args.latency_seconds))
+    elif args.which == "batch":
+        from sleepstack.bench_batch import bench_batch
+
+        counts = tuple(int(c) for c in args.nights.split(","))
+        figures = bench_batch(
+            counts, query_subjects=args.query_subjects, query_days=args.query_days, rounds=args.rounds
+        )
     else:
         from sleepstack.bench import bench_ingest
 
@@ -394,7 +401,10 @@ def _ingest_parsers(sub: Any) -> None:
     s.set_defaults(func=_cmd_collect)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")
-    s.add_argument("which", choices=["ingest", "speed"])
+    s.add_argument("which", choices=["ingest", "speed", "batch"])
+    s.add_argument("--nights", default="10,100,1000", help="batch: subject-night counts to stage")
+    s.add_argument("--query-subjects", type=int, default=100, help="batch: subjects in the query year")
+    s.add_argument("--query-days", type=int, default=365, help="batch: nights per subject in the query year")
     s.add_argument("--records", type=int, help="records (ingest: 20,000; speed: one 10,000-record batch)")
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from core.agreement import staging_agreement
+from core.agreement import confusion, staging_agreement
 from core.hr_features import hr_epoch_features
 from core.stage_model import DEFAULT_MODEL, StageModel, fit_stage_model
 from core.staging import stage_hr
@@ -68,6 +68,7 @@ def _figures(nights: list[AccelNight], preds: list[npt.NDArray[np.int8]]) -> dic
     }
     out["tst_abs_error_min_median"] = statistics.median(abs(s["tst_error_min"]) for s in per_subject)
     out["kappa_4_subject_median"] = statistics.median(s["kappa_4"] for s in per_subject)
+    out["confusion_4"] = confusion(np.concatenate(truth_all), np.concatenate(pred_all), 4).tolist()
     out["subjects"] = len(per_subject)
     out["epochs"] = pooled["epochs"]
     out["per_subject"] = per_subject

@@ -65,6 +65,10 @@ def lake(tmp_path: Path) -> Path:
                 "breathing_pauses": round(pph * (400 + k) / 60),
                 "pauses_per_hour": pph,
                 "sleep_score": score,
+                "hr_light_bpm": 56.0,
+                "hr_deep_bpm": 50.0 + k,
+                "hr_rem_bpm": 60.0,
+                "br_deep_per_min": 13.0,
             }
             for k, (s, n, light, deep, pph, score) in enumerate(
                 [
@@ -105,9 +109,12 @@ def test_night_summaries_returns_every_staged_night(lake: Path) -> None:
 
 
 def test_hr_by_stage(lake: Path) -> None:
-    df = LocalSqlEngine(lake).query(load_query("hr_by_stage"))
-    assert len(df) == 8 and set(df["epochs"]) == {4}
-    assert df.set_index(["subject_id", "stage_label"]).loc[("s001", "deep"), "mean_hr_bpm"] == 52.0
+    df = LocalSqlEngine(lake).query(load_query("hr_by_stage")).set_index(["subject_id", "stage_label"])
+    assert sorted(df.index) == [(s, st) for s in ("s001", "s002") for st in ("deep", "light", "rem")]  # no HR in wake
+    deep = df.loc[("s001", "deep")]
+    assert deep["epochs"] == 360 and deep["nights"] == 2  # 90 min on each of 2 nights
+    assert deep["mean_hr_bpm"] == 50.5 and deep["mean_br_per_min"] == 13.0
+    assert df.loc[("s002", "deep"), "mean_hr_bpm"] == 52.0 and pd.isna(df.loc[("s001", "light"), "mean_br_per_min"])
 
 
 def test_stage_distribution_trend(lake: Path) -> None:

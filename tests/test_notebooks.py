@@ -1,0 +1,33 @@
+"""Every notebook under notebooks/ runs top to bottom (its cells carry their own asserts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from sleepstack.settings import REPO_ROOT
+from tests.conftest import DATA
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+pytestmark = pytest.mark.slow
+
+
+def test_committed_notebooks_are_what_the_builder_writes() -> None:
+    before = {p.name: p.read_text() for p in NOTEBOOKS.glob("*.ipynb")}
+    subprocess.run([sys.executable, str(NOTEBOOKS / "build_notebooks.py")], check=True)
+    assert {p.name: p.read_text() for p in NOTEBOOKS.glob("*.ipynb")} == before
+    assert len(before) == 3
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_executes(name: str) -> None:
+    if not (DATA / "sleep-accel").is_dir():
+        pytest.skip("shared data sleep-accel not present")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
