@@ -5,6 +5,7 @@ The notebooks are committed without outputs; the test suite executes them (tests
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nbformat
@@ -185,16 +186,18 @@ EVALUATION = [
 ]
 
 
-def main() -> None:
+def main(out: Path = HERE) -> None:
     for name, cells in (
         ("01_one_night.ipynb", ONE_NIGHT),
         ("02_cohort_sql.ipynb", COHORT),
         ("03_model_evaluation.ipynb", EVALUATION),
     ):
+        for i, cell in enumerate(cells):
+            cell["id"] = f"{name[:2]}-{i:02d}"  # stable ids: the builder's output is reproducible
         nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
         nbformat.validate(nb)
-        nbformat.write(nb, HERE / name)
+        nbformat.write(nb, out / name)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
