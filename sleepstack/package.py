@@ -186,8 +186,9 @@ def build_glue_wheel(repo: Path, out_dir: Path, version: str) -> Path:
     dist_info = f"{name}-{version}.dist-info"
     files: dict[str, bytes] = {}
     for src in GLUE_SOURCES:
-        for path in sorted((repo / src).rglob("*.py")):
-            if "__pycache__" not in path.parts:
+        for path in sorted((repo / src).rglob("*")):
+            # modules, and the package data they load (the staging model's JSON)
+            if path.suffix in {".py", ".json"} and "__pycache__" not in path.parts:
                 files[path.relative_to(repo).as_posix()] = path.read_bytes()
     requires = "".join(f"Requires-Dist: {r}\n" for r in GLUE_REQUIREMENTS)
     files[f"{dist_info}/METADATA"] = (

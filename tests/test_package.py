@@ -68,6 +68,13 @@ def test_glue_wheel_installs_and_carries_core_and_the_batch_layer(tmp_path: Path
     assert (target / "batch_layer" / "nightly_job.py").exists() and (target / "core" / "nightly.py").exists()
     meta = (target / "sleepstack_batch-0.1.0.dist-info" / "METADATA").read_text()
     assert "Requires-Dist: scipy" in meta and "pyspark" not in meta
+    # the staging model's JSON travels with the code and loads from the installed wheel
+    probe = (
+        f"import sys; sys.path.insert(0, {str(target)!r}); import core.staging as s; "
+        f"assert s.__file__.startswith({str(target)!r}), s.__file__; print(s.default_model().name)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "hr-mlp-v1", done.stderr
 
 
 def test_package_all_writes_the_three_artefacts(tmp_path: Path) -> None:
