@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,13 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from batch_layer.spark_session import local_spark
 
     if args.action == "run":
-        nights = [args.night]
+        from glue_jobs.nightly_staging import resolve_nights
+
+        nights = resolve_nights(args.night, settings.tz, datetime.now(tz=UTC))
     else:
         start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+        if end < start:
+            raise ValueError(f"backfill: --to {args.end} is before --from {args.start}")
         nights = [(start + timedelta(days=k)).isoformat() for k in range((end - start).days + 1)]
     lake = Path(args.lake) if args.lake else settings.lake
     res = run_nightly(local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz)
@@ -346,7 +350,7 @@ def _batch_parsers(sub: Any) -> None:
     s = sub.add_parser("batch", help="nightly staging job on local Spark")
     bsub = s.add_subparsers(dest="action", required=True)
     r = bsub.add_parser("run")
-    r.add_argument("--night", required=True, help="YYYY-MM-DD (the night's first noon)")
+    r.add_argument("--night", required=True, help="YYYY-MM-DD (the night's first noon), or 'yesterday'")
     r.add_argument("--lake")
     r = bsub.add_parser("backfill")
     r.add_argument("--from", dest="start", required=True)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from core.agreement import confusion, staging_agreement
+from core.errors import DatasetError
 from core.hr_features import hr_epoch_features
 from core.stage_model import DEFAULT_MODEL, StageModel, fit_stage_model
 from core.staging import stage_hr
@@ -37,7 +38,7 @@ _PER_SUBJECT_KEYS = ("kappa_4", "kappa_3", "kappa_2", "accuracy_4", "tst_truth_m
 def load_corpus(root: Path) -> list[AccelNight]:
     subjects = list_subjects(root)
     if not subjects:
-        raise FileNotFoundError(f"{root}: no heart_rate/<id>_heartrate.txt with labels/<id>_labeled_sleep.txt")
+        raise DatasetError(str(root), "no heart_rate/<id>_heartrate.txt with a labels/<id>_labeled_sleep.txt")
     return [read_night(root, s) for s in subjects]
 
 

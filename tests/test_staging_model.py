@@ -82,6 +82,13 @@ def test_reader_accepts_either_delimiter_and_rejects_bad_files(tmp_path: Path) -
     with pytest.raises(DatasetError, match="two numeric columns"):
         read_night(tmp_path, "7")
     assert list_subjects(SLEEP_ACCEL)[:2] == ["844359", "1066528"]
+    out = subprocess.run(
+        [sys.executable, "-m", "sleepstack.cli", "evaluate", "sleep-accel", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "no heart_rate/<id>_heartrate.txt" in out.stderr
 
 
 @needs_data
