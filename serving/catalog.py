@@ -27,12 +27,12 @@ _PROJECTION_START: Final = "2024-01-01"
 
 @dataclass(frozen=True)
 class TableDef:
-    """``name``: SQL name (database ``sleepstack``); ``glue_name``: the template's table name;
-    ``location``: path under the lake root (local) or bucket (AWS); ``columns``: (name, Hive
-    type, comment) without the partition key ``partition``."""
+    """``name``: the table's name in the Glue catalog and in SQL (written ``sleepstack.<name>``;
+    on Athena the engine maps ``sleepstack`` to the deployed database); ``location``: path
+    under the lake root (local) or bucket (AWS); ``columns``: (name, Hive type, comment)
+    without the partition key ``partition``."""
 
     name: str
-    glue_name: str
     location: str
     columns: tuple[tuple[str, str, str], ...]
     partition: str
@@ -46,12 +46,11 @@ CATALOG: Final = (
     TableDef(
         "raw_records",
         "raw",
-        "raw",
         tuple((c["Name"], c["Type"], c["Comment"]) for c in hive_columns()),
         "dt",
     ),
-    TableDef("epoch_stages", "epochs", "curated/epochs", _curated(EPOCH_COLUMNS), "night"),
-    TableDef("night_summary", "nights", "curated/nights", _curated(NIGHT_COLUMNS), "night"),
+    TableDef("epoch_stages", "curated/epochs", _curated(EPOCH_COLUMNS), "night"),
+    TableDef("night_summary", "curated/nights", _curated(NIGHT_COLUMNS), "night"),
 )
 
 
@@ -72,7 +71,7 @@ def render_template(text: str) -> str:
     """``text`` (the CloudFormation template) with every catalog table's Columns regenerated."""
     lines = text.splitlines()
     for table in CATALOG:
-        start = lines.index(f"        Name: {table.glue_name}")
+        start = lines.index(f"        Name: {table.name}")
         col = next(i for i in range(start, len(lines)) if lines[i].strip() == "Columns:")
         indent = lines[col][: len(lines[col]) - len(lines[col].lstrip())] + "  "
         end = col + 1

@@ -76,13 +76,25 @@ class LocalSqlEngine(SqlEngine):
 
 
 class AthenaSqlEngine(SqlEngine):
-    """Athena through a pyathena connection (injected)."""
+    """Athena through a pyathena connection (injected).
 
-    def __init__(self, connection: Any) -> None:
+    The SQL files name their tables ``sleepstack.<table>``; the deployed Glue database is
+    ``sleepstack_<env>`` (``database``), so the qualifier is rewritten on the parsed query.
+    """
+
+    def __init__(self, connection: Any, database: str) -> None:
         self.connection = connection
+        self.database = database
+
+    def bind(self, sql: str) -> str:
+        tree = sqlglot.parse_one(sql, read="athena")
+        for table in tree.find_all(sqlglot.exp.Table):
+            if table.db == "sleepstack":
+                table.set("db", sqlglot.exp.to_identifier(self.database))
+        return tree.sql(dialect="athena")
 
     def query(self, sql: str) -> pd.DataFrame:
         cursor = self.connection.cursor()
-        cursor.execute(sql)
+        cursor.execute(self.bind(sql))
         cols = [d[0] for d in cursor.description or []]
         return pd.DataFrame(cursor.fetchall(), columns=cols)

@@ -105,11 +105,20 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.sql_engine import LocalSqlEngine, load_query
+    from serving.sql_engine import AthenaSqlEngine, LocalSqlEngine, SqlEngine, load_query
 
     text = Path(args.query).read_text() if args.query.endswith(".sql") else load_query(args.query)
-    lake = Path(args.lake) if args.lake else settings.lake
-    print(LocalSqlEngine(lake).query(text).to_string(index=False))
+    engine: SqlEngine
+    if settings.target == "aws":
+        from pyathena import connect
+
+        conn = connect(
+            work_group=settings.athena_workgroup, s3_staging_dir=settings.athena_s3_staging, region_name=settings.region
+        )
+        engine = AthenaSqlEngine(conn, database=f"sleepstack_{settings.environment}")
+    else:
+        engine = LocalSqlEngine(Path(args.lake) if args.lake else settings.lake)
+    print(engine.query(text).to_string(index=False))
     return 0
 
 

@@ -23,7 +23,7 @@ from moto import mock_aws
 from batch_layer.delivery import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
 from core.contract import hive_columns
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
-from serving.catalog import render_template
+from serving.catalog import CATALOG, render_template
 from sleepstack.settings import REPO_ROOT
 from sleepstack.template import load_template
 
@@ -219,9 +219,10 @@ def test_firehose_prefixes_and_catalog_columns_match_the_code(doc: dict[str, Any
         return [(c["Name"], c["Type"]) for c in tables[name]["StorageDescriptor"]["Columns"]]
 
     assert render_template(TEMPLATE.read_text()) == TEMPLATE.read_text(), "run: sleepstack catalog --write-template"
-    assert cols("raw") == [(c["Name"], c["Type"]) for c in hive_columns()]
-    assert cols("epochs") == [c for c in EPOCH_COLUMNS if c[0] != "night"]
-    assert cols("nights") == [c for c in NIGHT_COLUMNS if c[0] != "night"]
+    assert sorted(tables) == sorted(t.name for t in CATALOG)  # the names the SQL files use
+    assert cols("raw_records") == [(c["Name"], c["Type"]) for c in hive_columns()]
+    assert cols("epoch_stages") == [c for c in EPOCH_COLUMNS if c[0] != "night"]
+    assert cols("night_summary") == [c for c in NIGHT_COLUMNS if c[0] != "night"]
     for t in tables.values():
         (key,) = t["PartitionKeys"]
         assert t["Parameters"]["projection.enabled"] == "true"

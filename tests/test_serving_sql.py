@@ -8,7 +8,7 @@ import sqlglot
 
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from serving.catalog import CATALOG
-from serving.sql_engine import LocalSqlEngine, load_query, query_names
+from serving.sql_engine import AthenaSqlEngine, LocalSqlEngine, load_query, query_names
 
 
 def _write(df: pd.DataFrame, root: Path) -> None:
@@ -145,6 +145,31 @@ def test_local_views_have_the_catalog_columns(lake: Path) -> None:
     for table in CATALOG[1:]:
         cols = engine.query(f"SELECT * FROM sleepstack.{table.name} LIMIT 0").columns.tolist()  # noqa: S608
         assert cols == [c for c, _, _ in table.columns] + [table.partition]
+
+
+def test_athena_engine_binds_the_deployed_database_and_runs_the_text() -> None:
+    class Cursor:
+        description = (("n",),)
+
+        def execute(self, sql: str) -> None:
+            self.sql = sql
+
+        def fetchall(self) -> list[tuple[int]]:
+            return [(3,)]
+
+    class Connection:
+        def cursor(self) -> Cursor:
+            self.last = Cursor()
+            return self.last
+
+    conn = Connection()
+    engine = AthenaSqlEngine(conn, database="sleepstack_prod")
+    for name in query_names():
+        bound = engine.bind(load_query(name))
+        assert "sleepstack_prod." in bound and "sleepstack." not in bound.replace("sleepstack_prod.", "")
+    df = engine.query("SELECT count(*) AS n FROM sleepstack.night_summary WHERE status = 'staged'")
+    assert df["n"].tolist() == [3]
+    assert conn.last.sql == "SELECT COUNT(*) AS n FROM sleepstack_prod.night_summary WHERE status = 'staged'"
 
 
 def test_unknown_query_name() -> None:
