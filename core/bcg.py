@@ -43,6 +43,8 @@ import numpy.typing as npt
 from scipy import signal
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
+from core.runs import true_runs
+
 __all__ = [
     "BedSensorProfile",
     "breath_band",
@@ -288,9 +290,8 @@ def breathing_pauses_rows(
         still = maximum_filter1d(still.astype(np.uint8), 2 * half + 1, axis=1, mode="constant").astype(bool)
     out: list[list[tuple[float, float]]] = []
     for row in still:
-        edges = np.flatnonzero(np.diff(np.r_[0, row.astype(np.int8), 0]))
         pauses: list[tuple[float, float]] = []
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
+        for a, b in true_runs(row):
             start_s, end_s = a / fs_r, b / fs_r
             if end_s - start_s >= min_s or a == 0 or b == len(row):
                 pauses.append((round(start_s, 1), round(end_s, 1)))

@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.epochs import EPOCH_S
+from core.runs import true_runs
 from core.stages import SleepStage
 
 __all__ = ["SCORE_COMPONENTS", "SCORE_DURATION", "night_metrics", "sleep_score", "wake_bouts"]
@@ -68,10 +69,7 @@ def wake_bouts(asleep: npt.NDArray[np.bool_], scored: npt.NDArray[np.bool_]) -> 
     idx = np.flatnonzero(asleep)
     if len(idx) == 0:
         return []
-    inner_wake = (~asleep & scored)[idx[0] : idx[-1] + 1].astype(np.int8)
-    edges = np.diff(np.concatenate([[0], inner_wake, [0]]))
-    lengths: list[int] = (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).tolist()
-    return lengths
+    return [b - a for a, b in true_runs((~asleep & scored)[idx[0] : idx[-1] + 1])]
 
 
 def _ramp(value: float, good: float, poor: float) -> float:

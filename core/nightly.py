@@ -26,6 +26,7 @@ import pandas as pd
 
 from core.epochs import EPOCH_MS
 from core.metrics import night_metrics
+from core.runs import true_runs
 from core.stages import SleepStage
 from core.staging import STAGING_METHOD, stage_night
 from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
@@ -137,9 +138,8 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
 
 def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Epochs in runs of ``no_data`` longer than :data:`_MAX_BRIDGED_EPOCHS`."""
-    edges = np.diff(np.concatenate([[0], no_data.astype(np.int8), [0]]))
     out = np.zeros(len(no_data), dtype=bool)
-    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+    for a, b in true_runs(no_data):
         if b - a > _MAX_BRIDGED_EPOCHS:
             out[a:b] = True
     return out

@@ -54,10 +54,15 @@ class StageModel:
     log_prior_shift: Array  # (4,) log of the training weights' class shift, removed at prediction
     training: dict[str, Any] = field(default_factory=dict)
 
+    def _logits(self, features: npt.ArrayLike) -> Array:
+        """Network output under the training weighting, shape (n_epochs, 4)."""
+        x = (np.asarray(features, dtype=float) - self.mean) / self.scale
+        out: Array = np.tanh(x @ self.w1 + self.b1) @ self.w2 + self.b2
+        return out
+
     def predict_proba(self, features: npt.ArrayLike) -> Array:
         """Posterior stage probabilities, shape (n_epochs, 4), from features (n_epochs, F)."""
-        x = (np.asarray(features, dtype=float) - self.mean) / self.scale
-        logits = np.tanh(x @ self.w1 + self.b1) @ self.w2 + self.b2 - self.log_prior_shift
+        logits = self._logits(features) - self.log_prior_shift
         logits -= logits.max(axis=1, keepdims=True)
         p: Array = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
@@ -65,8 +70,7 @@ class StageModel:
 
     def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.int8]:
         """Stage codes, shape (n_epochs,): the prior-balanced arg-max (see module docstring)."""
-        logp = np.log(self.predict_proba(features) + 1e-300) + self.log_prior_shift
-        out: npt.NDArray[np.int8] = logp.argmax(axis=1).astype(np.int8)
+        out: npt.NDArray[np.int8] = self._logits(features).argmax(axis=1).astype(np.int8)
         return out
 
     def to_json(self) -> str:

@@ -30,7 +30,7 @@ from core.stage_model import DEFAULT_MODEL, StageModel, fit_stage_model
 from core.staging import stage_hr
 from sleepstack.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 
-__all__ = ["cross_validate", "evaluate", "load_corpus", "train"]
+__all__ = ["cross_validate", "evaluate", "load_corpus", "train", "training_set"]
 
 _PER_SUBJECT_KEYS = ("kappa_4", "kappa_3", "kappa_2", "accuracy_4", "tst_truth_min", "tst_pred_min", "tst_error_min")
 
@@ -42,7 +42,7 @@ def load_corpus(root: Path) -> list[AccelNight]:
     return [read_night(root, s) for s in subjects]
 
 
-def _training_set(nights: list[AccelNight]) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]]:
+def training_set(nights: list[AccelNight]) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]]:
     return [(hr_epoch_features(epoch_mean_hr(n)), n.stages) for n in nights]
 
 
@@ -50,7 +50,7 @@ def train(root: Path, *, name: str = DEFAULT_MODEL, seed: int = 0, max_iter: int
     nights = load_corpus(root)
     meta = {"dataset": "sleep-accel (Walch et al. 2019)", "subjects": [n.subject for n in nights]}
     with threadpool_limits(limits=1):
-        return fit_stage_model(_training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
+        return fit_stage_model(training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
 
 
 def _figures(nights: list[AccelNight], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def cross_validate(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int =
     if k < 2:
         raise ValueError("cross-validation needs at least two subjects")
     group = np.arange(len(nights)) % k
-    data = _training_set(nights)
+    data = training_set(nights)
     preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(nights)
     for g in range(k):
         model = fit_stage_model([d for d, gi in zip(data, group, strict=True) if gi != g], seed=seed, max_iter=max_iter)
