@@ -43,7 +43,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core ingest stream speed_layer batch_layer serving glue_jobs sleepstack
+	$(BIN)/mypy core dead_letters ingest speed_layer batch_layer serving local glue_jobs sleepstack
 
 format: setup
 	$(BIN)/ruff format .

@@ -1,6 +1,6 @@
 """Epoch-by-epoch agreement between two hypnograms: confusion matrices and Cohen's kappa.
 
-Inputs are :class:`~core.stages.SleepStage` codes of the same epochs, shape (n_epochs,);
+Inputs are :class:`~core.sleep_stages.SleepStage` codes of the same epochs, shape (n_epochs,);
 kappa is Cohen's (Cohen J., Educ. Psychol. Meas. 20:37-46, 1960), pooled over whatever
 epochs are passed. ``staging_agreement`` reports the three usual granularities: four
 classes, wake/NREM/REM and sleep/wake.
@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.epochs import EPOCH_S
-from core.stages import SleepStage, to_sleep_wake, to_three_class
+from core.sleep_stages import SleepStage, to_sleep_wake, to_three_class
 
 __all__ = ["cohen_kappa", "confusion", "staging_agreement"]
 

@@ -7,12 +7,15 @@ noon to noon in the subject's time zone and is named by the date of its first no
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+
+from core.errors import UsageError
 
 __all__ = [
     "EPOCH_MS",
@@ -22,6 +25,8 @@ __all__ = [
     "epoch_start_ms",
     "night_bounds_ms",
     "night_of",
+    "night_range",
+    "resolve_nights",
 ]
 
 EPOCH_S: Final = 30
@@ -48,3 +53,40 @@ def night_bounds_ms(night: str, tz: str = "UTC") -> tuple[int, int]:
     start = datetime.combine(day, time(12), tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time(12), tzinfo=zone)
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _night_date(value: str, arg: str) -> date:
+    if not _DATE.match(value):
+        raise UsageError(arg, f"{value!r} is not a date; give YYYY-MM-DD (the night's evening)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(arg, f"{value!r} is not a calendar date") from None
+
+
+def resolve_nights(spec: str, tz: str, now: datetime, *, arg: str = "--NIGHTS") -> list[str]:
+    """Nights (``YYYY-MM-DD`` of their evening) named by ``spec``.
+
+    ``yesterday``: the last night that has ended at ``now`` (a night runs noon to noon in
+    ``tz``); otherwise a comma-separated list of dates, each checked. ``arg`` names the
+    argument in errors (``--NIGHTS`` for the Glue job, ``--night`` for the CLI).
+    """
+    if spec.strip() == "yesterday":
+        local = now.astimezone(ZoneInfo(tz))
+        ended = local.date() - timedelta(days=1 if local.hour >= 12 else 2)
+        return [ended.isoformat()]
+    nights = [n.strip() for n in spec.split(",") if n.strip()]
+    if not nights:
+        raise UsageError(arg, f"{spec!r} names no night; give 'yesterday' or YYYY-MM-DD[,YYYY-MM-DD...]")
+    return [_night_date(n, arg).isoformat() for n in nights]
+
+
+def night_range(start: str, end: str, *, start_arg: str = "--from", end_arg: str = "--to") -> list[str]:
+    """Every night from ``start`` to ``end`` inclusive (``YYYY-MM-DD``), checked."""
+    first, last = _night_date(start, start_arg), _night_date(end, end_arg)
+    if last < first:
+        raise UsageError(end_arg, f"{end} is before {start_arg} {start}")
+    return [(first + timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]

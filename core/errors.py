@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ContractError", "DecodeError", "SleepstackError"]
+__all__ = ["ConfigError", "ContractError", "DatasetError", "DecodeError", "SleepstackError", "UsageError"]
 
 
 class SleepstackError(Exception):
@@ -44,3 +44,25 @@ class DatasetError(SleepstackError, ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class UsageError(SleepstackError, ValueError):
+    """A command-line argument (or other input a user typed) is invalid.
+
+    ``what`` names the flag or argument (e.g. ``"--night"``), ``reason`` says what is wrong
+    with the value given.
+    """
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what}: {reason}")
+
+
+class ConfigError(SleepstackError, ValueError):
+    """A setting (an environment variable) is missing or invalid; ``name`` names it."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{name} {reason}")

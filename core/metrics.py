@@ -34,7 +34,7 @@ awakenings longer than 5 min    15      <= 1            >= 4
 Stage shares are deliberately not scored: staging from heart rate agrees with PSG at
 kappa ~0.4 (README), too little to judge a night on its deep or REM minutes.
 
-Inputs: ``stages`` shape (n_epochs,), :class:`~core.stages.SleepStage` codes or ``-1``
+Inputs: ``stages`` shape (n_epochs,), :class:`~core.sleep_stages.SleepStage` codes or ``-1``
 (unscored) of consecutive 30-s epochs; times in minutes.
 """
 
@@ -47,7 +47,7 @@ import numpy.typing as npt
 
 from core.epochs import EPOCH_S
 from core.runs import true_runs
-from core.stages import SleepStage
+from core.sleep_stages import SleepStage
 
 __all__ = ["SCORE_COMPONENTS", "SCORE_DURATION", "night_metrics", "sleep_score", "wake_bouts"]
 

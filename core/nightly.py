@@ -26,9 +26,9 @@ import pandas as pd
 
 from core.epochs import EPOCH_MS
 from core.metrics import night_metrics
+from core.night_staging import STAGING_METHOD, stage_night
 from core.runs import true_runs
-from core.stages import SleepStage
-from core.staging import STAGING_METHOD, stage_night
+from core.sleep_stages import SleepStage
 from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
 __all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "UNSCORED_LABEL", "stage_subject_night", "summarize_night"]

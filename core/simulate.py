@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 import numpy as np
@@ -37,14 +38,17 @@ from core.bed_profile import BedNotification
 from core.contract import BedFrame, StrapSample
 from core.epochs import EPOCH_S
 from core.hrm import HeartRateMeasurement
-from core.stages import SleepStage
+from core.sleep_stages import SleepStage
 
 __all__ = [
     "BED_NOISE_COUNTS",
+    "FIRST_NIGHT",
+    "FIRST_NIGHT_T0_MS",
     "GroundTruthEpochs",
     "SimConfig",
     "SimulatedNight",
     "bed_notifications",
+    "cohort",
     "night_records",
     "simulate_night",
     "strap_measurements",
@@ -143,10 +147,6 @@ def _bed_exit(
     stage[max(0, start - 2) : start + length + 2] = SleepStage.WAKE
     in_bed[start : start + length] = False
     return in_bed, [{"kind": "bed_exit", "start_s": start * EPOCH_S, "end_s": (start + length) * EPOCH_S}]
-
-
-def _per_second(epoch_values: FloatArray, n_s: int) -> FloatArray:
-    return np.repeat(epoch_values, EPOCH_S)[:n_s]
 
 
 def _lag(x: FloatArray, tau_s: float) -> FloatArray:
@@ -433,3 +433,36 @@ def night_records(
             )
     out.sort(key=lambda p: p[0])
     return [r for _, r in out]
+
+
+#: The evening of the first simulated night (demo, benchmarks, evaluation).
+FIRST_NIGHT: Final = date(2026, 1, 5)
+#: 22:00 UTC on the first night: lights-off of single-night simulations, ms since the epoch.
+FIRST_NIGHT_T0_MS: Final = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
+
+
+def cohort(
+    subjects: int, nights: int, seed: int, rr_source_ms: npt.NDArray[np.float64] | None = None
+) -> list[SimConfig]:
+    """Deterministic cohort: subject k, night j; lights-off between 22:00 and 23:30 UTC.
+
+    ``rr_source_ms``: an optional real RR series (ms, shape (n_beats,)) driving every night's beats.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in range(subjects):
+        for n in range(nights):
+            day = FIRST_NIGHT + timedelta(days=n)
+            lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(
+                minutes=int(rng.integers(0, 90))
+            )
+            out.append(
+                SimConfig(
+                    subject_id=f"s{s + 1:03d}",
+                    t0_ms=int(lights_off.timestamp() * 1000),
+                    seed=int(rng.integers(0, 2**31)),
+                    apnea_per_hour=float(rng.uniform(0, 6)),
+                    rr_source_ms=rr_source_ms,
+                )
+            )
+    return out

@@ -9,34 +9,9 @@ the core and batch_layer travel as the wheel built by ``sleepstack package``.
 
 from __future__ import annotations
 
-import re
 import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def resolve_nights(spec: str, tz: str, now: datetime) -> list[str]:
-    """Nights (``YYYY-MM-DD`` of their evening) named by a ``--NIGHTS`` argument.
-
-    ``yesterday``: the last night that has ended (a night runs noon to noon in ``tz``);
-    otherwise a comma-separated list of dates, each checked.
-    """
-    if spec.strip() == "yesterday":
-        local = now.astimezone(ZoneInfo(tz))
-        ended = local.date() - timedelta(days=1 if local.hour >= 12 else 2)
-        return [ended.isoformat()]
-    nights = [n.strip() for n in spec.split(",") if n.strip()]
-    bad = [n for n in nights if not _DATE.match(n)]
-    if not nights or bad:
-        raise ValueError(f"--NIGHTS must be 'yesterday' or YYYY-MM-DD[,YYYY-MM-DD...], got {spec!r}")
-    for n in nights:
-        try:
-            date.fromisoformat(n)
-        except ValueError:
-            raise ValueError(f"--NIGHTS: {n!r} is not a calendar date") from None
-    return nights
 
 
 def main(argv: list[str]) -> None:
@@ -45,6 +20,7 @@ def main(argv: list[str]) -> None:
     from pyspark.context import SparkContext
 
     from batch_layer.nightly_job import run_nightly
+    from core.epochs import resolve_nights
 
     args = getResolvedOptions(argv, ["RAW_PATH", "CURATED_PATH", "NIGHTS", "TZ"])
     spark = GlueContext(SparkContext.getOrCreate()).spark_session

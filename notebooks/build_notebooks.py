@@ -39,9 +39,9 @@ ONE_NIGHT = [
     new_code_cell(
         "from core.hr_features import hr_epoch_features\n"
         "from core.agreement import staging_agreement\n"
-        "from sleepstack.sleep_accel import epoch_mean_hr\n"
-        "from sleepstack.staging_eval import load_corpus, training_set\n"
-        "from core.stage_model import fit_stage_model\n\n"
+        "from sleepstack.datasets.sleep_accel import epoch_mean_hr\n"
+        "from sleepstack.evaluation.staging import load_corpus, training_set\n"
+        "from core.stage_classifier import fit_stage_model\n\n"
         "nights = load_corpus(SLEEP_ACCEL)\n"
         "held_out = nights[0]\n"
         "model = fit_stage_model(training_set(nights[1:]), max_iter=150)\n"
@@ -124,7 +124,7 @@ COHORT = [
         "print(LAKE)"
     ),
     new_code_cell(
-        "from serving.sql_engine import LocalSqlEngine, load_query, query_names\n\n"
+        "from local.duckdb_sql import LocalSqlEngine\nfrom serving.sql_engine import load_query, query_names\n\n"
         "sql = LocalSqlEngine(LAKE)\n"
         "print(query_names())\n"
         "summaries = sql.query(load_query('night_summaries'))\n"
@@ -158,7 +158,7 @@ EVALUATION = [
     ),
     new_code_cell(SETUP),
     new_code_cell(
-        "from sleepstack.staging_eval import cross_validate\n\n"
+        "from sleepstack.evaluation.staging import cross_validate\n\n"
         "cv = cross_validate(SLEEP_ACCEL, folds=3)\n"
         "{k: v for k, v in cv.items() if k not in ('per_subject', 'confusion_4')}"
     ),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +22,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from batch_layer.delivery import FirehoseDelivery
 from core.epochs import night_of
-from core.simulate import SimConfig, SimulatedNight, simulate_night
+from core.simulate import SimulatedNight, cohort, simulate_night
 from ingest.producer import KinesisProducer
+from ingest.simulated_devices import collect_simulated
 from ingest.spool import Spool
-from serving.sql_engine import LocalSqlEngine, load_query
-from sleepstack.ble_replay import collect_simulated
-from sleepstack.clients import kinesis_client
-from sleepstack.local_stack import LocalStack, check_tools
-from sleepstack.template import event_source_settings, load_template, stream_specs
-from speed_layer.dead_letters import LocalDeadLetters
-from speed_layer.handler import SpeedLayerHandler
-from speed_layer.poller import EventSourceMapping
-from speed_layer.state_store import LocalStateStore
-from speed_layer.store import LocalLiveStore
-from stream.reader import Checkpoints
+from local.duckdb_sql import LocalSqlEngine
+from local.event_source_mapping import EventSourceMapping
+from local.firehose import FirehoseDelivery
+from local.kinesis import LocalStack, check_tools
+from local.shard_reader import Checkpoints
+from local.template import event_source_settings, load_template
+from serving.sql_engine import load_query
+from sleepstack import wiring
+from sleepstack.settings import Settings
+from speed_layer.store import LiveStore
 
-__all__ = ["BAD_RECORDS", "DemoResult", "cohort", "run_demo"]
-
-FIRST_NIGHT = date(2026, 1, 5)
-#: 22:00 UTC on the first night: lights-off of single-night simulations.
-FIRST_NIGHT_T0_MS = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
+__all__ = ["BAD_RECORDS", "DemoResult", "run_demo", "truth_table"]
 
 #: Contract-breaking payloads the demo sends along, to show quarantine at work.
 BAD_RECORDS: list[tuple[str, bytes]] = [
@@ -57,28 +51,6 @@ BAD_RECORDS: list[tuple[str, bytes]] = [
         b'"sensor_contact":true,"energy_kj":null}',
     ),
 ]
-
-
-def cohort(subjects: int, nights: int, seed: int, rr_source_ms: np.ndarray | None = None) -> list[SimConfig]:
-    """Deterministic cohort: subject k, night j; lights-off between 22:00 and 23:30 UTC."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for s in range(subjects):
-        for n in range(nights):
-            day = FIRST_NIGHT + timedelta(days=n)
-            lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(
-                minutes=int(rng.integers(0, 90))
-            )
-            out.append(
-                SimConfig(
-                    subject_id=f"s{s + 1:03d}",
-                    t0_ms=int(lights_off.timestamp() * 1000),
-                    seed=int(rng.integers(0, 2**31)),
-                    apnea_per_hour=float(rng.uniform(0, 6)),
-                    rr_source_ms=rr_source_ms,
-                )
-            )
-    return out
 
 
 def truth_table(sim: SimulatedNight, tz: str = "UTC") -> pa.Table:
@@ -154,10 +126,10 @@ def _run(
     progress: bool,
     say: Callable[[str], Any],
 ) -> DemoResult:
-    template = load_template(Path(__file__).resolve().parent.parent / "infra" / "template.yaml")
-    stream = stream_specs(template, Environment=environment)[0].name
-    esm = event_source_settings(template, Environment=environment)
-    client = kinesis_client(endpoint, "us-east-1")
+    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment})
+    stream = wiring.stream_name(settings)
+    esm = event_source_settings(load_template(settings.template), Environment=environment)
+    client = wiring.kinesis_client(settings, endpoint)
     result = DemoResult()
     say(f"local stack: kinesalite at {endpoint}, stream {stream}")
 
@@ -179,18 +151,15 @@ def _run(
     KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
 
     # 2a. speed layer ----------------------------------------------------------------------
-    store = LocalLiveStore(home / "serving" / "live.sqlite")
-    handler = SpeedLayerHandler(
-        store,
-        LocalStateStore(home / "serving" / "state.sqlite"),
-        LocalDeadLetters(home / "dead-letters" / "speed-layer"),
-    )
+    letters = wiring.dead_letters(settings, home / "dead-letters" / "speed-layer")
+    handler = wiring.speed_layer_handler(settings, letters=letters)
+    store = handler.store
     mapping = EventSourceMapping(
         client,
         stream,
         handler,
         Checkpoints(home / "checkpoints" / "speed-layer.json"),
-        LocalDeadLetters(home / "dead-letters" / "speed-layer"),
+        letters,
         batch_size=int(esm["BatchSize"]),
         bisect_on_error=bool(esm["BisectBatchOnFunctionError"]),
         max_retries=int(esm["MaximumRetryAttempts"]),
@@ -213,14 +182,14 @@ def _run(
 
     # 2b. raw landing + nightly batch ------------------------------------------------------
     delivery = FirehoseDelivery(
-        client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"), LocalDeadLetters(lake)
+        client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"), wiring.dead_letters(settings, lake)
     )
     with tqdm(total=1, desc="firehose delivery", disable=not progress) as bar:
         delivery.drain()
         bar.update(1)
     result.quarantined_delivery = delivery.stats.errors
     from batch_layer.nightly_job import run_nightly
-    from batch_layer.spark_session import local_spark
+    from local.spark import local_spark
 
     night_names = sorted({night_of(c.t0_ms) for c in configs})
     with tqdm(total=1, desc=f"nightly batch (Spark, {len(night_names)} nights)", disable=not progress) as bar:
@@ -232,7 +201,7 @@ def _run(
     return result
 
 
-def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
+def _serve(home: Path, lake: Path, store: LiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
     """Count what landed, run the analyst query and compare stages with the ground truth."""
     sql = LocalSqlEngine(lake)
     counts = sql.query("SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records")

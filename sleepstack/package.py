@@ -1,8 +1,10 @@
 """``sleepstack package``: the deployable artefacts, under ``build/``.
 
-* ``build/lambda.zip`` — the speed-layer function: ``core``, ``speed_layer``, the
-  composition root's ``settings``/``wiring``, and the third-party
-  packages it imports, installed for the Lambda runtime (Python 3.11 on Amazon Linux 2,
+* ``build/lambda.zip`` — the speed-layer function: the whole packages ``core``,
+  ``dead_letters``, ``speed_layer`` and the composition root ``sleepstack`` (its entry
+  point :mod:`sleepstack.lambda_entry`; the rest imports its heavy dependencies only when
+  a command runs, never in the function), and the third-party packages the handler
+  imports, installed for the Lambda runtime (Python 3.11 on Amazon Linux 2,
   x86_64: manylinux2014 wheels only, so nothing compiled here leaks in). boto3/botocore
   come with the runtime and are left out. Test suites and byte-code caches inside the
   dependencies are dropped. The sizes are reported against Lambda's limits (50 MiB zipped
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -27,6 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from core.errors import SleepstackError
 
 __all__ = [
     "LAMBDA_UNZIPPED_LIMIT",
@@ -50,14 +55,8 @@ LAMBDA_REQUIREMENTS: Final = (
     "numpy>=2.0,<3",
     "scipy>=1.13,<2",
 )
-#: Our packages (or modules) in the function, relative to the repository root.
-LAMBDA_SOURCES: Final = (
-    "core",
-    "speed_layer",
-    "sleepstack/__init__.py",
-    "sleepstack/settings.py",
-    "sleepstack/wiring.py",
-)
+#: Our packages in the function (whole packages, never single files), under :func:`source_root`.
+LAMBDA_SOURCES: Final = ("core", "dead_letters", "speed_layer", "sleepstack")
 GLUE_SOURCES: Final = ("core", "batch_layer")
 GLUE_REQUIREMENTS: Final = ("scipy>=1.13,<2",)
 _DROP_DIRS: Final = {"__pycache__", "tests"}
@@ -67,8 +66,16 @@ _KEEP_TESTS_UNDER: Final = {"numpy"}
 Installer = Callable[[Iterable[str], Path], None]
 
 
-class PackageError(RuntimeError):
+class PackageError(SleepstackError):
     """An artefact could not be built, or is over a service limit."""
+
+
+def source_root() -> Path:
+    """The directory that holds sleepstack's packages (the checkout, or site-packages)."""
+    spec = importlib.util.find_spec("core")
+    if spec is None or not spec.submodule_search_locations:
+        raise PackageError("the sleepstack packages are not importable; install the project first")
+    return Path(next(iter(spec.submodule_search_locations))).parent
 
 
 @dataclass(frozen=True, slots=True)

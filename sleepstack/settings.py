@@ -22,16 +22,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
-__all__ = ["REPO_ROOT", "Settings"]
+from core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["Settings", "Target"]
+
+#: Where the stack runs: the embedded local stand-ins, or the deployed AWS services.
+Target = Literal["local", "aws"]
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    target: str
+    target: Target
     home: Path
     environment: str
     tz: str
@@ -48,16 +51,16 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
         target = e.get("SLEEPSTACK_TARGET", "local")
-        if target not in ("local", "aws"):
-            raise ValueError(f"SLEEPSTACK_TARGET must be 'local' or 'aws', not {target!r}")
+        if target not in get_args(Target):
+            raise ConfigError("SLEEPSTACK_TARGET", f"must be 'local' or 'aws', not {target!r}")
         try:
             rules = json.loads(e.get("SLEEPSTACK_ALERT_RULES") or "{}")
         except json.JSONDecodeError as exc:
-            raise ValueError(f"SLEEPSTACK_ALERT_RULES is not a JSON object: {exc}") from None
+            raise ConfigError("SLEEPSTACK_ALERT_RULES", f"is not a JSON object: {exc}") from None
         if not isinstance(rules, dict):
-            raise ValueError("SLEEPSTACK_ALERT_RULES must be a JSON object")
+            raise ConfigError("SLEEPSTACK_ALERT_RULES", "must be a JSON object")
         return cls(
-            target=target,
+            target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
             environment=e.get("SLEEPSTACK_ENV", "dev"),
             tz=e.get("SLEEPSTACK_TZ", "UTC"),
@@ -77,4 +80,7 @@ class Settings:
 
     @property
     def template(self) -> Path:
-        return REPO_ROOT / "infra" / "template.yaml"
+        """The production template the local stack mirrors (package data of ``infra``)."""
+        from local.template import TEMPLATE_PATH
+
+        return TEMPLATE_PATH

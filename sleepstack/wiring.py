@@ -1,4 +1,10 @@
-"""Wire core + adapters from settings: the only place that picks local or AWS edges."""
+"""Wire core + adapters from settings: the only place that picks local or AWS edges.
+
+Every client and store the entry points use is built here from :class:`Settings`: the
+Kinesis client (kinesalite or AWS), the live store (embedded or OpenSearch), the state
+store (SQLite or DynamoDB), the dead-letter sink (a directory or S3) and the speed-layer
+handler bound to them. The local stand-ins are imported only when the target is local.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,53 @@ from pathlib import Path
 from typing import Any
 
 from core.alerts import AlertRules
+from core.errors import ConfigError
+from dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
 from sleepstack.settings import Settings
-from speed_layer.dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.opensearch_setup import HttpPost, urllib_post
-from speed_layer.state_store import DynamoStateStore, LocalStateStore, StateStore
-from speed_layer.store import LiveStore, LocalLiveStore, OpenSearchLiveStore
+from speed_layer.state_store import DynamoStateStore, StateStore
+from speed_layer.store import LiveStore, OpenSearchLiveStore
 
 __all__ = [
     "dashboards_post",
     "dead_letters",
+    "kinesis_client",
     "live_store",
+    "local_endpoint",
     "opensearch_client",
     "opensearch_for",
     "speed_layer_handler",
     "state_store",
+    "stream_name",
 ]
+
+
+def local_endpoint(settings: Settings) -> str:
+    """The running local stack's Kinesis endpoint (raises StackError when it is down)."""
+    from local.kinesis import LocalStack
+
+    return LocalStack(settings.home).endpoint
+
+
+def kinesis_client(settings: Settings, endpoint: str | None = None) -> Any:
+    """A Kinesis client: AWS for target ``aws``; else kinesalite at ``endpoint`` or the running stack's."""
+    if settings.target == "aws":
+        import boto3
+        from botocore.config import Config
+
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=16)
+        return boto3.client("kinesis", region_name=settings.region, config=config)
+    from local.kinesis import local_kinesis_client
+
+    return local_kinesis_client(endpoint or local_endpoint(settings))
+
+
+def stream_name(settings: Settings) -> str:
+    """The record stream's name, as the template names it for this environment."""
+    from local.template import load_template, stream_specs
+
+    return stream_specs(load_template(settings.template), Environment=settings.environment)[0].name
 
 
 def opensearch_client(url: str, *, sigv4_region: str | None = None) -> Any:
@@ -51,7 +88,7 @@ def dashboards_post(sigv4_region: str | None = None) -> HttpPost:
 
     credentials = boto3.Session().get_credentials()
     if credentials is None:
-        raise ValueError("no AWS credentials to sign the OpenSearch Dashboards import with")
+        raise ConfigError("AWS credentials", "are needed to sign the OpenSearch Dashboards import; none were found")
 
     def signed(url: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         req = AWSRequest(method="POST", url=url, data=body, headers=headers)
@@ -71,37 +108,50 @@ def opensearch_for(settings: Settings, url: str) -> tuple[Any, HttpPost]:
     return opensearch_client(url, sigv4_region=region), dashboards_post(region)
 
 
-def live_store(settings: Settings) -> LiveStore:
+def live_store(settings: Settings, path: Path | None = None) -> LiveStore:
+    """OpenSearch when ``OPENSEARCH_URL`` is set, else the embedded store (at ``path``)."""
     if settings.opensearch_url:
         return OpenSearchLiveStore(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
-    return LocalLiveStore(settings.home / "serving" / "live.sqlite")
+    from local.live_store import LocalLiveStore
+
+    return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
 
 
-def state_store(settings: Settings) -> StateStore:
+def state_store(settings: Settings, path: Path | None = None) -> StateStore:
     if settings.target == "aws":
         if not settings.state_table:
-            raise ValueError("SLEEPSTACK_STATE_TABLE must be set when SLEEPSTACK_TARGET=aws")
+            raise ConfigError("SLEEPSTACK_STATE_TABLE", "must be set when SLEEPSTACK_TARGET=aws")
         import boto3
 
         return DynamoStateStore(boto3.client("dynamodb", region_name=settings.region), settings.state_table)
-    return LocalStateStore(settings.home / "serving" / "state.sqlite")
+    from local.state_store import LocalStateStore
+
+    return LocalStateStore(path or settings.home / "serving" / "state.sqlite")
 
 
 def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:
     if settings.target == "aws":
         if not settings.dead_letter_bucket:
-            raise ValueError("SLEEPSTACK_DEAD_LETTER_BUCKET must be set when SLEEPSTACK_TARGET=aws")
+            raise ConfigError("SLEEPSTACK_DEAD_LETTER_BUCKET", "must be set when SLEEPSTACK_TARGET=aws")
         import boto3
 
         return S3DeadLetters(boto3.client("s3", region_name=settings.region), settings.dead_letter_bucket)
     return LocalDeadLetters(local_dir or settings.home / "dead-letters")
 
 
-def speed_layer_handler(settings: Settings, **kwargs: Any) -> SpeedLayerHandler:
+def speed_layer_handler(
+    settings: Settings,
+    *,
+    store: LiveStore | None = None,
+    states: StateStore | None = None,
+    letters: DeadLetterSink | None = None,
+    **kwargs: Any,
+) -> SpeedLayerHandler:
+    """The speed-layer handler bound to the settings' stores (or to the ones given)."""
     return SpeedLayerHandler(
-        live_store(settings),
-        state_store(settings),
-        dead_letters(settings),
+        store or live_store(settings),
+        states or state_store(settings),
+        letters or dead_letters(settings),
         rules=AlertRules.from_dict(settings.alert_rules),
         **kwargs,
     )

@@ -28,12 +28,12 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from core.alerts import AlertRules
 from core.contract import Record
 from core.errors import ContractError
-from speed_layer.dead_letters import DeadLetterSink, dead_letter
+from dead_letters import DeadLetterSink, dead_letter
 from speed_layer.processing import apply_records, decode
 from speed_layer.state_store import StateStore
 from speed_layer.store import LiveStore, Rejected
 
-__all__ = ["HandlerStats", "SpeedLayerHandler", "lambda_handler"]
+__all__ = ["HandlerStats", "SpeedLayerHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +134,3 @@ class SpeedLayerHandler:
                 },
             ),
         )
-
-
-_handler: SpeedLayerHandler | None = None
-
-
-def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """AWS entry point: wires the handler from the environment on the first invocation."""
-    global _handler  # noqa: PLW0603 - one wiring per Lambda execution environment
-    if _handler is None:
-        from sleepstack.settings import Settings
-        from sleepstack.wiring import speed_layer_handler
-
-        _handler = speed_layer_handler(Settings.from_env())
-    return _handler(event, context)

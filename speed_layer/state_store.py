@@ -10,23 +10,20 @@ invocation at a time and in order, so there is exactly one writer per device.
 
 * AWS: a DynamoDB table (partition key ``device_id``; ``state`` as a JSON string;
   ``expires_at`` for DynamoDB TTL, so idle devices' state ages out).
-* Local: a SQLite table next to the embedded live store.
+* Local: a SQLite table next to the embedded live store (:mod:`local.state_store`).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Final
 
 from core.errors import SleepstackError
 
-__all__ = ["DynamoStateStore", "LocalStateStore", "StateStore", "StateStoreError"]
+__all__ = ["DynamoStateStore", "StateStore", "StateStoreError"]
 
 #: Idle devices' state expires after this long (a week: longer than any night).
 STATE_TTL_S: Final = 7 * 24 * 3600
@@ -43,34 +40,6 @@ class StateStore(ABC):
 
     @abstractmethod
     def put_many(self, states: Mapping[str, dict[str, Any]]) -> None: ...
-
-
-class LocalStateStore(StateStore):
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
-        self._lock = threading.Lock()
-
-    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(device_ids)
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        with self._lock:
-            rows = self._db.execute(f"SELECT device_id, state FROM device_state WHERE device_id IN ({marks})", ids)  # noqa: S608 - placeholders only
-            return {d: json.loads(s) for d, s in rows.fetchall()}
-
-    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
-        rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
-            self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        self._db.close()
 
 
 class DynamoStateStore(StateStore):

@@ -13,7 +13,9 @@ from moto import mock_aws
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 
 #: Real recorded data beside the checkout (see ../shared/data/README.md).
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The checkout; tests read its files (the template, the notebooks) directly.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA = REPO_ROOT.parent / "shared" / "data"
 T0_MS = 1_767_651_000_000  # 2026-01-05T22:10Z
 
 

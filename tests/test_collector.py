@@ -14,7 +14,7 @@ from core.contract import BedFrame, StrapSample, from_wire
 from core.simulate import night_records
 from ingest.collector import Collector, DeviceTarget, scan
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, load_recording, recording_lines
-from ingest.sim_devices import MALFORMED_HRM, simulated_peripherals
+from ingest.simulated_devices import MALFORMED_HRM, simulated_peripherals
 from ingest.spool import Spool
 from tests.conftest import sim_night
 
@@ -156,9 +156,9 @@ def test_clock_value_is_utc_ms(tmp_path: Path) -> None:
 def test_collect_command_replays_a_recording_into_the_local_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from local.kinesis import LocalStack
+    from local.kinesis import local_kinesis_client as kinesis_client
     from sleepstack.cli import main
-    from sleepstack.clients import kinesis_client
-    from sleepstack.local_stack import LocalStack
     from tests.conftest import read_stream
 
     paths = []

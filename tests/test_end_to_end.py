@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.nightly_job import run_nightly
-from batch_layer.spark_session import local_spark
+from local.spark import local_spark
 from sleepstack.demo import BAD_RECORDS, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.integration]

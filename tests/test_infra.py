@@ -20,12 +20,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batch_layer.delivery import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
 from core.contract import hive_columns
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from local.firehose import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
+from local.template import load_template
 from serving.catalog import CATALOG, render_template
-from sleepstack.settings import REPO_ROOT
-from sleepstack.template import load_template
+from tests.conftest import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -239,7 +239,7 @@ def test_glue_job_and_lambda_point_at_the_packaged_artefacts(doc: dict[str, Any]
     assert job["DefaultArguments"]["--NIGHTS"] == "yesterday"
     fn = doc["Resources"]["SpeedLayerFunction"]["Properties"]
     assert fn["Code"]["S3Key"]["Fn::Sub"] == "sleepstack/${PackageVersion}/lambda.zip"
-    assert fn["Handler"] == "speed_layer.handler.lambda_handler"
+    assert fn["Handler"] == "sleepstack.lambda_entry.lambda_handler"
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_glue_job_and_lambda_point_at_the_packaged_artefacts(doc: dict[str, Any]
 def test_nightly_job_resolves_yesterday_in_the_subjects_zone(now_utc: str, tz: str, night: str) -> None:
     from datetime import UTC, datetime
 
-    from glue_jobs.nightly_staging import resolve_nights
+    from core.epochs import resolve_nights
 
     now = datetime.fromisoformat(now_utc).replace(tzinfo=UTC)
     assert resolve_nights("yesterday", tz, now) == [night]
@@ -263,7 +263,7 @@ def test_nightly_job_resolves_yesterday_in_the_subjects_zone(now_utc: str, tz: s
 def test_nightly_job_rejects_a_bad_nights_argument_by_name() -> None:
     from datetime import UTC, datetime
 
-    from glue_jobs.nightly_staging import resolve_nights
+    from core.epochs import resolve_nights
 
     now = datetime(2026, 1, 6, tzinfo=UTC)
     assert resolve_nights("2026-01-04, 2026-01-05", "UTC", now) == ["2026-01-04", "2026-01-05"]
@@ -344,7 +344,7 @@ def test_template_deploys_into_moto_and_the_resources_are_as_declared(doc: dict[
     s3.create_bucket(Bucket="sleepstack-artefacts", CreateBucketConfiguration={"LocationConstraint": REGION})
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as zf:
-        zf.writestr("speed_layer/handler.py", "def lambda_handler(event, context):\n    return {}\n")
+        zf.writestr("sleepstack/lambda_entry.py", "def lambda_handler(event, context):\n    return {}\n")
     s3.put_object(Bucket="sleepstack-artefacts", Key="sleepstack/0.1.0/lambda.zip", Body=code.getvalue())
     sub, gone = _moto_subset(doc)
     assert {"OpenSearchDomain", "RawDeliveryStream", "NightlyJob", "AthenaWorkGroup"} <= gone
@@ -387,7 +387,7 @@ def test_template_deploys_into_moto_and_the_resources_are_as_declared(doc: dict[
 
     lam = boto3.client("lambda", region_name=REGION)
     fn = lam.get_function(FunctionName="sleepstack-dev-speed-layer")["Configuration"]
-    assert fn["Runtime"] == "python3.11" and fn["Handler"] == "speed_layer.handler.lambda_handler"
+    assert fn["Runtime"] == "python3.11" and fn["Handler"] == "sleepstack.lambda_entry.lambda_handler"
     assert fn["Role"].endswith(":role/sleepstack-dev-speed-layer")
     env = fn["Environment"]["Variables"]
     assert env["SLEEPSTACK_TARGET"] == "aws"

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from sleepstack import local_stack
-from sleepstack.local_stack import LocalStack, StackError
-from sleepstack.settings import REPO_ROOT, Settings
-from sleepstack.template import event_source_settings, load_template, stream_specs
+from local import kinesis as local_stack
+from local.kinesis import LocalStack, StackError
+from local.template import event_source_settings, load_template, stream_specs
+from sleepstack.settings import Settings
+from tests.conftest import REPO_ROOT
 
 
 def test_template_drives_local_stream_and_mapping() -> None:
@@ -55,7 +56,7 @@ def test_port_in_use_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_stack_up_creates_template_streams_and_down_stops_it(tmp_path: Path) -> None:
-    from sleepstack.clients import kinesis_client
+    from local.kinesis import local_kinesis_client as kinesis_client
 
     stack = LocalStack(tmp_path)
     endpoint = stack.up()

@@ -10,8 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from sleepstack.settings import REPO_ROOT
-from tests.conftest import DATA
+from tests.conftest import DATA, REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 pytestmark = pytest.mark.slow

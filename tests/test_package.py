@@ -13,7 +13,7 @@ import pytest
 
 from sleepstack import package
 from sleepstack.package import PackageError, build_glue_wheel, build_lambda, package_all
-from sleepstack.settings import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 
 def _no_dependencies(requirements: Iterable[str], target: Path) -> None:
@@ -25,7 +25,9 @@ def _no_dependencies(requirements: Iterable[str], target: Path) -> None:
 
 def _import_handler(root: Path, extra: list[str]) -> str:
     code = (
-        "import sys; sys.path[:0] = sys.argv[1:]; import speed_layer.handler as h, sleepstack.wiring; print(h.__file__)"
+        "import sys; sys.path[:0] = sys.argv[1:]; import sleepstack.lambda_entry as h, sleepstack.wiring;"
+        " heavy = sorted({'bleak', 'pyspark', 'duckdb', 'local'} & set(sys.modules)); assert not heavy, heavy;"
+        " print(h.__file__)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(root), *extra], capture_output=True, text=True, check=False, cwd=root
@@ -37,8 +39,11 @@ def _import_handler(root: Path, extra: list[str]) -> str:
 def test_lambda_zip_holds_the_handler_and_core_and_no_boto3(tmp_path: Path) -> None:
     out, zipped, unzipped = build_lambda(REPO_ROOT, tmp_path / "build", _no_dependencies)
     names = zipfile.ZipFile(out).namelist()
-    assert "speed_layer/handler.py" in names and "core/contract.py" in names and "sleepstack/wiring.py" in names
-    assert "sleepstack/cli.py" not in names  # the CLI (bleak, Spark...) stays out of the function
+    assert "sleepstack/lambda_entry.py" in names and "speed_layer/handler.py" in names
+    for pkg in ("core", "dead_letters", "speed_layer", "sleepstack"):  # whole packages, never single files
+        ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
+        assert ours <= set(names), sorted(ours - set(names))
+    assert not any(n.startswith(("local/", "ingest/", "batch_layer/")) for n in names)  # no stand-ins, no collector
     assert not any(n.startswith("boto3/") or "__pycache__" in n or n.endswith(".pyc") for n in names)
     assert 0 < zipped < unzipped
     again, _, _ = build_lambda(REPO_ROOT, tmp_path / "again", _no_dependencies)
@@ -70,7 +75,7 @@ def test_glue_wheel_installs_and_carries_core_and_the_batch_layer(tmp_path: Path
     assert "Requires-Dist: scipy" in meta and "pyspark" not in meta
     # the staging model's JSON travels with the code and loads from the installed wheel
     probe = (
-        f"import sys; sys.path.insert(0, {str(target)!r}); import core.staging as s; "
+        f"import sys; sys.path.insert(0, {str(target)!r}); import core.night_staging as s; "
         f"assert s.__file__.startswith({str(target)!r}), s.__file__; print(s.default_model().name)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=tmp_path)
@@ -100,7 +105,7 @@ def test_real_lambda_package_fits_and_imports_with_only_the_runtime_boto3(tmp_pa
     code = (
         "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + sys.argv[1:];"
         " import numpy, scipy.signal, opensearchpy, orjson, aws_lambda_powertools;"
-        " import speed_layer.handler, sleepstack.wiring; print(numpy.__file__)"
+        " import sleepstack.lambda_entry, sleepstack.wiring; print(numpy.__file__)"
     )
     done = subprocess.run(
         [sys.executable, "-S", "-c", code, str(root), str(runtime)],

@@ -7,8 +7,9 @@ import pytest
 import sqlglot
 
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from local.duckdb_sql import LocalSqlEngine
 from serving.catalog import CATALOG
-from serving.sql_engine import AthenaSqlEngine, LocalSqlEngine, load_query, query_names
+from serving.sql_engine import AthenaSqlEngine, load_query, query_names
 
 
 def _write(df: pd.DataFrame, root: Path) -> None:

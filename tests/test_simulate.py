@@ -7,8 +7,8 @@ import numpy as np
 from core.contract import BedFrame, StrapSample, from_wire, to_wire
 from core.epochs import EPOCH_MS
 from core.simulate import SimConfig, night_records, simulate_night
-from core.stages import SleepStage
-from sleepstack.rr_files import read_rr_ms
+from core.sleep_stages import SleepStage
+from sleepstack.datasets.rr_files import read_rr_ms
 from tests.conftest import T0_MS, require_data, sim_night
 
 

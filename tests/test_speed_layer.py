@@ -20,12 +20,12 @@ from core.epochs import EPOCH_MS
 from core.live_epochs import advance
 from core.nightly import _strap_vitals
 from core.simulate import SimConfig, night_records, simulate_night
-from speed_layer.dead_letters import LocalDeadLetters
+from dead_letters import LocalDeadLetters
+from local.event_source_mapping import LambdaContext, kinesis_event
+from local.live_store import LocalLiveStore
+from local.state_store import LocalStateStore
 from speed_layer.handler import SpeedLayerHandler
-from speed_layer.poller import LambdaContext, kinesis_event
 from speed_layer.processing import apply_records
-from speed_layer.state_store import LocalStateStore
-from speed_layer.store import LocalLiveStore
 from tests.conftest import T0_MS
 
 RULES = AlertRules(hr_high_bpm=66, hr_low_bpm=52, hr_sustained_s=90)  # low thresholds: alerts on a normal night

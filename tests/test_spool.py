@@ -21,7 +21,7 @@ from core.contract import BedFrame, StrapSample, from_wire, make_record_id
 from core.hrm import HeartRateMeasurement, encode_hrm
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
-from ingest.sim_devices import MALFORMED_HRM
+from ingest.simulated_devices import MALFORMED_HRM
 from ingest.spool import Notification, Spool, SpoolFullError
 from tests.conftest import STREAM, T0_MS, FlakyClient, read_stream
 

@@ -10,18 +10,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch_layer.compaction import compact_partition
-from batch_layer.delivery import FirehoseDelivery, render_prefix
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract import to_row
 from core.simulate import night_records
+from dead_letters import LocalDeadLetters
 from ingest.producer import KinesisProducer, ProducerError
-from speed_layer.dead_letters import LocalDeadLetters
+from local.compaction import compact_partition
+from local.event_source_mapping import EventSourceMapping
+from local.firehose import FirehoseDelivery, render_prefix
+from local.live_store import LocalLiveStore
+from local.shard_reader import Checkpoints
+from local.state_store import LocalStateStore
 from speed_layer.handler import SpeedLayerHandler
-from speed_layer.poller import EventSourceMapping
-from speed_layer.state_store import LocalStateStore
-from speed_layer.store import LocalLiveStore
-from stream.reader import Checkpoints
 from tests.conftest import STREAM, FlakyClient, read_stream, sim_night
 
 

@@ -96,7 +96,7 @@ def test_hrv_on_real_nn_series() -> None:
 
 
 def test_rr_cleaning_rejects_artefacts_from_real_overnight_rr() -> None:
-    from sleepstack.rr_files import read_rr_ms
+    from sleepstack.datasets.rr_files import read_rr_ms
 
     rr = read_rr_ms(require_data("li2024-rr/01_20231105_RR.csv"))
     keep = clean_rr(rr)

@@ -1,7 +1,7 @@
 """A small neural network that stages 30-s epochs from heart-rate features.
 
 Model: standardised features (:mod:`core.hr_features`) -> one tanh hidden layer ->
-softmax over the four :class:`~core.stages.SleepStage` classes; a multilayer perceptron
+softmax over the four :class:`~core.sleep_stages.SleepStage` classes; a multilayer perceptron
 trained by L-BFGS on cross-entropy with an L2 penalty (Bishop, *Pattern Recognition and
 Machine Learning*, 2006, ch. 5). Training epochs are weighted by ``prior ** -0.5`` so the
 rare classes (wake, deep) are not drowned by light sleep. :meth:`StageModel.predict_proba`
@@ -22,6 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 import numpy as np
@@ -30,7 +31,7 @@ from scipy.optimize import minimize
 
 from core.hr_features import FEATURE_NAMES
 
-__all__ = ["DEFAULT_MODEL", "StageModel", "fit_stage_model", "load_model"]
+__all__ = ["DEFAULT_MODEL", "StageModel", "fit_stage_model", "load_model", "model_resource"]
 
 DEFAULT_MODEL: Final = "hr-mlp-v1"
 _N_CLASSES: Final = 4
@@ -98,10 +99,15 @@ class StageModel:
         return cls(name=doc["name"], feature_names=names, training=doc["training"], **arrays)
 
 
+def model_resource(name: str = DEFAULT_MODEL) -> Traversable:
+    """Where the artefact ``name`` ships: ``core/models/<name>.json``, package data of ``core``."""
+    return resources.files("core").joinpath("models", f"{name}.json")
+
+
 def load_model(name: str = DEFAULT_MODEL) -> StageModel:
     """A model artefact shipped in ``core/models/<name>.json``."""
     try:
-        text = resources.files("core").joinpath("models", f"{name}.json").read_text()
+        text = model_resource(name).read_text()
     except FileNotFoundError:
         raise KeyError(f"no stage model named {name!r} in core/models") from None
     return StageModel.from_json(text)

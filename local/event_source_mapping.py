@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from speed_layer.dead_letters import DeadLetterSink
-from stream.reader import Checkpoints, ShardReader, shard_ids, stream_arn
+from dead_letters import DeadLetterSink
+from local.kinesis import LOCAL_REGION
+from local.shard_reader import Checkpoints, ShardReader, shard_ids, stream_arn
 
 __all__ = ["EventSourceMapping", "LambdaContext", "MappingStats", "kinesis_event"]
 
@@ -93,7 +94,7 @@ class EventSourceMapping:
     bisect_on_error: bool = True
     max_retries: int = 3
     max_record_age_s: float = -1  # -1: infinite, as on AWS
-    region: str = "us-east-1"
+    region: str = LOCAL_REGION
     clock: Callable[[], float] = time.time
     stats: MappingStats = field(default_factory=MappingStats)
 

@@ -14,7 +14,7 @@ conversion to Parquet and dynamic partitioning:
   overwrites the same object instead of duplicating it;
 * compaction (which Firehose leaves to the user): after each drain, every partition it
   wrote to with more than ``compact_min_files`` small objects is merged
-  (:mod:`batch_layer.compaction`), so a night is a few files, not one per flush.
+  (:mod:`local.compaction`), so a night is a few files, not one per flush.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_layer.compaction import compact_partition
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract import Record, from_wire, to_row
 from core.errors import ContractError
-from speed_layer.dead_letters import DeadLetterSink, dead_letter
-from stream.reader import Checkpoints, ShardReader, shard_ids
+from dead_letters import DeadLetterSink, dead_letter
+from local.compaction import compact_partition
+from local.shard_reader import Checkpoints, ShardReader, shard_ids
 
 __all__ = ["DEFAULT_PREFIX", "FirehoseDelivery", "render_prefix"]
 

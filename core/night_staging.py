@@ -1,6 +1,6 @@
 """Sleep staging of a subject-night: the heart-rate model, plus bed-sensor evidence of wake.
 
-Method: each 30-s epoch is staged by :class:`core.stage_model.StageModel` from heart-rate
+Method: each 30-s epoch is staged by :class:`core.stage_classifier.StageModel` from heart-rate
 features alone (:mod:`core.hr_features`), so the same model serves a strap, a bed
 sensor or wrist PPG. When a bed sensor is there, two of its signals override the model
 with wake, as actigraphy does (Cole R.J. et al., SLEEP 15:461-469, 1992; Sadeh A. et al.,
@@ -10,7 +10,7 @@ breathing-pause index instead.
 
 Input: a DataFrame with one row per consecutive 30-s epoch of the night; ``hr_bpm``
 (required; NaN where missing) and optionally ``movement`` (0-1 share of moving windows)
-and ``presence`` (bool). Output: :class:`~core.stages.SleepStage` codes, shape (n_epochs,).
+and ``presence`` (bool). Output: :class:`~core.sleep_stages.SleepStage` codes, shape (n_epochs,).
 A night without any heart rate is staged from the bed signals alone: wake where absent or
 moving, light sleep elsewhere (the night summary marks it insufficient).
 """
@@ -25,8 +25,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from core.hr_features import hr_epoch_features
-from core.stage_model import DEFAULT_MODEL, StageModel, load_model
-from core.stages import SleepStage
+from core.sleep_stages import SleepStage
+from core.stage_classifier import DEFAULT_MODEL, StageModel, load_model
 
 __all__ = ["STAGING_METHOD", "default_model", "stage_hr", "stage_night"]
 

@@ -14,20 +14,38 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from sleepstack.settings import REPO_ROOT
-from sleepstack.template import StreamSpec, load_template, stream_specs
+from core.errors import SleepstackError
+from local.template import TEMPLATE_PATH, StreamSpec, load_template, stream_specs
 
-__all__ = ["LocalStack", "StackError", "check_tools"]
+__all__ = ["LOCAL_REGION", "LocalStack", "StackError", "check_tools", "local_kinesis_client"]
 
-_NODE_DIR = REPO_ROOT / "infra" / "local"
+#: The region label of every local stand-in (kinesalite accepts any; ARNs carry it).
+LOCAL_REGION: Final = "us-east-1"
+_NODE_DIR = Path(str(resources.files("infra") / "local"))
 _SERVER_JS = _NODE_DIR / "kinesalite-server.js"
 
 
-class StackError(RuntimeError):
+class StackError(SleepstackError):
     """The local stack cannot start or be reached; the message says what to do."""
+
+
+def local_kinesis_client(endpoint: str, region: str = LOCAL_REGION) -> Any:
+    """A boto3 Kinesis client for kinesalite at ``endpoint`` (dummy credentials)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "kinesis",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=16),
+        aws_access_key_id="local",  # kinesalite accepts any credentials
+        aws_secret_access_key="local",  # noqa: S106
+    )
 
 
 def check_tools(*, java: bool = False) -> None:
@@ -46,7 +64,7 @@ def check_tools(*, java: bool = False) -> None:
 @dataclass
 class LocalStack:
     home: Path
-    region: str = "us-east-1"
+    region: str = LOCAL_REGION
 
     @property
     def _state_file(self) -> Path:
@@ -97,15 +115,11 @@ class LocalStack:
         actual = int(json.loads(line)["port"])
         self._state_file.write_text(json.dumps({"pid": proc.pid, "port": actual}))
         endpoint = f"http://127.0.0.1:{actual}"
-        self.create_streams(
-            stream_specs(load_template(REPO_ROOT / "infra" / "template.yaml"), Environment=environment), endpoint
-        )
+        self.create_streams(stream_specs(load_template(TEMPLATE_PATH), Environment=environment), endpoint)
         return endpoint
 
     def create_streams(self, specs: list[StreamSpec], endpoint: str) -> None:
-        from sleepstack.clients import kinesis_client
-
-        client = kinesis_client(endpoint, self.region)
+        client = local_kinesis_client(endpoint, self.region)
         existing = set(client.list_streams()["StreamNames"])
         for spec in specs:
             if spec.name not in existing:

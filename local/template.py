@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
-__all__ = ["StreamSpec", "event_source_settings", "load_template", "stream_specs"]
+__all__ = ["TEMPLATE_PATH", "StreamSpec", "event_source_settings", "load_template", "stream_specs"]
+
+#: The production template, found as package data of ``infra``.
+TEMPLATE_PATH: Final = Path(str(resources.files("infra") / "template.yaml"))
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -31,7 +35,7 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any
 _CfnLoader.add_multi_constructor("!", _tag)
 
 
-def load_template(path: Path) -> dict[str, Any]:
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open() as fh:
         doc: dict[str, Any] = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     return doc

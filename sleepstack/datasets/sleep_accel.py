@@ -7,7 +7,7 @@ Layout of a dataset directory::
 
 Delimiters may be commas or whitespace. Heart rate is sorted, repeated timestamps are
 averaged, and the series is cropped to the labelled window (the files also hold days of
-daytime wear before the study). Stages are collapsed to :class:`~core.stages.SleepStage`
+daytime wear before the study). Stages are collapsed to :class:`~core.sleep_stages.SleepStage`
 (N1+N2 light, N3+N4 deep); unscored epochs become ``-1``.
 """
 
@@ -23,7 +23,7 @@ import pandas as pd
 
 from core.epochs import EPOCH_S
 from core.errors import DatasetError
-from core.stages import SleepStage
+from core.sleep_stages import SleepStage
 
 __all__ = ["AccelNight", "epoch_mean_hr", "list_subjects", "read_night"]
 

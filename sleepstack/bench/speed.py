@@ -25,34 +25,15 @@ from typing import Any
 
 from core.contract import BedFrame, Record, to_wire
 from core.epochs import EPOCH_MS, epoch_start_ms
-from core.simulate import SimConfig, night_records, simulate_night
 from ingest.producer import KinesisProducer
-from sleepstack.clients import kinesis_client
-from sleepstack.demo import FIRST_NIGHT_T0_MS
-from sleepstack.local_stack import LocalStack
-from speed_layer.dead_letters import LocalDeadLetters
-from speed_layer.handler import SpeedLayerHandler
-from speed_layer.poller import EventSourceMapping, LambdaContext, kinesis_event
-from speed_layer.state_store import LocalStateStore
-from speed_layer.store import LocalLiveStore
-from stream.reader import Checkpoints
+from local.event_source_mapping import EventSourceMapping, LambdaContext, kinesis_event
+from local.shard_reader import Checkpoints
+from sleepstack import wiring
+from sleepstack.bench.fixtures import bench_settings, mixed_records, private_stream
 
 __all__ = ["bench_speed_latency", "bench_speed_throughput"]
 
 MIB = 1 << 20
-
-
-def _mixed(n: int, subjects: int, seed: int) -> list[Record]:
-    """``n`` records, several subjects interleaved in time order (strap + bed each)."""
-    per = -(-n // subjects)
-    out: list[Record] = []
-    for k in range(subjects):
-        sim = simulate_night(SimConfig(f"b{k:03d}", FIRST_NIGHT_T0_MS, seed + k, apnea_per_hour=4.0))
-        recs = night_records(sim, strap_device=f"strap-b{k:03d}", bed_device=f"bed-b{k:03d}")
-        start = len(recs) // 3  # mid-night: everyone asleep, in bed
-        out += recs[start : start + per]
-    out.sort(key=lambda r: r.event_time_ms)
-    return out[:n]
 
 
 def _event(payloads: list[tuple[str, bytes]]) -> dict[str, Any]:
@@ -67,7 +48,7 @@ def _event(payloads: list[tuple[str, bytes]]) -> dict[str, Any]:
 
 
 def bench_speed_throughput(records: int = 10_000, subjects: int = 8, rounds: int = 3, seed: int = 0) -> dict[str, Any]:
-    recs = _mixed(records, subjects, seed)
+    recs = mixed_records(records, subjects, seed)
     payloads = [(r.device_id, to_wire(r)) for r in recs]
     nbytes = sum(len(d) for _, d in payloads)
     samples = sum(len(r.samples) if isinstance(r, BedFrame) else 1 for r in recs)
@@ -76,10 +57,7 @@ def bench_speed_throughput(records: int = 10_000, subjects: int = 8, rounds: int
     secs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sleepstack-bench-speed-") as tmp:
         for r in range(rounds + 1):  # round 0: warm-up (imports, filter design caches)
-            d = Path(tmp) / f"r{r}"
-            handler = SpeedLayerHandler(
-                LocalLiveStore(d / "live.sqlite"), LocalStateStore(d / "state.sqlite"), LocalDeadLetters(d / "dlq")
-            )
+            handler = wiring.speed_layer_handler(bench_settings(Path(tmp) / f"r{r}"))
             t = time.perf_counter()
             resp = handler(event, LambdaContext())
             elapsed = time.perf_counter() - t
@@ -145,7 +123,7 @@ def bench_speed_latency(
 ) -> dict[str, Any]:
     """Replay ``seconds`` of ``subjects`` strap+bed pairs in real time; latency per epoch."""
     per_subject = int(seconds) + int(seconds) // 30 + 2
-    raw = _mixed(per_subject * subjects, subjects, seed)
+    raw = mixed_records(per_subject * subjects, subjects, seed)
     start_ms = int(time.time() * 1000) + 2000
     base_ms = start_ms - start_ms % EPOCH_MS + EPOCH_MS
     by_subject: dict[str, list[Record]] = {}
@@ -157,52 +135,48 @@ def bench_speed_latency(
     end_ms = recs[0].event_time_ms + int(seconds * 1000)
     recs = [r for r in recs if _send_at(r) <= end_ms]
     visible: dict[tuple[str, int], float] = {}
-    with tempfile.TemporaryDirectory(prefix="sleepstack-bench-latency-") as tmp:
-        stack = LocalStack(Path(tmp) / "stack")
-        client = kinesis_client(stack.up(environment="bench"), "us-east-1")
-        try:
-            client.create_stream(StreamName="latency", ShardCount=1)
-            client.get_waiter("stream_exists").wait(StreamName="latency", WaiterConfig={"Delay": 0.2})
-            store = LocalLiveStore(Path(tmp) / "live.sqlite")
-            handler = SpeedLayerHandler(
-                store, LocalStateStore(Path(tmp) / "state.sqlite"), LocalDeadLetters(Path(tmp) / "dlq")
-            )
+    with (
+        tempfile.TemporaryDirectory(prefix="sleepstack-bench-latency-") as tmp,
+        private_stream(Path(tmp)) as (settings, client, _),
+    ):
+        client.create_stream(StreamName="latency", ShardCount=1)
+        client.get_waiter("stream_exists").wait(StreamName="latency", WaiterConfig={"Delay": 0.2})
+        handler = wiring.speed_layer_handler(settings)
+        store = handler.store
 
-            # note when each epoch's complete vitals document becomes queryable
-            real_index = store.index
+        # note when each epoch's complete vitals document becomes queryable
+        real_index = store.index
 
-            def index(docs: Any) -> Any:
-                out = real_index(docs)
-                now = time.time()
-                for kind, d in docs:
-                    if kind == "vitals" and d.get("complete"):
-                        visible.setdefault((d["device_id"], d["epoch_start_ms"]), now)
-                return out
+        def index(docs: Any) -> Any:
+            out = real_index(docs)
+            now = time.time()
+            for kind, d in docs:
+                if kind == "vitals" and d.get("complete"):
+                    visible.setdefault((d["device_id"], d["epoch_start_ms"]), now)
+            return out
 
-            store.index = index  # type: ignore[method-assign]
-            esm = EventSourceMapping(
-                client,
-                "latency",
-                handler,
-                Checkpoints(Path(tmp) / "ckpt.json"),
-                LocalDeadLetters(Path(tmp) / "of"),
-                batch_size=500,
-            )
-            stop = threading.Event()
+        store.index = index  # type: ignore[method-assign]
+        esm = EventSourceMapping(
+            client,
+            "latency",
+            handler,
+            Checkpoints(Path(tmp) / "ckpt.json"),
+            wiring.dead_letters(settings, Path(tmp) / "on-failure"),
+            batch_size=500,
+        )
+        stop = threading.Event()
 
-            def poll() -> None:
-                while not stop.is_set():
-                    esm.drain()
-                    stop.wait(poll_s)
+        def poll() -> None:
+            while not stop.is_set():
+                esm.drain()
+                stop.wait(poll_s)
 
-            poller = threading.Thread(target=poll, daemon=True)
-            poller.start()
-            _replay_in_real_time(KinesisProducer(client, "latency"), recs)
-            time.sleep(2.0 + poll_s)
-            stop.set()
-            poller.join()
-        finally:
-            stack.down()
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        _replay_in_real_time(KinesisProducer(client, "latency"), recs)
+        time.sleep(2.0 + poll_s)
+        stop.set()
+        poller.join()
     lat = sorted(t - (epoch + EPOCH_MS) / 1000 for (_, epoch), t in visible.items() if epoch + EPOCH_MS <= end_ms)
     if not lat:
         raise RuntimeError("no epoch completed during the latency run; raise --seconds")

@@ -1,7 +1,7 @@
 """Train and evaluate the staging model on a sleep-accel directory (PSG-labelled nights).
 
-``train`` fits :func:`core.stage_model.fit_stage_model` on every night of the corpus.
-``evaluate`` stages each night with a model through :func:`core.staging.stage_hr` (the
+``train`` fits :func:`core.stage_classifier.fit_stage_model` on every night of the corpus.
+``evaluate`` stages each night with a model through :func:`core.night_staging.stage_hr` (the
 function the nightly job uses) and pools epochs over nights. ``cross_validate`` does the
 same out of fold: subjects are split into ``folds`` groups (leave-subjects-out), a model
 is trained without each group and stages only that group's nights, so every figure is
@@ -26,9 +26,9 @@ from threadpoolctl import threadpool_limits
 from core.agreement import confusion, staging_agreement
 from core.errors import DatasetError
 from core.hr_features import hr_epoch_features
-from core.stage_model import DEFAULT_MODEL, StageModel, fit_stage_model
-from core.staging import stage_hr
-from sleepstack.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
+from core.night_staging import stage_hr
+from core.stage_classifier import DEFAULT_MODEL, StageModel, fit_stage_model
+from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 
 __all__ = ["cross_validate", "evaluate", "load_corpus", "train", "training_set"]
 

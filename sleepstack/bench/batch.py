@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batch_layer.delivery import partition_keys
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract import to_row
 from core.epochs import night_of
 from core.nightly import NIGHT_COLUMNS, stage_subject_night, summarize_night
-from core.simulate import SimConfig, night_records, simulate_night
-from sleepstack.demo import FIRST_NIGHT_T0_MS
+from core.simulate import FIRST_NIGHT_T0_MS
+from local.firehose import partition_keys
+from sleepstack.bench.fixtures import simulated_night_records
 
 __all__ = ["bench_batch"]
 
@@ -49,8 +49,7 @@ def _templates(n: int, seed: int) -> list[dict[str, pa.Table]]:
     """``n`` simulated nights as raw-lake tables by ``dt`` partition."""
     out = []
     for k in range(n):
-        sim = simulate_night(SimConfig(f"t{k}", FIRST_NIGHT_T0_MS, seed + k, apnea_per_hour=4.0))
-        recs = night_records(sim, strap_device=f"strap-t{k}", bed_device=f"bed-t{k}")
+        recs = simulated_night_records(f"t{k}", seed + k, apnea_per_hour=4.0)
         by_dt: dict[str, list[dict[str, Any]]] = {}
         for r in recs:
             by_dt.setdefault(partition_keys(r)["dt"], []).append(to_row(r))
@@ -140,7 +139,8 @@ def _year(root: Path, subjects: int, days: int, seed: int) -> None:
 
 
 def _query_latency(root: Path, rounds: int) -> dict[str, float]:
-    from serving.sql_engine import LocalSqlEngine, load_query, query_names
+    from local.duckdb_sql import LocalSqlEngine
+    from serving.sql_engine import load_query, query_names
 
     t = time.perf_counter()
     engine = LocalSqlEngine(root)
@@ -167,7 +167,7 @@ def bench_batch(
     seed: int = 11,
 ) -> dict[str, Any]:
     from batch_layer.nightly_job import run_nightly
-    from batch_layer.spark_session import local_spark
+    from local.spark import local_spark
 
     tpl = _templates(templates, seed)
     figures: dict[str, Any] = {"cores": os.cpu_count(), "template_nights": templates}

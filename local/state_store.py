@@ -1,0 +1,42 @@
+"""Local stand-in for the speed layer's DynamoDB state table: one SQLite table."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from speed_layer.state_store import StateStore
+
+__all__ = ["LocalStateStore"]
+
+
+class LocalStateStore(StateStore):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
+        self._lock = threading.Lock()
+
+    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT device_id, state FROM device_state WHERE device_id IN ({marks})", ids)  # noqa: S608 - placeholders only
+            return {d: json.loads(s) for d, s in rows.fetchall()}
+
+    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
+        rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()

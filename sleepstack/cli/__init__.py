@@ -1,0 +1,41 @@
+"""``sleepstack`` command line: the composition root of the local stack and the jobs.
+
+Commands are grouped by who uses them, each group a module with its parsers next to
+their handlers: :mod:`~sleepstack.cli.pipeline` (simulate, demo, batch, sql, catalog),
+:mod:`~sleepstack.cli.devices` (collect, ble), :mod:`~sleepstack.cli.operations` (stack,
+live, opensearch, package), :mod:`~sleepstack.cli.model` (evaluate, train) and
+:mod:`~sleepstack.cli.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from core.errors import SleepstackError
+from sleepstack.cli import bench, devices, model, operations, pipeline
+from sleepstack.settings import Settings
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sleepstack", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in (pipeline, devices, operations, model, bench):
+        group.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args, Settings.from_env()))
+    except SleepstackError as exc:
+        print(f"sleepstack: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,85 @@
+"""Commands for the staging model and the vitals' accuracy: ``evaluate``, ``train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from core.errors import UsageError
+from sleepstack.cli._output import print_figures
+from sleepstack.settings import Settings
+
+__all__ = ["register"]
+
+#: ``train --data`` default: the shared data folder beside a checkout (run from its root).
+DEFAULT_SLEEP_ACCEL = Path("..") / "shared" / "data" / "sleep-accel"
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "sleep-accel":
+        return _evaluate_staging(args)
+    from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
+    from core.vitals_accuracy import bed_vitals_accuracy
+    from sleepstack.datasets.rr_files import read_rr_ms
+
+    rr = read_rr_ms(Path(args.rr)) if args.rr else None
+    night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
+    figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
+    print_figures(figures, as_json=args.json)
+    return 0
+
+
+def _evaluate_staging(args: argparse.Namespace) -> int:
+    from core.stage_classifier import StageModel, load_model
+    from sleepstack.evaluation.staging import cross_validate, evaluate
+
+    if not args.dir:
+        raise UsageError("evaluate sleep-accel", "needs the dataset directory (heart_rate/ and labels/)")
+    root = Path(args.dir)
+    if args.cv is not None:
+        figures = cross_validate(root, folds=args.cv)
+    else:
+        model = StageModel.from_json(Path(args.model).read_text()) if args.model else load_model()
+        figures = evaluate(root, model)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        per_subject = figures.pop("per_subject")
+        print_figures(figures, as_json=False)
+        for row in per_subject:
+            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from core.stage_classifier import model_resource
+    from sleepstack.evaluation.staging import train
+
+    model = train(Path(args.data), seed=args.seed)
+    out = Path(args.out) if args.out else Path(str(model_resource()))
+    out.write_text(model.to_json())
+    counts = model.training["class_counts"]
+    print(f"wrote {out}: {model.name}, {len(model.training['subjects'])} subjects, epochs per stage {counts}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("evaluate", help="measure accuracy and print figures")
+    s.add_argument("what", choices=["vitals", "sleep-accel"], help="bed vitals vs simulator truth, or staging vs PSG")
+    s.add_argument("dir", nargs="?", help="sleep-accel: dataset directory (heart_rate/, labels/)")
+    s.add_argument(
+        "--cv", type=int, help="sleep-accel: leave-subjects-out CV with this many folds (0: one per subject)"
+    )
+    s.add_argument("--model", help="sleep-accel: a model JSON file (default: the committed model)")
+    s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_evaluate)
+
+    s = sub.add_parser("train", help="train the staging model on a sleep-accel directory")
+    s.add_argument("--data", default=str(DEFAULT_SLEEP_ACCEL), help="dataset directory (heart_rate/, labels/)")
+    s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/hr-mlp-v1.json)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_cmd_train)

@@ -1,0 +1,151 @@
+"""Commands that run the pipeline: ``simulate``, ``demo``, ``batch``, ``sql``, ``catalog``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import UsageError
+from sleepstack.settings import Settings
+
+__all__ = ["register"]
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    import pyarrow.parquet as pq
+
+    from core.contract import to_wire
+    from core.simulate import cohort, night_records, simulate_night
+    from sleepstack.datasets.rr_files import read_rr_ms
+    from sleepstack.demo import truth_table
+
+    out = Path(args.out or settings.home / "sim")
+    out.mkdir(parents=True, exist_ok=True)
+    rr = read_rr_ms(Path(args.rr)) if args.rr else None
+    n_records = 0
+    for cfg in cohort(args.subjects, args.nights, args.seed, rr):
+        sim = simulate_night(cfg)
+        recs = night_records(sim, strap_device=f"strap-{cfg.subject_id}", bed_device=f"bed-{cfg.subject_id}")
+        name = f"{cfg.subject_id}_{truth_table(sim)['night'][0]}"
+        with (out / f"{name}.records.ndjson").open("wb") as fh:
+            for r in recs:
+                fh.write(to_wire(r) + b"\n")
+        pq.write_table(truth_table(sim), out / f"{name}.truth.parquet")
+        with (out / f"{name}.events.json").open("w") as fh:
+            json.dump(
+                {
+                    "events": sim.events,
+                    "beats_s": sim.beat_t_s.round(4).tolist(),
+                    "breaths_s": sim.breath_t_s.round(3).tolist(),
+                },
+                fh,
+            )
+        n_records += len(recs)
+    print(f"wrote {args.subjects * args.nights} nights, {n_records} records to {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.demo import run_demo
+
+    result = run_demo(
+        settings.home / "demo",
+        subjects=args.subjects,
+        nights=args.nights,
+        seed=args.seed,
+        environment=settings.environment,
+        progress=not args.no_progress,
+    )
+    return 0 if result.lost == 0 and result.duplicated == 0 else 1
+
+
+def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
+    from batch_layer.nightly_job import run_nightly
+    from core.epochs import night_range, resolve_nights
+    from local.spark import local_spark
+
+    if args.action == "run":
+        nights = resolve_nights(args.night, settings.tz, datetime.now(tz=UTC), arg="--night")
+    else:
+        nights = night_range(args.start, args.end)
+    lake = Path(args.lake) if args.lake else settings.lake
+    res = run_nightly(local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz)
+    print(f"staged {res.subject_nights} subject-nights ({res.epochs} epochs) for {', '.join(res.nights)}")
+    if res.reprocessed:
+        print(f"late data: re-staged {', '.join(res.reprocessed)}")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.sql_engine import AthenaSqlEngine, SqlEngine, load_query
+
+    text = Path(args.query).read_text() if args.query.endswith(".sql") else load_query(args.query)
+    engine: SqlEngine
+    if settings.target == "aws":
+        from pyathena import connect
+
+        conn = connect(
+            work_group=settings.athena_workgroup, s3_staging_dir=settings.athena_s3_staging, region_name=settings.region
+        )
+        engine = AthenaSqlEngine(conn, database=f"sleepstack_{settings.environment}")
+    else:
+        from local.duckdb_sql import LocalSqlEngine
+
+        engine = LocalSqlEngine(Path(args.lake) if args.lake else settings.lake)
+    print(engine.query(text).to_string(index=False))
+    return 0
+
+
+def _cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.catalog import CATALOG, athena_ddl, render_template
+
+    if not args.write_template and not args.ddl:
+        raise UsageError("catalog", "name what to produce: --write-template and/or --ddl S3_ROOT")
+    if args.write_template:
+        path = settings.template
+        path.write_text(render_template(path.read_text()))
+        print(f"regenerated the Glue table columns in {path}")
+    if args.ddl:
+        print(";\n\n".join(athena_ddl(t, args.ddl) for t in CATALOG) + ";")
+    return 0
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser("simulate", help="simulate nights: wire records + ground truth files")
+    s.add_argument("--subjects", type=int, default=3)
+    s.add_argument("--nights", type=int, default=2)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--rr", help="real RR series to drive the beats (li2024 CSV or one interval in ms per line)")
+    s.add_argument("--out", help="output directory (default $SLEEPSTACK_HOME/sim)")
+    s.set_defaults(func=_cmd_simulate)
+
+    s = sub.add_parser("demo", help="run the whole pipeline on a simulated cohort, locally")
+    s.add_argument("--subjects", type=int, default=3)
+    s.add_argument("--nights", type=int, default=2)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_cmd_demo)
+
+    s = sub.add_parser("batch", help="nightly staging job on local Spark")
+    bsub = s.add_subparsers(dest="action", required=True)
+    r = bsub.add_parser("run")
+    r.add_argument("--night", required=True, help="YYYY-MM-DD (the night's first noon), or 'yesterday'")
+    r.add_argument("--lake")
+    r = bsub.add_parser("backfill")
+    r.add_argument("--from", dest="start", required=True)
+    r.add_argument("--to", dest="end", required=True)
+    r.add_argument("--lake")
+    s.set_defaults(func=_cmd_batch)
+
+    s = sub.add_parser("sql", help="run a named serving query (or a .sql file) on the local lake")
+    s.add_argument("query")
+    s.add_argument("--lake")
+    s.set_defaults(func=_cmd_sql)
+
+    s = sub.add_parser("catalog", help="table definitions generated from the contract (template, Athena DDL)")
+    s.add_argument("--write-template", action="store_true", help="regenerate the Glue columns in the template")
+    s.add_argument("--ddl", metavar="S3_ROOT", help="print Athena CREATE EXTERNAL TABLE statements for this root")
+    s.set_defaults(func=_cmd_catalog)
