@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ContractError", "DatasetError", "DecodeError", "SleepstackError", "UsageError"]
+__all__ = ["ConfigError", "ContractError", "DatasetError", "DecodeError", "QueryError", "SleepstackError", "UsageError"]
 
 
 class SleepstackError(Exception):
@@ -66,3 +66,7 @@ class ConfigError(SleepstackError, ValueError):
         self.name = name
         self.reason = reason
         super().__init__(f"{name} {reason}")
+
+
+class QueryError(SleepstackError, ValueError):
+    """An analyst's SQL is refused (not a single read-only query on the lake's tables) or fails."""

@@ -1,8 +1,9 @@
-"""Run Athena-dialect SQL: the engine interface and Athena through pyathena.
+"""Run analysts' Athena-dialect SQL: the engine interface and Athena through pyathena.
 
-Locally (:mod:`local.duckdb_sql`), the tables of the ``sleepstack`` database are DuckDB views over the same Parquet
-the Glue catalog points at, with Hive partitions kept as text (as Athena reads them), and
-each query is transpiled from Athena's dialect by sqlglot.
+Every engine checks the SQL first (:mod:`serving.sql_policy`: one read-only query on the
+lake's tables).
+
+Locally the engine is DuckDB over the lake (:mod:`local.duckdb_sql`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from importlib import resources
 from typing import Any, Final
 
 import pandas as pd
-import sqlglot
+from sqlglot import exp
 
+from core.errors import QueryError
 from serving.catalog import CATALOG
+from serving.sql_policy import DATABASE, check_query
 
 __all__ = ["TABLES", "AthenaSqlEngine", "SqlEngine", "load_query", "query_names"]
 
@@ -35,13 +38,19 @@ def load_query(name: str) -> str:
     try:
         return resources.files("serving").joinpath("sql", f"{name}.sql").read_text()
     except FileNotFoundError:
-        raise KeyError(f"no query named {name!r}; known: {', '.join(query_names())}") from None
+        raise QueryError(f"no query named {name!r}; known: {', '.join(query_names())}") from None
 
 
 class SqlEngine(ABC):
-    @abstractmethod
+    """Runs analysts' Athena-dialect SQL; every engine accepts only what :func:`check_query` does."""
+
     def query(self, sql: str) -> pd.DataFrame:
-        """Run one Athena-dialect statement and return its rows."""
+        """Run one read-only Athena-dialect query on the lake's tables and return its rows."""
+        return self.run(check_query(sql, TABLES))
+
+    @abstractmethod
+    def run(self, tree: exp.Query) -> pd.DataFrame:
+        """Run a query :func:`check_query` has accepted."""
 
 
 class AthenaSqlEngine(SqlEngine):
@@ -56,14 +65,18 @@ class AthenaSqlEngine(SqlEngine):
         self.database = database
 
     def bind(self, sql: str) -> str:
-        tree = sqlglot.parse_one(sql, read="athena")
-        for table in tree.find_all(sqlglot.exp.Table):
-            if table.db == "sleepstack":
-                table.set("db", sqlglot.exp.to_identifier(self.database))
+        """``sql``, checked, with ``sleepstack.`` rebound to the deployed database."""
+        return self._bound(check_query(sql, TABLES))
+
+    def _bound(self, tree: exp.Query) -> str:
+        tree = tree.copy()
+        for table in tree.find_all(exp.Table):
+            if table.db == DATABASE:
+                table.set("db", exp.to_identifier(self.database))
         return tree.sql(dialect="athena")
 
-    def query(self, sql: str) -> pd.DataFrame:
+    def run(self, tree: exp.Query) -> pd.DataFrame:
         cursor = self.connection.cursor()
-        cursor.execute(self.bind(sql))
+        cursor.execute(self._bound(tree))
         cols = [d[0] for d in cursor.description or []]
         return pd.DataFrame(cursor.fetchall(), columns=cols)

@@ -1,0 +1,105 @@
+"""What analysts' SQL may do: one read-only query over the lake's tables, checked on the parsed tree.
+
+Every engine (:class:`serving.sql_engine.SqlEngine`: the CLI, the notebooks' helper, the
+dashboard) runs only what :func:`check_query` accepts:
+
+* exactly one statement, and it is a query (``SELECT``, ``WITH ... SELECT``, set
+  operations); no DDL, DML, ``COPY``, ``ATTACH``, ``SET``, ``PRAGMA`` or other command
+  anywhere in the tree;
+* every table it reads is ``sleepstack.<table>`` of the catalog, or a CTE it defines;
+* no function that reads files or other databases, or runs SQL from a string
+  (``read_csv``, ``read_text``, ``glob``, ``query``, ``parquet_scan``, ``sqlite_scan`` ...).
+
+The check works on sqlglot's syntax tree, not on the text, so quoting, comments or case do
+not get around it. It is one layer: the local engine also runs DuckDB with external access
+disabled except for the lake directory and its configuration locked
+(:mod:`local.duckdb_sql`); on AWS the Athena workgroup and the IAM policy confine queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Final
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from core.errors import QueryError
+
+__all__ = ["DATABASE", "check_query"]
+
+#: The database qualifier the SQL files use (rebound to ``sleepstack_<env>`` on Athena).
+DATABASE: Final = "sleepstack"
+#: Functions that reach outside the query's tables, by exact name (lower case) ...
+_REFUSED_FUNCTIONS: Final = frozenset(
+    {
+        "glob",
+        "query",
+        "query_table",
+        "sniff_csv",
+        "csv_scan",
+        "json_scan",
+        "getenv",
+        "current_setting",
+        "load_aws_credentials",
+        "which_secret",
+    }
+)
+#: ... and by prefix: the readers, scanners and catalogue introspection of DuckDB and Trino.
+_REFUSED_PREFIXES: Final = (
+    "read_",
+    "parquet_",
+    "duckdb_",
+    "iceberg_",
+    "delta_",
+    "sqlite_",
+    "postgres_",
+    "mysql_",
+    "arrow_scan",
+    "pragma_",
+)
+_STATEMENTS: Final = (exp.DDL, exp.DML, exp.Command, exp.Set, exp.Pragma, exp.Describe, exp.Use, exp.Transaction)
+
+
+def _function_name(node: exp.Func) -> str:
+    return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+
+
+def check_query(sql: str, tables: Collection[str]) -> exp.Query:
+    """The parsed query, if ``sql`` is one read-only query over ``sleepstack.<tables>``.
+
+    Raises :class:`QueryError` naming what is refused (and, for unknown tables, what may be read).
+    """
+    if not sql.strip():
+        raise QueryError("the SQL is empty; give one SELECT query")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="athena") if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        where = f" at line {first.get('line')}, column {first.get('col')}" if first else ""
+        raise QueryError(
+            f"the SQL does not parse as one Athena query{where}: {first.get('description', exc)}"
+        ) from None
+    if len(statements) != 1:
+        raise QueryError(f"the SQL holds {len(statements)} statements; give exactly one query")
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise QueryError(f"only a query (SELECT, WITH ... SELECT) may run, not {tree.key.upper()}")
+    for node in tree.walk():
+        if isinstance(node, _STATEMENTS):
+            raise QueryError(f"only a query may run; it contains {node.key.upper()}")
+        if isinstance(node, exp.Func):
+            name = _function_name(node)
+            if name in _REFUSED_FUNCTIONS or name.startswith(_REFUSED_PREFIXES):
+                raise QueryError(f"{name}() reads outside the lake's tables and is refused")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    known = ", ".join(f"{DATABASE}.{t}" for t in sorted(tables))
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            raise QueryError(f"{table.sql(dialect='athena')} is not a table; only {known} may be read")
+        if not table.db and not table.catalog and table.name in ctes:
+            continue
+        if table.catalog or table.db != DATABASE or table.name not in tables:
+            raise QueryError(f"unknown table {table.sql(dialect='athena')}; only {known} may be read")
+    return tree
