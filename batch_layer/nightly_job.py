@@ -12,6 +12,10 @@ consumed (``<curated>/_state/nights``). Before staging, the job scans the raw la
 last :data:`LOOKBACK_DAYS` days (two columns only) for nights already staged that now
 hold records ingested after that watermark; those nights are marked pending and staged
 again in the same run, so a strap that uploads its spool days late corrects its night.
+
+Conflicts: a record id that names two contents in the raw data (an old lake, a bug) is
+counted per night in the state table (``record_conflicts``) and in the result; staging
+keeps one copy deterministically (:mod:`core.record_conflicts`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ __all__ = ["LOOKBACK_DAYS", "NightlyResult", "pending_nights", "raw_dates_for", 
 
 LOOKBACK_DAYS: Final = 14
 _STATE: Final = "_state/nights"
-_STATE_DDL: Final = "night STRING, max_ingest_time_ms BIGINT, raw_records BIGINT, processed_at_ms BIGINT"
+_STATE_DDL: Final = (
+    "night STRING, max_ingest_time_ms BIGINT, raw_records BIGINT, processed_at_ms BIGINT, record_conflicts BIGINT"
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class NightlyResult:
     subject_nights: int
     epochs: int
     reprocessed: list[str] = field(default_factory=list)  # nights staged again because late data arrived
+    #: contents beyond the first under a record id in the raw data (one kept, :mod:`core.record_conflicts`)
+    record_conflicts: int = 0
 
 
 def _ddl(cols: tuple[tuple[str, str], ...]) -> str:
@@ -107,12 +115,16 @@ def run_nightly(
     raw = _raw(spark, raw_path, raw_dates_for(todo), tz).where(F.col("night").isin(todo))
     # watermark taken *before* staging (a column-pruned scan): a record landing in between is
     # staged now and merely triggers one needless re-stage later, never a missed one
+    content = F.xxhash64(*[c for c in raw.columns if c not in ("dt", "night")])
     state = raw.groupBy("night").agg(
         F.max("ingest_time_ms").alias("max_ingest_time_ms"),
         F.countDistinct("record_id").alias("raw_records"),
         F.lit(int(time.time() * 1000)).alias("processed_at_ms"),
+        (F.countDistinct("record_id", content) - F.countDistinct("record_id")).alias("record_conflicts"),
     )
-    state = spark.createDataFrame(state.collect(), schema=_STATE_DDL)
+    rows = state.collect()
+    state = spark.createDataFrame(rows, schema=_STATE_DDL)
+    conflicts = sum(int(r["record_conflicts"] or 0) for r in rows)
     # duplicate record ids are dropped inside each group (stage_subject_night): a record id is a
     # hash of the record's content, so its copies always share a (subject, night) group; a
     # dropDuplicates here would shuffle every 100 Hz sample a second time
@@ -138,4 +150,4 @@ def run_nightly(
     n_epochs = epochs.count()
     n_groups = summaries.count()
     epochs.unpersist()
-    return NightlyResult(todo, n_groups, n_epochs, [n for n in late if n not in nights])
+    return NightlyResult(todo, n_groups, n_epochs, [n for n in late if n not in nights], conflicts)

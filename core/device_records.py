@@ -11,6 +11,16 @@
   restarts at 0 (the sensor rebooted or was switched off between nights) or a clock
   that goes backwards also closes the frame, counted as a discontinuity, not a gap.
 
+Framing is a pure function of the notification stream (payloads and receive times), so
+the same stream gives the same frames, and each record id one content, whatever the
+collector's flush sizes, shutdowns, kills and restarts. A frame closes only when (a) its
+epoch's last sample arrives, (b) the next notification is not contiguous, (c) the next
+notification, though contiguous, is received more than :data:`IDLE_CLOSE_MS` after the frame's last one,
+(d) the clock (``now_ms``) is that far past the frame's last receive time
+(:meth:`BedFramer.close_idle`: whatever came later would close it by rule c), or (e) the
+device's stream has ended (the end of a recording, :meth:`BedFramer.flush`). A collector
+that stops mid-epoch keeps the open frame (the spool persists it) instead of closing it.
+
 The framer is deterministic and its state (:class:`OpenFrame`, one per device) is plain
 data, so the collector's spool can persist it in the same transaction as the
 notifications it consumed.
@@ -29,9 +39,12 @@ from core.epochs import EPOCH_MS
 from core.errors import DecodeError
 from core.hrm import HeartRateMeasurement
 
-__all__ = ["BedFramer", "FramerCounts", "OpenFrame", "strap_sample"]
+__all__ = ["IDLE_CLOSE_MS", "BedFramer", "FramerCounts", "OpenFrame", "strap_sample"]
 
 _SEQ_MOD: Final = 1 << 16
+#: A bed frame whose device has been silent this long (receive time, ms) is closed: a
+#: sensor notifies every ~0.5 s, so a minute of silence is a lost link or a device put away.
+IDLE_CLOSE_MS: Final = 60_000
 
 
 def strap_sample(
@@ -92,6 +105,7 @@ class FramerCounts:
     gap_samples: int = 0
     duplicates: int = 0
     discontinuities: int = 0  # clock went backwards, sensor restarted (seq 0) or rate changed
+    idle_closes: int = 0  # frames closed after IDLE_CLOSE_MS without a notification
 
 
 @dataclass
@@ -125,6 +139,9 @@ class BedFramer:
                     gap = max(0, round(dt * note.fs_hz / 1000))
                     self.counts.gaps += 1
                     self.counts.gap_samples += gap
+                out.extend(self._close(device_id))
+            elif receive_ms - st.last_receive_ms > IDLE_CLOSE_MS:  # contiguous, but long after: rule (c)
+                self.counts.idle_closes += 1
                 out.extend(self._close(device_id))
         self._append(device_id, subject_id, note, gap, receive_ms, out)
         return out
@@ -178,5 +195,21 @@ class BedFramer:
         return [frame]
 
     def flush(self, device_id: str) -> list[BedFrame]:
-        """Close a device's open frame (collector shutdown); empty frames are dropped."""
+        """Close a device's open frame because its stream has ended (the end of a recording).
+
+        Not for a collector that merely stops: a restart may continue the frame. Empty
+        frames are dropped.
+        """
         return self._close(device_id) if device_id in self.open else []
+
+    def close_idle(self, now_ms: int) -> list[BedFrame]:
+        """Close the frames whose device has been silent for more than :data:`IDLE_CLOSE_MS` at ``now_ms``.
+
+        Any notification still to come is received later still, so rule (c) would close
+        the frame before it anyway: closing now gives the same frames, only sooner.
+        """
+        out: list[BedFrame] = []
+        for device_id in [d for d, st in self.open.items() if now_ms - st.last_receive_ms > IDLE_CLOSE_MS]:
+            self.counts.idle_closes += 1
+            out.extend(self._close(device_id))
+        return out

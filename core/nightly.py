@@ -9,7 +9,8 @@ computed per frame exactly as the speed layer does, strap vitals from the RR int
 whose notification falls in the epoch.
 
 Bad nights have defined outcomes, never an exception: duplicated records are dropped by
-id; heart-rate gaps up to 5 min are bridged for staging; longer stretches with no data at
+id (one deterministic copy where copies differ, :mod:`core.record_conflicts`);
+heart-rate gaps up to 5 min are bridged for staging; longer stretches with no data at
 all are left unscored (stage NULL, ``stage_label = 'unscored'``) and count neither as
 sleep nor as time in bed; the night summary reports the heart-rate coverage of its
 in-bed epochs, and a night with under an hour of heart rate in bed is ``insufficient``
@@ -27,6 +28,7 @@ import pandas as pd
 from core.epochs import EPOCH_MS
 from core.metrics import night_metrics
 from core.night_staging import STAGING_METHOD, stage_night
+from core.record_conflicts import drop_duplicate_records
 from core.runs import true_runs
 from core.sleep_stages import SleepStage
 from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
@@ -148,13 +150,14 @@ def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
 def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     """Staged epochs (:data:`EPOCH_COLUMNS`) of one subject-night's raw rows.
 
-    ``raw`` must also carry a ``night`` column. Duplicated records are dropped by id.
+    ``raw`` must also carry a ``night`` column. Duplicated records are dropped by id
+    (:func:`core.record_conflicts.drop_duplicate_records`).
     Returns no rows when the night has no data.
     """
     empty = pd.DataFrame({c: pd.Series(dtype="object") for c, _ in EPOCH_COLUMNS})
     if raw.empty:
         return empty
-    raw = raw.drop_duplicates("record_id")
+    raw, _ = drop_duplicate_records(raw)  # the job counts conflicts in its state table
     subject, night = str(raw["subject_id"].iloc[0]), str(raw["night"].iloc[0])
     bed = _bed_vitals(raw[raw["kind"] == "bed"])
     strap = _strap_vitals(raw[raw["kind"] == "strap"])

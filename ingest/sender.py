@@ -46,6 +46,9 @@ class SpoolSender:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=lambda: random.Random(1))  # noqa: S311 - jitter, not crypto
     stats: SenderStats = field(default_factory=SenderStats)
+    #: the collector's clock (ms since the epoch); with it, bed frames whose device has gone
+    #: silent are closed and sent (:meth:`ingest.spool.Spool.frame`), else they wait
+    clock: Callable[[], int] | None = None
 
     def step(self) -> int:
         """Frame, send one batch and acknowledge it; returns records accepted (0: nothing due).
@@ -53,7 +56,7 @@ class SpoolSender:
         Raises nothing for a failed call: it is counted, logged, and the caller should wait
         :meth:`backoff_s` before the next step.
         """
-        self.spool.frame()
+        self.spool.frame(now_ms=self.clock() if self.clock is not None else None)
         batch = self.spool.pending(MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL)
         if not batch:
             return 0

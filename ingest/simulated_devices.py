@@ -128,7 +128,7 @@ def collect_simulated(
     collector = Collector(
         spool, targets, backend=world.client_backend(), clock=world.clock_ms, backoff_base_s=0.01, backoff_max_s=0.1
     )
-    sender = SpoolSender(spool, producer)
+    sender = SpoolSender(spool, producer)  # no idle closes: the simulated clock jumps between devices
     done = threading.Event()
     sending = threading.Thread(target=sender.drain, kwargs={"stop": done.is_set, "idle_s": 0.05}, daemon=True)
     sending.start()
@@ -138,7 +138,7 @@ def collect_simulated(
     collector_log.setLevel(logging.ERROR)  # link drops are the point here; they are counted below
     try:
         asyncio.run(_collect(world, collector, total, progress))
-        spool.frame(flush_all=True)
+        spool.frame_all(end_of_stream=True)  # the simulated recording has ended
     finally:
         collector_log.setLevel(level)
         done.set()

@@ -207,26 +207,35 @@ class Spool:
 
     # ------------------------------------------------------------------ framing
 
-    def frame(self, limit: int = 5_000, *, flush_all: bool = False) -> int:
+    def frame(self, limit: int = 5_000, *, now_ms: int | None = None, end_of_stream: bool = False) -> int:
         """Decode up to ``limit`` spooled notifications into outbox records; returns how many.
 
-        With ``flush_all`` the open bed frames are closed too (collector shutdown); each is
-        stamped with the receive time of its last notification.
+        Once every spooled notification is framed, the open bed frames idle at ``now_ms``
+        are closed (:meth:`core.device_records.BedFramer.close_idle`), and with
+        ``end_of_stream`` (a recording has ended) every open frame is. Never otherwise: a
+        collector that stops keeps its open frames for the next run, so framing stays a
+        pure function of the notifications (same stream, same frames, one content per id).
         """
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, device_id, subject_id, kind, receive_ms, payload FROM notifications ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-            if not rows and not flush_all:
+            caught_up = len(rows) < limit
+            closing = caught_up and (now_ms is not None or end_of_stream)
+            if not rows and not closing:
                 return 0
             framer = BedFramer(open=self._load_open_frames())
             result = _FrameResult()
             for _, device, subject, kind, receive_ms, payload in rows:
                 self._frame_one(framer, result, device, subject, kind, int(receive_ms), bytes(payload))
-            if flush_all:
-                for device in list(framer.open):
-                    result.records.extend((f.device_id, to_wire(f)) for f in framer.flush(device))
+            if closing:
+                closed = (
+                    [f for device in list(framer.open) for f in framer.flush(device)]
+                    if end_of_stream
+                    else framer.close_idle(int(now_ms or 0))
+                )
+                result.records.extend((f.device_id, to_wire(f)) for f in closed)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany("INSERT INTO outbox (partition_key, data) VALUES (?, ?)", result.records)
@@ -243,6 +252,15 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 raise
             return len(rows)
+
+    def frame_all(self, *, now_ms: int | None = None, end_of_stream: bool = False, batch: int = 5_000) -> int:
+        """Frame every spooled notification, then close idle frames (or all, at ``end_of_stream``)."""
+        total = 0
+        while True:
+            n = self.frame(batch, now_ms=now_ms, end_of_stream=end_of_stream)
+            total += n
+            if n < batch:
+                return total
 
     def _frame_one(
         self, framer: BedFramer, result: _FrameResult, device: str, subject: str, kind: str, t_ms: int, payload: bytes
@@ -347,4 +365,5 @@ def _counter_deltas(c: FramerCounts, r: _FrameResult, consumed: int) -> dict[str
         "bed_gap_samples": c.gap_samples,
         "bed_duplicates": c.duplicates,
         "bed_discontinuities": c.discontinuities,
+        "bed_idle_closes": c.idle_closes,
     }

@@ -4,7 +4,8 @@ A delivery stream flushes on size *or* time, so a quiet night trickles in as man
 objects (Firehose: one per buffer interval per partition). Small files make every scan
 pay per-object overhead, so once a partition has more than ``min_files`` small objects
 they are merged: rows are read, duplicates by ``record_id`` dropped (a redelivery can
-land a record twice), sorted by subject and event time (better compression and
+land a record twice; where copies differ a deterministic one is kept and the conflict
+counted, :mod:`core.record_conflicts`), sorted by subject and event time (better compression and
 row-group pruning), and written as files of at most ``target_bytes`` of input each.
 Objects already at least half the target are left alone.
 
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_layer.lake_schema import RAW_SCHEMA
+from core.record_conflicts import drop_duplicate_records
 
 __all__ = ["CompactionStats", "compact_partition"]
 
@@ -38,6 +40,8 @@ class CompactionStats:
     files_after: int
     rows: int
     duplicates_dropped: int
+    #: record ids whose copies differed in content (a deterministic one kept)
+    conflicts: int = 0
 
 
 def _groups(files: list[Path], target_bytes: int) -> list[list[Path]]:
@@ -53,13 +57,22 @@ def _groups(files: list[Path], target_bytes: int) -> list[list[Path]]:
     return [g for g in groups if len(g) > 1]
 
 
-def _merge(group: list[Path], directory: Path) -> tuple[int, int]:
+def _dedupe(table: pa.Table) -> tuple[pa.Table, int]:
+    """One row per record id (:func:`core.record_conflicts.drop_duplicate_records` on the repeated ones)."""
+    ids = table["record_id"].to_numpy(zero_copy_only=False)
+    _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    repeated = counts[inverse] > 1
+    if not repeated.any():
+        return table, 0
+    kept, conflicts = drop_duplicate_records(table.filter(pa.array(repeated)).to_pandas())
+    chosen = pa.Table.from_pandas(kept, schema=RAW_SCHEMA, preserve_index=False)
+    return pa.concat_tables([table.filter(pa.array(~repeated)), chosen]), conflicts
+
+
+def _merge(group: list[Path], directory: Path) -> tuple[int, int, int]:
     table = pa.concat_tables(pq.read_table(f, schema=RAW_SCHEMA) for f in group)
     before = table.num_rows
-    # keep the first row of each record id (same id, same content: the contract's record ids are content hashes)
-    ids = table["record_id"].to_numpy(zero_copy_only=False)
-    _, first = np.unique(ids, return_index=True)
-    table = table.take(pa.array(sorted(first)))
+    table, conflicts = _dedupe(table)
     order = pc.sort_indices(table, sort_keys=[("subject_id", "ascending"), ("event_time_ms", "ascending")])
     table = table.take(order)
     digest = hashlib.sha1("\n".join(f.name for f in group).encode(), usedforsecurity=False).hexdigest()[:16]
@@ -70,7 +83,7 @@ def _merge(group: list[Path], directory: Path) -> tuple[int, int]:
     for f in group:
         if f != out:
             f.unlink()
-    return table.num_rows, before - table.num_rows
+    return table.num_rows, before - table.num_rows, conflicts
 
 
 def compact_partition(directory: Path, *, target_bytes: int = 128 * 1024 * 1024, min_files: int = 4) -> CompactionStats:
@@ -79,8 +92,8 @@ def compact_partition(directory: Path, *, target_bytes: int = 128 * 1024 * 1024,
     small = [f for f in files if f.stat().st_size < target_bytes // 2]
     if len(small) <= min_files:
         return CompactionStats(len(files), len(files), 0, 0)
-    rows = dropped = 0
+    rows = dropped = conflicts = 0
     for group in _groups(small, target_bytes):
-        r, d = _merge(group, directory)
-        rows, dropped = rows + r, dropped + d
-    return CompactionStats(len(files), len(list(directory.glob("*.parquet"))), rows, dropped)
+        r, d, c = _merge(group, directory)
+        rows, dropped, conflicts = rows + r, dropped + d, conflicts + c
+    return CompactionStats(len(files), len(list(directory.glob("*.parquet"))), rows, dropped, conflicts)

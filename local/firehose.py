@@ -79,6 +79,7 @@ class DeliveryStats:
     objects: int = 0
     bytes: int = 0
     compacted: int = 0  # small objects folded away by compaction
+    conflicts: int = 0  # record ids met with two contents while compacting (one kept)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class FirehoseDelivery:
         for directory in sorted(self._touched):
             c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
             self.stats.compacted += c.files_before - c.files_after
+            self.stats.conflicts += c.conflicts
         self._touched.clear()
         return self.stats
 

@@ -44,9 +44,7 @@ def _collect(tmp_path: Path, peripherals: list[FakePeripheral]) -> tuple[Collect
     targets = [DeviceTarget(p.address, "s001") for p in peripherals]
     collector = Collector(spool, targets, backend=world.client_backend(), clock=world.clock_ms, backoff_base_s=0.001)
     asyncio.run(_record(world, collector))
-    while spool.frame():
-        pass
-    spool.frame(flush_all=True)
+    spool.frame_all(end_of_stream=True)
     return collector, spool, world
 
 

@@ -79,3 +79,22 @@ def test_strap_only_night_is_staged_from_heart_rate_alone() -> None:
     epochs = stage_subject_night(raw[raw["kind"] == "strap"])
     assert (epochs["hr_source"] == "strap").mean() > 0.9
     assert set(np.unique(epochs["stage"])) <= {0, 1, 2, 3}
+
+
+def test_two_contents_under_one_id_keep_the_most_complete_whatever_the_order() -> None:
+    import pandas as pd
+
+    from core.record_conflicts import drop_duplicate_records
+
+    whole = {"record_id": "a" * 32, "kind": "bed", "samples": [1] * 3000, "ingest_time_ms": 20}
+    cut = {"record_id": "a" * 32, "kind": "bed", "samples": [1] * 2550, "ingest_time_ms": 10}
+    other = {"record_id": "b" * 32, "kind": "bed", "samples": [2] * 10, "ingest_time_ms": 5}
+    for rows in ([whole, cut, other, cut], [cut, other, whole], [other, cut, whole, whole]):
+        kept, conflicts = drop_duplicate_records(pd.DataFrame(rows))
+        assert conflicts == 1
+        assert sorted((r["record_id"][0], len(r["samples"])) for r in kept.to_dict("records")) == [
+            ("a", 3000),
+            ("b", 10),
+        ]
+    same, conflicts = drop_duplicate_records(pd.DataFrame([other, other]))
+    assert conflicts == 0 and len(same) == 1

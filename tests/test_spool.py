@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.bed_profile import BedNotification, encode_bed_frame
 from core.contract import BedFrame, StrapSample, from_wire, make_record_id
@@ -99,7 +101,7 @@ def test_a_spool_from_an_older_collector_is_migrated(tmp_path: Path) -> None:
     db.commit()
     db.close()
     spool = Spool(path)
-    spool.frame(flush_all=True)
+    spool.frame_all(end_of_stream=True)
     (frame,) = _outbox_records(spool)
     assert isinstance(frame, BedFrame)
     assert frame.ingest_time_ms == T0_MS + 500
@@ -215,3 +217,66 @@ def test_kill_9_loses_nothing_that_was_committed(tmp_path: Path) -> None:
     expected = {T0_MS + 1000 * k for k in range(committed + 1)}
     assert expected <= before | after  # every committed sample reaches the stream
     assert spool.counters()["received"] >= committed + 1
+
+
+def _night_stream() -> list[Notification]:
+    """Strap and two bed sensors over ~4 epochs, with a link gap, a silence past the idle limit and a restart."""
+    bed_a = _bed_notes(70, T0_MS + 7_000)  # 35 s from mid-epoch
+    bed_a += _bed_notes(30, T0_MS + 47_000, seq0=75)[0:30]  # 5 notifications lost: a gap
+    late = T0_MS + 62_000
+    bed_a += [  # contiguous in device time, but received 90 s after the last one: rule (c)
+        Notification(n.device_id, n.subject_id, n.kind, n.receive_ms + 90_000, n.payload)
+        for n in _bed_notes(20, late, seq0=105)
+    ]
+    bed_b = [
+        Notification("bed-2", n.subject_id, n.kind, n.receive_ms + 130, n.payload)
+        for n in _bed_notes(150, T0_MS + 1_000, seq0=900)
+    ]
+    stream = bed_a + bed_b + _strap_notes(90, t0=T0_MS + 300)
+    return sorted(stream, key=lambda n: (n.receive_ms, n.device_id))
+
+
+def _framed(spool: Spool) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for e in spool.pending(10**9, 10**12):
+        rid = json.loads(e.data)["record_id"]
+        assert out.get(rid, e.data) == e.data, f"record id {rid} names two contents"
+        out[rid] = e.data
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(1, 120), min_size=1, max_size=12),
+    limits=st.lists(st.integers(1, 60), min_size=1, max_size=12),
+    events=st.lists(st.sampled_from(["none", "restart", "shutdown", "kill"]), min_size=1, max_size=12),
+    pause=st.floats(0, 1),
+)
+def test_framing_is_a_pure_function_of_the_notifications(
+    tmp_path_factory: pytest.TempPathFactory, cuts: list[int], limits: list[int], events: list[str], pause: float
+) -> None:
+    """Whatever the flush sizes, shutdowns, kills and restarts: the same frames, one content per id."""
+    stream = _night_stream()
+    ref = Spool(tmp_path_factory.mktemp("ref") / "s.sqlite", synchronous="NORMAL")
+    ref.append(stream)
+    ref.frame_all(end_of_stream=True)
+    expected = _framed(ref)
+
+    path = tmp_path_factory.mktemp("cut") / "s.sqlite"
+    spool = Spool(path, synchronous="NORMAL")
+    i = 0
+    for k, cut in enumerate(cuts):
+        chunk = stream[i : i + cut]
+        i += len(chunk)
+        spool.append(chunk)
+        spool.frame(limits[k % len(limits)])
+        event = events[k % len(events)]
+        if event == "shutdown" and chunk:  # the collector stops: its clock is between this and the next receipt
+            nxt = stream[i].receive_ms if i < len(stream) else chunk[-1].receive_ms + 10**6
+            spool.frame_all(now_ms=int(chunk[-1].receive_ms + pause * (nxt - chunk[-1].receive_ms)))
+        if event in ("restart", "shutdown", "kill"):  # kill: no framing at all, the process just ends
+            spool.close()
+            spool = Spool(path, synchronous="NORMAL")
+    spool.append(stream[i:])
+    spool.frame_all(end_of_stream=True)
+    assert _framed(spool) == expected

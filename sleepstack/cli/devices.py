@@ -90,7 +90,8 @@ def run_collect(
     left = spool.backlog()
     if left["notifications"] or left["outbox"]:
         print(f"spool holds a backlog from an earlier run: {left}; sending it first")
-    sender = SpoolSender(spool, _producer(settings))
+    # idle bed frames are closed by the wall clock; a replay's clock jumps between devices, so it ends them instead
+    sender = SpoolSender(spool, _producer(settings), clock=None if world else clock)
     collector = Collector(spool, targets, backend=backend, clock=clock)
     done = threading.Event()
     sending = threading.Thread(target=sender.drain, kwargs={"stop": done.is_set, "idle_s": 0.2}, daemon=True)
@@ -98,7 +99,10 @@ def run_collect(
     print(f"recording {', '.join(f'{t.address} ({t.subject_id})' for t in targets)}; Ctrl-C stops")
     try:
         asyncio.run(_run(collector, duration_s, world))
-        spool.frame(flush_all=True)
+        if world is None:
+            spool.frame_all(now_ms=clock())
+        else:
+            spool.frame_all(end_of_stream=world.all_finished)
     finally:
         done.set()
         sending.join()

@@ -76,6 +76,8 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     print(f"staged {res.subject_nights} subject-nights ({res.epochs} epochs) for {', '.join(res.nights)}")
     if res.reprocessed:
         print(f"late data: re-staged {', '.join(res.reprocessed)}")
+    if res.record_conflicts:
+        print(f"record conflicts: {res.record_conflicts} record ids with more than one content (one kept per id)")
     return 0
 
 
