@@ -99,6 +99,8 @@ class Collector:
         self._buffer: list[Notification] = []
         self._last_stamp: dict[str, int] = {}
         self.kinds: dict[str, str] = {}
+        #: how logs name a device: its position among the targets, never its address (health data)
+        self._labels = {t.address: f"device {i + 1}" for i, t in enumerate(self.targets)}
 
     async def run(self, stop: asyncio.Event) -> CollectorStats:
         """Record every target until ``stop`` is set; then commit what is buffered."""
@@ -132,9 +134,9 @@ class Collector:
         try:
             self.spool.append(batch)
             self.stats.spooled += len(batch)
-        except SpoolFullError as exc:
+        except SpoolFullError:
             self.stats.rejected_spool_full += len(batch)
-            log.error("%s; %d notifications rejected", exc, len(batch))
+            log.error("the spool is full; %d notifications rejected", len(batch))
 
     async def _commit_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -163,7 +165,9 @@ class Collector:
                 self.stats.connects += 1
                 dev["connects"] += 1
                 if attempt or dev["connects"] > 1:
-                    log.info("%s (%s) reconnected after %d failed attempt(s)", target.address, kind, attempt)
+                    log.info(
+                        "%s (%s) reconnected after %d failed attempt(s)", self._labels[target.address], kind, attempt
+                    )
                 attempt = 0
                 waiters = [asyncio.create_task(lost.wait()), asyncio.create_task(stop.wait())]
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -176,12 +180,14 @@ class Collector:
                 if stop.is_set():
                     await client.disconnect()
                     return
-                log.warning("%s: link lost; reconnecting", target.address)
+                log.warning("%s: link lost; reconnecting", self._labels[target.address])
             except (BleakError, TimeoutError, OSError, DecodeError) as exc:
                 self.stats.failed_connects += 1
                 dev["failed_connects"] += 1
                 level = logging.WARNING if math.log10(attempt + 1).is_integer() else logging.INFO  # 1, 10, 100..
-                log.log(level, "%s: connection attempt %d failed: %s", target.address, attempt + 1, exc)
+                # the exception's text can carry the address or payload bytes: its type only
+                label = self._labels[target.address]
+                log.log(level, "%s: connection attempt %d failed (%s)", label, attempt + 1, type(exc).__name__)
                 with contextlib.suppress(BleakError, TimeoutError, OSError):
                     await client.disconnect()
             delay = self._backoff_s(attempt)
@@ -195,7 +201,7 @@ class Collector:
             kind, char = "strap", HEART_RATE_MEASUREMENT_UUID
             if services.get_characteristic(BODY_SENSOR_LOCATION_UUID) is not None:
                 where = decode_body_sensor_location(await client.read_gatt_char(BODY_SENSOR_LOCATION_UUID))
-                log.info("%s: heart-rate sensor worn at %s", target.address, where)
+                log.info("%s: heart-rate sensor worn at %s", self._labels[target.address], where)
         elif services.get_service(BED_SERVICE_UUID) is not None:
             kind, char = "bed", BED_FRAME_UUID
             await client.write_gatt_char(BED_CLOCK_UUID, encode_clock(self.clock()), response=True)

@@ -272,7 +272,7 @@ class Spool:
                 )
                 if dropped:
                     result.rr_zero += dropped
-                    log.warning("strap %s: dropped %d RR interval(s) of 0 in %s", device, dropped, payload.hex())
+                    log.warning("strap notification: dropped %d RR interval(s) of 0", dropped)
                 result.records.append((device, to_wire(validate(sample))))
             elif kind == "bed":
                 for f in framer.feed(device, subject, decode_bed_frame(payload), t_ms):
@@ -281,7 +281,10 @@ class Spool:
                 raise DecodeError(kind, "unknown notification kind", payload)
         except (DecodeError, ContractError) as exc:
             reason = f"{exc.what}: {exc.reason}" if isinstance(exc, DecodeError) else str(exc)
-            log.warning("quarantined %s notification from %s: %s (payload %s)", kind, device, reason, payload.hex())
+            # device and payload go to the quarantine table only (health data: not into logs)
+            log.warning(
+                "quarantined a %s notification: %s", kind, exc.what if isinstance(exc, DecodeError) else exc.field
+            )
             result.quarantined.append((device, kind, t_ms, payload, reason))
 
     def _load_open_frames(self) -> dict[str, OpenFrame]:

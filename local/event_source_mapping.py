@@ -131,7 +131,7 @@ class EventSourceMapping:
         try:
             resp = self.handler(kinesis_event(batch, shard_id=shard, arn=arn, region=self.region), LambdaContext())
         except Exception as exc:  # noqa: BLE001 - a function error, as Lambda sees it
-            log.warning("function error on %s (%d records): %s", shard, len(batch), exc)
+            log.warning("function error on %s (%d records): %s", shard, len(batch), type(exc).__name__)
             self._retry(shard, arn, batch, attempt, bisect=True, reason=f"FunctionError: {exc}")
             return
         failures = (resp or {}).get("batchItemFailures") or []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from core.errors import SleepstackError
@@ -29,7 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Files and folders this process creates are its owner's alone (health data), whatever
+#: umask the caller runs with; child processes (kinesalite, Spark's JVM) inherit it.
+PRIVATE_UMASK = 0o077
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.umask(PRIVATE_UMASK)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
