@@ -39,12 +39,22 @@ from core.epochs import EPOCH_MS
 from core.errors import DecodeError
 from core.hrm import HeartRateMeasurement
 
-__all__ = ["IDLE_CLOSE_MS", "BedFramer", "FramerCounts", "OpenFrame", "strap_sample"]
+__all__ = ["IDLE_CLOSE_MS", "BedFramer", "FramerCounts", "OpenFrame", "check_measurement", "strap_sample"]
 
 _SEQ_MOD: Final = 1 << 16
 #: A bed frame whose device has been silent this long (receive time, ms) is closed: a
 #: sensor notifies every ~0.5 s, so a minute of silence is a lost link or a device put away.
 IDLE_CLOSE_MS: Final = 60_000
+
+
+def check_measurement(m: HeartRateMeasurement) -> None:
+    """The collector's validity rule for a decoded Heart Rate Measurement.
+
+    Heart rate 0 is only meaningful without skin contact; otherwise :class:`DecodeError`.
+    """
+    if m.hr_bpm == 0 and m.sensor_contact is not False:
+        contact = "unsupported" if m.sensor_contact is None else "detected"
+        raise DecodeError("0x2A37", f"heart rate 0 while sensor contact is {contact}")
 
 
 def strap_sample(
@@ -56,9 +66,7 @@ def strap_sample(
     Heart rate 0 is only meaningful without skin contact; otherwise the notification is
     rejected with :class:`DecodeError` (the caller quarantines the payload).
     """
-    if m.hr_bpm == 0 and m.sensor_contact is not False:
-        contact = "unsupported" if m.sensor_contact is None else "detected"
-        raise DecodeError("0x2A37", f"heart rate 0 while sensor contact is {contact}")
+    check_measurement(m)
     rr = tuple(v for v in m.rr_ms if v > 0)
     sample = StrapSample(
         device_id=device_id,

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ContractError", "DatasetError", "DecodeError", "QueryError", "SleepstackError", "UsageError"]
+from typing import ClassVar
+
+__all__ = [
+    "ConfigError",
+    "ContractError",
+    "DatasetError",
+    "DecodeError",
+    "NoDataError",
+    "QueryError",
+    "SleepstackError",
+    "UsageError",
+]
 
 
 class SleepstackError(Exception):
-    """Base class of every error sleepstack raises on purpose."""
+    """Base class of every error sleepstack raises on purpose.
+
+    ``exit_code`` is what the command line exits with: 1 for a run that failed, 2 for input
+    that is wrong (the subclasses for bad input say so).
+    """
+
+    exit_code: ClassVar[int] = 1
 
 
 class ContractError(SleepstackError, ValueError):
@@ -15,6 +32,8 @@ class ContractError(SleepstackError, ValueError):
     ``field`` names the offending field (or ``"<record>"`` when the record as a whole is
     unreadable), ``reason`` says what is wrong with it.
     """
+
+    exit_code: ClassVar[int] = 2
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -30,6 +49,8 @@ class DecodeError(SleepstackError, ValueError):
     them.
     """
 
+    exit_code: ClassVar[int] = 2
+
     def __init__(self, what: str, reason: str, payload: bytes | bytearray | memoryview = b"") -> None:
         self.what = what
         self.reason = reason
@@ -39,6 +60,8 @@ class DecodeError(SleepstackError, ValueError):
 
 class DatasetError(SleepstackError, ValueError):
     """A file of a reference dataset (e.g. sleep-accel) is missing or malformed; ``path`` names it."""
+
+    exit_code: ClassVar[int] = 2
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
@@ -53,6 +76,8 @@ class UsageError(SleepstackError, ValueError):
     with the value given.
     """
 
+    exit_code: ClassVar[int] = 2
+
     def __init__(self, what: str, reason: str) -> None:
         self.what = what
         self.reason = reason
@@ -62,6 +87,8 @@ class UsageError(SleepstackError, ValueError):
 class ConfigError(SleepstackError, ValueError):
     """A setting (an environment variable) is missing or invalid; ``name`` names it."""
 
+    exit_code: ClassVar[int] = 2
+
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
@@ -70,3 +97,9 @@ class ConfigError(SleepstackError, ValueError):
 
 class QueryError(SleepstackError, ValueError):
     """An analyst's SQL is refused (not a single read-only query on the lake's tables) or fails."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class NoDataError(SleepstackError):
+    """There is no data (yet) for what was asked: an empty lake, a night nothing was delivered for."""

@@ -14,6 +14,7 @@ the same one whatever the order they arrived in, and counts the conflict:
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ import pandas as pd
 __all__ = ["drop_duplicate_records"]
 
 
-def _canonical(row: dict[str, object]) -> str:
+def _canonical(row: Mapping[Hashable, object]) -> str:
     return json.dumps(row, sort_keys=True, default=lambda v: v.tolist() if isinstance(v, np.ndarray) else str(v))
 
 

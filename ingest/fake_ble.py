@@ -41,6 +41,7 @@ from core.bed_profile import (
     BED_SERVICE_UUID,
     encode_sensor_info,
 )
+from core.errors import DatasetError
 from core.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
 
 __all__ = [
@@ -319,24 +320,74 @@ class FakeBleakScanner(BaseBleakScanner):
         return None
 
 
+_KINDS = ("strap", "bed")
+
+
+def _recording_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of the recording at ``path``."""
+    if path.is_dir():
+        raise DatasetError(str(path), "is a directory, not a recording file (JSON lines)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(str(path), "no such recording file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(str(path), f"cannot be read as UTF-8 text ({exc})") from None
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{n}", f"not JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{n}", f"expected a JSON object, got {type(obj).__name__}")
+        out.append((n, obj))
+    return out
+
+
+def _int(obj: dict[str, Any], key: str, where: str, *, minimum: int | None = None) -> int:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise DatasetError(where, f"{key!r} must be an integer{bound}, got {v!r}")
+    return v
+
+
 def load_recording(path: Path) -> FakePeripheral:
     """A peripheral from a JSON-lines recording.
 
     First line: ``{"address": ..., "kind": "strap"|"bed", "name": ...}``; then one object
     per notification ``{"t_ms": ..., "hex": "..."}`` or link loss ``{"drop_ms": ...,
-    "refuse": 1}``.
+    "refuse": 1}``. A file that is not such a recording raises :class:`DatasetError`
+    naming the file and line.
     """
-    lines = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
-    if not lines or "address" not in lines[0]:
-        raise ValueError(f"{path}: first line must name the device (address, kind)")
-    head, body = lines[0], lines[1:]
-    script: list[ScriptItem] = [
-        Drop(int(o["drop_ms"]), int(o.get("refuse", 1)))
-        if "drop_ms" in o
-        else (int(o["t_ms"]), bytes.fromhex(o["hex"]))
-        for o in body
-    ]
-    return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=head.get("name", ""))
+    lines = _recording_lines(path)
+    if not lines:
+        raise DatasetError(str(path), "is empty; a recording starts with the device line")
+    (n0, head), body = lines[0], lines[1:]
+    where = f"{path}:{n0}"
+    if not isinstance(head.get("address"), str) or not head["address"]:
+        raise DatasetError(where, 'the first line must name the device: {"address": ..., "kind": "strap"|"bed"}')
+    if head.get("kind") not in _KINDS:
+        raise DatasetError(where, f"unknown device kind {head.get('kind')!r} (expected 'strap' or 'bed')")
+    script: list[ScriptItem] = []
+    for n, o in body:
+        where = f"{path}:{n}"
+        if "drop_ms" in o:
+            script.append(
+                Drop(_int(o, "drop_ms", where, minimum=0), _int({"refuse": 1, **o}, "refuse", where, minimum=0))
+            )
+            continue
+        if "t_ms" not in o or "hex" not in o:
+            raise DatasetError(where, 'expected a notification {"t_ms": ..., "hex": ...} or a drop {"drop_ms": ...}')
+        try:
+            payload = bytes.fromhex(str(o["hex"]))
+        except ValueError:
+            raise DatasetError(where, f"'hex' is not a hex string: {str(o['hex'])[:16]!r}") from None
+        script.append((_int(o, "t_ms", where), payload))
+    return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=str(head.get("name", "")))
 
 
 def recording_lines(p: FakePeripheral) -> Iterable[str]:

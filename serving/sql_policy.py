@@ -81,6 +81,8 @@ def check_query(sql: str, tables: Collection[str]) -> exp.Query:
         raise QueryError(
             f"the SQL does not parse as one Athena query{where}: {first.get('description', exc)}"
         ) from None
+    if not statements:
+        raise QueryError("the SQL holds no statement; give one SELECT query")
     if len(statements) != 1:
         raise QueryError(f"the SQL holds {len(statements)} statements; give exactly one query")
     tree = statements[0]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+from core.alerts import AlertRules
 from core.errors import ConfigError
 
 __all__ = ["Settings", "Target"]
@@ -59,6 +60,10 @@ class Settings:
             raise ConfigError("SLEEPSTACK_ALERT_RULES", f"is not a JSON object: {exc}") from None
         if not isinstance(rules, dict):
             raise ConfigError("SLEEPSTACK_ALERT_RULES", "must be a JSON object")
+        try:
+            AlertRules.from_dict(rules)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("SLEEPSTACK_ALERT_RULES", f"is not valid: {exc}") from None
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),

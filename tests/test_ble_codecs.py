@@ -177,5 +177,5 @@ def test_decode_hrm_command_without_contact_support(capsys: pytest.CaptureFixtur
 
 def test_decode_hrm_command_rejects_bad_payload(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ble", "decode-hrm", "10"]) == 2
-    assert "0x2A37" in capsys.readouterr().err
+    assert "HEX: 10 is not a valid Heart Rate Measurement" in capsys.readouterr().err
     assert main(["ble", "decode-hrm", "xyz"]) == 2

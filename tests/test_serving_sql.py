@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -174,5 +175,50 @@ def test_athena_engine_binds_the_deployed_database_and_runs_the_text() -> None:
 
 
 def test_unknown_query_name() -> None:
-    with pytest.raises(KeyError, match="night_summaries"):
+    from core.errors import QueryError
+
+    with pytest.raises(QueryError, match="night_summaries"):
         load_query("nope")
+
+
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        ("SELECT * FROM read_csv('/etc/passwd', delim=':')", "read_csv()"),
+        ("select * FROM READ_TEXT('/etc/passwd')", "read_text()"),
+        ("SELECT * FROM query('SELECT 1')", "query()"),
+        ("SELECT * FROM 'x.parquet'", "unknown table"),
+        ("SELECT * FROM other.t", "unknown table"),
+        ("SELECT * FROM sleepstack.nope", "unknown table"),
+        ("COPY (SELECT 1) TO '/tmp/x'", "not COPY"),
+        ("CREATE TABLE t AS SELECT 1", "not CREATE"),
+        ("INSERT INTO sleepstack.night_summary SELECT * FROM sleepstack.night_summary", "not INSERT"),
+        ("SET enable_external_access = true", "not SET"),
+        ("SELECT 1; DROP TABLE x", "2 statements"),
+        ("  -- nothing\n", "holds no statement"),
+        ("", "empty"),
+    ],
+)
+def test_analyst_sql_is_one_read_only_query_on_the_lake(sql: str, refusal: str) -> None:
+    from core.errors import QueryError
+    from serving.sql_policy import check_query
+
+    with pytest.raises(QueryError, match=re.escape(refusal)):
+        check_query(sql, {"night_summary", "epoch_stages", "raw_records"})
+
+
+def test_the_local_engine_is_confined_to_the_lake_even_past_the_check(tmp_path: Path) -> None:
+    """DuckDB itself refuses files outside the lake and configuration changes (defence in depth)."""
+    from core.errors import QueryError
+
+    engine = LocalSqlEngine(tmp_path / "lake")
+    assert engine.query("WITH a AS (SELECT 1 AS x) SELECT x FROM a")["x"].tolist() == [1]
+    for raw in (
+        "SELECT * FROM read_csv('/etc/passwd')",
+        f"COPY (SELECT 1) TO '{tmp_path}/out.csv'",
+        f"ATTACH '{tmp_path}/x.db' AS x",
+        "SET enable_external_access = true",
+    ):
+        with pytest.raises(QueryError, match="the query failed"):
+            engine._execute(raw)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()

@@ -43,6 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args, Settings.from_env()))
-    except SleepstackError as exc:
+    except SleepstackError as exc:  # anything else is a bug: its traceback shows
         print(f"sleepstack: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sleepstack.cli._output import print_figures
+from sleepstack.cli._helpers import print_figures
 from sleepstack.settings import Settings
 
 __all__ = ["register"]

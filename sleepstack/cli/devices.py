@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import UsageError
+from core.errors import DatasetError, DecodeError, UsageError
 from sleepstack import wiring
 from sleepstack.settings import Settings
 
@@ -83,7 +83,10 @@ def run_collect(
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
     if replays:
-        world = FakeBleWorld(load_recording(p) for p in replays)
+        try:
+            world = FakeBleWorld([load_recording(p) for p in replays])
+        except DatasetError as exc:
+            raise UsageError("--replay", str(exc)) from None
         backend, clock = world.client_backend(), world.clock_ms
         targets += [DeviceTarget(a, subject) for a in world.peripherals if a not in {t.address for t in targets}]
     spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
@@ -165,9 +168,19 @@ def _cmd_ble(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise UsageError("HEX", f"{args.hex!r} is not a hex string ({exc})") from None
     if args.action == "decode-hrm":
-        print(json.dumps(decode_hrm(payload).as_json()))
+        from core.device_records import check_measurement
+
+        try:
+            measurement = decode_hrm(payload)
+            check_measurement(measurement)  # the collector's rule: it quarantines what this refuses
+        except DecodeError as exc:
+            raise UsageError("HEX", f"{args.hex} is not a valid Heart Rate Measurement: {exc.reason}") from None
+        print(json.dumps(measurement.as_json()))
     else:
-        n = decode_bed_frame(payload)
+        try:
+            n = decode_bed_frame(payload)
+        except DecodeError as exc:
+            raise UsageError("HEX", f"{args.hex} is not a valid bed frame: {exc.reason}") from None
         print(
             json.dumps(
                 {

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError
-from sleepstack.cli._output import print_figures
+from sleepstack.cli._helpers import print_figures, rr_argument
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -22,9 +22,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return _evaluate_staging(args)
     from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
     from core.vitals_accuracy import bed_vitals_accuracy
-    from sleepstack.datasets.rr_files import read_rr_ms
 
-    rr = read_rr_ms(Path(args.rr)) if args.rr else None
+    rr = rr_argument(args.rr)
     night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
     figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
     print_figures(figures, as_json=args.json)
@@ -32,7 +31,7 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate_staging(args: argparse.Namespace) -> int:
-    from core.stage_classifier import StageModel, load_model
+    from core.stage_classifier import load_model
     from sleepstack.evaluation.staging import cross_validate, evaluate
 
     if not args.dir:
@@ -41,7 +40,7 @@ def _evaluate_staging(args: argparse.Namespace) -> int:
     if args.cv is not None:
         figures = cross_validate(root, folds=args.cv)
     else:
-        model = StageModel.from_json(Path(args.model).read_text()) if args.model else load_model()
+        model = _model(args.model) if args.model else load_model()
         figures = evaluate(root, model)
     if args.json:
         print(json.dumps(figures))
@@ -51,6 +50,17 @@ def _evaluate_staging(args: argparse.Namespace) -> int:
         for row in per_subject:
             print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     return 0
+
+
+def _model(path: str) -> Any:
+    from core.stage_classifier import StageModel
+
+    try:
+        return StageModel.from_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError("--model", f"{path}: no such model file") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError("--model", f"{path} is not a sleepstack stage model ({type(exc).__name__}: {exc})") from None
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:

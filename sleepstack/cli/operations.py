@@ -8,12 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError
-from sleepstack.cli._output import utc
+from sleepstack.cli._helpers import utc
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
 
 _LIVE_FIELDS = ("hr_bpm", "br_per_min", "movement", "presence", "rmssd_ms", "sdnn_ms", "complete")
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 for any free one, or 1-65535)")
+    return port
 
 
 def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,11 +69,15 @@ def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retention(items: list[str]) -> dict[str, int]:
+    from speed_layer.processing import DOC_KINDS
+
     out = {}
     for item in items:
         kind, _, days = item.partition("=")
-        if not days.isdigit():
-            raise UsageError("--retention-days", f"{item!r} is not KIND=DAYS (e.g. vitals=30)")
+        if kind not in DOC_KINDS or not days.isdigit():
+            raise UsageError("--retention-days", f"{item!r} is not KIND=DAYS with KIND one of {', '.join(DOC_KINDS)}")
+        if int(days) < 3:
+            raise UsageError("--retention-days", f"{item!r}: keep at least 3 days (2 of them hot)")
         out[kind] = int(days)
     return out
 
@@ -108,7 +123,7 @@ def _cmd_package(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: Any) -> None:
     s = sub.add_parser("stack", help="start/stop the local embedded stack")
     s.add_argument("action", choices=["up", "down", "status"])
-    s.add_argument("--port", type=int, default=0, help="kinesalite port (0: any free port)")
+    s.add_argument("--port", type=_port, default=0, help="kinesalite port (0: any free port)")
     s.set_defaults(func=_cmd_stack)
 
     s = sub.add_parser("live", help="a subject's latest vitals and open alerts from the live store")

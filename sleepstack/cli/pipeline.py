@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
+from core.errors import NoDataError, QueryError, UsageError
+from sleepstack.cli._helpers import rr_argument
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -19,12 +20,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.contract import to_wire
     from core.simulate import cohort, night_records, simulate_night
-    from sleepstack.datasets.rr_files import read_rr_ms
     from sleepstack.demo import truth_table
 
     out = Path(args.out or settings.home / "sim")
     out.mkdir(parents=True, exist_ok=True)
-    rr = read_rr_ms(Path(args.rr)) if args.rr else None
+    rr = rr_argument(args.rr)
     n_records = 0
     for cfg in cohort(args.subjects, args.nights, args.seed, rr):
         sim = simulate_night(cfg)
@@ -72,7 +72,14 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     else:
         nights = night_range(args.start, args.end)
     lake = Path(args.lake) if args.lake else settings.lake
+    if not any((lake / "raw").glob("dt=*/*.parquet")):
+        raise NoDataError(
+            f"no raw data in the lake yet ({lake / 'raw'} holds no delivered records): nothing to stage for"
+            f" {', '.join(nights)}; collect and deliver records first (--lake names another lake)"
+        )
     res = run_nightly(local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz)
+    if res.subject_nights == 0:
+        raise NoDataError(f"no data for night {', '.join(nights)} in {lake / 'raw'} yet: nothing staged")
     print(f"staged {res.subject_nights} subject-nights ({res.epochs} epochs) for {', '.join(res.nights)}")
     if res.reprocessed:
         print(f"late data: re-staged {', '.join(res.reprocessed)}")
@@ -84,7 +91,13 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from serving.sql_engine import AthenaSqlEngine, SqlEngine, load_query
 
-    text = Path(args.query).read_text() if args.query.endswith(".sql") else load_query(args.query)
+    if args.query.endswith(".sql"):
+        source, text = args.query, _sql_text(args.query)
+    else:
+        try:
+            source, text = f"query {args.query}", load_query(args.query)
+        except QueryError as exc:
+            raise UsageError("QUERY", f"{exc} (or give a .sql file)") from None
     engine: SqlEngine
     if settings.target == "aws":
         from pyathena import connect
@@ -97,8 +110,24 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         from local.duckdb_sql import LocalSqlEngine
 
         engine = LocalSqlEngine(Path(args.lake) if args.lake else settings.lake)
-    print(engine.query(text).to_string(index=False))
+    try:
+        rows = engine.query(text)
+    except QueryError as exc:
+        raise QueryError(f"{source}: {exc}") from None
+    print(rows.to_string(index=False))
     return 0
+
+
+def _sql_text(name: str) -> str:
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError("QUERY", f"{path} is a directory; give a query name or a .sql file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError("QUERY", f"{path}: no such .sql file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("QUERY", f"{path} cannot be read as UTF-8 text ({exc})") from None
 
 
 def _cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:

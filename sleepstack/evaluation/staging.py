@@ -89,7 +89,7 @@ def cross_validate(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int =
     nights = load_corpus(root)
     k = len(nights) if folds <= 0 else min(folds, len(nights))
     if k < 2:
-        raise ValueError("cross-validation needs at least two subjects")
+        raise DatasetError(str(root), "cross-validation needs at least two subjects")
     group = np.arange(len(nights)) % k
     data = training_set(nights)
     preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(nights)

@@ -1,12 +1,15 @@
-"""What the commands print: measured figures and times, one way for all of them."""
+"""What several commands share: printing figures and times, reading an ``--rr`` file."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-__all__ = ["print_figures", "utc"]
+from core.errors import DatasetError, UsageError
+
+__all__ = ["print_figures", "rr_argument", "utc"]
 
 
 def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
@@ -22,3 +25,15 @@ def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
 def utc(t_ms: int) -> str:
     """``t_ms`` (ms since the epoch) as a UTC time stamp for people."""
     return datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def rr_argument(path: str | None) -> Any:
+    """``--rr FILE`` read as RR intervals (ms), or None; a bad file is a usage error naming the flag."""
+    from sleepstack.datasets.rr_files import read_rr_ms
+
+    if path is None:
+        return None
+    try:
+        return read_rr_ms(Path(path))
+    except DatasetError as exc:
+        raise UsageError("--rr", str(exc)) from None
