@@ -66,11 +66,7 @@ def _function_name(node: exp.Func) -> str:
     return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
 
 
-def check_query(sql: str, tables: Collection[str]) -> exp.Query:
-    """The parsed query, if ``sql`` is one read-only query over ``sleepstack.<tables>``.
-
-    Raises :class:`QueryError` naming what is refused (and, for unknown tables, what may be read).
-    """
+def _one_statement(sql: str) -> exp.Expression:
     if not sql.strip():
         raise QueryError("the SQL is empty; give one SELECT query")
     try:
@@ -85,9 +81,10 @@ def check_query(sql: str, tables: Collection[str]) -> exp.Query:
         raise QueryError("the SQL holds no statement; give one SELECT query")
     if len(statements) != 1:
         raise QueryError(f"the SQL holds {len(statements)} statements; give exactly one query")
-    tree = statements[0]
-    if not isinstance(tree, exp.Query):
-        raise QueryError(f"only a query (SELECT, WITH ... SELECT) may run, not {tree.key.upper()}")
+    return statements[0]
+
+
+def _check_nodes(tree: exp.Query) -> None:
     for node in tree.walk():
         if isinstance(node, _STATEMENTS):
             raise QueryError(f"only a query may run; it contains {node.key.upper()}")
@@ -95,6 +92,9 @@ def check_query(sql: str, tables: Collection[str]) -> exp.Query:
             name = _function_name(node)
             if name in _REFUSED_FUNCTIONS or name.startswith(_REFUSED_PREFIXES):
                 raise QueryError(f"{name}() reads outside the lake's tables and is refused")
+
+
+def _check_tables(tree: exp.Query, tables: Collection[str]) -> None:
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     known = ", ".join(f"{DATABASE}.{t}" for t in sorted(tables))
     for table in tree.find_all(exp.Table):
@@ -104,4 +104,16 @@ def check_query(sql: str, tables: Collection[str]) -> exp.Query:
             continue
         if table.catalog or table.db != DATABASE or table.name not in tables:
             raise QueryError(f"unknown table {table.sql(dialect='athena')}; only {known} may be read")
+
+
+def check_query(sql: str, tables: Collection[str]) -> exp.Query:
+    """The parsed query, if ``sql`` is one read-only query over ``sleepstack.<tables>``.
+
+    Raises :class:`QueryError` naming what is refused (and, for unknown tables, what may be read).
+    """
+    tree = _one_statement(sql)
+    if not isinstance(tree, exp.Query):
+        raise QueryError(f"only a query (SELECT, WITH ... SELECT) may run, not {tree.key.upper()}")
+    _check_nodes(tree)
+    _check_tables(tree, tables)
     return tree
