@@ -66,7 +66,7 @@ def _function_name(node: exp.Func) -> str:
     return (node.name if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
 
 
-def _one_statement(sql: str) -> exp.Expression:
+def _one_statement(sql: str) -> exp.Expr:
     if not sql.strip():
         raise QueryError("the SQL is empty; give one SELECT query")
     try:
