@@ -80,6 +80,7 @@ class MappingStats:
     retries: int = 0
     bisections: int = 0
     sent_to_on_failure: int = 0
+    checkpoint_resets: int = 0  # shards whose checkpoint the stream no longer held (read from the oldest)
 
 
 @dataclass
@@ -116,6 +117,8 @@ class EventSourceMapping:
             while buffer:  # caught up: flush what is left
                 self._deliver(shard, arn, buffer[: self.batch_size], attempt=0)
                 buffer = buffer[self.batch_size :]
+            if reader.reset_reason:
+                self.stats.checkpoint_resets += 1
         return self.stats
 
     def _deliver(self, shard: str, arn: str, batch: list[dict[str, Any]], attempt: int) -> None:

@@ -80,6 +80,7 @@ class DeliveryStats:
     bytes: int = 0
     compacted: int = 0  # small objects folded away by compaction
     conflicts: int = 0  # record ids met with two contents while compacting (one kept)
+    checkpoint_resets: int = 0  # shards whose checkpoint the stream no longer held (read from the oldest)
 
 
 @dataclass
@@ -107,22 +108,42 @@ class FirehoseDelivery:
     compact_target_bytes: int = 128 * 1024 * 1024
     stats: DeliveryStats = field(default_factory=DeliveryStats)
     _touched: set[Path] = field(default_factory=set)
+    _open: dict[str, dict[str, _Buffer]] = field(default_factory=dict)
+    _read_through: dict[str, str] = field(default_factory=dict)
+    _covered: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
 
     def drain(self) -> DeliveryStats:
         """Deliver everything now in the stream and flush all buffers."""
+        return self.poll(flush=True)
+
+    @property
+    def buffered_records(self) -> int:
+        """Records read but not yet written to the lake (their shard's checkpoint waits for them)."""
+        return sum(len(b.rows) for bufs in self._open.values() for b in bufs.values())
+
+    def poll(self, *, flush: bool = False) -> DeliveryStats:
+        """Read what is new in every shard into the buffers; write them when due, or all with ``flush``.
+
+        Buffers live across polls, as a running Firehose's do, flushed by size or age. A
+        shard's buffers are written together and only then is its checkpoint moved to the
+        last record read, so after a crash the shard is read again from the checkpoint;
+        records an object already holds (from its name's sequence range) are skipped, so a
+        redelivery neither loses nor duplicates rows.
+        """
         for shard in shard_ids(self.client, self.stream):
-            buffers: dict[str, _Buffer] = defaultdict(_Buffer)
-            for page in ShardReader(self.client, self.stream, shard, self.checkpoints).pages():
+            buffers = self._open.setdefault(shard, defaultdict(_Buffer))
+            covered = self._covered_ranges(shard)
+            reader = ShardReader(self.client, self.stream, shard, self.checkpoints)
+            for page in reader.pages(after=self._read_through.get(shard)):
                 for r in page:
-                    self._add(shard, r, buffers)
-                for key in [k for k, b in buffers.items() if self._due(b)]:
-                    self._flush(shard, key, buffers.pop(key))
-                if not buffers:
-                    self.checkpoints.commit(shard, page[-1]["SequenceNumber"])
-            for key, buf in list(buffers.items()):
-                self._flush(shard, key, buf)
-            if buffers:
-                self.checkpoints.commit(shard, max((b.last_seq for b in buffers.values()), key=int))
+                    self._add(shard, r, buffers, covered)
+                self._read_through[shard] = page[-1]["SequenceNumber"]
+                if any(self._due(b) for b in buffers.values()):
+                    self._flush_shard(shard)
+            if reader.reset_reason:
+                self.stats.checkpoint_resets += 1
+            if flush or any(self._due(b) for b in buffers.values()):
+                self._flush_shard(shard)
         for directory in sorted(self._touched):
             c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
             self.stats.compacted += c.files_before - c.files_after
@@ -130,10 +151,32 @@ class FirehoseDelivery:
         self._touched.clear()
         return self.stats
 
+    def _flush_shard(self, shard: str) -> None:
+        buffers = self._open.get(shard, {})
+        for key, buf in list(buffers.items()):
+            self._flush(shard, key, buf)
+        buffers.clear()
+        if shard in self._read_through:
+            self.checkpoints.commit(shard, self._read_through[shard])
+
+    def _covered_ranges(self, shard: str) -> dict[str, list[tuple[int, int]]]:
+        """Sequence ranges of this shard's objects written after its checkpoint, by prefix (once per run)."""
+        if shard not in self._covered:
+            after = int(self.checkpoints.get(shard) or -1)
+            found: dict[str, list[tuple[int, int]]] = {}
+            for path in self.lake.rglob(f"sleepstack-raw-{shard}-*.parquet"):
+                first, last = (int(x) for x in path.stem.removeprefix(f"sleepstack-raw-{shard}-").split("-"))
+                if last > after:
+                    found.setdefault(path.parent.relative_to(self.lake).as_posix() + "/", []).append((first, last))
+            self._covered[shard] = found
+        return self._covered[shard]
+
     def _due(self, buf: _Buffer) -> bool:
         return buf.size >= self.buffer_bytes or self.clock() - buf.opened >= self.buffer_interval_s
 
-    def _add(self, shard: str, r: dict[str, Any], buffers: dict[str, _Buffer]) -> None:
+    def _add(
+        self, shard: str, r: dict[str, Any], buffers: dict[str, _Buffer], covered: dict[str, list[tuple[int, int]]]
+    ) -> None:
         arrival: datetime = r["ApproximateArrivalTimestamp"]
         seq = r["SequenceNumber"]
         try:
@@ -152,6 +195,8 @@ class FirehoseDelivery:
             )
             return
         key = render_prefix(self.prefix, arrival=arrival, keys=partition_keys(rec))
+        if any(a <= int(seq) <= b for a, b in covered.get(key, ())):
+            return  # an object written before a crash already holds it
         buf = buffers[key]
         if not buf.rows:
             buf.first_seq, buf.opened = seq, self.clock()

@@ -1,8 +1,13 @@
-"""Start and stop the local embedded stack: the Kinesis API served by kinesalite.
+"""Local stand-in for Kinesis Data Streams: the Kinesis API served by kinesalite.
 
-kinesalite (npm, pinned in ``infra/local/package-lock.json``) runs in memory on
-127.0.0.1; streams are created with the names and shard counts of
-``infra/template.yaml``. The running stack's endpoint is kept in ``$SLEEPSTACK_HOME/stack.json``.
+kinesalite (npm, pinned in ``infra/local/package-lock.json``) runs on 127.0.0.1 and keeps
+its streams on disk under ``$SLEEPSTACK_HOME/stream`` (LevelDB, through kinesalite's
+``leveldown`` module), so acknowledged records survive restarts and crashes; records older
+than the stream's retention (24 h, as on Kinesis) are trimmed as they are read. Streams
+are created with the names and shard counts of ``infra/template.yaml``. The port is
+chosen once and remembered (``stream-port.json``), so a collector started before a
+restart keeps sending to the same endpoint. The running server's pid and port are in
+``$SLEEPSTACK_HOME/stack.json``.
 """
 
 from __future__ import annotations
@@ -63,12 +68,62 @@ def check_tools(*, java: bool = False) -> None:
 
 @dataclass
 class LocalStack:
+    """The kinesalite server of one ``home``: on disk when ``durable`` (the default)."""
+
     home: Path
     region: str = LOCAL_REGION
+    durable: bool = True
 
     @property
     def _state_file(self) -> Path:
         return self.home / "stack.json"
+
+    @property
+    def _port_file(self) -> Path:
+        return self.home / "stream-port.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "stream"
+
+    def saved_port(self) -> int:
+        """The port this home's stream listened on before (0: none yet)."""
+        try:
+            return int(json.loads(self._port_file.read_text())["port"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return 0
+
+    def launch(self, port: int = 0, *, timeout_s: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
+        """Start kinesalite on ``port`` (0: the saved one, else any free one); returns (process, port).
+
+        The caller owns the process (the supervisor watches it); :meth:`up` is the
+        stand-alone start. Fails with :class:`StackError` naming the cause within ``timeout_s``.
+        """
+        check_tools()
+        port = port or self.saved_port()
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = ["node", str(_SERVER_JS), str(port)]
+        if self.durable:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            argv.append(str(self.data_dir))
+        log = (self.home / "kinesalite.log").open("ab")
+        proc = subprocess.Popen(argv, cwd=_NODE_DIR, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        assert proc.stdout is not None  # noqa: S101 - Popen contract with stdout=PIPE
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            if line:
+                break
+        if not line:
+            proc.kill()
+            proc.wait()
+            err = (self.home / "kinesalite.log").read_text(errors="replace").strip().splitlines()
+            raise StackError(f"kinesalite did not start on 127.0.0.1:{port}: {err[-1] if err else 'timed out'}")
+        actual = int(json.loads(line)["port"])
+        self._port_file.write_text(json.dumps({"port": actual}))
+        self._state_file.write_text(json.dumps({"pid": proc.pid, "port": actual}))
+        return proc, actual
 
     def state(self) -> dict[str, Any] | None:
         if not self._state_file.exists():
@@ -88,32 +143,10 @@ class LocalStack:
         return f"http://127.0.0.1:{state['port']}"
 
     def up(self, *, port: int = 0, environment: str = "dev", timeout_s: float = 15.0) -> str:
-        """Start kinesalite (``port`` 0: any free port) and create the template's streams."""
-        check_tools()
+        """Start kinesalite alone (``port`` 0: the saved one or any free one) with the template's streams."""
         if (state := self.state()) is not None:
             return f"http://127.0.0.1:{state['port']}"
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = (self.home / "kinesalite.log").open("wb")
-        proc = subprocess.Popen(
-            ["node", str(_SERVER_JS), str(port)],
-            cwd=_NODE_DIR,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None  # noqa: S101 - Popen contract with stdout=PIPE
-        deadline = time.monotonic() + timeout_s
-        line = b""
-        while time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
-            if line:
-                break
-        if not line:
-            proc.kill()
-            err = (self.home / "kinesalite.log").read_text(errors="replace").strip()
-            raise StackError(f"kinesalite did not start on 127.0.0.1:{port}: {err or 'timed out'}")
-        actual = int(json.loads(line)["port"])
-        self._state_file.write_text(json.dumps({"pid": proc.pid, "port": actual}))
+        _, actual = self.launch(port, timeout_s=timeout_s)
         endpoint = f"http://127.0.0.1:{actual}"
         self.create_streams(stream_specs(load_template(TEMPLATE_PATH), Environment=environment), endpoint)
         return endpoint

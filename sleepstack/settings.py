@@ -12,6 +12,7 @@
 | ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |
 | ``SLEEPSTACK_STATE_TABLE`` | DynamoDB table of the speed layer's device state (aws) | unset |
 | ``OPENSEARCH_DASHBOARDS_URL`` | where ``sleepstack opensearch setup`` imports dashboards | unset |
+| ``SLEEPSTACK_BATCH_AT`` | local time (``HH:MM``) the stack's scheduler stages the closed night | ``12:30`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -47,6 +48,7 @@ class Settings:
     state_table: str | None = None
     opensearch_dashboards_url: str | None = None
     alert_rules: dict[str, Any] = field(default_factory=dict)
+    batch_at: str = "12:30"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +66,10 @@ class Settings:
             AlertRules.from_dict(rules)
         except (TypeError, ValueError) as exc:
             raise ConfigError("SLEEPSTACK_ALERT_RULES", f"is not valid: {exc}") from None
+        batch_at = e.get("SLEEPSTACK_BATCH_AT", "12:30")
+        hh, _, mm = batch_at.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
+            raise ConfigError("SLEEPSTACK_BATCH_AT", f"must be a local time HH:MM, not {batch_at!r}")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -77,6 +83,7 @@ class Settings:
             state_table=e.get("SLEEPSTACK_STATE_TABLE") or None,
             opensearch_dashboards_url=e.get("OPENSEARCH_DASHBOARDS_URL") or None,
             alert_rules=rules,
+            batch_at=batch_at,
         )
 
     @property

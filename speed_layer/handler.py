@@ -52,6 +52,8 @@ class HandlerStats:
     #: documents the store refused for good (dead-lettered)
     rejected: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    #: record ids the last invocation applied (what a ledger of processed records records)
+    last_applied: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class SpeedLayerHandler:
         failures = response.get("batchItemFailures") or []
         lowest = min((int(str(f["itemIdentifier"])) for f in failures), default=None)
         records = [rec for seq, rec in decoded if lowest is None or seq < lowest]
+        self.stats.last_applied = [rec.record_id for rec in records]
         if records:
             applied = apply_records(records, self.states.get_many({r.device_id for r in records}), self.rules)
             if applied.docs:

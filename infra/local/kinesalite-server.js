@@ -1,12 +1,17 @@
-// Serve the Kinesis API (kinesalite, in memory) on loopback only.
-// Usage: node kinesalite-server.js <port|0>
+// Serve the Kinesis API (kinesalite) on loopback only.
+// Usage: node kinesalite-server.js <port|0> [<data directory>]
+// With a data directory the streams and their records are kept on disk (LevelDB through
+// leveldown) and survive restarts and crashes; without one they live in memory.
 // Prints one JSON line {"port": N} once listening, so the caller learns the real port
 // when 0 (any free port) was asked for. Exits non-zero with a message if the port is taken.
 'use strict';
 const kinesalite = require('kinesalite');
 
 const port = Number(process.argv[2] || 0);
-const server = kinesalite({ createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 64 });
+const path = process.argv[3];
+const options = { createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 64 };
+if (path) options.path = path;
+const server = kinesalite(options);
 server.on('error', (err) => {
   process.stderr.write(`kinesalite: cannot listen on 127.0.0.1:${port}: ${err.code || err.message}\n`);
   process.exit(2);

@@ -28,17 +28,61 @@ def _port(text: str) -> int:
 
 
 def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    from local.kinesis import LocalStack
+    from sleepstack import stack
 
-    stack = LocalStack(settings.home)
     if args.action == "up":
-        print(f"kinesalite listening at {stack.up(port=args.port, environment=settings.environment)}")
+        if args.port:
+            from local.kinesis import LocalStack
+
+            if LocalStack(settings.home).saved_port() not in (0, args.port):
+                raise UsageError(
+                    "--port", f"this home's stream already listens on {LocalStack(settings.home).saved_port()}"
+                )
+            (settings.home).mkdir(parents=True, exist_ok=True)
+            (settings.home / "stream-port.json").write_text(json.dumps({"port": args.port}))
+        status = stack.stack_up(settings)
+        _print_services(status)
     elif args.action == "down":
-        print("stopped" if stack.down() else "not running")
+        print("stopped" if stack.stack_down(settings) else "not running")
+    elif args.action == "wait":
+        if not args.idle:
+            raise UsageError("stack wait", "say what to wait for: --idle")
+        stack.wait_idle(settings, timeout_s=args.timeout)
+        print("idle: every consumer at the stream's tip, the delivery flushed")
+    elif args.action == "stage":
+        if not args.night:
+            raise UsageError("--night", "name the night(s) to stage: YYYY-MM-DD[,...] or 'yesterday'")
+        run = stack.request_stage(settings, args.night)
+        print(" ".join(run.get("said") or [f"batch run exited {run.get('exit')}"]))
+        return 0 if run.get("exit") == 0 else 1
     else:
-        state = stack.state()
-        print(f"running at http://127.0.0.1:{state['port']}" if state else "not running")
+        status = stack.stack_status(settings)
+        if args.json:
+            print(json.dumps(status, indent=2, sort_keys=True))
+        elif not status["running"]:
+            print("not running")
+        else:
+            _print_services(status)
     return 0
+
+
+def _print_services(status: dict[str, Any]) -> None:
+    for name, svc in status["services"].items():
+        where = f" at {svc['url']}" if svc.get("url") else ""
+        print(f"{name:<12} {svc.get('state', '?'):<12} pid {svc.get('pid')}  restarts {svc.get('restarts', 0)}{where}")
+    for name, lag in status.get("lag", {}).items():
+        print(f"{name:<12} iterator age {lag['iterator_age_ms']} ms, buffered {lag['buffered_records']}")
+
+
+def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from sleepstack.stack import reconcile
+
+    counts = reconcile(settings)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print("reconciled: " + " ".join(f"{k}={v}" for k, v in counts.items()))
+    return 0 if counts["lost"] == 0 and counts["duplicated"] == 0 else 1
 
 
 def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,10 +165,18 @@ def _cmd_package(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("stack", help="start/stop the local embedded stack")
-    s.add_argument("action", choices=["up", "down", "status"])
-    s.add_argument("--port", type=_port, default=0, help="kinesalite port (0: any free port)")
+    s = sub.add_parser("stack", help="the always-on local stack: up, down, status, wait --idle, stage")
+    s.add_argument("action", choices=["up", "down", "status", "wait", "stage"])
+    s.add_argument("--port", type=_port, default=0, help="up: the stream's port, kept for this home (0: any free)")
+    s.add_argument("--json", action="store_true", help="status: one JSON object")
+    s.add_argument("--idle", action="store_true", help="wait: until every consumer is at the tip and flushed")
+    s.add_argument("--timeout", type=float, default=300.0, help="wait: give up after this many seconds")
+    s.add_argument("--night", help="stage: YYYY-MM-DD[,...] or 'yesterday', staged by the stack's scheduler")
     s.set_defaults(func=_cmd_stack)
+
+    s = sub.add_parser("reconcile", help="counts at every hop for what was collected into this home")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_reconcile)
 
     s = sub.add_parser("live", help="a subject's latest vitals and open alerts from the live store")
     s.add_argument("--subject", required=True)

@@ -1,0 +1,175 @@
+"""One supervisor for the local stack's services: start, watch, restart with backoff, stop.
+
+Each service is a child process (its command line given by the composition root). The
+supervisor restarts a service that exits or is killed, after an exponential backoff
+(1 s doubling to 60 s; back to 1 s once it has stayed up a minute), and counts its
+restarts. On SIGTERM it stops the services in reverse order of start, each with SIGTERM
+(so a consumer checkpoints and the delivery flushes its buffers) and SIGKILL after a
+grace period. Its state is ``<run>/supervisor.json``, rewritten atomically every half
+second: per service its pid, state, restarts, last exit and start time. Each service
+writes its own heartbeat, ``<run>/<name>.json`` (:func:`write_heartbeat`).
+
+A child whose supervisor dies (kill -9) notices that its parent is gone and exits
+(:func:`orphaned`), so a later ``stack up`` starts from a clean slate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "ServiceSpec",
+    "Supervisor",
+    "orphaned",
+    "read_json",
+    "write_heartbeat",
+    "write_json",
+]
+
+BACKOFF_BASE_S: Final = 1.0
+BACKOFF_MAX_S: Final = 60.0
+HEALTHY_AFTER_S: Final = 60.0  # a service up this long starts its backoff afresh
+STOP_GRACE_S: Final = 30.0
+
+
+def write_json(path: Path, obj: dict[str, Any]) -> None:
+    """Replace ``path`` with ``obj`` as JSON atomically (write, fsync-free rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        out: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return out
+
+
+def write_heartbeat(run_dir: Path, name: str, **figures: Any) -> None:
+    """A service's heartbeat: its pid, the time (ms) and whatever figures it reports."""
+    write_json(run_dir / f"{name}.json", {"pid": os.getpid(), "heartbeat_ms": int(time.time() * 1000), **figures})
+
+
+def orphaned(parent_pid: int) -> bool:
+    """Whether the supervisor that started this process is gone."""
+    return os.getppid() != parent_pid
+
+
+@dataclass
+class ServiceSpec:
+    """A service: how to start it, and (optionally) what to do once it is up (e.g. create streams)."""
+
+    name: str
+    start: Callable[[], subprocess.Popen[bytes]]
+    after_start: Callable[[subprocess.Popen[bytes]], dict[str, Any]] | None = None
+
+
+@dataclass
+class _Running:
+    spec: ServiceSpec
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    attempt: int = 0
+    next_start: float = 0.0
+    last_exit: int | None = None
+    state: str = "starting"
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Supervisor:
+    """Runs ``specs`` until SIGTERM/SIGINT; the state goes to ``run_dir/supervisor.json``."""
+
+    def __init__(self, specs: Sequence[ServiceSpec], run_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.services = [_Running(s) for s in specs]
+        self.run_dir = run_dir
+        self.clock = clock
+        self._stopping = False
+
+    def _start(self, svc: _Running) -> None:
+        try:
+            svc.proc = svc.spec.start()
+            svc.info = svc.spec.after_start(svc.proc) if svc.spec.after_start else {}
+            svc.started_at, svc.state, svc.error = self.clock(), "running", None
+        except Exception as exc:  # noqa: BLE001 - a service that cannot start is retried, its reason kept
+            if svc.proc is not None and svc.proc.poll() is None:
+                svc.proc.kill()
+            svc.proc, svc.state, svc.error = None, "backoff", f"{type(exc).__name__}: {exc}"
+            self._schedule_restart(svc)
+
+    def _schedule_restart(self, svc: _Running) -> None:
+        if svc.started_at and self.clock() - svc.started_at >= HEALTHY_AFTER_S:
+            svc.attempt = 0
+        svc.next_start = self.clock() + min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**svc.attempt)
+        svc.attempt += 1
+
+    def _check(self, svc: _Running) -> None:
+        if svc.proc is not None and (code := svc.proc.poll()) is not None:
+            svc.last_exit, svc.proc, svc.state = code, None, "backoff"
+            svc.restarts += 1
+            self._schedule_restart(svc)
+        if svc.proc is None and self.clock() >= svc.next_start:
+            self._start(svc)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "state": "stopping" if self._stopping else "running",
+            "updated_ms": int(self.clock() * 1000),
+            "services": {
+                s.spec.name: {
+                    "pid": s.proc.pid if s.proc else None,
+                    "state": s.state,
+                    "restarts": s.restarts,
+                    "last_exit": s.last_exit,
+                    "started_ms": int(s.started_at * 1000) if s.started_at else None,
+                    "error": s.error,
+                    **s.info,
+                }
+                for s in self.services
+            },
+        }
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for svc in self.services:  # in order: the stream first, its consumers after it
+            self._start(svc)
+        while not self._stopping:
+            for svc in self.services:
+                self._check(svc)
+            write_json(self.run_dir / "supervisor.json", self.status())
+            time.sleep(0.5)
+        self._stop_all()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stopping = True
+
+    def _stop_all(self) -> None:
+        for svc in reversed(self.services):
+            proc = svc.proc
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            svc.last_exit, svc.proc, svc.state = proc.returncode, None, "stopped"
+            write_json(self.run_dir / "supervisor.json", self.status())
+        status = self.status()
+        status["state"] = "stopped"
+        write_json(self.run_dir / "supervisor.json", status)

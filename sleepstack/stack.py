@@ -1,0 +1,228 @@
+"""``sleepstack stack up|down|status|wait|stage`` and ``reconcile``: the running local stack.
+
+``up`` starts the supervisor (:mod:`sleepstack.services`) in the background and returns
+once every service is running and has reported; ``down`` stops it gracefully. ``status``
+reads the supervisor's state and the services' heartbeats; ``wait_idle`` returns once
+every consumer has read everything put before it was called and the delivery has flushed.
+``reconcile`` counts every hop for what was collected into this ``SLEEPSTACK_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from core.errors import NoDataError
+from local.kinesis import StackError, check_tools
+from local.supervisor import read_json, write_json
+from sleepstack.services import PYTHON_SERVICES, SERVICES, Ledger, run_dir
+from sleepstack.settings import Settings
+
+__all__ = ["StackTimeoutError", "reconcile", "request_stage", "stack_down", "stack_status", "stack_up", "wait_idle"]
+
+CONSUMERS: Final = ("speed_layer", "delivery")
+STALE_HEARTBEAT_MS: Final = 15_000
+
+
+class StackTimeoutError(StackError):
+    """The stack did not reach the state asked for in time; the message says what is behind."""
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _supervisor(settings: Settings) -> dict[str, Any] | None:
+    state = read_json(run_dir(settings) / "supervisor.json")
+    if state is None or state.get("state") == "stopped" or not _alive(state.get("pid")):
+        return None
+    return state
+
+
+def stack_status(settings: Settings) -> dict[str, Any]:
+    """Per service pid, state, restarts and heartbeat; per consumer its lag; counts in the stores."""
+    sup = _supervisor(settings)
+    now_ms = int(time.time() * 1000)
+    services: dict[str, Any] = {}
+    for name in SERVICES:
+        entry = dict((sup or {}).get("services", {}).get(name, {"state": "stopped", "restarts": 0, "pid": None}))
+        beat = read_json(run_dir(settings) / f"{name}.json") if name != "stream" else None
+        if sup is None:
+            entry.update(state="stopped", pid=None)
+        if beat is not None and sup is not None:
+            entry["heartbeat_ms"] = beat.get("heartbeat_ms")
+            entry["figures"] = {k: v for k, v in beat.items() if k not in ("pid", "heartbeat_ms", "state")}
+            if beat.get("state") == "stalled":
+                entry["state"] = "stalled"
+            elif now_ms - int(beat.get("heartbeat_ms", 0)) > STALE_HEARTBEAT_MS and entry.get("state") == "running":
+                entry["state"] = "unresponsive"
+        services[name] = entry
+    lag = {}
+    for name in CONSUMERS:
+        fig = services[name].get("figures", {})
+        caught = fig.get("caught_up_ms")
+        lag[name] = {
+            "caught_up_ms": caught,
+            "iterator_age_ms": max(0, now_ms - int(caught)) if caught else None,
+            "buffered_records": fig.get("buffered_records", 0),
+            "checkpoint_resets": fig.get("checkpoint_resets", 0),
+        }
+    return {
+        "running": sup is not None,
+        "supervisor": {"pid": sup["pid"]} if sup else None,
+        "services": services,
+        "lag": lag,
+        "stores": _store_counts(settings),
+    }
+
+
+def _store_counts(settings: Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    live = settings.home / "serving" / "live.sqlite"
+    if live.exists() and not settings.opensearch_url:
+        from local.live_store import LocalLiveStore
+
+        store = LocalLiveStore(live)
+        out.update({f"live_{k}": store.count(k) for k in ("vitals", "alerts", "samples")})
+        store.close()
+    raw = settings.lake / "raw"
+    out["lake_raw_objects"] = sum(1 for _ in raw.rglob("*.parquet")) if raw.exists() else 0
+    nights = settings.lake / "curated" / "nights"
+    out["curated_nights"] = sum(1 for _ in nights.glob("night=*")) if nights.exists() else 0
+    return out
+
+
+def stack_up(settings: Settings, *, timeout_s: float = 90.0) -> dict[str, Any]:
+    """Start the supervisor and its services (if not running) and wait until all have reported."""
+    check_tools()
+    if _supervisor(settings) is None:
+        logs = settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (run_dir(settings) / "supervisor.json").unlink(missing_ok=True)
+        with (logs / "supervisor.log").open("ab") as out:
+            subprocess.Popen(
+                [sys.executable, "-m", "sleepstack.services", "supervisor"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this command; `stack down` stops it
+            )
+    deadline = time.monotonic() + timeout_s
+    t0_ms = int(time.time() * 1000)
+    while time.monotonic() < deadline:
+        status = stack_status(settings)
+        svc = status["services"]
+        if svc["stream"].get("state") == "running" and all(
+            svc[n].get("state") == "running" and int(svc[n].get("heartbeat_ms") or 0) >= t0_ms - STALE_HEARTBEAT_MS
+            for n in PYTHON_SERVICES
+        ):
+            return status
+        time.sleep(0.3)
+    tail = _log_tail(settings.home / "logs" / "supervisor.log")
+    raise StackTimeoutError(f"the local stack did not come up within {timeout_s:.0f} s: {tail}")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
+
+
+def stack_down(settings: Settings, *, timeout_s: float = 90.0) -> bool:
+    """Stop the supervisor gracefully (delivery flushes, consumers checkpoint); whether one was running."""
+    sup = _supervisor(settings)
+    if sup is None:
+        from local.kinesis import LocalStack
+
+        return LocalStack(settings.home).down()  # a stream started alone (tests, benchmarks)
+    os.kill(int(sup["pid"]), signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(int(sup["pid"])):
+        time.sleep(0.2)
+    if _alive(int(sup["pid"])):
+        raise StackError(f"the supervisor (pid {sup['pid']}) did not stop within {timeout_s:.0f} s")
+    return True
+
+
+def wait_idle(settings: Settings, *, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Return once every consumer has read all records put before the call and the delivery has flushed."""
+    if _supervisor(settings) is None:
+        raise StackError("the local stack is not running: start it with `sleepstack stack up`")
+    t0_ms = int(time.time() * 1000)
+    write_json(run_dir(settings) / "flush-request.json", {"requested_ms": t0_ms})
+    deadline = time.monotonic() + timeout_s
+    behind: list[str] = []
+    while time.monotonic() < deadline:
+        status = stack_status(settings)
+        behind = []
+        for name in CONSUMERS:
+            fig = status["services"][name].get("figures", {})
+            if status["services"][name].get("state") != "running" or int(fig.get("caught_up_ms") or 0) < t0_ms:
+                behind.append(name)
+        fig = status["services"]["delivery"].get("figures", {})
+        if int(fig.get("flushed_ms") or 0) < t0_ms or fig.get("buffered_records"):
+            behind.append("delivery (flush)")
+        if not behind:
+            return status
+        time.sleep(0.3)
+    raise StackTimeoutError(f"not idle after {timeout_s:.0f} s: {', '.join(sorted(set(behind)))} still behind")
+
+
+def request_stage(settings: Settings, nights: str, *, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Ask the scheduler to stage ``nights`` now and wait for its run; returns the run's record."""
+    if _supervisor(settings) is None:
+        raise StackError("the local stack is not running: start it with `sleepstack stack up`")
+    asked = int(time.time() * 1000)
+    write_json(run_dir(settings) / "stage-request.json", {"requested_ms": asked, "nights": nights})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = read_json(run_dir(settings) / "scheduler-state.json") or {}
+        if int(state.get("served_request_ms") or 0) >= asked:
+            run: dict[str, Any] = state["runs"][-1]
+            return run
+        time.sleep(0.5)
+    raise StackTimeoutError(f"the scheduler did not stage {nights} within {timeout_s:.0f} s")
+
+
+def reconcile(settings: Settings) -> dict[str, int]:
+    """The demo's counts for everything collected into this home: produced .. landed, lost, duplicated."""
+    from ingest.spool import Spool
+
+    spool_path = settings.home / "spool" / "collector.sqlite"
+    if not spool_path.exists():
+        raise NoDataError(f"nothing collected into {settings.home} yet ({spool_path} does not exist)")
+    spool = Spool(spool_path)
+    counters = spool.counters()
+    spool.close()
+    ledger_path = settings.home / "serving" / "speed-ledger.sqlite"
+    speed = Ledger(ledger_path).count() if ledger_path.exists() else 0
+    landed = duplicated = 0
+    if any((settings.lake / "raw").glob("dt=*/*.parquet")):
+        from local.duckdb_sql import LocalSqlEngine
+
+        rows = LocalSqlEngine(settings.lake).query(
+            "SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records"
+        )
+        landed, duplicated = int(rows["d"][0]), int(rows["n"][0] - rows["d"][0])
+    produced, streamed = int(counters.get("records", 0)), int(counters.get("sent", 0))
+    return {
+        "produced": produced,
+        "streamed": streamed,
+        "speed_layer": speed,
+        "landed": landed,
+        "lost": produced - min(streamed, speed, landed),
+        "duplicated": duplicated,
+    }
