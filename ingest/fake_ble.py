@@ -19,6 +19,7 @@ recording time. When the script is exhausted the peripheral disconnects and disa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ from core.bed_profile import (
     BED_FRAME_UUID,
     BED_INFO_UUID,
     BED_SERVICE_UUID,
+    decode_bed_frame,
+    encode_bed_frame,
     encode_sensor_info,
 )
 from core.errors import DatasetError
@@ -388,6 +391,28 @@ def load_recording(path: Path) -> FakePeripheral:
             raise DatasetError(where, f"'hex' is not a hex string: {str(o['hex'])[:16]!r}") from None
         script.append((_int(o, "t_ms", where), payload))
     return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=str(head.get("name", "")))
+
+
+def rebased(p: FakePeripheral, shift_ms: int, *, after_ms: int | None = None) -> FakePeripheral:
+    """``p`` with every time moved by ``shift_ms`` (bed frames' device times too), minus what was played.
+
+    ``after_ms`` (in the shifted time): notifications at or before it are dropped, as is a
+    link loss before the first one kept: a replay that was interrupted resumes there.
+    """
+    script: list[ScriptItem] = []
+    for item in p.script:
+        if isinstance(item, Drop):
+            script.append(item)
+            continue
+        t_ms, payload = item
+        if p.kind == "bed" and shift_ms:
+            n = decode_bed_frame(payload)
+            payload = encode_bed_frame(dataclasses.replace(n, device_time_ms=n.device_time_ms + shift_ms))
+        if after_ms is not None and t_ms + shift_ms <= after_ms:
+            script = []  # everything so far was played before the interruption
+            continue
+        script.append((t_ms + shift_ms, payload))
+    return dataclasses.replace(p, script=script, cursor=0, writes=[], client=None, finished=False)
 
 
 def recording_lines(p: FakePeripheral) -> Iterable[str]:

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
   id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL, kind TEXT NOT NULL,
   receive_ms INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, last_receive_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -177,11 +179,35 @@ class Spool:
                     "INSERT INTO notifications (device_id, subject_id, kind, receive_ms, payload) VALUES (?,?,?,?,?)",
                     [(n.device_id, n.subject_id, n.kind, n.receive_ms, n.payload) for n in notes],
                 )
+                last: dict[str, int] = {}
+                for n in notes:
+                    last[n.device_id] = max(n.receive_ms, last.get(n.device_id, n.receive_ms))
+                self._db.executemany(
+                    "INSERT INTO devices VALUES (?, ?) ON CONFLICT(device_id)"
+                    " DO UPDATE SET last_receive_ms = max(last_receive_ms, excluded.last_receive_ms)",
+                    list(last.items()),
+                )
                 self._bump({"received": len(notes)}, in_tx=True)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def last_receive_ms(self, device_id: str) -> int | None:
+        """The receive time of the newest notification ever spooled from ``device_id`` (a replay resumes after it)."""
+        with self._lock:
+            row = self._db.execute("SELECT last_receive_ms FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def meta(self, key: str, default: int | None = None) -> int | None:
+        """A small integer kept with the spool (e.g. a replay's time shift), or ``default``."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def set_meta(self, key: str, value: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def append_records(self, records: Iterable[Record]) -> int:
         """Put already-built records straight into the outbox (e.g. a file upload)."""

@@ -70,11 +70,12 @@ def run_collect(
     replays: list[Path],
     duration_s: float | None,
     max_spool_mib: int,
+    speed: float | None = None,
 ) -> int:
     from bleak.backends.client import BaseBleakClient
 
     from ingest.collector import Collector, DeviceTarget, wall_clock_ms
-    from ingest.fake_ble import FakeBleWorld, load_recording
+    from ingest.fake_ble import FakeBleWorld
     from ingest.sender import SpoolSender
     from ingest.spool import Spool
 
@@ -82,14 +83,11 @@ def run_collect(
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
+    spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
     if replays:
-        try:
-            world = FakeBleWorld([load_recording(p) for p in replays])
-        except DatasetError as exc:
-            raise UsageError("--replay", str(exc)) from None
+        world = FakeBleWorld(_replayed(replays, spool, speed))
         backend, clock = world.client_backend(), world.clock_ms
         targets += [DeviceTarget(a, subject) for a in world.peripherals if a not in {t.address for t in targets}]
-    spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
     left = spool.backlog()
     if left["notifications"] or left["outbox"]:
         print(f"spool holds a backlog from an earlier run: {left}; sending it first")
@@ -113,6 +111,37 @@ def run_collect(
     sender.drain(stop=lambda: time.monotonic() > deadline)
     print(json.dumps({"collector": _stats(collector), "spool": spool.counters(), "backlog": spool.backlog()}))
     return 0
+
+
+def _replayed(replays: list[Path], spool: Any, speed: float | None) -> list[Any]:
+    """The recordings as peripherals, resumed after what the spool already holds of them.
+
+    With ``speed`` they play ``speed`` times faster than real time, their times shifted so
+    the recording starts now (bed frames' device times too; the shift is kept in the spool,
+    so an interrupted replay resumes on the same clock); the contract's clock-skew rules
+    hold because receive and device times move together.
+    """
+    from ingest.collector import wall_clock_ms
+    from ingest.fake_ble import load_recording, rebased
+
+    try:
+        peripherals = [load_recording(p) for p in replays]
+    except DatasetError as exc:
+        raise UsageError("--replay", str(exc)) from None
+    first = min((item[0] for p in peripherals for item in p.script if isinstance(item, tuple)), default=0)
+    shift = 0
+    if speed:
+        key = f"replay_shift_ms:{first}"
+        shift = spool.meta(key) or 0
+        if not shift:
+            shift = wall_clock_ms() - first
+            spool.set_meta(key, shift)
+    out = []
+    for p in peripherals:
+        q = rebased(p, shift, after_ms=spool.last_receive_ms(p.address))
+        q.speed = speed
+        out.append(q)
+    return out
 
 
 def _stats(c: Collector) -> dict[str, object]:
@@ -156,6 +185,7 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         replays=[Path(p) for p in args.replay],
         duration_s=args.duration,
         max_spool_mib=args.max_spool_mib,
+        speed=args.speed,
     )
 
 
@@ -195,6 +225,16 @@ def _cmd_ble(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is not a replay speed (0 < X <= 10000)")
+    return value
+
+
 def register(sub: Any) -> None:
     s = sub.add_parser("ble", help="decode Bluetooth payloads (hex)")
     s.add_argument("action", choices=["decode-hrm", "decode-bed"], help="0x2A37 Heart Rate Measurement or bed frame")
@@ -207,6 +247,7 @@ def register(sub: Any) -> None:
     s.add_argument("--device", action="append", default=[], help="ADDR or ADDR=SUBJECT (repeatable)")
     s.add_argument("--subject", default="s001", help="subject of devices given without =SUBJECT")
     s.add_argument("--replay", action="append", default=[], help="JSON-lines recording to play (fake BLE backend)")
+    s.add_argument("--speed", type=_speed, help="replay X times faster than real time, rebased to start now")
     s.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     s.add_argument("--max-spool-mib", type=int, default=2048, help="spool size bound, MiB")
     s.set_defaults(func=_cmd_collect)

@@ -22,9 +22,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from core.simulate import cohort, night_records, simulate_night
     from sleepstack.demo import truth_table
 
+    rr = rr_argument(args.rr)
+    if args.recording:
+        return _write_recordings(Path(args.recording), cohort(args.subjects, args.nights, args.seed, rr), args.seed)
     out = Path(args.out or settings.home / "sim")
     out.mkdir(parents=True, exist_ok=True)
-    rr = rr_argument(args.rr)
     n_records = 0
     for cfg in cohort(args.subjects, args.nights, args.seed, rr):
         sim = simulate_night(cfg)
@@ -45,6 +47,23 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             )
         n_records += len(recs)
     print(f"wrote {args.subjects * args.nights} nights, {n_records} records to {out}")
+    return 0
+
+
+def _write_recordings(out: Path, configs: list[Any], seed: int) -> int:
+    """The cohort as BLE notification recordings, one JSON-lines file per device (``collect --replay``)."""
+    from core.simulate import simulate_night
+    from ingest.fake_ble import recording_lines
+    from ingest.simulated_devices import simulated_peripherals
+
+    if out.exists() and not out.is_dir():
+        raise UsageError("--recording", f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    peripherals = simulated_peripherals([simulate_night(c) for c in configs], seed=seed, malformed=True)
+    for p in peripherals:
+        (out / f"{p.address}.jsonl").write_text("\n".join(recording_lines(p)) + "\n")
+    names = " ".join(f"--replay {out / p.address}.jsonl" for p in peripherals)
+    print(f"wrote {len(peripherals)} recordings to {out}; play them with: sleepstack collect {names}")
     return 0
 
 
@@ -151,6 +170,11 @@ def register(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--rr", help="real RR series to drive the beats (li2024 CSV or one interval in ms per line)")
     s.add_argument("--out", help="output directory (default $SLEEPSTACK_HOME/sim)")
+    s.add_argument(
+        "--recording",
+        metavar="DIR",
+        help="write BLE notification recordings instead, one per device (collect --replay)",
+    )
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("demo", help="run the whole pipeline on a simulated cohort, locally")

@@ -1,0 +1,196 @@
+"""The always-on local stack: services under a supervisor, kill -9 of any part, restarts, nothing lost.
+
+Each test starts real services (kinesalite on disk, the speed layer, the delivery, the
+scheduler) through the CLI in a private ``SLEEPSTACK_HOME`` and replays a simulated
+night through the real collector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
+from ingest.fake_ble import recording_lines
+from ingest.simulated_devices import simulated_peripherals
+from ingest.spool import Spool
+from local.live_store import LocalLiveStore
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+MINUTES = 40
+SPEED = 120.0
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two subjects' first 40 minutes (strap + bed each), with a link drop per device."""
+    out = tmp_path_factory.mktemp("recordings")
+    nights = [simulate_night(SimConfig(f"c{k}", FIRST_NIGHT_T0_MS + 600_000 * k, 11 + k)) for k in range(2)]
+    paths = []
+    for p in simulated_peripherals(nights, seed=5, drop_ms=15_000):
+        end = FIRST_NIGHT_T0_MS + MINUTES * 60_000
+        p.script = [it for it in p.script if not isinstance(it, tuple) or it[0] < end]
+        paths.append(out / f"{p.address}.jsonl")
+        paths[-1].write_text("\n".join(recording_lines(p)))
+    return paths
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "SLEEPSTACK_HOME": str(home)}  # noqa: TID251 - the child's environment
+
+
+def _cli(home: Path, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "sleepstack.cli", *args],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def _collect_cmd(home: Path, recordings: list[Path]) -> list[str]:
+    argv = [sys.executable, "-m", "sleepstack.cli", "collect", "--speed", str(SPEED)]
+    for r in recordings:
+        argv += ["--replay", str(r)]
+    return argv
+
+
+def _pin_replay_clock(home: Path, recordings: list[Path], shift_ms: int) -> None:
+    """Both runs replay on the same clock, so their records are byte for byte comparable."""
+    first = min(json.loads(line)["t_ms"] for r in recordings for line in r.read_text().splitlines()[1:2])
+    spool = Spool(home / "spool" / "collector.sqlite")
+    spool.set_meta(f"replay_shift_ms:{first}", shift_ms)
+    spool.close()
+
+
+def _status(home: Path) -> dict[str, Any]:
+    return json.loads(_cli(home, "stack", "status", "--json").stdout)
+
+
+def _outputs(home: Path) -> tuple[list[tuple[str, str, str]], set[tuple[Any, ...]]]:
+    store = LocalLiveStore(home / "serving" / "live.sqlite")
+    docs = store.dump()
+    store.close()
+    rows = set()
+    for path in (home / "lake" / "raw").rglob("*.parquet"):
+        for row in pq.read_table(path).to_pylist():
+            rows.add(tuple((k, json.dumps(v, sort_keys=True, default=str)) for k, v in sorted(row.items())))
+    return docs, rows
+
+
+def _run(home: Path, recordings: list[Path], shift_ms: int, chaos: random.Random | None) -> dict[str, int]:
+    _cli(home, "stack", "up")
+    _pin_replay_clock(home, recordings, shift_ms)
+    env = _env(home)
+    try:
+        collector = subprocess.Popen(
+            _collect_cmd(home, recordings), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if chaos is not None:
+            victims = ["stream", "speed_layer", "delivery", "stream", "collector"]
+            moments = sorted(chaos.uniform(2.0, MINUTES * 60 / SPEED * 0.8) for _ in victims)
+            start = time.monotonic()
+            for victim, at in zip(chaos.sample(victims, len(victims)), moments, strict=True):
+                time.sleep(max(0.0, at - (time.monotonic() - start)))
+                if victim == "collector":
+                    collector.send_signal(signal.SIGKILL)
+                    collector.wait()
+                    collector = subprocess.Popen(  # a restarted collector resumes the replay after its spool
+                        _collect_cmd(home, recordings), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    )
+                else:
+                    pid = _status(home)["services"][victim]["pid"]
+                    os.kill(int(pid), signal.SIGKILL)
+        assert collector.wait(timeout=300) == 0
+        _cli(home, "stack", "wait", "--idle", "--timeout", "180")
+        counts: dict[str, int] = json.loads(_cli(home, "reconcile", "--json").stdout)
+        if chaos is not None:
+            restarts = {n: s["restarts"] for n, s in _status(home)["services"].items()}
+            assert restarts["stream"] >= 2 and restarts["speed_layer"] >= 1 and restarts["delivery"] >= 1, restarts
+    finally:
+        _cli(home, "stack", "down", check=False)
+    return counts
+
+
+def test_chaos_kill_9_of_every_part_loses_and_duplicates_nothing(tmp_path: Path, recordings: list[Path]) -> None:
+    shift = int(time.time() * 1000) - FIRST_NIGHT_T0_MS
+    calm = _run(tmp_path / "calm", recordings, shift, chaos=None)
+    stormy = _run(tmp_path / "stormy", recordings, shift, chaos=random.Random(20261201))
+    assert calm["lost"] == stormy["lost"] == 0 and calm["duplicated"] == stormy["duplicated"] == 0
+    assert calm["produced"] == stormy["produced"] > 4_000
+    calm_docs, calm_rows = _outputs(tmp_path / "calm")
+    stormy_docs, stormy_rows = _outputs(tmp_path / "stormy")
+    assert stormy_docs == calm_docs  # the live store: the same documents, same ids, same content
+    assert stormy_rows == calm_rows  # the lake: the same rows
+
+
+def test_stack_down_and_up_mid_night_loses_and_reprocesses_nothing(tmp_path: Path, recordings: list[Path]) -> None:
+    home = tmp_path / "home"
+    _cli(home, "stack", "up")
+    port = _status(home)["services"]["stream"]["url"]
+    env = _env(home)
+    collector = subprocess.Popen(
+        _collect_cmd(home, recordings), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    time.sleep(6)
+    _cli(home, "stack", "down")  # the collector keeps spooling while the stream is down, then resends
+    time.sleep(2)
+    _cli(home, "stack", "up")
+    assert _status(home)["services"]["stream"]["url"] == port  # same endpoint: the collector finds it again
+    try:
+        assert collector.wait(timeout=300) == 0
+        _cli(home, "stack", "wait", "--idle", "--timeout", "180")
+        counts = json.loads(_cli(home, "reconcile", "--json").stdout)
+    finally:
+        _cli(home, "stack", "down", check=False)
+    assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["produced"] > 4_000
+    store = LocalLiveStore(home / "serving" / "live.sqlite")
+    assert store.distinct_record_ids() > 0
+    store.close()
+
+
+def test_a_checkpoint_the_stream_no_longer_holds_is_reported_and_reading_resumes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _cli(home, "stack", "up")
+    try:
+        ckpt = home / "checkpoints" / "speed-layer.json"
+        deadline = time.monotonic() + 20
+        while not ckpt.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(int(_status(home)["services"]["speed_layer"]["pid"]), signal.SIGKILL)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.write_text(json.dumps({"shardId-000000000000": "4" + "9" * 55}))  # from a stream since recreated
+        deadline = time.monotonic() + 30
+        lag: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            lag = _status(home)["lag"]["speed_layer"]
+            if lag.get("checkpoint_resets"):
+                break
+            time.sleep(0.3)
+        assert lag.get("checkpoint_resets") == 1
+        assert _status(home)["services"]["speed_layer"]["state"] == "running"
+    finally:
+        _cli(home, "stack", "down", check=False)
+
+
+def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
+    status = json.loads(_cli(tmp_path, "stack", "status", "--json").stdout)
+    assert status["running"] is False and set(status["services"]) == {"stream", "speed_layer", "delivery", "scheduler"}
+    done = _cli(tmp_path, "stack", "wait", "--idle", check=False)
+    assert done.returncode == 1 and "not running" in done.stderr
