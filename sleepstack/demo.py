@@ -1,11 +1,12 @@
-"""The end-to-end demo on the local embedded stack (``make demo`` / ``sleepstack demo``).
+"""The end-to-end demo on the always-on local stack (``make demo`` / ``sleepstack demo``).
 
+``stack up`` (stream, speed layer, delivery, scheduler under the supervisor), then:
 simulator -> simulated BLE straps and bed sensors (fake bleak backend, with link drops)
--> collector -> durable spool -> sender (PutRecords, key = device) -> kinesalite ->
-  a) local event-source poller -> speed-layer Lambda handler -> embedded live store
-  b) local Firehose delivery -> raw lake (Parquet) -> nightly PySpark job -> curated lake
-     -> Athena-dialect SQL on DuckDB
-and a reconciliation of record counts at every hop.
+-> collector -> durable spool -> sender (PutRecords, key = device) -> kinesalite, while
+  a) the speed-layer service (event-source mapping -> Lambda handler) fills the live store
+  b) the delivery service (Firehose semantics) fills the raw lake
+consume concurrently; ``stack wait --idle``; the scheduler stages the nights (PySpark)
+-> curated lake -> Athena-dialect SQL on DuckDB; and ``reconcile``'s counts at every hop.
 """
 
 from __future__ import annotations
@@ -23,19 +24,17 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from core.epochs import night_of
+from core.errors import NoDataError
 from core.simulate import SimulatedNight, cohort, simulate_night
 from ingest.producer import KinesisProducer
 from ingest.simulated_devices import collect_simulated
 from ingest.spool import Spool
 from local.duckdb_sql import LocalSqlEngine
-from local.event_source_mapping import EventSourceMapping
-from local.firehose import FirehoseDelivery
-from local.kinesis import LocalStack, check_tools
-from local.shard_reader import Checkpoints
-from local.template import event_source_settings, load_template
+from local.kinesis import check_tools
 from serving.sql_engine import load_query
 from sleepstack import wiring
 from sleepstack.settings import Settings
+from sleepstack.stack import reconcile, request_stage, stack_down, stack_status, stack_up, wait_idle
 from speed_layer.store import LiveStore
 
 __all__ = ["BAD_RECORDS", "DemoResult", "run_demo", "truth_table"]
@@ -99,41 +98,48 @@ def run_demo(
     seed: int = 7,
     environment: str = "dev",
     progress: bool = True,
+    keep_running: bool = False,
     say: Callable[[str], Any] = print,
 ) -> DemoResult:
-    """Run the whole path on a fresh local stack under ``home`` (wiped first)."""
+    """Run the cohort through the always-on local stack under ``home`` (wiped first).
+
+    The stack's services (stream, speed layer, delivery, scheduler) run as they would all
+    night; the simulated devices are collected while they consume; the nights are staged by
+    the stack's scheduler. With ``keep_running`` the stack stays up afterwards.
+    """
     check_tools(java=True)
     if home.exists():
+        stack_down(Settings.from_env({"SLEEPSTACK_HOME": str(home)}))
         shutil.rmtree(home)
     home.mkdir(parents=True)
-    lake = home / "lake"
-    stack = LocalStack(home)
-    endpoint = stack.up(environment=environment)
+    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment})
+    status = stack_up(settings)
     try:
-        return _run(home, lake, endpoint, subjects, nights, seed, environment, progress, say)
+        return _run(settings, status, subjects, nights, seed, progress, say)
     finally:
-        stack.down()
+        if keep_running:
+            say(f"the stack keeps running: SLEEPSTACK_HOME={home} sleepstack stack status | stack down")
+        else:
+            stack_down(settings)
 
 
 def _run(
-    home: Path,
-    lake: Path,
-    endpoint: str,
+    settings: Settings,
+    status: dict[str, Any],
     subjects: int,
     nights: int,
     seed: int,
-    environment: str,
     progress: bool,
     say: Callable[[str], Any],
 ) -> DemoResult:
-    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment})
+    home, lake = settings.home, settings.lake
     stream = wiring.stream_name(settings)
-    esm = event_source_settings(load_template(settings.template), Environment=environment)
-    client = wiring.kinesis_client(settings, endpoint)
+    client = wiring.kinesis_client(settings)
     result = DemoResult()
-    say(f"local stack: kinesalite at {endpoint}, stream {stream}")
+    url = status["services"]["stream"].get("url")
+    say(f"local stack up: stream {stream} at {url}, speed layer, delivery, scheduler")
 
-    # 1. simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> Kinesis --
+    # simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> the running stack
     configs = cohort(subjects, nights, seed)
     sims = []
     truth = []
@@ -146,58 +152,29 @@ def _run(
     ingest = collect_simulated(
         sims, Spool(home / "spool" / "collector.sqlite"), KinesisProducer(client, stream), seed=seed, progress=progress
     )
-    result.produced, result.streamed = ingest.records, ingest.sent
     say(ingest.summary_line())
     KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
+    live = stack_status(settings)["stores"]
+    say(f"while collecting, the speed layer had indexed {live.get('live_vitals', 0)} epoch-vitals documents")
 
-    # 2a. speed layer ----------------------------------------------------------------------
-    letters = wiring.dead_letters(settings, home / "dead-letters" / "speed-layer")
-    handler = wiring.speed_layer_handler(settings, letters=letters)
-    store = handler.store
-    mapping = EventSourceMapping(
-        client,
-        stream,
-        handler,
-        Checkpoints(home / "checkpoints" / "speed-layer.json"),
-        letters,
-        batch_size=int(esm["BatchSize"]),
-        bisect_on_error=bool(esm["BisectBatchOnFunctionError"]),
-        max_retries=int(esm["MaximumRetryAttempts"]),
-    )
-    with tqdm(total=result.streamed + len(BAD_RECORDS), desc="speed layer", unit="rec", disable=not progress) as bar:
-        last = 0
-
-        def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            nonlocal last
-            resp = handler(event, context)
-            bar.update(handler.stats.records - last)
-            last = handler.stats.records
-            return resp
-
-        mapping.handler = tick
-        mapping.drain()
-    # records with documents, plus those that validly yield none (partial bed frames at gaps)
-    result.speed_layer = store.distinct_record_ids() + len(handler.stats.without_documents)
-    result.quarantined_speed = handler.stats.quarantined
-
-    # 2b. raw landing + nightly batch ------------------------------------------------------
-    delivery = FirehoseDelivery(
-        client, stream, lake, Checkpoints(home / "checkpoints" / "delivery.json"), wiring.dead_letters(settings, lake)
-    )
-    with tqdm(total=1, desc="firehose delivery", disable=not progress) as bar:
-        delivery.drain()
+    with tqdm(total=1, desc="speed layer + delivery catching up", disable=not progress) as bar:
+        idle = wait_idle(settings, timeout_s=1800)
         bar.update(1)
-    result.quarantined_delivery = delivery.stats.errors
-    from batch_layer.nightly_job import run_nightly
-    from local.spark import local_spark
+    figures = {n: idle["services"][n].get("figures", {}) for n in ("speed_layer", "delivery")}
+    result.quarantined_speed = int(figures["speed_layer"].get("quarantined", 0))
+    result.quarantined_delivery = int(figures["delivery"].get("errors", 0))
 
     night_names = sorted({night_of(c.t0_ms) for c in configs})
-    with tqdm(total=1, desc=f"nightly batch (Spark, {len(night_names)} nights)", disable=not progress) as bar:
-        spark = local_spark()
-        run_nightly(spark, str(lake / "raw"), str(lake / "curated"), night_names)
+    with tqdm(total=1, desc=f"nightly batch by the scheduler ({len(night_names)} nights)", disable=not progress) as bar:
+        run = request_stage(settings, ",".join(night_names))
         bar.update(1)
+    if run.get("exit") != 0:
+        raise NoDataError(f"the scheduler's batch run failed: {' '.join(run.get('said') or [])}")
+    counts = reconcile(settings)
+    result.produced, result.streamed, result.speed_layer = counts["produced"], counts["streamed"], counts["speed_layer"]
+    from local.live_store import LocalLiveStore
 
-    _serve(home, lake, store, result, say)
+    _serve(home, lake, LocalLiveStore(home / "serving" / "live.sqlite"), result, say)
     return result
 
 

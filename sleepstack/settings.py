@@ -86,6 +86,21 @@ class Settings:
             batch_at=batch_at,
         )
 
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process (a stack service) that must see these settings."""
+        env = dict(os.environ)
+        env.update(
+            SLEEPSTACK_TARGET=self.target,
+            SLEEPSTACK_HOME=str(self.home),
+            SLEEPSTACK_ENV=self.environment,
+            SLEEPSTACK_TZ=self.tz,
+            SLEEPSTACK_BATCH_AT=self.batch_at,
+            SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
+        )
+        if self.opensearch_url:
+            env["OPENSEARCH_URL"] = self.opensearch_url
+        return env
+
     @property
     def lake(self) -> Path:
         return self.home / "lake"

@@ -116,6 +116,7 @@ def stack_up(settings: Settings, *, timeout_s: float = 90.0) -> dict[str, Any]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=settings.child_env(),
                 start_new_session=True,  # outlives this command; `stack down` stops it
             )
     deadline = time.monotonic() + timeout_s

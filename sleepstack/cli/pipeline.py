@@ -77,6 +77,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         environment=settings.environment,
         progress=not args.no_progress,
+        keep_running=args.keep_running,
     )
     return 0 if result.lost == 0 and result.duplicated == 0 else 1
 
@@ -182,6 +183,7 @@ def register(sub: Any) -> None:
     s.add_argument("--nights", type=int, default=2)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards (stack down stops it)")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("batch", help="nightly staging job on local Spark")
