@@ -98,15 +98,25 @@ class EventSourceMapping:
     region: str = LOCAL_REGION
     clock: Callable[[], float] = time.time
     stats: MappingStats = field(default_factory=MappingStats)
+    #: errors that stall the shard instead of counting as function errors: the checkpoint stays,
+    #: nothing goes to the on-failure destination, and the caller retries later (a full disk
+    #: under the local store must not turn into skipped records)
+    stall_on: tuple[type[BaseException], ...] = ()
 
-    def drain(self) -> MappingStats:
-        """Deliver every record now in the stream, shard by shard, then return."""
+    def drain(self, stop: Callable[[], bool] | None = None) -> MappingStats:
+        """Deliver every record now in the stream, shard by shard, then return.
+
+        ``stop`` is asked between pages: when it says so, the records read but not yet
+        delivered are left for the next run (their checkpoint was not moved).
+        """
         arn = stream_arn(self.client, self.stream)
         for shard in shard_ids(self.client, self.stream):
             reader = ShardReader(self.client, self.stream, shard, self.checkpoints)
             buffer: list[dict[str, Any]] = []
             opened = self.clock()
             for page in reader.pages():
+                if stop is not None and stop():
+                    return self.stats
                 buffer.extend(page)
                 while len(buffer) >= self.batch_size or (
                     buffer and self.batching_window_s and self.clock() - opened >= self.batching_window_s
@@ -133,6 +143,8 @@ class EventSourceMapping:
         self.stats.invocations += 1
         try:
             resp = self.handler(kinesis_event(batch, shard_id=shard, arn=arn, region=self.region), LambdaContext())
+        except self.stall_on:
+            raise
         except Exception as exc:  # noqa: BLE001 - a function error, as Lambda sees it
             log.warning("function error on %s (%d records): %s", shard, len(batch), type(exc).__name__)
             self._retry(shard, arn, batch, attempt, bisect=True, reason=f"FunctionError: {exc}")

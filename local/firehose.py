@@ -121,7 +121,7 @@ class FirehoseDelivery:
         """Records read but not yet written to the lake (their shard's checkpoint waits for them)."""
         return sum(len(b.rows) for bufs in self._open.values() for b in bufs.values())
 
-    def poll(self, *, flush: bool = False) -> DeliveryStats:
+    def poll(self, *, flush: bool = False, stop: Callable[[], bool] | None = None) -> DeliveryStats:
         """Read what is new in every shard into the buffers; write them when due, or all with ``flush``.
 
         Buffers live across polls, as a running Firehose's do, flushed by size or age. A
@@ -130,11 +130,30 @@ class FirehoseDelivery:
         records an object already holds (from its name's sequence range) are skipped, so a
         redelivery neither loses nor duplicates rows.
         """
+        try:
+            self._poll_shards(flush, stop)
+        except BaseException:
+            # a write failed (e.g. the disk is full): forget what was read since the checkpoints,
+            # so the next poll reads it again; objects already written are skipped by their range
+            self._open.clear()
+            self._read_through.clear()
+            self._covered.clear()
+            raise
+        for directory in sorted(self._touched):
+            c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
+            self.stats.compacted += c.files_before - c.files_after
+            self.stats.conflicts += c.conflicts
+        self._touched.clear()
+        return self.stats
+
+    def _poll_shards(self, flush: bool, stop: Callable[[], bool] | None) -> None:
         for shard in shard_ids(self.client, self.stream):
             buffers = self._open.setdefault(shard, defaultdict(_Buffer))
             covered = self._covered_ranges(shard)
             reader = ShardReader(self.client, self.stream, shard, self.checkpoints)
             for page in reader.pages(after=self._read_through.get(shard)):
+                if stop is not None and stop():
+                    break
                 for r in page:
                     self._add(shard, r, buffers, covered)
                 self._read_through[shard] = page[-1]["SequenceNumber"]
@@ -144,12 +163,6 @@ class FirehoseDelivery:
                 self.stats.checkpoint_resets += 1
             if flush or any(self._due(b) for b in buffers.values()):
                 self._flush_shard(shard)
-        for directory in sorted(self._touched):
-            c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
-            self.stats.compacted += c.files_before - c.files_after
-            self.stats.conflicts += c.conflicts
-        self._touched.clear()
-        return self.stats
 
     def _flush_shard(self, shard: str) -> None:
         buffers = self._open.get(shard, {})
@@ -212,7 +225,11 @@ class FirehoseDelivery:
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(buf.rows, schema=RAW_SCHEMA)
         tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a partial object (e.g. the disk filled up) never lands
+            raise
         tmp.replace(path)
         self._touched.add(path.parent)
         self.stats.objects += 1

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from speed_layer.processing import TIME_FIELD
-from speed_layer.store import Doc, LiveStore, Rejected
+from speed_layer.store import Doc, LiveStore, Rejected, StoreError
 
 __all__ = ["LocalLiveStore"]
 
@@ -50,9 +50,14 @@ class LocalLiveStore(LiveStore):
             for kind, d in docs
         ]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # e.g. the disk is full: nothing indexed, the batch is retried
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"the embedded live store cannot write: {exc}") from exc
         return []
 
     def count(self, kind: str) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from speed_layer.state_store import StateStore
+from speed_layer.state_store import StateStore, StateStoreError
 
 __all__ = ["LocalStateStore"]
 
@@ -34,9 +34,14 @@ class LocalStateStore(StateStore):
     def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
         rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
         with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StateStoreError(f"the embedded state store cannot write: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()

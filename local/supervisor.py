@@ -158,17 +158,20 @@ class Supervisor:
         self._stopping = True
 
     def _stop_all(self) -> None:
-        for svc in reversed(self.services):
-            proc = svc.proc
-            if proc is None:
-                continue
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            svc.last_exit, svc.proc, svc.state = proc.returncode, None, "stopped"
+        """SIGTERM the consumers together, then the first service (the stream) they read from."""
+        first, *rest = self.services
+        for group in (rest, [first]):
+            running = [(svc, svc.proc) for svc in group if svc.proc is not None]
+            for _, proc in running:
+                proc.terminate()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for svc, proc in running:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()  # safe: every service is built to survive kill -9
+                    proc.wait()
+                svc.last_exit, svc.proc, svc.state = proc.returncode, None, "stopped"
             write_json(self.run_dir / "supervisor.json", self.status())
         status = self.status()
         status["state"] = "stopped"

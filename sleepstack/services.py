@@ -103,6 +103,8 @@ def _speed_layer(settings: Settings, stop: _Stop) -> None:
     from local.event_source_mapping import EventSourceMapping
     from local.shard_reader import Checkpoints
     from local.template import event_source_settings, load_template
+    from speed_layer.state_store import StateStoreError
+    from speed_layer.store import StoreError
 
     esm = event_source_settings(load_template(settings.template), Environment=settings.environment)
     client = wiring.kinesis_client(settings)
@@ -126,12 +128,13 @@ def _speed_layer(settings: Settings, stop: _Stop) -> None:
         bisect_on_error=bool(esm["BisectBatchOnFunctionError"]),
         max_retries=int(esm["MaximumRetryAttempts"]),
         max_record_age_s=float(esm.get("MaximumRecordAgeInSeconds", -1)),
+        stall_on=(StoreError, StateStoreError, OSError, sqlite3.Error),
     )
 
     def step() -> dict[str, Any]:
         before = mapping.stats.records_delivered
         t0 = time.time()
-        mapping.drain()
+        mapping.drain(stop=stop)
         return {
             "caught_up_ms": int(t0 * 1000),  # every record put before t0 has been read and applied
             "records": handler.stats.records,
@@ -167,7 +170,7 @@ def _delivery(settings: Settings, stop: _Stop) -> None:
         t0 = time.time()
         asked = (read_json(flush_request) or {}).get("requested_ms", 0)
         flush = asked > 0 and asked <= t0 * 1000
-        delivery.poll(flush=flush)
+        delivery.poll(flush=flush, stop=stop)
         s = delivery.stats
         return {
             "caught_up_ms": int(t0 * 1000),
@@ -209,14 +212,21 @@ def _scheduler(settings: Settings, stop: _Stop) -> None:
 
     def run_batch(nights: str) -> dict[str, Any]:
         t0 = time.time()
-        done = subprocess.run(
+        child = subprocess.Popen(
             [sys.executable, "-m", "sleepstack.cli", "batch", "run", "--night", nights],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
         )
-        out = (done.stdout.strip() or done.stderr.strip()).splitlines()
-        return {"nights": nights, "exit": done.returncode, "seconds": round(time.time() - t0, 1), "said": out[-1:]}
+        while child.poll() is None:
+            if stop():  # stopping: the job is rerun at the next start (staging is idempotent)
+                child.terminate()
+                child.wait()
+                return {"nights": nights, "exit": None, "seconds": round(time.time() - t0, 1), "said": ["stopped"]}
+            stop.wait(0.5)
+        out_text, err_text = child.communicate()
+        out = (out_text.strip() or err_text.strip()).splitlines()
+        return {"nights": nights, "exit": child.returncode, "seconds": round(time.time() - t0, 1), "said": out[-1:]}
 
     def step() -> dict[str, Any]:
         request = read_json(run_dir(settings) / "stage-request.json")

@@ -142,7 +142,7 @@ def _log_tail(path: Path) -> str:
     return lines[-1] if lines else "empty log"
 
 
-def stack_down(settings: Settings, *, timeout_s: float = 90.0) -> bool:
+def stack_down(settings: Settings, *, timeout_s: float = 120.0) -> bool:
     """Stop the supervisor gracefully (delivery flushes, consumers checkpoint); whether one was running."""
     sup = _supervisor(settings)
     if sup is None:

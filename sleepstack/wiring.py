@@ -35,10 +35,16 @@ __all__ = [
 
 
 def local_endpoint(settings: Settings) -> str:
-    """The running local stack's Kinesis endpoint (raises StackError when it is down)."""
-    from local.kinesis import LocalStack
+    """This home's local Kinesis endpoint: its port is kept across restarts, so a client made
+    while the stream restarts simply retries. StackError when the stack was never started."""
+    from local.kinesis import LocalStack, StackError
 
-    return LocalStack(settings.home).endpoint
+    stack = LocalStack(settings.home)
+    if (state := stack.state()) is not None:
+        return f"http://127.0.0.1:{state['port']}"
+    if port := stack.saved_port():
+        return f"http://127.0.0.1:{port}"
+    raise StackError("the local stack is not running: start it with `sleepstack stack up`")
 
 
 def kinesis_client(settings: Settings, endpoint: str | None = None) -> Any:

@@ -110,7 +110,6 @@ def test_speed_layer_logs_name_no_subject_or_payload(tmp_path: Path, all_logs: p
 def test_files_under_home_are_owner_only_whatever_the_umask(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, all_logs: pytest.LogCaptureFixture
 ) -> None:
-    from local.kinesis import LocalStack
     from sleepstack.cli import main
 
     script: list = [(T0_MS + 1000 * k, encode_hrm(HeartRateMeasurement(60, (1000.0,), True))) for k in range(20)]
@@ -123,7 +122,7 @@ def test_files_under_home_are_owner_only_whatever_the_umask(
         assert main(["stack", "up"]) == 0
         assert main(["collect", "--subject", SUBJECT, "--replay", str(recording)]) == 0
     finally:
-        LocalStack(home).down()
+        main(["stack", "down"])
         os.umask(old)
     paths = [home, *home.rglob("*")]
     assert any(p.name == "collector.sqlite" for p in paths)

@@ -64,8 +64,8 @@ def _cli(home: Path, *args: str, check: bool = True, timeout: float = 300) -> su
     return done
 
 
-def _collect_cmd(home: Path, recordings: list[Path]) -> list[str]:
-    argv = [sys.executable, "-m", "sleepstack.cli", "collect", "--speed", str(SPEED)]
+def _collect_cmd(home: Path, recordings: list[Path], speed: float | None = SPEED) -> list[str]:
+    argv = [sys.executable, "-m", "sleepstack.cli", "collect", *(["--speed", str(speed)] if speed else [])]
     for r in recordings:
         argv += ["--replay", str(r)]
     return argv
@@ -194,3 +194,62 @@ def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
     assert status["running"] is False and set(status["services"]) == {"stream", "speed_layer", "delivery", "scheduler"}
     done = _cli(tmp_path, "stack", "wait", "--idle", check=False)
     assert done.returncode == 1 and "not running" in done.stderr
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root (CI runs as root)")
+def test_a_full_disk_stalls_the_service_keeps_its_checkpoint_and_recovers(
+    tmp_path: Path, recordings: list[Path]
+) -> None:
+    from ingest.producer import KinesisProducer
+    from local.kinesis import local_kinesis_client
+
+    home = tmp_path / "home"
+    serving, lake = home / "serving", home / "lake"
+    _mount_tmpfs(serving, "700k")
+    _mount_tmpfs(lake, "160k")
+    try:
+        _cli(home, "stack", "up")
+        subprocess.run(
+            _collect_cmd(home, recordings, speed=None),
+            env=_env(home),
+            check=True,
+            capture_output=True,
+        )
+        # the delivery buffers for minutes; asking for idle makes it write now, into the full disk
+        assert _cli(home, "stack", "wait", "--idle", "--timeout", "2", check=False).returncode == 1
+        deadline = time.monotonic() + 90
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            services = _status(home)["services"]
+            states = {n: services[n]["state"] for n in ("speed_layer", "delivery")}
+            if set(states.values()) == {"stalled"}:
+                break
+            time.sleep(0.5)
+        assert states == {"speed_layer": "stalled", "delivery": "stalled"}
+        assert "cannot write" in _status(home)["services"]["speed_layer"]["figures"]["error"]
+
+        def checkpoints() -> list[str | None]:
+            paths = [home / "checkpoints" / f"{n}.json" for n in ("speed-layer", "delivery")]
+            return [p.read_text() if p.exists() else None for p in paths]
+
+        before = checkpoints()
+        time.sleep(3)
+        assert checkpoints() == before  # stalled: nothing is acknowledged that was not stored
+        url = _status(home)["services"]["stream"]["url"]
+        KinesisProducer(local_kinesis_client(url), "sleepstack-dev-ingest").put_encoded([("poison", b"\x00not json")])
+        for path in (serving, lake):  # the operator frees space: both services catch up on their own
+            subprocess.run(["mount", "-o", "remount,size=256m", str(path)], check=True)
+        _cli(home, "stack", "wait", "--idle", "--timeout", "180")
+        counts = json.loads(_cli(home, "reconcile", "--json").stdout)
+        assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["produced"] > 4_000
+        letters = list((home / "dead-letters" / "speed-layer" / "contract").rglob("*.json"))
+        assert len(letters) == 1 and json.loads(letters[0].read_text())["field"] == "<record>"
+    finally:
+        _cli(home, "stack", "down", check=False)
+        for path in (serving, lake):
+            subprocess.run(["umount", "-l", str(path)], check=False)
