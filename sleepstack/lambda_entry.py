@@ -2,20 +2,45 @@
 
 It wires the handler from the environment once per execution environment (on the first
 invocation) and delegates every event to it; the handler itself is
-:class:`speed_layer.handler.SpeedLayerHandler`.
+:class:`speed_layer.handler.SpeedLayerHandler`. Observability is aws-lambda-powertools':
+
+* structured JSON logs (``Logger``; the project's module loggers get the same formatter),
+  with the invocation's request id and cold start, never record contents;
+* one CloudWatch EMF document per invocation (``Metrics``, namespace ``sleepstack``):
+  ``Records``, ``Documents``, ``Quarantined``, ``Rejected``, ``Behind``, ``Alerts`` and
+  ``DurationMs``. The local stack's services report the same figures in ``stack status``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Final
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
 
 from speed_layer.handler import SpeedLayerHandler
 
-__all__ = ["lambda_handler"]
+__all__ = ["lambda_handler", "logger", "metrics"]
+
+SERVICE: Final = "sleepstack-speed-layer"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace="sleepstack", service=SERVICE)
 
 _handler: SpeedLayerHandler | None = None
+_COUNTS: Final = (
+    ("Records", "records"),
+    ("Documents", "documents"),
+    ("Quarantined", "quarantined"),
+    ("Rejected", "rejected"),
+    ("Behind", "behind"),
+    ("Alerts", "alerts"),
+)
 
 
+@metrics.log_metrics
+@logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """AWS entry point: wires the handler from the environment on the first invocation."""
     global _handler  # noqa: PLW0603 - one wiring per Lambda execution environment
@@ -23,5 +48,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         from sleepstack.settings import Settings
         from sleepstack.wiring import speed_layer_handler
 
+        # the project's module loggers write the same structured JSON (set once, not at import)
+        copy_config_to_registered_loggers(source_logger=logger, include={"speed_layer", "dead_letters", "core"})
         _handler = speed_layer_handler(Settings.from_env())
-    return _handler(event, context)
+    before = {attr: getattr(_handler.stats, attr) for _, attr in _COUNTS}
+    t0 = time.perf_counter()
+    response = _handler(event, context)
+    for name, attr in _COUNTS:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=getattr(_handler.stats, attr) - before[attr])
+    metrics.add_metric(name="DurationMs", unit=MetricUnit.Milliseconds, value=1000 * (time.perf_counter() - t0))
+    logger.info("batch processed", extra={"failures": len(response.get("batchItemFailures") or [])})
+    return response

@@ -333,3 +333,32 @@ def test_live_and_opensearch_export_commands(tmp_path: Path, monkeypatch: pytest
     assert len(out.read_text().splitlines()) > 10
     assert main(["opensearch", "setup"]) == 2  # no endpoint: a clear error, not a traceback
     assert "OPENSEARCH_URL" in capsys.readouterr().err
+
+
+def test_lambda_entry_emits_one_emf_document_per_invocation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json as _json
+    from datetime import UTC, datetime
+
+    from dead_letters import LocalDeadLetters
+    from local.event_source_mapping import LambdaContext, kinesis_event
+    from sleepstack import lambda_entry
+
+    handler = SpeedLayerHandler(
+        LocalLiveStore(tmp_path / "live.sqlite"),
+        LocalStateStore(tmp_path / "state.sqlite"),
+        LocalDeadLetters(tmp_path / "dlq"),
+    )
+    monkeypatch.setattr(lambda_entry, "_handler", handler)
+    now = datetime.now(UTC)
+    rows = [{"PartitionKey": "k", "SequenceNumber": "1", "Data": b"not json", "ApproximateArrivalTimestamp": now}]
+    event = kinesis_event(rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/s", region="l")
+    assert lambda_entry.lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    docs = [_json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    emf = next(d for d in docs if "_aws" in d)
+    names = {m["Name"] for m in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"Records", "Documents", "Quarantined", "Rejected", "Behind", "DurationMs"} <= names
+    value = {k: (v[0] if isinstance(v, list) else v) for k, v in emf.items() if k in names}
+    assert value["Records"] == 1 and value["Quarantined"] == 1 and value["Documents"] == 0
+    assert any(d.get("message") == "batch processed" and d.get("service") for d in docs)  # a structured log line
