@@ -81,6 +81,10 @@ class MappingStats:
     bisections: int = 0
     sent_to_on_failure: int = 0
     checkpoint_resets: int = 0  # shards whose checkpoint the stream no longer held (read from the oldest)
+    #: arrival time (ms) of the newest record delivered: now minus it is Lambda's IteratorAge
+    last_arrival_ms: int = 0
+    #: records read from the stream and not yet delivered, in the drain under way
+    in_hand: int = 0
 
 
 @dataclass
@@ -115,6 +119,7 @@ class EventSourceMapping:
             buffer: list[dict[str, Any]] = []
             opened = self.clock()
             for page in reader.pages():
+                self.stats.in_hand = len(buffer)
                 if stop is not None and stop():
                     return self.stats
                 buffer.extend(page)
@@ -127,6 +132,7 @@ class EventSourceMapping:
             while buffer:  # caught up: flush what is left
                 self._deliver(shard, arn, buffer[: self.batch_size], attempt=0)
                 buffer = buffer[self.batch_size :]
+            self.stats.in_hand = 0
             if reader.reset_reason:
                 self.stats.checkpoint_resets += 1
         return self.stats
@@ -178,6 +184,8 @@ class EventSourceMapping:
 
     def _commit(self, shard: str, records: list[dict[str, Any]]) -> None:
         self.stats.records_delivered += len(records)
+        newest = max(r["ApproximateArrivalTimestamp"].timestamp() for r in records)
+        self.stats.last_arrival_ms = max(self.stats.last_arrival_ms, int(1000 * newest))
         self.checkpoints.commit(shard, max((r["SequenceNumber"] for r in records), key=int))
 
     def _to_on_failure(self, shard: str, arn: str, records: list[dict[str, Any]], reason: str) -> None:

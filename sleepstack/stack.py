@@ -9,6 +9,7 @@ every consumer has read everything put before it was called and the delivery has
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ class StackTimeoutError(StackError):
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
+    with contextlib.suppress(ChildProcessError):  # a supervisor this process started is reaped, not left a zombie
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
@@ -74,7 +77,8 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         caught = fig.get("caught_up_ms")
         lag[name] = {
             "caught_up_ms": caught,
-            "iterator_age_ms": max(0, now_ms - int(caught)) if caught else None,
+            "iterator_age_ms": fig.get("iterator_age_ms", 0),
+            "behind_records": fig.get("behind_records", 0),
             "buffered_records": fig.get("buffered_records", 0),
             "checkpoint_resets": fig.get("checkpoint_resets", 0),
         }
