@@ -320,6 +320,17 @@ def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def _structured_logs(name: str) -> None:
+    """JSON log lines (aws-lambda-powertools' formatter) for this service and every module it runs."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(LambdaPowertoolsFormatter(service=f"sleepstack-{name.replace('_', '-')}"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     import os
 
@@ -328,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m sleepstack.services {{supervisor|{'|'.join(PYTHON_SERVICES)}}}", file=sys.stderr)
         return 2
     os.umask(0o077)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _structured_logs(args[0])
     settings = Settings.from_env()
     if args[0] == "supervisor":
         _supervisor(settings)
