@@ -85,3 +85,17 @@ def read_stream(client: Any, stream: str) -> list[dict[str, Any]]:
                 break
             it = resp["NextShardIterator"]
     return out
+
+
+async def record_until_played(world: Any, collector: Any) -> None:
+    """Run ``collector`` over the fake BLE ``world`` until every peripheral has played its script."""
+    import asyncio
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while not world.all_finished:
+            await asyncio.sleep(0.01)
+        stop.set()
+
+    await asyncio.wait_for(asyncio.gather(collector.run(stop), watch()), timeout=60)

@@ -16,7 +16,7 @@ from ingest.collector import Collector, DeviceTarget, scan
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, load_recording, recording_lines
 from ingest.simulated_devices import MALFORMED_HRM, simulated_peripherals
 from ingest.spool import Spool
-from tests.conftest import sim_night
+from tests.conftest import record_until_played, sim_night
 
 
 def _short_night_peripherals(minutes: int = 20, **kw: object) -> list[FakePeripheral]:
@@ -28,14 +28,7 @@ def _short_night_peripherals(minutes: int = 20, **kw: object) -> list[FakePeriph
 
 
 async def _record(world: FakeBleWorld, collector: Collector) -> None:
-    stop = asyncio.Event()
-
-    async def watch() -> None:
-        while not world.all_finished:
-            await asyncio.sleep(0.01)
-        stop.set()
-
-    await asyncio.wait_for(asyncio.gather(collector.run(stop), watch()), timeout=60)
+    await record_until_played(world, collector)
 
 
 def _collect(tmp_path: Path, peripherals: list[FakePeripheral]) -> tuple[Collector, Spool, FakeBleWorld]:

@@ -24,7 +24,7 @@ from local.event_source_mapping import LambdaContext, kinesis_event
 from local.live_store import LocalLiveStore
 from local.state_store import LocalStateStore
 from speed_layer.handler import SpeedLayerHandler
-from tests.conftest import T0_MS
+from tests.conftest import T0_MS, record_until_played
 
 SUBJECT = "JOHN-DOE-MRN-12345"
 ADDRESS = "AA:BB:CC:DD:EE:FF"
@@ -66,17 +66,7 @@ def test_collector_logs_name_no_device_subject_or_payload(tmp_path: Path, all_lo
     spool = Spool(tmp_path / "spool.sqlite")
     collector = Collector(spool, [DeviceTarget(ADDRESS, SUBJECT)], backend=world.client_backend(), clock=world.clock_ms)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-
-        async def watch() -> None:
-            while not world.all_finished:
-                await asyncio.sleep(0.01)
-            stop.set()
-
-        await asyncio.wait_for(asyncio.gather(collector.run(stop), watch()), timeout=60)
-
-    asyncio.run(run())
+    asyncio.run(record_until_played(world, collector))
     spool.frame_all(end_of_stream=True)
     assert spool.counters()["quarantined"] == len(MALFORMED_HRM)
     assert collector.stats.drops >= 1 and "link lost" in all_logs.text and "quarantined" in all_logs.text
