@@ -11,6 +11,7 @@
 | :mod:`local.spark` | Glue's Spark (PySpark ``local[*]``) |
 | :mod:`local.duckdb_sql` | Athena over the Glue catalog (DuckDB views, sqlglot) |
 | :mod:`local.template` | reads ``infra/template.yaml`` so the stand-ins mirror the deployed stack |
+| :mod:`local.supervisor` | what keeps them running locally: start, watch, restart with backoff, stop |
 
 Nothing here is shipped to AWS; the composition root (:mod:`sleepstack.wiring`) picks
 these or the real services.
