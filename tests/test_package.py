@@ -116,3 +116,41 @@ def test_real_lambda_package_fits_and_imports_with_only_the_runtime_boto3(tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith(str(root))
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_carries_every_package_and_its_data(tmp_path: Path) -> None:
+    """Package data is read through importlib.resources, so the wheel must hold it (no checkout paths)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(REPO_ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    names = set(zipfile.ZipFile(next(tmp_path.glob("sleepstack-*.whl"))).namelist())
+    for pkg in (
+        "core",
+        "dead_letters",
+        "ingest",
+        "speed_layer",
+        "batch_layer",
+        "serving",
+        "local",
+        "glue_jobs",
+        "sleepstack",
+    ):
+        ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
+        assert ours <= names, sorted(ours - names)
+    data = {"infra/template.yaml", "infra/local/kinesalite-server.js", "infra/local/package-lock.json"}
+    data |= {"core/models/hr-mlp-v1.json", "serving/sql/night_summaries.sql"}
+    assert data <= names, sorted(data - names)

@@ -1,0 +1,1 @@
+"""Training and evaluating the staging model against polysomnography (grouped by subject)."""
