@@ -129,7 +129,6 @@ def test_a_non_editable_install_carries_every_package_and_its_data(tmp_path: Pat
             "wheel",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
             "-w",
             str(tmp_path),
             str(REPO_ROOT),
