@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from core.errors import QueryError
 from serving.catalog import CATALOG, duckdb_view_sql
-from serving.sql_engine import SqlEngine
+from serving.sql_engine import TABLES, SqlEngine
 from serving.sql_policy import DATABASE, check_query
 
 __all__ = ["LocalSqlEngine"]
@@ -61,12 +61,12 @@ class LocalSqlEngine(SqlEngine):
     @staticmethod
     def transpile(sql: str) -> str:
         """``sql`` (Athena dialect), checked, as DuckDB runs it."""
-        return check_query(sql, {t.name for t in CATALOG}).sql(dialect="duckdb")
+        return check_query(sql, TABLES).sql(dialect="duckdb")
 
     def run(self, tree: exp.Query) -> pd.DataFrame:
         missing = sorted({t.name for t in tree.find_all(exp.Table) if t.db == DATABASE and t.name not in self.present})
         if missing:
-            where = ", ".join(str(self.lake / next(c.location for c in CATALOG if c.name == m)) for m in missing)
+            where = ", ".join(str(self.lake / TABLES[m]) for m in missing)
             raise QueryError(
                 f"no data in the lake yet for {', '.join(f'{DATABASE}.{m}' for m in missing)}"
                 f" ({where} holds no Parquet files): collect and deliver records first, or stage a night"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from local.supervisor import pid_alive
 from local.template import TEMPLATE_PATH, StreamSpec, load_template, stream_specs
 
 __all__ = ["LOCAL_REGION", "LocalStack", "StackError", "check_tools", "local_kinesis_client"]
@@ -93,6 +94,14 @@ class LocalStack:
         except (FileNotFoundError, ValueError, KeyError):
             return 0
 
+    def keep_port(self, port: int) -> None:
+        """Pin this home's stream to ``port`` (the next start listens there); refuse another than the kept one."""
+        saved = self.saved_port()
+        if saved not in (0, port):
+            raise StackError(f"this home's stream already listens on {saved}; collectors send there")
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._port_file.write_text(json.dumps({"port": port}))
+
     def launch(self, port: int = 0, *, timeout_s: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
         """Start kinesalite on ``port`` (0: the saved one, else any free one); returns (process, port).
 
@@ -121,7 +130,7 @@ class LocalStack:
             err = (self.home / "kinesalite.log").read_text(errors="replace").strip().splitlines()
             raise StackError(f"kinesalite did not start on 127.0.0.1:{port}: {err[-1] if err else 'timed out'}")
         actual = int(json.loads(line)["port"])
-        self._port_file.write_text(json.dumps({"port": actual}))
+        self.keep_port(actual)
         self._state_file.write_text(json.dumps({"pid": proc.pid, "port": actual}))
         return proc, actual
 
@@ -129,11 +138,7 @@ class LocalStack:
         if not self._state_file.exists():
             return None
         state: dict[str, Any] = json.loads(self._state_file.read_text())
-        try:
-            os.kill(int(state["pid"]), 0)
-        except (ProcessLookupError, PermissionError):
-            return None
-        return state
+        return state if pid_alive(int(state["pid"])) else None
 
     @property
     def endpoint(self) -> str:

@@ -7,7 +7,6 @@ indexed under their deterministic ``doc_id`` so a replay overwrites.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from local.sqlite import open_db, write_transaction
 from speed_layer.processing import TIME_FIELD
 from speed_layer.store import Doc, LiveStore, Rejected, StoreError
 
@@ -25,10 +25,7 @@ class LocalLiveStore(LiveStore):
     """Embedded store: one SQLite table of JSON documents keyed by (kind, id)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = open_db(path, synchronous="NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS docs (idx TEXT NOT NULL, id TEXT NOT NULL, subject_id TEXT,"
             " t_ms INTEGER, record_id TEXT, status TEXT, body TEXT NOT NULL, PRIMARY KEY (idx, id))"
@@ -49,15 +46,9 @@ class LocalLiveStore(LiveStore):
             )
             for kind, d in docs
         ]
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:  # e.g. the disk is full: nothing indexed, the batch is retried
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"the embedded live store cannot write: {exc}") from exc
+        # e.g. the disk is full: nothing indexed, StoreError, the batch is retried
+        with self._lock, write_transaction(self._db, StoreError, "the embedded live store"):
+            self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return []
 
     def count(self, kind: str) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from local.sqlite import open_db, write_transaction
 from speed_layer.state_store import StateStore, StateStoreError
 
 __all__ = ["LocalStateStore"]
@@ -16,9 +16,7 @@ __all__ = ["LocalStateStore"]
 
 class LocalStateStore(StateStore):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_db(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
         self._lock = threading.Lock()
 
@@ -33,15 +31,8 @@ class LocalStateStore(StateStore):
 
     def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
         rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StateStoreError(f"the embedded state store cannot write: {exc}") from exc
+        with self._lock, write_transaction(self._db, StateStoreError, "the embedded state store"):
+            self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
 
     def close(self) -> None:
         self._db.close()

@@ -15,6 +15,7 @@ A child whose supervisor dies (kill -9) notices that its parent is gone and exit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,9 @@ __all__ = [
     "ServiceSpec",
     "Supervisor",
     "orphaned",
+    "pid_alive",
     "read_json",
+    "wait_gone",
     "write_heartbeat",
     "write_json",
 ]
@@ -59,6 +62,29 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def write_heartbeat(run_dir: Path, name: str, **figures: Any) -> None:
     """A service's heartbeat: its pid, the time (ms) and whatever figures it reports."""
     write_json(run_dir / f"{name}.json", {"pid": os.getpid(), "heartbeat_ms": int(time.time() * 1000), **figures})
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs; a child of this process that has exited is reaped, not taken for alive."""
+    if not pid:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` has exited; whether it did within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def orphaned(parent_pid: int) -> bool:

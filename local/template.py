@@ -9,7 +9,14 @@ from typing import Any, Final
 
 import yaml
 
-__all__ = ["TEMPLATE_PATH", "StreamSpec", "event_source_settings", "load_template", "stream_specs"]
+__all__ = [
+    "TEMPLATE_PATH",
+    "StreamSpec",
+    "delivery_buffering",
+    "event_source_settings",
+    "load_template",
+    "stream_specs",
+]
 
 #: The production template, found as package data of ``infra``.
 TEMPLATE_PATH: Final = Path(str(resources.files("infra") / "template.yaml"))
@@ -119,3 +126,12 @@ def event_source_settings(doc: dict[str, Any], **overrides: Any) -> dict[str, An
     )
     skip = {"FunctionName", "EventSourceArn", "DestinationConfig"}
     return {k: _resolve(v, params, doc) for k, v in props.items() if k not in skip}
+
+
+def delivery_buffering(doc: dict[str, Any]) -> tuple[int, float]:
+    """The raw delivery stream's Firehose buffering hints: (size in bytes, interval in s)."""
+    for res in doc.get("Resources", {}).values():
+        if res.get("Type") == "AWS::KinesisFirehose::DeliveryStream":
+            hints = res["Properties"].get("ExtendedS3DestinationConfiguration", {}).get("BufferingHints", {})
+            return int(hints.get("SizeInMBs", 64)) << 20, float(hints.get("IntervalInSeconds", 300))
+    return 64 << 20, 300.0

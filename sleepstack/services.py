@@ -19,6 +19,7 @@ and exits when its supervisor is gone. SIGTERM stops it after the batch in hand.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from local.supervisor import ServiceSpec, Supervisor, orphaned, read_json, write_heartbeat, write_json
+from local.supervisor import ServiceSpec, Supervisor, orphaned, read_json, wait_gone, write_heartbeat, write_json
 from sleepstack import wiring
 from sleepstack.settings import Settings
 
@@ -52,13 +53,18 @@ class Ledger:
     """The record ids the speed layer has applied (SQLite, one row per id): what it reconciles to."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        from local.sqlite import open_db
+
+        self._db = open_db(path, synchronous="NORMAL")  # WAL + NORMAL: survives a killed process
         self._db.execute("CREATE TABLE IF NOT EXISTS applied (record_id TEXT PRIMARY KEY)")
 
     def add(self, ids: Iterable[str]) -> None:
-        self._db.executemany("INSERT OR IGNORE INTO applied VALUES (?)", [(i,) for i in ids])
+        """Record a batch's ids in one transaction (not one per id)."""
+        from local.sqlite import write_transaction
+        from speed_layer.store import StoreError
+
+        with write_transaction(self._db, StoreError, "the speed layer's ledger"):
+            self._db.executemany("INSERT OR IGNORE INTO applied VALUES (?)", [(i,) for i in ids])
 
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM applied").fetchone()[0])
@@ -170,8 +176,9 @@ def _speed_layer(settings: Settings, stop: _Stop) -> None:
 def _delivery(settings: Settings, stop: _Stop) -> None:
     from local.firehose import FirehoseDelivery
     from local.shard_reader import Checkpoints
+    from local.template import delivery_buffering, load_template
 
-    hints = _buffering_hints(settings)
+    hints = delivery_buffering(load_template(settings.template))
     delivery = FirehoseDelivery(
         wiring.kinesis_client(settings),
         wiring.stream_name(settings),
@@ -207,19 +214,6 @@ def _delivery(settings: Settings, stop: _Stop) -> None:
     finally:
         delivery.poll(flush=True)  # graceful stop: nothing stays buffered
         write_heartbeat(run_dir(settings), "delivery", state="stopped", buffered_records=0)
-
-
-def _buffering_hints(settings: Settings) -> tuple[int, float]:
-    """The template's Firehose buffering hints (size bytes, interval s)."""
-    from local.template import load_template
-
-    doc = load_template(settings.template)
-    for res in doc["Resources"].values():
-        if res.get("Type") == "AWS::KinesisFirehose::DeliveryStream":
-            props = res["Properties"].get("ExtendedS3DestinationConfiguration", {})
-            hints = props.get("BufferingHints", {})
-            return int(hints.get("SizeInMBs", 64)) << 20, float(hints.get("IntervalInSeconds", 300))
-    return 64 << 20, 300.0
 
 
 def _scheduler(settings: Settings, stop: _Stop) -> None:
@@ -280,7 +274,7 @@ def _supervisor(settings: Settings) -> None:
     def start_stream() -> subprocess.Popen[bytes]:
         if (old := stack.state()) is not None:  # a stream left running by a supervisor that was killed
             stack.down()
-            _wait_gone(int(old["pid"]))
+            wait_gone(int(old["pid"]), timeout_s=10.0)
         proc, _ = stack.launch()
         return proc
 
@@ -308,18 +302,6 @@ def _supervisor(settings: Settings) -> None:
         (settings.home / "stack.json").unlink(missing_ok=True)
 
 
-def _wait_gone(pid: int, timeout_s: float = 10.0) -> None:
-    import os
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-
-
 def _structured_logs(name: str) -> None:
     """JSON log lines (aws-lambda-powertools' formatter) for this service and every module it runs."""
     from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
@@ -332,8 +314,6 @@ def _structured_logs(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] not in ("supervisor", *PYTHON_SERVICES):
         print(f"usage: python -m sleepstack.services {{supervisor|{'|'.join(PYTHON_SERVICES)}}}", file=sys.stderr)

@@ -9,7 +9,6 @@ every consumer has read everything put before it was called and the delivery has
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from typing import Any, Final
 
 from core.errors import NoDataError
 from local.kinesis import StackError, check_tools
-from local.supervisor import read_json, write_json
+from local.supervisor import pid_alive, read_json, wait_gone, write_json
 from sleepstack.services import PYTHON_SERVICES, SERVICES, Ledger, run_dir
 from sleepstack.settings import Settings
 
@@ -34,21 +33,9 @@ class StackTimeoutError(StackError):
     """The stack did not reach the state asked for in time; the message says what is behind."""
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    with contextlib.suppress(ChildProcessError):  # a supervisor this process started is reaped, not left a zombie
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def _supervisor(settings: Settings) -> dict[str, Any] | None:
     state = read_json(run_dir(settings) / "supervisor.json")
-    if state is None or state.get("state") == "stopped" or not _alive(state.get("pid")):
+    if state is None or state.get("state") == "stopped" or not pid_alive(state.get("pid")):
         return None
     return state
 
@@ -154,10 +141,7 @@ def stack_down(settings: Settings, *, timeout_s: float = 120.0) -> bool:
 
         return LocalStack(settings.home).down()  # a stream started alone (tests, benchmarks)
     os.kill(int(sup["pid"]), signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(int(sup["pid"])):
-        time.sleep(0.2)
-    if _alive(int(sup["pid"])):
+    if not wait_gone(int(sup["pid"]), timeout_s):
         raise StackError(f"the supervisor (pid {sup['pid']}) did not stop within {timeout_s:.0f} s")
     return True
 

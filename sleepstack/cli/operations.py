@@ -32,14 +32,12 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "up":
         if args.port:
-            from local.kinesis import LocalStack
+            from local.kinesis import LocalStack, StackError
 
-            if LocalStack(settings.home).saved_port() not in (0, args.port):
-                raise UsageError(
-                    "--port", f"this home's stream already listens on {LocalStack(settings.home).saved_port()}"
-                )
-            (settings.home).mkdir(parents=True, exist_ok=True)
-            (settings.home / "stream-port.json").write_text(json.dumps({"port": args.port}))
+            try:
+                LocalStack(settings.home).keep_port(args.port)
+            except StackError as exc:
+                raise UsageError("--port", str(exc)) from None
         status = stack.stack_up(settings)
         _print_services(status)
     elif args.action == "down":

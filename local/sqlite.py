@@ -1,0 +1,39 @@
+"""How the local stand-ins keep small SQLite databases: one way to open them, one way to write.
+
+WAL journal (readers never block the writer), autocommit connections shared between
+threads under the caller's lock, and writes in one transaction that is rolled back and
+turned into the caller's error when SQLite cannot write (a full disk), so a failed
+batch leaves nothing half-stored and is retried.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["open_db", "write_transaction"]
+
+
+def open_db(path: Path, *, synchronous: str | None = None) -> sqlite3.Connection:
+    """An autocommit, thread-shareable WAL connection to ``path`` (its folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    if synchronous is not None:
+        db.execute(f"PRAGMA synchronous={synchronous}")
+    return db
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection, error: type[Exception], what: str) -> Iterator[None]:
+    """``BEGIN`` .. ``COMMIT``; on a SQLite error roll back and raise ``error`` naming ``what``."""
+    try:
+        db.execute("BEGIN")
+        yield
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise error(f"{what} cannot write: {exc}") from exc
