@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 
 CHECKOV_VERSION ?= 3.3.30
 
-setup: tools $(VENV)/.installed infra/local/node_modules/.installed .venv-checkov/.installed
+setup: tools $(VENV)/.installed infra/local/node_modules/.installed serving/web/node_modules/.installed .venv-checkov/.installed
 
 tools:
 	@command -v node >/dev/null || { echo "Node.js (20+) is required for the local Kinesis stream: apt-get install nodejs npm"; exit 1; }
@@ -29,6 +29,11 @@ $(VENV)/.installed: pyproject.toml
 
 infra/local/node_modules/.installed: infra/local/package-lock.json
 	npm ci --prefix infra/local --no-audit --no-fund --loglevel=error
+	touch $@
+
+# the dashboard's chart library, from the npm registry by its lockfile (never a CDN)
+serving/web/node_modules/.installed: serving/web/package-lock.json
+	npm ci --prefix serving/web --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup

@@ -9,6 +9,7 @@ __all__ = [
     "ContractError",
     "DatasetError",
     "DecodeError",
+    "EmptyTableError",
     "NoDataError",
     "QueryError",
     "SleepstackError",
@@ -103,3 +104,9 @@ class QueryError(SleepstackError, ValueError):
 
 class NoDataError(SleepstackError):
     """There is no data (yet) for what was asked: an empty lake, a night nothing was delivered for."""
+
+
+class EmptyTableError(QueryError, NoDataError):
+    """A query reads a table that holds no data yet (nothing delivered or staged)."""
+
+    exit_code: ClassVar[int] = 1

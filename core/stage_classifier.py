@@ -31,7 +31,7 @@ from scipy.optimize import minimize
 
 from core.hr_features import FEATURE_NAMES
 
-__all__ = ["DEFAULT_MODEL", "StageModel", "fit_stage_model", "load_model", "model_resource"]
+__all__ = ["DEFAULT_MODEL", "StageModel", "fit_stage_model", "load_model", "model_card", "model_resource"]
 
 DEFAULT_MODEL: Final = "hr-mlp-v1"
 _N_CLASSES: Final = 4
@@ -102,6 +102,13 @@ class StageModel:
 def model_resource(name: str = DEFAULT_MODEL) -> Traversable:
     """Where the artefact ``name`` ships: ``core/models/<name>.json``, package data of ``core``."""
     return resources.files("core").joinpath("models", f"{name}.json")
+
+
+def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
+    """What a model reads and how accurate it measured on nights it never saw
+    (``core/models/<name>.card.json``: kappas, accuracies, TST error, the command that measured them)."""
+    card: dict[str, Any] = json.loads(resources.files("core").joinpath("models", f"{name}.card.json").read_text())
+    return card
 
 
 def load_model(name: str = DEFAULT_MODEL) -> StageModel:

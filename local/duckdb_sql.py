@@ -11,18 +11,19 @@ that keeps analysts' SQL inside the lake, read-only.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlglot import exp
 
-from core.errors import QueryError
+from core.errors import EmptyTableError, QueryError
 from serving.catalog import CATALOG, duckdb_view_sql
 from serving.sql_engine import TABLES, SqlEngine
 from serving.sql_policy import DATABASE, check_query
 
-__all__ = ["LocalSqlEngine"]
+__all__ = ["LocalSqlEngine", "lake_signature"]
 
 
 class LocalSqlEngine(SqlEngine):
@@ -67,7 +68,7 @@ class LocalSqlEngine(SqlEngine):
         missing = sorted({t.name for t in tree.find_all(exp.Table) if t.db == DATABASE and t.name not in self.present})
         if missing:
             where = ", ".join(str(self.lake / TABLES[m]) for m in missing)
-            raise QueryError(
+            raise EmptyTableError(
                 f"no data in the lake yet for {', '.join(f'{DATABASE}.{m}' for m in missing)}"
                 f" ({where} holds no Parquet files): collect and deliver records first, or stage a night"
             )
@@ -80,3 +81,20 @@ class LocalSqlEngine(SqlEngine):
             return self.con.execute(sql, params).fetchdf()
         except duckdb.Error as exc:
             raise QueryError(f"the query failed: {str(exc).splitlines()[0]}") from None
+
+
+def lake_signature(lake: Path, tables: Collection[str] | None = None) -> tuple[tuple[str, int], ...]:
+    """What changes when a batch run or the delivery writes the lake: the folders of the
+    catalog's ``tables`` (all if None) and of their partitions, with their modification
+    times (a cheap listing, no file opened).
+
+    A long-running reader (the dashboard) opens a new :class:`LocalSqlEngine` when it changes.
+    """
+    out: list[tuple[str, int]] = []
+    for table in CATALOG:
+        root = lake / table.location
+        if (tables is not None and table.name not in tables) or not root.is_dir():
+            continue
+        out.append((table.location, root.stat().st_mtime_ns))
+        out += [(f"{table.location}/{p.name}", p.stat().st_mtime_ns) for p in root.iterdir() if p.is_dir()]
+    return tuple(sorted(out))

@@ -1,12 +1,13 @@
 """Local stand-in for OpenSearch: an embedded SQLite store holding the same documents.
 
 Documents are the speed layer's (``(kind, document)`` pairs, :mod:`speed_layer.store`),
-indexed under their deterministic ``doc_id`` so a replay overwrites.
+indexed under their deterministic ``doc_id`` so a replay overwrites. Rows keep the
+subject, time and status next to the JSON body, indexed, so the live views' range
+queries (:mod:`serving.live_queries`) read one subject's night without a scan.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,14 +16,16 @@ from typing import Any
 import orjson
 
 from local.sqlite import open_db, write_transaction
+from serving.live_queries import MAX_DOCS, LiveQueries, SubjectSummary
 from speed_layer.processing import TIME_FIELD
 from speed_layer.store import Doc, LiveStore, Rejected, StoreError
 
 __all__ = ["LocalLiveStore"]
 
 
-class LocalLiveStore(LiveStore):
-    """Embedded store: one SQLite table of JSON documents keyed by (kind, id)."""
+class LocalLiveStore(LiveStore, LiveQueries):
+    """Embedded store: one SQLite table of JSON documents keyed by (kind, id); it answers
+    the live views' queries (:class:`serving.live_queries.LiveQueries`) too."""
 
     def __init__(self, path: Path) -> None:
         self._db = open_db(path, synchronous="NORMAL")
@@ -52,24 +55,76 @@ class LocalLiveStore(LiveStore):
         return []
 
     def count(self, kind: str) -> int:
-        return int(self._db.execute("SELECT count(*) FROM docs WHERE idx = ?", (kind,)).fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM docs WHERE idx = ?", (kind,)).fetchone()[0])
 
     def distinct_record_ids(self) -> int:
-        return int(self._db.execute("SELECT count(DISTINCT record_id) FROM docs").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT count(DISTINCT record_id) FROM docs").fetchone()[0])
+
+    def _bodies(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def subjects(self) -> list[SubjectSummary]:
+        with self._lock:
+            seen = self._db.execute(
+                "SELECT subject_id, max(t_ms) FROM docs WHERE idx = 'vitals' GROUP BY subject_id ORDER BY subject_id"
+            ).fetchall()
+            newest = [
+                (subject, body)
+                for subject, _ in seen
+                for source in ("bed", "strap")  # the newest epoch per device kind, by the time index
+                for (body,) in self._db.execute(
+                    "SELECT body FROM docs WHERE idx = 'vitals' AND subject_id = ? AND body ->> 'source' = ?"
+                    " ORDER BY t_ms DESC LIMIT 1",
+                    (subject, source),
+                )
+            ]
+            opened = dict(
+                self._db.execute(
+                    "SELECT subject_id, count(*) FROM docs WHERE idx = 'alerts' AND status = 'open' GROUP BY subject_id"
+                ).fetchall()
+            )
+        latest: dict[str, dict[str, Any]] = {}
+        for subject, body in newest:
+            doc = orjson.loads(body)
+            latest.setdefault(subject, {})[doc["source"]] = doc
+        return [
+            {"subject_id": s, "last_seen_ms": int(t), "latest": latest.get(s, {}), "open_alerts": int(opened.get(s, 0))}
+            for s, t in seen
+        ]
+
+    def has_subject(self, subject_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM docs WHERE idx = 'vitals' AND subject_id = ? LIMIT 1", (subject_id,)
+            ).fetchone()
+        return row is not None
+
+    def between(
+        self, kind: str, subject_id: str, start_ms: int, end_ms: int, limit: int = MAX_DOCS
+    ) -> list[dict[str, Any]]:
+        return self._bodies(
+            "SELECT body FROM docs WHERE idx = ? AND subject_id = ? AND t_ms >= ? AND t_ms < ? ORDER BY t_ms, id"
+            " LIMIT ?",
+            (kind, subject_id, start_ms, end_ms, min(limit, MAX_DOCS)),
+        )
+
+    def alerts(
+        self, subject_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        return self._bodies(
+            "SELECT body FROM docs WHERE idx = 'alerts' AND (?1 IS NULL OR subject_id = ?1)"
+            " AND (?2 IS NULL OR status = ?2) ORDER BY t_ms DESC, id LIMIT ?3",
+            (subject_id, status, min(limit, MAX_DOCS)),
+        )
 
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC LIMIT ?",
-            (kind, subject_id, n),
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT body FROM docs WHERE idx = 'alerts' AND subject_id = ? AND status = 'open' ORDER BY t_ms",
-            (subject_id,),
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self._bodies(
+            "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC LIMIT ?", (kind, subject_id, n)
+        )
 
     def dump(self) -> list[tuple[str, str, str]]:
         """Every (kind, id, body), sorted: what tests compare across runs."""

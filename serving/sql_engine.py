@@ -9,6 +9,7 @@ Locally the engine is DuckDB over the lake (:mod:`local.duckdb_sql`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Final
 
@@ -17,7 +18,7 @@ from sqlglot import exp
 
 from core.errors import QueryError
 from serving.catalog import CATALOG
-from serving.sql_policy import DATABASE, check_query
+from serving.sql_policy import DATABASE, Param, bind_params, check_query
 
 __all__ = ["TABLES", "AthenaSqlEngine", "SqlEngine", "load_query", "query_names"]
 
@@ -44,9 +45,12 @@ def load_query(name: str) -> str:
 class SqlEngine(ABC):
     """Runs analysts' Athena-dialect SQL; every engine accepts only what :func:`check_query` does."""
 
-    def query(self, sql: str) -> pd.DataFrame:
-        """Run one read-only Athena-dialect query on the lake's tables and return its rows."""
-        return self.run(check_query(sql, TABLES))
+    def query(self, sql: str, params: Mapping[str, Param] | None = None) -> pd.DataFrame:
+        """Run one read-only Athena-dialect query on the lake's tables and return its rows.
+
+        ``params`` fill the query's ``:name`` placeholders (:func:`bind_params`).
+        """
+        return self.run(bind_params(check_query(sql, TABLES), params or {}))
 
     @abstractmethod
     def run(self, tree: exp.Query) -> pd.DataFrame:

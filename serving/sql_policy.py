@@ -18,7 +18,7 @@ disabled except for the lake directory and its configuration locked
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Final
 
 import sqlglot
@@ -27,7 +27,10 @@ from sqlglot.errors import ParseError
 
 from core.errors import QueryError
 
-__all__ = ["DATABASE", "check_query"]
+__all__ = ["DATABASE", "Param", "bind_params", "check_query"]
+
+#: A value bound to a ``:name`` placeholder.
+Param = str | int | float
 
 #: The database qualifier the SQL files use (rebound to ``sleepstack_<env>`` on Athena).
 DATABASE: Final = "sleepstack"
@@ -116,4 +119,31 @@ def check_query(sql: str, tables: Collection[str]) -> exp.Query:
         raise QueryError(f"only a query (SELECT, WITH ... SELECT) may run, not {tree.key.upper()}")
     _check_nodes(tree)
     _check_tables(tree, tables)
+    return tree
+
+
+def bind_params(tree: exp.Query, params: Mapping[str, Param]) -> exp.Query:
+    """``tree`` with every ``:name`` placeholder replaced by the typed literal ``params[name]``.
+
+    Values become literal nodes of the syntax tree (strings quoted and escaped by sqlglot
+    when the tree is rendered), so a value can never change the query's structure; the
+    query text is never assembled from them. A placeholder without a value, a value
+    without a placeholder, or a value of another type raises :class:`QueryError`.
+    """
+    tree = tree.copy()
+    used: set[str] = set()
+    for node in list(tree.find_all(exp.Placeholder)):
+        name = str(node.this or "")
+        if not name:
+            raise QueryError("positional ? placeholders are not supported; name them (:subject)")
+        if name not in params:
+            raise QueryError(f"the query needs a value for :{name}")
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise QueryError(f":{name} must be text or a number, not {type(value).__name__}")
+        literal = exp.Literal.string(value) if isinstance(value, str) else exp.Literal.number(value)
+        node.replace(literal)
+        used.add(name)
+    if unused := sorted(set(params) - used):
+        raise QueryError(f"the query has no placeholder :{unused[0]}")
     return tree

@@ -10,7 +10,9 @@
   and on SIGTERM;
 * ``scheduler`` — stages each night once it has closed, at ``SLEEPSTACK_BATCH_AT`` local
   time (late data re-staged by the job itself), and whatever ``stack stage`` asks for, by
-  running ``sleepstack batch run`` in a child process (Spark's JVM is freed after).
+  running ``sleepstack batch run`` in a child process (Spark's JVM is freed after);
+* ``dashboard`` — the web dashboard and its JSON API on 127.0.0.1 (:mod:`sleepstack.dashboard`),
+  its address (token included) in ``stack status``.
 
 Every service writes a heartbeat with its figures to ``$SLEEPSTACK_HOME/run/<name>.json``
 and exits when its supervisor is gone. SIGTERM stops it after the batch in hand.
@@ -40,7 +42,7 @@ __all__ = ["PYTHON_SERVICES", "SERVICES", "Ledger", "main", "run_dir"]
 
 log = logging.getLogger(__name__)
 
-PYTHON_SERVICES: Final = ("speed_layer", "delivery", "scheduler")
+PYTHON_SERVICES: Final = ("speed_layer", "delivery", "scheduler", "dashboard")
 SERVICES: Final = ("stream", *PYTHON_SERVICES)
 POLL_S: Final = 0.2
 
@@ -264,6 +266,16 @@ def _scheduler(settings: Settings, stop: _Stop) -> None:
     _loop(step, "scheduler", settings, stop)
 
 
+def _dashboard(settings: Settings, stop: _Stop) -> None:
+    from sleepstack.dashboard import Listen, serve
+
+    def beat(address: str) -> None:
+        write_heartbeat(run_dir(settings), "dashboard", state="running", url=address)
+
+    serve(settings, Listen(port=settings.dashboard_port), on_ready=beat, stop=stop)
+    write_heartbeat(run_dir(settings), "dashboard", state="stopped")
+
+
 def _supervisor(settings: Settings) -> None:
     from local.kinesis import LocalStack
     from local.template import load_template, stream_specs
@@ -325,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         _supervisor(settings)
         return 0
     stop = _Stop(os.getppid())
-    {"speed_layer": _speed_layer, "delivery": _delivery, "scheduler": _scheduler}[args[0]](settings, stop)
+    services = {"speed_layer": _speed_layer, "delivery": _delivery, "scheduler": _scheduler, "dashboard": _dashboard}
+    services[args[0]](settings, stop)
     return 0
 
 

@@ -13,6 +13,8 @@
 | ``SLEEPSTACK_STATE_TABLE`` | DynamoDB table of the speed layer's device state (aws) | unset |
 | ``OPENSEARCH_DASHBOARDS_URL`` | where ``sleepstack opensearch setup`` imports dashboards | unset |
 | ``SLEEPSTACK_BATCH_AT`` | local time (``HH:MM``) the stack's scheduler stages the closed night | ``12:30`` |
+| ``SLEEPSTACK_DASHBOARD_PORT`` | the stack's dashboard port on 127.0.0.1 (a free one if taken) | ``8787`` |
+| ``SLEEPSTACK_CHROMIUM`` | the Chromium that prints night reports to PDF | ``/usr/bin/chromium`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -49,6 +51,8 @@ class Settings:
     opensearch_dashboards_url: str | None = None
     alert_rules: dict[str, Any] = field(default_factory=dict)
     batch_at: str = "12:30"
+    dashboard_port: int = 8787
+    chromium: str = "/usr/bin/chromium"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +74,9 @@ class Settings:
         hh, _, mm = batch_at.partition(":")
         if not (hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ConfigError("SLEEPSTACK_BATCH_AT", f"must be a local time HH:MM, not {batch_at!r}")
+        port = e.get("SLEEPSTACK_DASHBOARD_PORT", "8787")
+        if not port.isdigit() or int(port) > 65535:
+            raise ConfigError("SLEEPSTACK_DASHBOARD_PORT", f"must be a TCP port (0-65535), not {port!r}")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -84,6 +91,8 @@ class Settings:
             opensearch_dashboards_url=e.get("OPENSEARCH_DASHBOARDS_URL") or None,
             alert_rules=rules,
             batch_at=batch_at,
+            dashboard_port=int(port),
+            chromium=e.get("SLEEPSTACK_CHROMIUM", "/usr/bin/chromium"),
         )
 
     def child_env(self) -> dict[str, str]:
@@ -95,6 +104,8 @@ class Settings:
             SLEEPSTACK_ENV=self.environment,
             SLEEPSTACK_TZ=self.tz,
             SLEEPSTACK_BATCH_AT=self.batch_at,
+            SLEEPSTACK_DASHBOARD_PORT=str(self.dashboard_port),
+            SLEEPSTACK_CHROMIUM=self.chromium,
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
         )
         if self.opensearch_url:

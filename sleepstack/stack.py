@@ -58,6 +58,10 @@ def stack_status(settings: Settings) -> dict[str, Any]:
             elif now_ms - int(beat.get("heartbeat_ms", 0)) > STALE_HEARTBEAT_MS and entry.get("state") == "running":
                 entry["state"] = "unresponsive"
         services[name] = entry
+    if services["dashboard"].get("state") == "running":
+        from sleepstack.dashboard import dashboard_url
+
+        services["dashboard"]["url"] = dashboard_url(settings)
     lag = {}
     for name in CONSUMERS:
         fig = services[name].get("figures", {})

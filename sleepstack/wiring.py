@@ -1,7 +1,8 @@
 """Wire core + adapters from settings: the only place that picks local or AWS edges.
 
 Every client and store the entry points use is built here from :class:`Settings`: the
-Kinesis client (kinesalite or AWS), the live store (embedded or OpenSearch), the state
+Kinesis client (kinesalite or AWS), the live store and its queries (embedded or
+OpenSearch), the SQL engine (DuckDB or Athena), the state
 store (SQLite or DynamoDB), the dead-letter sink (a directory or S3) and the speed-layer
 handler bound to them. The local stand-ins are imported only when the target is local.
 """
@@ -14,6 +15,8 @@ from typing import Any
 from core.alerts import AlertRules
 from core.errors import ConfigError
 from dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
+from serving.live_queries import LiveQueries, OpenSearchLiveQueries
+from serving.sql_engine import AthenaSqlEngine, SqlEngine
 from sleepstack.settings import Settings
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.opensearch_setup import HttpPost, urllib_post
@@ -24,11 +27,13 @@ __all__ = [
     "dashboards_post",
     "dead_letters",
     "kinesis_client",
+    "live_queries",
     "live_store",
     "local_endpoint",
     "opensearch_client",
     "opensearch_for",
     "speed_layer_handler",
+    "sql_engine",
     "state_store",
     "stream_name",
 ]
@@ -121,6 +126,29 @@ def live_store(settings: Settings, path: Path | None = None) -> LiveStore:
     from local.live_store import LocalLiveStore
 
     return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
+
+
+def live_queries(settings: Settings, path: Path | None = None) -> LiveQueries:
+    """What the live views read: the same store :func:`live_store` writes."""
+    if settings.opensearch_url:
+        return OpenSearchLiveQueries(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
+    from local.live_store import LocalLiveStore
+
+    return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
+
+
+def sql_engine(settings: Settings, lake: Path | None = None) -> SqlEngine:
+    """Athena (aws) or DuckDB over the local lake (a snapshot of it: open one per batch run)."""
+    if settings.target == "aws":
+        from pyathena import connect
+
+        conn = connect(
+            s3_staging_dir=settings.athena_s3_staging, region_name=settings.region, work_group=settings.athena_workgroup
+        )
+        return AthenaSqlEngine(conn, database=f"sleepstack_{settings.environment}")
+    from local.duckdb_sql import LocalSqlEngine
+
+    return LocalSqlEngine(lake or settings.lake)
 
 
 def state_store(settings: Settings, path: Path | None = None) -> StateStore:

@@ -23,7 +23,6 @@ from typing import Any, Final
 
 from core.errors import SleepstackError
 from speed_layer.indices import index_for, index_pattern
-from speed_layer.processing import TIME_FIELD
 
 __all__ = ["Doc", "LiveStore", "OpenSearchLiveStore", "Rejected", "StoreError"]
 
@@ -47,7 +46,7 @@ class Rejected:
 
 
 class LiveStore(ABC):
-    """Where the speed layer's documents go."""
+    """Where the speed layer's documents go (what reads them: :mod:`serving.live_queries`)."""
 
     @abstractmethod
     def index(self, docs: Sequence[Doc]) -> list[Rejected]:
@@ -63,13 +62,6 @@ class LiveStore(ABC):
     @abstractmethod
     def distinct_record_ids(self) -> int:
         """How many distinct source records the stored documents name."""
-
-    @abstractmethod
-    def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
-        """A subject's ``n`` most recent documents of a kind, newest first."""
-
-    @abstractmethod
-    def open_alerts(self, subject_id: str) -> list[dict[str, Any]]: ...
 
 
 #: Item statuses worth retrying: throttling and transient server errors.
@@ -173,25 +165,3 @@ class OpenSearchLiveStore(LiveStore):
             body={"size": 0, "aggs": {"n": {"cardinality": {"field": "record_id", "precision_threshold": 40000}}}},
         )
         return int(resp["aggregations"]["n"]["value"])
-
-    def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
-        resp = self.client.search(
-            index=index_pattern(self.prefix, kind),
-            body={
-                "size": n,
-                "query": {"term": {"subject_id": subject_id}},
-                "sort": [{TIME_FIELD[kind]: {"order": "desc"}}],
-            },
-        )
-        return [h["_source"] for h in resp["hits"]["hits"]]
-
-    def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
-        resp = self.client.search(
-            index=index_pattern(self.prefix, "alerts"),
-            body={
-                "size": 100,
-                "query": {"bool": {"filter": [{"term": {"subject_id": subject_id}}, {"term": {"status": "open"}}]}},
-                "sort": [{"start_ms": {"order": "asc"}}],
-            },
-        )
-        return [h["_source"] for h in resp["hits"]["hits"]]

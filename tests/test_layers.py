@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"core"},
     "speed_layer": {"core", "dead_letters"},
     "batch_layer": {"core"},
-    "serving": {"core"},
+    "serving": {"core", "speed_layer"},
     "local": {"core", "infra", *ADAPTERS},
     "glue_jobs": {"core", "batch_layer"},
     "sleepstack": {"core", "infra", "local", "glue_jobs", *ADAPTERS},

@@ -10,6 +10,7 @@ import pytest
 
 from core.alerts import ALERT_FIELDS
 from core.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
+from serving.live_queries import OpenSearchLiveQueries
 from speed_layer.dashboards import DASHBOARD_IDS, saved_objects, saved_objects_ndjson
 from speed_layer.indices import index_for, index_template, ism_policy, mapping
 from speed_layer.opensearch_setup import SetupError, import_dashboards, install
@@ -98,12 +99,14 @@ def test_a_refused_request_raises_at_once() -> None:
 
 
 def test_queries_sent_for_live_views() -> None:
-    cluster = FakeCluster(lambda req: (200, {"hits": {"hits": [{"_source": {"doc_id": "x"}}]}}))
-    store = OpenSearchLiveStore(cluster.client())
-    assert store.latest("vitals", "s1", 3) == [{"doc_id": "x"}]
-    assert store.open_alerts("s1") == [{"doc_id": "x"}]
-    latest, alerts = cluster.sent
+    cluster = FakeCluster(lambda req: (200, {"hits": {"hits": [{"_source": {"doc_id": "x", "start_ms": 1}}]}}))
+    queries = OpenSearchLiveQueries(cluster.client())
+    assert queries.latest("vitals", "s1", 3) == [{"doc_id": "x", "start_ms": 1}]
+    assert queries.open_alerts("s1") == [{"doc_id": "x", "start_ms": 1}]
+    assert queries.between("vitals", "s1", DAY_MS, DAY_MS + 3_600_000) == [{"doc_id": "x", "start_ms": 1}]
+    latest, alerts, between = cluster.sent
     assert (latest.method, latest.url) == ("POST", "/sleepstack-vitals-*/_search")
+    assert latest.params == {"ignore_unavailable": "true"}  # no index yet: an empty answer
     assert latest.json() == {
         "size": 3,
         "query": {"term": {"subject_id": "s1"}},
@@ -111,6 +114,42 @@ def test_queries_sent_for_live_views() -> None:
     }
     assert alerts.url == "/sleepstack-alerts-*/_search"
     assert alerts.json()["query"]["bool"]["filter"] == [{"term": {"subject_id": "s1"}}, {"term": {"status": "open"}}]
+    # values travel as term and range values in the body, never as query-string syntax
+    assert between.json()["query"]["bool"]["filter"] == [
+        {"term": {"subject_id": "s1"}},
+        {"range": {"epoch_start_ms": {"gte": DAY_MS, "lt": DAY_MS + 3_600_000, "format": "epoch_millis"}}},
+    ]
+    assert between.json()["sort"] == [{"epoch_start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}]
+
+
+def test_subjects_are_read_from_one_aggregation_and_the_open_alert_counts() -> None:
+    newest = {"doc_id": "b", "source": "bed", "presence": True, "epoch_start_ms": DAY_MS}
+    answers = [
+        {
+            "hits": {"hits": []},
+            "aggregations": {
+                "subjects": {
+                    "buckets": [
+                        {
+                            "key": "s1",
+                            "last_seen": {"value": float(DAY_MS)},
+                            "sources": {
+                                "buckets": [{"key": "bed", "newest": {"hits": {"hits": [{"_source": newest}]}}}]
+                            },
+                        }
+                    ]
+                }
+            },
+        },
+        {"hits": {"hits": []}, "aggregations": {"s": {"buckets": [{"key": "s1", "doc_count": 2}]}}},
+    ]
+    cluster = FakeCluster(lambda req: (200, answers.pop(0)))
+    assert OpenSearchLiveQueries(cluster.client()).subjects() == [
+        {"subject_id": "s1", "last_seen_ms": DAY_MS, "latest": {"bed": newest}, "open_alerts": 2}
+    ]
+    vitals, alerts = cluster.sent
+    assert vitals.json()["aggs"]["subjects"]["terms"]["field"] == "subject_id"
+    assert alerts.json()["query"] == {"term": {"status": "open"}}
 
 
 def test_every_document_field_is_mapped_explicitly() -> None:

@@ -13,7 +13,14 @@ from local.kinesis import LocalStack
 from sleepstack import wiring
 from sleepstack.settings import Settings
 
-__all__ = ["bench_settings", "mixed_records", "private_stream", "simulated_night_records"]
+__all__ = [
+    "bench_settings",
+    "index_records",
+    "mixed_records",
+    "private_stream",
+    "simulated_night_records",
+    "stage_records",
+]
 
 
 def simulated_night_records(subject_id: str, seed: int, apnea_per_hour: float = 0.0) -> list[Record]:
@@ -49,3 +56,49 @@ def private_stream(home: Path) -> Iterator[tuple[Settings, Any, str]]:
         yield settings, wiring.kinesis_client(settings, endpoint), wiring.stream_name(settings)
     finally:
         stack.down()
+
+
+def index_records(settings: Settings, recs: list[Record], *, batch: int = 500) -> None:
+    """Index ``recs`` into the settings' live store through the real speed-layer handler,
+    in Kinesis events of ``batch`` records (as the event-source mapping would)."""
+    from datetime import UTC, datetime
+
+    from core.contract import to_wire
+    from local.event_source_mapping import LambdaContext, kinesis_event
+
+    handler = wiring.speed_layer_handler(settings)
+    now = datetime.now(tz=UTC)
+    for start in range(0, len(recs), batch):
+        rows = [
+            {"PartitionKey": r.device_id, "SequenceNumber": str(10**20 + start + i), "Data": to_wire(r)}
+            | {"ApproximateArrivalTimestamp": now}
+            for i, r in enumerate(recs[start : start + batch])
+        ]
+        event = kinesis_event(
+            rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/x", region="local"
+        )
+        resp = handler(event, LambdaContext())
+        if resp["batchItemFailures"]:
+            raise RuntimeError(f"the handler failed records: {resp['batchItemFailures'][:3]}")
+
+
+def stage_records(lake: Path, recs: list[Record], tz: str = "UTC") -> None:
+    """Stage ``recs`` per subject-night with the nightly job's own functions
+    (:func:`core.nightly.stage_subject_night`, :func:`core.nightly.summarize_night`) and
+    write the curated tables' Parquet under ``lake`` as the job lays them out (no Spark)."""
+    import pandas as pd
+
+    from core.contract import to_row
+    from core.epochs import night_of
+    from core.nightly import stage_subject_night, summarize_night
+
+    raw = pd.DataFrame([to_row(r) for r in recs])
+    raw["night"] = [night_of(int(t), tz) for t in raw["event_time_ms"]]
+    for (subject, night), rows in raw.groupby(["subject_id", "night"]):
+        epochs = stage_subject_night(rows)
+        if epochs.empty:
+            continue
+        for table, df in (("epochs", epochs), ("nights", summarize_night(epochs))):
+            folder = lake / "curated" / table / f"night={night}"
+            folder.mkdir(parents=True, exist_ok=True)
+            df.drop(columns="night").to_parquet(folder / f"part-{subject}.parquet", index=False)

@@ -3,7 +3,8 @@
 Commands are grouped by who uses them, each group a module with its parsers next to
 their handlers: :mod:`~sleepstack.cli.pipeline` (simulate, demo, batch, sql, catalog),
 :mod:`~sleepstack.cli.devices` (collect, ble), :mod:`~sleepstack.cli.operations` (stack,
-live, opensearch, package), :mod:`~sleepstack.cli.model` (evaluate, train) and
+live, opensearch, package), :mod:`~sleepstack.cli.dashboard` (dashboard, report),
+:mod:`~sleepstack.cli.model` (evaluate, train) and
 :mod:`~sleepstack.cli.bench`.
 """
 
@@ -15,7 +16,7 @@ import os
 import sys
 
 from core.errors import SleepstackError
-from sleepstack.cli import bench, devices, model, operations, pipeline
+from sleepstack.cli import bench, dashboard, devices, model, operations, pipeline
 from sleepstack.settings import Settings
 
 __all__ = ["main"]
@@ -25,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sleepstack", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (pipeline, devices, operations, model, bench):
+    for group in (pipeline, devices, operations, dashboard, model, bench):
         group.register(sub)
     return p
 

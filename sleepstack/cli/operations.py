@@ -84,9 +84,9 @@ def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
-    from sleepstack.wiring import live_store
+    from sleepstack.wiring import live_queries
 
-    store = live_store(settings)
+    store = live_queries(settings)
     vitals = store.latest("vitals", args.subject, n=4)
     figures = {
         "subject_id": args.subject,

@@ -109,7 +109,8 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.sql_engine import AthenaSqlEngine, SqlEngine, load_query
+    from serving.sql_engine import load_query
+    from sleepstack.wiring import sql_engine
 
     if args.query.endswith(".sql"):
         source, text = args.query, _sql_text(args.query)
@@ -118,18 +119,7 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
             source, text = f"query {args.query}", load_query(args.query)
         except QueryError as exc:
             raise UsageError("QUERY", f"{exc} (or give a .sql file)") from None
-    engine: SqlEngine
-    if settings.target == "aws":
-        from pyathena import connect
-
-        conn = connect(
-            work_group=settings.athena_workgroup, s3_staging_dir=settings.athena_s3_staging, region_name=settings.region
-        )
-        engine = AthenaSqlEngine(conn, database=f"sleepstack_{settings.environment}")
-    else:
-        from local.duckdb_sql import LocalSqlEngine
-
-        engine = LocalSqlEngine(Path(args.lake) if args.lake else settings.lake)
+    engine = sql_engine(settings, Path(args.lake) if args.lake else None)
     try:
         rows = engine.query(text)
     except QueryError as exc:

@@ -1,0 +1,166 @@
+"""What the live views read from the speed layer's documents: one interface, two engines.
+
+The dashboard, its JSON API and ``sleepstack live`` read through :class:`LiveQueries`;
+the implementations are OpenSearch (:class:`OpenSearchLiveQueries`, here: the engine on
+AWS or any cluster at ``OPENSEARCH_URL``) and the embedded store
+(:class:`local.live_store.LocalLiveStore`). Both answer from the same documents the speed
+layer indexes (:mod:`speed_layer.indices` names the indices and time fields), so the two
+give the same answers for the same night.
+
+Every query takes its values as typed parameters: a subject id is a ``term`` value in
+the OpenSearch query body and a bound ``?`` in SQLite, never text spliced into a query.
+Times are epoch milliseconds (UTC); lists come oldest first unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Final
+
+from speed_layer.indices import index_pattern
+from speed_layer.processing import TIME_FIELD
+
+__all__ = ["MAX_DOCS", "LiveQueries", "OpenSearchLiveQueries", "SubjectSummary"]
+
+#: Most documents one range query returns (a 12-h night of 30-s epochs from two devices
+#: is 2,880); a wider range is cut and says so by returning exactly this many.
+MAX_DOCS: Final = 10_000
+
+SubjectSummary = dict[str, Any]
+
+
+class LiveQueries(ABC):
+    """Read side of the live store."""
+
+    @abstractmethod
+    def subjects(self) -> list[SubjectSummary]:
+        """Every subject with documents: ``subject_id``, ``last_seen_ms`` (latest epoch start),
+        ``latest`` (newest epoch document per source, ``{"bed": doc, "strap": doc}``) and
+        ``open_alerts`` (count), sorted by subject id."""
+
+    @abstractmethod
+    def has_subject(self, subject_id: str) -> bool: ...
+
+    @abstractmethod
+    def between(
+        self, kind: str, subject_id: str, start_ms: int, end_ms: int, limit: int = MAX_DOCS
+    ) -> list[dict[str, Any]]:
+        """A subject's documents of ``kind`` whose time field is in ``[start_ms, end_ms)``, oldest first."""
+
+    @abstractmethod
+    def alerts(
+        self, subject_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Alert episodes (open and closed), newest start first; filtered by subject and status."""
+
+    @abstractmethod
+    def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
+        """A subject's ``n`` most recent documents of a kind, newest first."""
+
+    def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
+        """A subject's open alerts, oldest first."""
+        return sorted(self.alerts(subject_id, "open"), key=lambda a: a["start_ms"])
+
+
+class OpenSearchLiveQueries(LiveQueries):
+    """The queries on OpenSearch (an injected ``opensearchpy.OpenSearch`` client).
+
+    Index patterns cover the daily indices; a missing index (nothing indexed yet) is an
+    empty answer, not an error (``ignore_unavailable``).
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "sleepstack") -> None:
+        self.client, self.prefix = client, prefix
+
+    def _search(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp: dict[str, Any] = self.client.search(
+            index=index_pattern(self.prefix, kind), body=body, params={"ignore_unavailable": "true"}
+        )
+        return resp
+
+    def _hits(self, kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [h["_source"] for h in self._search(kind, body)["hits"]["hits"]]
+
+    def subjects(self) -> list[SubjectSummary]:
+        t = TIME_FIELD["vitals"]
+        newest = {"top_hits": {"size": 1, "sort": [{t: {"order": "desc"}}]}}
+        body = {
+            "size": 0,
+            "aggs": {
+                "subjects": {
+                    "terms": {"field": "subject_id", "size": 1000, "order": {"_key": "asc"}},
+                    "aggs": {
+                        "last_seen": {"max": {"field": t}},
+                        "sources": {"terms": {"field": "source", "size": 10}, "aggs": {"newest": newest}},
+                    },
+                }
+            },
+        }
+        buckets = self._search("vitals", body).get("aggregations", {}).get("subjects", {}).get("buckets", [])
+        open_counts = self._open_counts()
+        out = []
+        for b in buckets:
+            latest = {s["key"]: s["newest"]["hits"]["hits"][0]["_source"] for s in b["sources"]["buckets"]}
+            out.append(
+                {
+                    "subject_id": b["key"],
+                    "last_seen_ms": int(b["last_seen"]["value"]),
+                    "latest": latest,
+                    "open_alerts": open_counts.get(b["key"], 0),
+                }
+            )
+        return out
+
+    def _open_counts(self) -> dict[str, int]:
+        body = {
+            "size": 0,
+            "query": {"term": {"status": "open"}},
+            "aggs": {"s": {"terms": {"field": "subject_id", "size": 1000}}},
+        }
+        buckets = self._search("alerts", body).get("aggregations", {}).get("s", {}).get("buckets", [])
+        return {b["key"]: int(b["doc_count"]) for b in buckets}
+
+    def has_subject(self, subject_id: str) -> bool:
+        body = {"size": 0, "query": {"term": {"subject_id": subject_id}}, "terminate_after": 1}
+        return int(self._search("vitals", body)["hits"]["total"]["value"]) > 0
+
+    def between(
+        self, kind: str, subject_id: str, start_ms: int, end_ms: int, limit: int = MAX_DOCS
+    ) -> list[dict[str, Any]]:
+        t = TIME_FIELD[kind]
+        body = {
+            "size": min(limit, MAX_DOCS),
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"term": {"subject_id": subject_id}},
+                        {"range": {t: {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}},
+                    ]
+                }
+            },
+            "sort": [{t: {"order": "asc"}}, {"doc_id": {"order": "asc"}}],
+        }
+        return self._hits(kind, body)
+
+    def alerts(
+        self, subject_id: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        filters: list[dict[str, Any]] = []
+        if subject_id is not None:
+            filters.append({"term": {"subject_id": subject_id}})
+        if status is not None:
+            filters.append({"term": {"status": status}})
+        body = {
+            "size": min(limit, MAX_DOCS),
+            "query": {"bool": {"filter": filters}},
+            "sort": [{"start_ms": {"order": "desc"}}, {"doc_id": {"order": "asc"}}],
+        }
+        return self._hits("alerts", body)
+
+    def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
+        body = {
+            "size": n,
+            "query": {"term": {"subject_id": subject_id}},
+            "sort": [{TIME_FIELD[kind]: {"order": "desc"}}],
+        }
+        return self._hits(kind, body)

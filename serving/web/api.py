@@ -1,0 +1,179 @@
+"""The dashboard's JSON API (``/api``), documented by the OpenAPI schema it serves.
+
+Live data come from :class:`serving.live_queries.LiveQueries` (the speed layer's
+documents), nights from the curated tables through :class:`serving.sql_engine.SqlEngine`
+(the parameterised queries of ``serving/sql/night_*.sql``) — the same engine analysts use.
+
+Ids and dates are validated by pattern (422 naming the field, FastAPI's error shape);
+an id no document names is 404. Times are epoch milliseconds, UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+
+from core.epochs import night_bounds_ms, night_of
+from core.errors import EmptyTableError
+from serving.live_queries import MAX_DOCS, LiveQueries
+from serving.sql_engine import SqlEngine, load_query
+
+__all__ = ["MAX_RANGE_MS", "SUBJECT_PATTERN", "ApiContext", "night_detail", "router"]
+
+#: Subject ids are pseudonyms: letters, digits and ``._:-``.
+SUBJECT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+NIGHT_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$"
+#: The widest vitals range one request may ask for (two nights).
+MAX_RANGE_MS: Final = 48 * 3_600_000
+
+
+class _Json(JSONResponse):
+    """JSON rendered by orjson (a night of vitals is thousands of documents)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass
+class ApiContext:
+    """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the model card."""
+
+    live: LiveQueries
+    sql: Callable[[], SqlEngine]
+    tz: str
+    model_card: dict[str, Any]
+
+
+SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]
+Night = Annotated[str, Path(pattern=NIGHT_PATTERN, description="night, YYYY-MM-DD of its evening")]
+
+
+def _unprocessable(field: str, where: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": [where, field], "msg": msg, "type": "value_error"}])
+
+
+def _check_night(night: str) -> None:
+    try:
+        date.fromisoformat(night)
+    except ValueError:
+        raise _unprocessable("night", "path", f"{night} is not a calendar date") from None
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: NaN and NA become null, numpy scalars plain numbers."""
+    out = []
+    for row in df.astype(object).to_dict(orient="records"):
+        clean: dict[str, Any] = {}
+        for k, v in row.items():
+            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                clean[str(k)] = None
+            elif hasattr(v, "item"):
+                clean[str(k)] = v.item()
+            else:
+                clean[str(k)] = v
+        out.append(clean)
+    return out
+
+
+def _sql_rows(engine: SqlEngine, name: str, params: dict[str, str | int]) -> list[dict[str, Any]]:
+    try:
+        return _records(engine.query(load_query(name), params))
+    except EmptyTableError:  # nothing staged yet
+        return []
+
+
+def night_detail(engine: SqlEngine, subject_id: str, night: str, model: dict[str, Any]) -> dict[str, Any] | None:
+    """A night's summary row, its staged epochs and the staging model's card (None: not staged)."""
+    rows = _sql_rows(engine, "night_detail", {"subject": subject_id, "night": night})
+    if not rows:
+        return None
+    epochs = _sql_rows(engine, "night_epochs", {"subject": subject_id, "night": night})
+    return {"summary": rows[0], "epochs": epochs, "model": model}
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    api = APIRouter(prefix="/api", default_response_class=_Json)
+
+    def subject_or_404(subject_id: str) -> None:
+        if not ctx.live.has_subject(subject_id):
+            raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
+
+    @api.get("/subjects", summary="Every subject: in-bed state, latest vitals, last seen, open alerts")
+    async def subjects() -> dict[str, Any]:
+        return {"subjects": ctx.live.subjects()}
+
+    @api.get("/subjects/{subject_id}", summary="One subject's latest state and its current night's bounds")
+    async def subject(subject_id: SubjectId) -> dict[str, Any]:
+        found = [s for s in ctx.live.subjects() if s["subject_id"] == subject_id]
+        if not found:
+            raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
+        s = dict(found[0])
+        s["night"] = night_of(s["last_seen_ms"], ctx.tz)
+        s["night_start_ms"], s["night_end_ms"] = night_bounds_ms(s["night"], ctx.tz)
+        return s
+
+    @api.get("/subjects/{subject_id}/vitals", summary="A subject's 30-s epoch vitals in [start_ms, end_ms)")
+    async def vitals(
+        subject_id: SubjectId,
+        start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
+        end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
+        source: Annotated[Literal["bed", "strap"] | None, Query(description="one device kind only")] = None,
+    ) -> dict[str, Any]:
+        if end_ms <= start_ms:
+            raise _unprocessable("end_ms", "query", "must be after start_ms")
+        if end_ms - start_ms > MAX_RANGE_MS:
+            raise _unprocessable("end_ms", "query", f"the range may span at most {MAX_RANGE_MS // 3_600_000} h")
+        subject_or_404(subject_id)
+        docs = ctx.live.between("vitals", subject_id, start_ms, end_ms)
+        if source is not None:
+            docs = [d for d in docs if d.get("source") == source]
+        return {
+            "subject_id": subject_id,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "vitals": docs,
+            "truncated": len(docs) >= MAX_DOCS,
+        }
+
+    @api.get("/alerts", summary="Alert episodes, open and closed, newest first")
+    async def alerts(
+        subject_id: Annotated[str | None, Query(pattern=SUBJECT_PATTERN)] = None,
+        status: Annotated[Literal["open", "closed"] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_DOCS)] = 500,
+    ) -> dict[str, Any]:
+        if subject_id is not None:
+            subject_or_404(subject_id)
+        return {"alerts": ctx.live.alerts(subject_id, status, limit)}
+
+    @api.get("/nights", summary="Staged nights from the curated tables, newest first")
+    async def nights(
+        subject_id: Annotated[str | None, Query(pattern=SUBJECT_PATTERN)] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> dict[str, Any]:
+        return {"nights": _sql_rows(ctx.sql(), "night_list", {"subject": subject_id or "", "limit": limit})}
+
+    @api.get("/nights/{subject_id}/{night}", summary="One night: metrics, staging model and its accuracy")
+    async def night(subject_id: SubjectId, night: Night) -> dict[str, Any]:
+        _check_night(night)
+        rows = _sql_rows(ctx.sql(), "night_detail", {"subject": subject_id, "night": night})
+        if not rows:
+            raise HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
+        return {"summary": rows[0], "model": ctx.model_card}
+
+    @api.get("/nights/{subject_id}/{night}/epochs", summary="One night's staged 30-s epochs (the hypnogram)")
+    async def night_epochs(subject_id: SubjectId, night: Night) -> dict[str, Any]:
+        _check_night(night)
+        rows = _sql_rows(ctx.sql(), "night_epochs", {"subject": subject_id, "night": night})
+        if not rows:
+            raise HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
+        return {"subject_id": subject_id, "night": night, "epochs": rows}
+
+    return api

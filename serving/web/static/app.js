@@ -1,0 +1,231 @@
+// The live dashboard's pages: cohort, a subject's night, alerts, nights.
+// Each page reads the JSON API (same origin; the token cookie goes with every request)
+// and refreshes itself; nothing is loaded from outside this server.
+"use strict";
+
+const REFRESH_MS = 1000;
+const SILENT_MS = 5 * 60 * 1000; // a device quiet this long is shown as not reporting
+const { fmt, time, ago } = SleepCharts;
+SleepCharts.setZone(document.body.dataset.tz);
+
+async function getJson(path) {
+  const resp = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  if (!resp.ok) throw new Error(`${path}: ${resp.status}`);
+  return resp.json();
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function link(href, text) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.textContent = text;
+  return a;
+}
+
+function fillTable(tbody, rows, makeRow) {
+  const frag = document.createDocumentFragment();
+  for (const r of rows) frag.appendChild(makeRow(r));
+  tbody.replaceChildren(frag);
+}
+
+function showError(err) {
+  const el = document.getElementById("status");
+  if (el) el.textContent = `cannot reach the API (${err.message}); retrying`;
+}
+
+function clearError() {
+  const el = document.getElementById("status");
+  if (el) el.textContent = "";
+}
+
+function every(ms, fn) {
+  const tick = async () => {
+    try {
+      await fn();
+      clearError();
+    } catch (err) {
+      showError(err);
+    }
+    setTimeout(tick, ms);
+  };
+  tick();
+}
+
+// ---- cohort --------------------------------------------------------------------------
+function cohortPage() {
+  const tbody = document.querySelector("#cohort tbody");
+  every(2000, async () => {
+    const { subjects } = await getJson("/api/subjects");
+    const now = Date.now();
+    fillTable(tbody, subjects, (s) => {
+      const bed = s.latest.bed || {};
+      const strap = s.latest.strap || {};
+      const tr = document.createElement("tr");
+      tr.dataset.subject = s.subject_id;
+      const name = document.createElement("td");
+      name.appendChild(link(`/subjects/${encodeURIComponent(s.subject_id)}`, s.subject_id));
+      tr.appendChild(name);
+      const silent = now - s.last_seen_ms > SILENT_MS;
+      const inBed = bed.presence == null ? "–" : bed.presence ? "in bed" : "out of bed";
+      tr.appendChild(cell(silent ? `not reporting (last: ${inBed})` : inBed, silent ? "silent" : bed.presence ? "in-bed" : "out-of-bed"));
+      tr.appendChild(cell(fmt(strap.hr_bpm ?? bed.hr_bpm)));
+      tr.appendChild(cell(fmt(bed.br_per_min)));
+      tr.appendChild(cell(fmt(bed.movement, 2)));
+      tr.appendChild(cell(`${time(s.last_seen_ms)} (${ago(s.last_seen_ms, now)})`));
+      tr.appendChild(cell(String(s.open_alerts), s.open_alerts ? "alerting" : ""));
+      return tr;
+    });
+    document.getElementById("count").textContent = `${subjects.length} subjects`;
+  });
+}
+
+// ---- a subject's live night ------------------------------------------------------------
+function subjectPage() {
+  const subject = document.body.dataset.subject;
+  const byKey = new Map(); // `${source}|${epoch}` -> document (epochs are overwritten while they fill)
+  let alerts = [];
+  let charts = null;
+  let bounds = null;
+  let newest = 0;
+
+  const bands = () => alerts.map((a) => [a.start_ms, a.end_ms]);
+
+  function rows() {
+    const byT = new Map();
+    for (const d of byKey.values()) {
+      const r = byT.get(d.epoch_start_ms) || { t: d.epoch_start_ms };
+      if (d.source === "bed") {
+        Object.assign(r, { hr_bed: d.hr_bpm, br: d.br_per_min, mv: d.movement, pres: d.presence == null ? null : d.presence ? 1 : 0 });
+      } else {
+        Object.assign(r, { hr_strap: d.hr_bpm, rmssd: d.rmssd_ms });
+      }
+      byT.set(d.epoch_start_ms, r);
+    }
+    return [...byT.values()].sort((a, b) => a.t - b.t);
+  }
+
+  function makeCharts(data) {
+    const el = (id) => document.getElementById(id);
+    return [
+      SleepCharts.timeSeries(el("hr"), {
+        title: "Heart rate", unit: "bpm", rows: data, bands,
+        series: [
+          { label: "strap (bpm)", colour: "#c0392b", key: "hr_strap" },
+          { label: "bed (bpm)", colour: "#e67e22", key: "hr_bed" },
+        ],
+      }),
+      SleepCharts.timeSeries(el("hrv"), {
+        title: "HRV (strap RMSSD)", unit: "ms", rows: data, bands,
+        series: [{ label: "RMSSD (ms)", colour: "#8e44ad", key: "rmssd" }],
+      }),
+      SleepCharts.timeSeries(el("br"), {
+        title: "Breathing rate", unit: "/min", rows: data, bands,
+        series: [{ label: "breaths/min", colour: "#16a085", key: "br" }],
+      }),
+      SleepCharts.timeSeries(el("movement"), {
+        title: "Movement", unit: "index", rows: data, bands, range: [0, 1],
+        series: [{ label: "movement (0-1)", colour: "#2c3e50", key: "mv" }],
+      }),
+      SleepCharts.timeSeries(el("presence"), {
+        title: "In bed", unit: "", rows: data, bands, range: [-0.1, 1.1], height: 110,
+        series: [{ label: "presence (1 = in bed)", colour: "#27ae60", key: "pres" }],
+      }),
+    ];
+  }
+
+  async function load(startMs) {
+    const q = `start_ms=${startMs}&end_ms=${bounds.night_end_ms}`;
+    const [{ vitals }, alertResp] = await Promise.all([
+      getJson(`/api/subjects/${encodeURIComponent(subject)}/vitals?${q}`),
+      getJson(`/api/alerts?subject_id=${encodeURIComponent(subject)}&limit=1000`),
+    ]);
+    for (const d of vitals) {
+      byKey.set(`${d.source}|${d.epoch_start_ms}`, d);
+      newest = Math.max(newest, d.epoch_start_ms);
+    }
+    alerts = alertResp.alerts.filter((a) => a.start_ms < bounds.night_end_ms && (a.end_ms ?? Infinity) >= bounds.night_start_ms);
+    renderAlerts();
+    const data = rows();
+    if (!charts) charts = makeCharts(data);
+    else for (const c of charts) c.setRows(data);
+    document.getElementById("latest").textContent = newest ? `latest epoch ${time(newest)}` : "no epochs yet";
+    document.body.dataset.ready = "1";
+  }
+
+  function renderAlerts() {
+    fillTable(document.querySelector("#subject-alerts tbody"), alerts, (a) => {
+      const tr = document.createElement("tr");
+      tr.className = a.status;
+      for (const v of [a.kind, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), fmt(a.value)]) {
+        tr.appendChild(cell(v));
+      }
+      return tr;
+    });
+  }
+
+  (async () => {
+    try {
+      bounds = await getJson(`/api/subjects/${encodeURIComponent(subject)}`);
+    } catch (err) {
+      showError(err);
+      return;
+    }
+    const wanted = document.body.dataset.night;
+    if (wanted && wanted !== bounds.night) {
+      document.getElementById("status").textContent = `showing the subject's latest night, ${bounds.night}`;
+    }
+    document.getElementById("night").textContent = `night of ${bounds.night}`;
+    await load(bounds.night_start_ms);
+    // re-read the last two minutes each second: new epochs, and the one still filling
+    every(REFRESH_MS, () => load(Math.max(bounds.night_start_ms, newest - 120000)));
+  })();
+}
+
+// ---- alerts --------------------------------------------------------------------------
+function alertsPage() {
+  every(2000, async () => {
+    const { alerts } = await getJson("/api/alerts?limit=1000");
+    fillTable(document.querySelector("#alerts tbody"), alerts, (a) => {
+      const tr = document.createElement("tr");
+      tr.className = a.status;
+      const who = document.createElement("td");
+      who.appendChild(link(`/subjects/${encodeURIComponent(a.subject_id)}`, a.subject_id));
+      tr.appendChild(who);
+      for (const v of [a.kind, a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), fmt(a.value), fmt(a.threshold)]) {
+        tr.appendChild(cell(v));
+      }
+      return tr;
+    });
+    document.getElementById("count").textContent =
+      `${alerts.filter((a) => a.status === "open").length} open, ${alerts.filter((a) => a.status === "closed").length} closed`;
+  });
+}
+
+// ---- nights --------------------------------------------------------------------------
+function nightsPage() {
+  every(10000, async () => {
+    const subject = document.body.dataset.subject;
+    const { nights } = await getJson(subject ? `/api/nights?subject_id=${encodeURIComponent(subject)}` : "/api/nights");
+    fillTable(document.querySelector("#nights tbody"), nights, (n) => {
+      const tr = document.createElement("tr");
+      const who = document.createElement("td");
+      who.appendChild(link(`/nights/${encodeURIComponent(n.subject_id)}/${n.night}`, `${n.subject_id} · ${n.night}`));
+      tr.appendChild(who);
+      for (const v of [n.status, fmt(n.tst_min, 0), fmt(n.efficiency_pct), fmt(n.waso_min, 0), fmt(n.sleep_score, 0), fmt(n.pauses_per_hour), fmt(n.coverage_pct, 0)]) {
+        tr.appendChild(cell(v));
+      }
+      return tr;
+    });
+    document.getElementById("count").textContent = `${nights.length} nights`;
+    document.body.dataset.ready = "1";
+  });
+}
+
+const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage };
+(PAGES[document.body.dataset.page] || (() => {}))();

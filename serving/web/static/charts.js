@@ -1,0 +1,135 @@
+// sleepstack charts: time-series panels and the hypnogram, drawn with uPlot.
+// Shared by the live dashboard and the night report (inlined there), so both draw alike.
+// Times arrive in ms UTC; uPlot's x axis is in seconds.
+"use strict";
+
+const SleepCharts = (() => {
+  const STAGES = ["deep", "light", "rem", "wake"]; // bottom to top on the hypnogram
+  const STAGE_COLOURS = { wake: "#d9822b", rem: "#8f5bd6", light: "#5b9bd5", deep: "#1f4e79" };
+  const ALERT_COLOUR = "rgba(214, 39, 40, 0.16)";
+
+  // Shade alert episodes ([start_ms, end_ms|null]) behind the series.
+  function bandsPlugin(getBands) {
+    return {
+      hooks: {
+        drawClear: [
+          (u) => {
+            const ctx = u.ctx;
+            const { top, height } = u.bbox;
+            ctx.save();
+            ctx.fillStyle = ALERT_COLOUR;
+            for (const [s, e] of getBands()) {
+              const x0 = u.valToPos(s / 1000, "x", true);
+              const x1 = u.valToPos((e ?? Date.now()) / 1000, "x", true);
+              ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+            }
+            ctx.restore();
+          },
+        ],
+      },
+    };
+  }
+
+  // The subjects' time zone (IANA name), from the page; the axes and tables show local time.
+  let zone = "UTC";
+  function setZone(tz) {
+    zone = tz || "UTC";
+  }
+  const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
+
+  function width(el) {
+    return Math.max(320, el.clientWidth || 800);
+  }
+
+  // A panel of one or more series on a shared time axis.
+  // series: [{label, colour, key}], rows: [{t, <key>: value}] sorted by t.
+  function timeSeries(el, { title, unit, series, rows, bands = () => [], range = null, height = 180 }) {
+    const opts = {
+      title,
+      width: width(el),
+      height,
+      tzDate,
+      plugins: [bandsPlugin(bands)],
+      scales: { x: { time: true }, y: range ? { range } : { auto: true } },
+      axes: [{}, { label: unit, size: 60 }],
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, spanGaps: false }))],
+    };
+    const chart = new uPlot(opts, toData(series, rows), el);
+    const api = {
+      chart,
+      points: () => chart.data[0].length,
+      setRows(newRows) {
+        chart.setData(toData(series, newRows));
+        el.dataset.points = String(chart.data[0].length);
+      },
+      redraw() {
+        chart.redraw();
+      },
+    };
+    el.dataset.points = String(chart.data[0].length);
+    return api;
+  }
+
+  function toData(series, rows) {
+    const xs = rows.map((r) => r.t / 1000);
+    return [xs, ...series.map((s) => rows.map((r) => (r[s.key] ?? null)))];
+  }
+
+  // The hypnogram: one stepped line over the four stages; unscored epochs are gaps.
+  function hypnogram(el, epochs, { height = 170 } = {}) {
+    const xs = epochs.map((e) => e.epoch_start_ms / 1000);
+    const ys = epochs.map((e) => (STAGES.includes(e.stage_label) ? STAGES.indexOf(e.stage_label) : null));
+    const opts = {
+      title: "Hypnogram",
+      width: width(el),
+      height,
+      tzDate,
+      scales: { x: { time: true }, y: { range: [-0.5, 3.5] } },
+      axes: [
+        {},
+        {
+          size: 60,
+          splits: () => [0, 1, 2, 3],
+          values: (u, splits) => splits.map((v) => STAGES[v] ?? ""),
+        },
+      ],
+      series: [
+        {},
+        {
+          label: "stage",
+          stroke: "#1f4e79",
+          width: 2,
+          paths: uPlot.paths.stepped({ align: 1 }),
+          value: (u, v) => (v == null ? "unscored" : STAGES[v]),
+        },
+      ],
+    };
+    const chart = new uPlot(opts, [xs, ys], el);
+    el.dataset.points = String(xs.length);
+    el.dataset.stages = String(ys.filter((v) => v != null).length);
+    return chart;
+  }
+
+  function fmt(v, digits = 1) {
+    return v == null || Number.isNaN(v) ? "–" : Number(v).toFixed(digits);
+  }
+
+  function time(ms) {
+    if (ms == null) return "–";
+    const f = new Intl.DateTimeFormat("en-GB", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short",
+    });
+    return f.format(new Date(ms));
+  }
+
+  function ago(ms, now = Date.now()) {
+    const s = Math.max(0, Math.round((now - ms) / 1000));
+    if (s < 120) return `${s} s ago`;
+    if (s < 7200) return `${Math.round(s / 60)} min ago`;
+    if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+
+  return { timeSeries, hypnogram, fmt, time, ago, setZone, STAGES, STAGE_COLOURS };
+})();

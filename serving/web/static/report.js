@@ -1,0 +1,25 @@
+// The night report: hypnogram, heart-rate and breathing traces from the staged epochs.
+// Reads its data from the page (<script id="night-data" type="application/json">), so the
+// report file works offline, printed or sent.
+"use strict";
+
+(() => {
+  const data = JSON.parse(document.getElementById("night-data").textContent);
+  SleepCharts.setZone(data.tz);
+  const epochs = data.epochs;
+  const rows = epochs.map((e) => ({ t: e.epoch_start_ms, hr: e.hr_bpm, br: e.br_per_min, mv: e.movement }));
+  SleepCharts.hypnogram(document.getElementById("hypnogram"), epochs);
+  SleepCharts.timeSeries(document.getElementById("hr-trace"), {
+    title: "Heart rate",
+    unit: "bpm",
+    series: [{ label: "heart rate (bpm)", colour: "#c0392b", key: "hr" }],
+    rows,
+  });
+  SleepCharts.timeSeries(document.getElementById("br-trace"), {
+    title: "Breathing rate",
+    unit: "/min",
+    series: [{ label: "breathing rate (/min)", colour: "#16a085", key: "br" }],
+    rows,
+  });
+  document.body.dataset.ready = "1";
+})();
