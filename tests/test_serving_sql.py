@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -222,3 +223,27 @@ def test_the_local_engine_is_confined_to_the_lake_even_past_the_check(tmp_path: 
         with pytest.raises(QueryError, match="the query failed"):
             engine._execute(raw)
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "x.db").exists()
+
+
+def test_parameters_are_bound_as_literals_never_as_sql(lake: Path) -> None:
+    engine = LocalSqlEngine(lake)
+    sql = load_query("night_detail")
+    (row,) = engine.query(sql, {"subject": "s001", "night": "2026-01-05"}).to_dict(orient="records")
+    assert row["subject_id"] == "s001"
+    hostile = {"subject": "s001' OR '1'='1", "night": "2026-01-05' OR night <> '"}
+    assert engine.query(sql, hostile).empty  # the quotes are part of the value, not of the query
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"subject": "s001"}, "needs a value for :night"),
+        ({"subject": "s001", "night": "x", "extra": 1}, "no placeholder :extra"),
+        ({"subject": ["s001"], "night": "x"}, "must be text or a number"),
+    ],
+)
+def test_missing_extra_or_odd_parameters_are_refused(lake: Path, params: dict[str, Any], message: str) -> None:
+    from core.errors import QueryError
+
+    with pytest.raises(QueryError, match=message):
+        LocalSqlEngine(lake).query(load_query("night_detail"), params)

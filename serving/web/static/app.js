@@ -117,7 +117,7 @@ function subjectPage() {
         title: "Heart rate", unit: "bpm", rows: data, bands,
         series: [
           { label: "strap (bpm)", colour: "#c0392b", key: "hr_strap" },
-          { label: "bed (bpm)", colour: "#e67e22", key: "hr_bed" },
+          { label: "bed (bpm)", colour: "#e67e22", key: "hr_bed", dash: [5, 4] },
         ],
       }),
       SleepCharts.timeSeries(el("hrv"), {

@@ -52,7 +52,7 @@ const SleepCharts = (() => {
       plugins: [bandsPlugin(bands)],
       scales: { x: { time: true }, y: range ? { range } : { auto: true } },
       axes: [{}, { label: unit, size: 60 }],
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, spanGaps: false }))],
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, dash: s.dash, spanGaps: false }))],
     };
     const chart = new uPlot(opts, toData(series, rows), el);
     const api = {
@@ -116,7 +116,7 @@ const SleepCharts = (() => {
 
   function time(ms) {
     if (ms == null) return "–";
-    const f = new Intl.DateTimeFormat("en-GB", {
+    const f = new Intl.DateTimeFormat("sv-SE", { // ISO-like: 2026-01-06 00:00:30
       timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
       hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short",
     });

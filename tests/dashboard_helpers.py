@@ -1,0 +1,63 @@
+"""A home filled with replayed nights, and the dashboard serving it, for the dashboard's tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from core.contract import Record
+from core.epochs import night_of
+from sleepstack.bench.fixtures import bench_settings, index_records, simulated_night_records, stage_records
+from sleepstack.settings import Settings
+
+SUBJECTS = ("s001", "s002", "s003")
+HOURS = 2.0
+
+
+@cache
+def night_records(hours: float = HOURS) -> tuple[Record, ...]:
+    """The first ``hours`` of a simulated night (strap + bed) of each of :data:`SUBJECTS`, in time order."""
+    recs: list[Record] = []
+    for k, subject in enumerate(SUBJECTS):
+        night = simulated_night_records(subject, seed=k, apnea_per_hour=8.0)
+        end = night[0].event_time_ms + hours * 3_600_000
+        recs += [r for r in night if r.event_time_ms < end]
+    return tuple(sorted(recs, key=lambda r: r.event_time_ms))
+
+
+def fill_home(home: Path, hours: float = HOURS) -> tuple[Settings, str]:
+    """Index the nights through the speed-layer handler and stage them; (settings, night)."""
+    settings = bench_settings(home)
+    recs = list(night_records(hours))
+    index_records(settings, recs)
+    stage_records(settings.lake, recs)
+    return settings, night_of(recs[0].event_time_ms)
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The dashboard on a free loopback port in a thread; yields its address (no token)."""
+    from sleepstack.dashboard import Listen, serve
+
+    ready = threading.Event()
+    stop = threading.Event()
+    where: dict[str, str] = {}
+
+    def on_ready(address: str) -> None:
+        where["address"] = address
+        ready.set()
+
+    thread = threading.Thread(
+        target=serve, args=(settings, Listen(port=0)), kwargs={"on_ready": on_ready, "stop": stop.is_set}, daemon=True
+    )
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the dashboard did not start within 30 s")
+    try:
+        yield where["address"]
+    finally:
+        stop.set()
+        thread.join(15)

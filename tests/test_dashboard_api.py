@@ -1,0 +1,245 @@
+"""The dashboard's JSON API and pages over a store filled by replayed nights (FastAPI's TestClient)."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.errors import ConfigError
+from serving.web.auth import COOKIE
+from sleepstack.dashboard import Listen, build_app, check_listen, read_token, token
+from sleepstack.settings import Settings
+from tests.dashboard_helpers import SUBJECTS, fill_home
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    return fill_home(tmp_path_factory.mktemp("dashboard"))
+
+
+@pytest.fixture(scope="module")
+def client(home: tuple[Settings, str]) -> Iterator[TestClient]:
+    settings, _ = home
+    with TestClient(build_app(settings), base_url="http://127.0.0.1") as c:
+        c.headers["authorization"] = f"Bearer {token(settings)}"
+        yield c
+
+
+@pytest.fixture(scope="module")
+def anonymous(home: tuple[Settings, str]) -> Iterator[TestClient]:
+    with TestClient(build_app(home[0]), base_url="http://127.0.0.1", follow_redirects=False) as c:
+        yield c
+
+
+def _night_bounds(client: TestClient, subject: str) -> tuple[int, int]:
+    s = client.get(f"/api/subjects/{subject}").json()
+    return s["night_start_ms"], s["night_end_ms"]
+
+
+# --- access control ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/api/subjects", "/api/subjects/s001/vitals?start_ms=0&end_ms=1", "/api/openapi.json", "/static/app.js"],
+)
+def test_every_request_without_the_token_is_refused(anonymous: TestClient, path: str) -> None:
+    resp = anonymous.get(path)
+    assert resp.status_code == 401
+    assert "subject" not in resp.text.lower().replace("subjects", "")  # no data in the refusal
+    assert anonymous.get(path, headers={"authorization": "Bearer " + "x" * 43}).status_code == 401
+    assert anonymous.get(path, headers={"cookie": f"{COOKIE}=wrong"}).status_code == 401
+
+
+def test_the_token_in_the_address_becomes_a_cookie(home: tuple[Settings, str], anonymous: TestClient) -> None:
+    tok = token(home[0])
+    assert anonymous.get("/nights?token=wrong").status_code == 401
+    resp = anonymous.get(f"/nights?subject_id=s001&token={tok}")
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/nights?subject_id=s001"  # the token leaves the address
+    cookie = resp.headers["set-cookie"]
+    assert f"{COOKIE}={tok}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert anonymous.get("/api/subjects", headers={"cookie": f"{COOKIE}={tok}"}).status_code == 200
+
+
+def test_the_token_is_random_per_home_owner_only_and_kept(tmp_path: Path) -> None:
+    a = Settings.from_env({"SLEEPSTACK_HOME": str(tmp_path / "a")})
+    b = Settings.from_env({"SLEEPSTACK_HOME": str(tmp_path / "b")})
+    assert read_token(a) is None
+    first = token(a)
+    assert len(first) >= 43 and token(a) == first and token(b) != first
+    mode = (tmp_path / "a" / "dashboard" / "token").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_listening_off_loopback_needs_tls(tmp_path: Path) -> None:
+    check_listen(Listen(host="127.0.0.1"))
+    check_listen(Listen(host="::1"))
+    with pytest.raises(ConfigError, match=r"--host 0\.0\.0\.0 is reachable from other machines.*--tls-cert"):
+        check_listen(Listen(host="0.0.0.0"))  # noqa: S104 - the refusal under test
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    with pytest.raises(ConfigError, match="together"):
+        check_listen(Listen(host="10.0.0.5", tls_cert=cert))
+    with pytest.raises(ConfigError, match="is not a file"):
+        check_listen(Listen(host="10.0.0.5", tls_cert=cert, tls_key=key))
+    cert.write_text("x")
+    key.write_text("x")
+    check_listen(Listen(host="10.0.0.5", tls_cert=cert, tls_key=key))
+
+
+def test_the_access_log_names_routes_not_subjects_or_tokens(
+    home: tuple[Settings, str], client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, night = home
+    with caplog.at_level(logging.INFO, logger="sleepstack.dashboard"):
+        client.get("/api/subjects/s002")
+        client.get(f"/api/nights/s002/{night}/epochs")
+        client.get(f"/subjects/s002?token={token(settings)}")
+    lines = [r.getMessage() for r in caplog.records if r.name == "sleepstack.dashboard"]
+    assert "GET /api/subjects/{subject_id} 200" in lines[0]
+    assert any("/api/nights/{subject_id}/{night}/epochs" in line for line in lines)
+    assert not [line for line in lines if "s002" in line or token(settings) in line or night in line]
+
+
+# --- the API ----------------------------------------------------------------------------
+
+
+def test_subjects_list_every_subject_with_its_latest_state(client: TestClient) -> None:
+    subjects = client.get("/api/subjects").json()["subjects"]
+    assert [s["subject_id"] for s in subjects] == list(SUBJECTS)
+    for s in subjects:
+        assert set(s["latest"]) == {"bed", "strap"}
+        assert s["latest"]["bed"]["presence"] in (True, False)
+        assert s["last_seen_ms"] == max(d["epoch_start_ms"] for d in s["latest"].values())
+        assert isinstance(s["open_alerts"], int)
+
+
+def test_a_subjects_vitals_between_two_times(client: TestClient) -> None:
+    start, end = _night_bounds(client, "s001")
+    body = client.get("/api/subjects/s001/vitals", params={"start_ms": start, "end_ms": end}).json()
+    docs = body["vitals"]
+    assert body["truncated"] is False and len(docs) > 400  # 2 h of 30-s epochs from two devices
+    times = [d["epoch_start_ms"] for d in docs]
+    assert times == sorted(times) and start <= times[0] and times[-1] < end
+    assert {d["source"] for d in docs} == {"bed", "strap"} and {d["subject_id"] for d in docs} == {"s001"}
+    half = client.get("/api/subjects/s001/vitals", params={"start_ms": times[100], "end_ms": times[200]}).json()
+    assert [d["epoch_start_ms"] for d in half["vitals"]] == [t for t in times if times[100] <= t < times[200]]
+    strap = client.get("/api/subjects/s001/vitals", params={"start_ms": start, "end_ms": end, "source": "strap"})
+    assert {d["source"] for d in strap.json()["vitals"]} == {"strap"}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start_ms": 10, "end_ms": 5}, "end_ms"),
+        ({"start_ms": 0, "end_ms": 3 * 86_400_000}, "end_ms"),
+        ({"end_ms": 5}, "start_ms"),
+        ({"start_ms": "noon", "end_ms": 5}, "start_ms"),
+        ({"start_ms": 0, "end_ms": 5, "source": "watch"}, "source"),
+    ],
+)
+def test_bad_vitals_parameters_are_422_naming_the_field(client: TestClient, params: dict[str, Any], field: str) -> None:
+    resp = client.get("/api/subjects/s001/vitals", params=params)
+    assert resp.status_code == 422
+    assert resp.json()["detail"][0]["loc"][-1] == field
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/subjects/s001%27%20OR%20%271%27=%271/vitals?start_ms=0&end_ms=5",
+        "/api/nights/s001/2026-1-5",
+        "/api/nights/s001/2026-02-30",
+        "/api/alerts?status=everything",
+        "/api/alerts?subject_id=a%20b",
+    ],
+)
+def test_malformed_ids_dates_and_filters_are_422(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 422
+
+
+def test_unknown_ids_are_404(client: TestClient, home: tuple[Settings, str]) -> None:
+    _, night = home
+    assert client.get("/api/subjects/nobody").status_code == 404
+    assert client.get("/api/subjects/nobody/vitals?start_ms=0&end_ms=5").status_code == 404
+    assert client.get("/api/alerts?subject_id=nobody").status_code == 404
+    assert client.get(f"/api/nights/nobody/{night}").status_code == 404
+    assert client.get("/api/nights/s001/2020-01-01/epochs").status_code == 404
+    assert client.get("/subjects/nobody").status_code == 404
+
+
+def test_alert_episodes_open_and_closed_with_their_values(client: TestClient) -> None:
+    alerts = client.get("/api/alerts").json()["alerts"]
+    assert alerts, "the replayed nights with apnoea raise breathing-pause alerts"
+    starts = [a["start_ms"] for a in alerts]
+    assert starts == sorted(starts, reverse=True)
+    closed = client.get("/api/alerts", params={"status": "closed", "subject_id": "s001"}).json()["alerts"]
+    assert closed and all(a["status"] == "closed" and a["subject_id"] == "s001" for a in closed)
+    assert all(a["end_ms"] >= a["start_ms"] and a["value"] is not None for a in closed)
+
+
+def test_nights_come_from_the_curated_tables(client: TestClient, home: tuple[Settings, str]) -> None:
+    _, night = home
+    nights = client.get("/api/nights").json()["nights"]
+    assert {(n["subject_id"], n["night"]) for n in nights} == {(s, night) for s in SUBJECTS}
+    assert client.get("/api/nights", params={"subject_id": "s002"}).json()["nights"][0]["subject_id"] == "s002"
+    one = client.get(f"/api/nights/s001/{night}").json()
+    assert one["summary"]["status"] == "staged" and one["summary"]["total_sleep_time_min"] > 0
+    assert one["model"]["model"] == one["summary"]["method"] == "hr-mlp-v1"
+    assert 0 < one["model"]["kappa_4"] < 1
+    epochs = client.get(f"/api/nights/s001/{night}/epochs").json()["epochs"]
+    assert len(epochs) >= one["summary"]["epochs"]  # the summary counts the in-bed span
+    assert {e["stage_label"] for e in epochs} >= {"wake", "light"}
+
+
+def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None:
+    schema = client.get("/api/openapi.json").json()
+    assert set(schema["paths"]) == {
+        "/api/subjects",
+        "/api/subjects/{subject_id}",
+        "/api/subjects/{subject_id}/vitals",
+        "/api/alerts",
+        "/api/nights",
+        "/api/nights/{subject_id}/{night}",
+        "/api/nights/{subject_id}/{night}/epochs",
+    }
+    params = {p["name"]: p for p in schema["paths"]["/api/subjects/{subject_id}/vitals"]["get"]["parameters"]}
+    assert params["start_ms"]["required"] and params["subject_id"]["schema"]["pattern"]
+    assert client.get("/docs").status_code == 404  # Swagger UI loads from a CDN: off
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def test_pages_and_their_assets_are_served_from_this_server(client: TestClient, home: tuple[Settings, str]) -> None:
+    _, night = home
+    for path in ("/", "/alerts", "/nights", "/subjects/s001"):
+        resp = client.get(path)
+        assert resp.status_code == 200 and '<header class="bar">' in resp.text
+        assert "http://" not in resp.text and "https://" not in resp.text  # nothing from outside
+        assert "default-src 'self'" in resp.headers["content-security-policy"]
+    for asset in ("/vendor/uPlot.iife.min.js", "/vendor/uPlot.min.css", "/static/app.js", "/static/charts.js"):
+        assert client.get(asset).status_code == 200
+    page = client.get(f"/nights/s001/{night}").text
+    assert 'id="hypnogram"' in page and "hr-mlp-v1" in page and 'id="night-data"' in page
+    report = client.get(f"/reports/s001/{night}.html")
+    assert report.headers["content-disposition"].startswith("attachment")
+    assert "<script src=" not in report.text  # self-contained: every script inlined
+
+
+def test_a_new_night_staged_while_serving_shows_without_a_restart(tmp_path: Path) -> None:
+    from sleepstack.bench.fixtures import stage_records
+    from tests.dashboard_helpers import night_records
+
+    settings = Settings.from_env({"SLEEPSTACK_HOME": str(tmp_path)})
+    with TestClient(build_app(settings), base_url="http://127.0.0.1") as c:
+        c.headers["authorization"] = f"Bearer {token(settings)}"
+        assert c.get("/api/nights").json() == {"nights": []}
+        stage_records(settings.lake, [r for r in night_records() if r.subject_id == "s003"])
+        assert [n["subject_id"] for n in c.get("/api/nights").json()["nights"]] == ["s003"]

@@ -1,0 +1,162 @@
+"""The dashboard in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+The server runs on a free loopback port over a home filled by replayed nights; every page
+is opened as a person would, and a screenshot of each is saved under build/screenshots/
+(the README shows them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.alerts import alert_id
+from core.vitals import doc_id
+from sleepstack.dashboard import token
+from sleepstack.report import CHROMIUM_FLAGS
+from sleepstack.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.dashboard_helpers import SUBJECTS, fill_home, serving
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO_ROOT / "build" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    return fill_home(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def address(home: tuple[Settings, str]) -> Iterator[str]:
+    with serving(home[0]) as where:
+        yield where
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=list(CHROMIUM_FLAGS))
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, home: tuple[Settings, str], address: str) -> Iterator[Any]:
+    """A page signed in the way a person is: the address with the token, once."""
+    # bypass_csp: Playwright evaluates its wait predicates as strings, which the pages' CSP forbids
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.goto(f"{address}/?token={token(home[0])}")
+    yield p
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_request_without_the_token_is_refused(browser: Any, address: str) -> None:
+    context = browser.new_context()
+    p = context.new_page()
+    resp = p.goto(f"{address}/")
+    assert resp.status == 401
+    assert "not authenticated" in p.content()
+    assert p.goto(f"{address}/api/subjects").status == 401
+    context.close()
+
+
+def test_the_cohort_page_lists_the_subjects(page: Any) -> None:
+    assert page.url.endswith("/")  # the token left the address for a cookie
+    page.wait_for_selector("#cohort tbody tr")
+    rows = page.locator("#cohort tbody tr")
+    assert [rows.nth(i).get_attribute("data-subject") for i in range(rows.count())] == list(SUBJECTS)
+    assert "in bed" in rows.first.inner_text() or "not reporting" in rows.first.inner_text()
+    _shot(page, "cohort")
+
+
+def test_a_subject_page_draws_hr_and_gains_a_point_after_a_new_document(
+    page: Any, home: tuple[Settings, str], address: str
+) -> None:
+    from local.live_store import LocalLiveStore
+
+    settings, _ = home
+    page.goto(f"{address}/subjects/s001")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    hr = page.locator("#hr")
+    assert hr.locator("canvas").count() == 1
+    before = int(hr.get_attribute("data-points"))
+    assert before > 200
+    store = LocalLiveStore(settings.home / "serving" / "live.sqlite")
+    (newest,) = store.latest("vitals", "s001")
+    t = newest["epoch_start_ms"] + 30_000
+    doc = {**newest, "doc_id": doc_id("bed", newest["device_id"], t), "epoch_start_ms": t, "hr_bpm": 71.0}
+    store.index([("vitals", doc)])
+    indexed = time.monotonic()
+    page.wait_for_function(f"Number(document.getElementById('hr').dataset.points) > {before}", timeout=2_000)
+    assert time.monotonic() - indexed <= 2.0
+    for panel in ("hrv", "br", "movement", "presence"):
+        assert page.locator(f"#{panel} canvas").count() == 1
+    _shot(page, "subject")
+    store.close()
+
+
+def test_an_alert_episode_appears(page: Any, home: tuple[Settings, str], address: str) -> None:
+    from local.live_store import LocalLiveStore
+
+    settings, _ = home
+    page.goto(f"{address}/alerts")
+    page.wait_for_selector("#alerts tbody tr")
+    store = LocalLiveStore(settings.home / "serving" / "live.sqlite")
+    (newest,) = store.latest("vitals", "s002")
+    start = newest["epoch_start_ms"] + 60_000
+    alert = {
+        "doc_id": alert_id("bed-s002", "hr_high", start),
+        "subject_id": "s002",
+        "device_id": "bed-s002",
+        "source": "bed",
+        "kind": "hr_high",
+        "status": "open",
+        "start_ms": start,
+        "end_ms": None,
+        "raised_ms": start + 60_000,
+        "duration_s": 60.0,
+        "value": 131.0,
+        "threshold": 120.0,
+    }
+    store.index([("alerts", alert)])
+    page.wait_for_selector("#alerts tbody tr.open >> text=hr_high", timeout=5_000)
+    row = page.locator("#alerts tbody tr.open", has_text="hr_high").first
+    assert "s002" in row.inner_text() and "131.0" in row.inner_text()
+    _shot(page, "alerts")
+    store.close()
+
+
+def test_a_night_page_draws_the_hypnogram(page: Any, home: tuple[Settings, str], address: str) -> None:
+    _, night = home
+    page.goto(f"{address}/nights")
+    page.wait_for_selector("#nights tbody tr")
+    assert page.locator("#nights tbody tr").count() == len(SUBJECTS)
+    _shot(page, "nights")
+    page.click(f"text=s001 · {night}")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    hypnogram = page.locator("#hypnogram")
+    assert hypnogram.locator("canvas").count() == 1
+    assert int(hypnogram.get_attribute("data-stages")) > 100
+    assert "hr-mlp-v1" in page.locator("#model").inner_text()
+    assert "κ" in page.locator("#model").inner_text()
+    _shot(page, "night")

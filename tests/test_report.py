@@ -1,0 +1,60 @@
+"""``sleepstack report``: the night's self-contained HTML, its PDF, and its errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sleepstack.cli import main
+from sleepstack.report import write_report
+from sleepstack.settings import Settings
+from tests.dashboard_helpers import fill_home
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
+    return fill_home(tmp_path_factory.mktemp("report"), hours=1.5)
+
+
+def test_the_report_is_one_self_contained_file(home: tuple[Settings, str], tmp_path: Path) -> None:
+    settings, night = home
+    (html,) = write_report(settings, "s002", night, tmp_path / "r.html")
+    text = html.read_text()
+    assert "<script src=" not in text and "<link rel=\"stylesheet\"" not in text  # nothing to fetch
+    assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text)  # no remote resource
+    for part in ('id="hypnogram"', 'id="hr-trace"', 'id="br-trace"', 'id="stages"', 'id="score"', "hr-mlp-v1"):
+        assert part in text
+    assert "uPlot" in text  # the chart library, inlined
+
+
+@pytest.mark.browser
+def test_the_report_prints_to_pdf(home: tuple[Settings, str], tmp_path: Path) -> None:
+    settings, night = home
+    html, pdf = write_report(settings, "s003", night, tmp_path / "report.html", pdf=True)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+    assert "s003" in html.read_text()
+
+
+def test_report_errors_are_typed_and_clear(
+    home: tuple[Settings, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, night = home
+    monkeypatch.setenv("SLEEPSTACK_HOME", str(settings.home))  # noqa: TID251
+    out = str(tmp_path / "x.html")
+    assert main(["report", "--subject", "nobody", "--night", night, "--out", out]) == 1
+    assert "no staged night" in capsys.readouterr().err
+    assert main(["report", "--subject", "s001", "--night", "2026-13-01", "--out", out]) == 2
+    assert "not a calendar date" in capsys.readouterr().err
+    assert main(["report", "--subject", "s 1", "--night", night, "--out", out]) == 2
+    assert "not a subject id" in capsys.readouterr().err
+    monkeypatch.setenv("SLEEPSTACK_CHROMIUM", str(tmp_path / "no-chromium"))  # noqa: TID251
+    assert main(["report", "--subject", "s001", "--night", night, "--out", out, "--pdf"]) == 2
+    assert "install Chromium" in capsys.readouterr().err
+
+
+def test_the_dashboard_refuses_to_listen_off_loopback_without_tls(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["dashboard", "--host", "0.0.0.0"]) == 2  # noqa: S104 - the refusal under test
+    err = capsys.readouterr().err
+    assert "health data" in err and "--tls-cert" in err and "Traceback" not in err
