@@ -37,7 +37,7 @@ serving/web/node_modules/.installed: serving/web/package-lock.json
 	touch $@
 
 demo: setup
-	$(BIN)/sleepstack demo
+	$(BIN)/sleepstack demo --keep-running
 
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile

@@ -33,6 +33,7 @@ from local.duckdb_sql import LocalSqlEngine
 from local.kinesis import check_tools
 from serving.sql_engine import load_query
 from sleepstack import wiring
+from sleepstack.dashboard import dashboard_url
 from sleepstack.settings import Settings
 from sleepstack.stack import reconcile, request_stage, stack_down, stack_status, stack_up, wait_idle
 from speed_layer.store import LiveStore
@@ -119,6 +120,7 @@ def run_demo(
     finally:
         if keep_running:
             say(f"the stack keeps running: SLEEPSTACK_HOME={home} sleepstack stack status | stack down")
+            say(f"dashboard (live vitals, alerts and the staged nights): {dashboard_url(settings)}")
         else:
             stack_down(settings)
 
@@ -137,7 +139,8 @@ def _run(
     client = wiring.kinesis_client(settings)
     result = DemoResult()
     url = status["services"]["stream"].get("url")
-    say(f"local stack up: stream {stream} at {url}, speed layer, delivery, scheduler")
+    say(f"local stack up: stream {stream} at {url}, speed layer, delivery, scheduler, dashboard")
+    say(f"watch the nights live: {dashboard_url(settings)}")
 
     # simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> the running stack
     configs = cohort(subjects, nights, seed)

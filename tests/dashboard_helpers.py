@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -35,29 +32,3 @@ def fill_home(home: Path, hours: float = HOURS) -> tuple[Settings, str]:
     index_records(settings, recs)
     stage_records(settings.lake, recs)
     return settings, night_of(recs[0].event_time_ms)
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The dashboard on a free loopback port in a thread; yields its address (no token)."""
-    from sleepstack.dashboard import Listen, serve
-
-    ready = threading.Event()
-    stop = threading.Event()
-    where: dict[str, str] = {}
-
-    def on_ready(address: str) -> None:
-        where["address"] = address
-        ready.set()
-
-    thread = threading.Thread(
-        target=serve, args=(settings, Listen(port=0)), kwargs={"on_ready": on_ready, "stop": stop.is_set}, daemon=True
-    )
-    thread.start()
-    if not ready.wait(30):
-        raise RuntimeError("the dashboard did not start within 30 s")
-    try:
-        yield where["address"]
-    finally:
-        stop.set()
-        thread.join(15)

@@ -16,11 +16,11 @@ import pytest
 
 from core.alerts import alert_id
 from core.vitals import doc_id
-from sleepstack.dashboard import token
+from sleepstack.dashboard import Listen, serving, token
 from sleepstack.report import CHROMIUM_FLAGS
 from sleepstack.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.dashboard_helpers import SUBJECTS, fill_home, serving
+from tests.dashboard_helpers import SUBJECTS, fill_home
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
 
 @pytest.fixture(scope="module")
 def address(home: tuple[Settings, str]) -> Iterator[str]:
-    with serving(home[0]) as where:
+    with serving(home[0], Listen(port=0)) as where:
         yield where
 
 

@@ -22,7 +22,7 @@ def test_the_report_is_one_self_contained_file(home: tuple[Settings, str], tmp_p
     settings, night = home
     (html,) = write_report(settings, "s002", night, tmp_path / "r.html")
     text = html.read_text()
-    assert "<script src=" not in text and "<link rel=\"stylesheet\"" not in text  # nothing to fetch
+    assert "<script src=" not in text and '<link rel="stylesheet"' not in text  # nothing to fetch
     assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text)  # no remote resource
     for part in ('id="hypnogram"', 'id="hr-trace"', 'id="br-trace"', 'id="stages"', 'id="score"', "hr-mlp-v1"):
         assert part in text
@@ -41,7 +41,7 @@ def test_report_errors_are_typed_and_clear(
     home: tuple[Settings, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings, night = home
-    monkeypatch.setenv("SLEEPSTACK_HOME", str(settings.home))  # noqa: TID251
+    monkeypatch.setenv("SLEEPSTACK_HOME", str(settings.home))
     out = str(tmp_path / "x.html")
     assert main(["report", "--subject", "nobody", "--night", night, "--out", out]) == 1
     assert "no staged night" in capsys.readouterr().err
@@ -49,7 +49,7 @@ def test_report_errors_are_typed_and_clear(
     assert "not a calendar date" in capsys.readouterr().err
     assert main(["report", "--subject", "s 1", "--night", night, "--out", out]) == 2
     assert "not a subject id" in capsys.readouterr().err
-    monkeypatch.setenv("SLEEPSTACK_CHROMIUM", str(tmp_path / "no-chromium"))  # noqa: TID251
+    monkeypatch.setenv("SLEEPSTACK_CHROMIUM", str(tmp_path / "no-chromium"))
     assert main(["report", "--subject", "s001", "--night", night, "--out", out, "--pdf"]) == 2
     assert "install Chromium" in capsys.readouterr().err
 

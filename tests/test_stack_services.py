@@ -1,7 +1,7 @@
 """The always-on local stack: services under a supervisor, kill -9 of any part, restarts, nothing lost.
 
 Each test starts real services (kinesalite on disk, the speed layer, the delivery, the
-scheduler) through the CLI in a private ``SLEEPSTACK_HOME`` and replays a simulated
+scheduler, the dashboard) through the CLI in a private ``SLEEPSTACK_HOME`` and replays a simulated
 night through the real collector.
 """
 
@@ -140,6 +140,20 @@ def test_chaos_kill_9_of_every_part_loses_and_duplicates_nothing(tmp_path: Path,
     assert stormy_rows == calm_rows  # the lake: the same rows
 
 
+def _dashboard_subjects(url: str) -> list[dict[str, Any]]:
+    """Open the dashboard's address as a person would (token once, then the cookie) and read the cohort."""
+    import http.cookiejar
+    import urllib.request
+
+    assert url.startswith("http://127.0.0.1:") and "/?token=" in url
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(url, timeout=10) as page:  # 303 to / with the cookie, then the cohort page
+        assert page.status == 200 and page.url.endswith("/")
+    with opener.open(url.split("/?", maxsplit=1)[0] + "/api/subjects", timeout=10) as resp:
+        subjects: list[dict[str, Any]] = json.loads(resp.read())["subjects"]
+    return subjects
+
+
 def test_stack_down_and_up_mid_night_loses_and_reprocesses_nothing(tmp_path: Path, recordings: list[Path]) -> None:
     home = tmp_path / "home"
     _cli(home, "stack", "up")
@@ -157,11 +171,13 @@ def test_stack_down_and_up_mid_night_loses_and_reprocesses_nothing(tmp_path: Pat
         assert collector.wait(timeout=300) == 0
         _cli(home, "stack", "wait", "--idle", "--timeout", "180")
         counts = json.loads(_cli(home, "reconcile", "--json").stdout)
+        subjects = _dashboard_subjects(_status(home)["services"]["dashboard"]["url"])
     finally:
         _cli(home, "stack", "down", check=False)
     assert counts["lost"] == 0 and counts["duplicated"] == 0 and counts["produced"] > 4_000
     store = LocalLiveStore(home / "serving" / "live.sqlite")
     assert store.distinct_record_ids() > 0
+    assert subjects and subjects == store.subjects()  # the stack's dashboard serves what the speed layer indexed
     store.close()
 
 
