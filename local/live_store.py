@@ -121,6 +121,13 @@ class LocalLiveStore(LiveStore, LiveQueries):
             (subject_id, status, min(limit, MAX_DOCS)),
         )
 
+    def alert_counts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body ->> 'kind', status, count(*) FROM docs WHERE idx = 'alerts' GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+        return [{"kind": k, "status": st, "count": int(n)} for k, st, n in rows]
+
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         return self._bodies(
             "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC LIMIT ?", (kind, subject_id, n)

@@ -54,6 +54,10 @@ class LiveQueries(ABC):
         """Alert episodes (open and closed), newest start first; filtered by subject and status."""
 
     @abstractmethod
+    def alert_counts(self) -> list[dict[str, Any]]:
+        """Alert episodes per ``kind`` and ``status`` (``{"kind", "status", "count"}``), sorted."""
+
+    @abstractmethod
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         """A subject's ``n`` most recent documents of a kind, newest first."""
 
@@ -156,6 +160,24 @@ class OpenSearchLiveQueries(LiveQueries):
             "sort": [{"start_ms": {"order": "desc"}}, {"doc_id": {"order": "asc"}}],
         }
         return self._hits("alerts", body)
+
+    def alert_counts(self) -> list[dict[str, Any]]:
+        body = {
+            "size": 0,
+            "aggs": {
+                "kind": {
+                    "terms": {"field": "kind", "size": 50},
+                    "aggs": {"status": {"terms": {"field": "status", "size": 5}}},
+                }
+            },
+        }
+        buckets = self._search("alerts", body).get("aggregations", {}).get("kind", {}).get("buckets", [])
+        out = [
+            {"kind": k["key"], "status": st["key"], "count": int(st["doc_count"])}
+            for k in buckets
+            for st in k["status"]["buckets"]
+        ]
+        return sorted(out, key=lambda r: (r["kind"], r["status"]))
 
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         body = {

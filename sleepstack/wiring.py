@@ -10,18 +10,20 @@ handler bound to them. The local stand-ins are imported only when the target is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.alerts import AlertRules
 from core.errors import ConfigError
 from dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
-from serving.live_queries import LiveQueries, OpenSearchLiveQueries
-from serving.sql_engine import AthenaSqlEngine, SqlEngine
 from sleepstack.settings import Settings
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.opensearch_setup import HttpPost, urllib_post
 from speed_layer.state_store import DynamoStateStore, StateStore
 from speed_layer.store import LiveStore, OpenSearchLiveStore
+
+if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
+    from serving.live_queries import LiveQueries
+    from serving.sql_engine import SqlEngine
 
 __all__ = [
     "dashboards_post",
@@ -131,6 +133,8 @@ def live_store(settings: Settings, path: Path | None = None) -> LiveStore:
 def live_queries(settings: Settings, path: Path | None = None) -> LiveQueries:
     """What the live views read: the same store :func:`live_store` writes."""
     if settings.opensearch_url:
+        from serving.live_queries import OpenSearchLiveQueries
+
         return OpenSearchLiveQueries(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
     from local.live_store import LocalLiveStore
 
@@ -141,6 +145,8 @@ def sql_engine(settings: Settings, lake: Path | None = None) -> SqlEngine:
     """Athena (aws) or DuckDB over the local lake (a snapshot of it: open one per batch run)."""
     if settings.target == "aws":
         from pyathena import connect
+
+        from serving.sql_engine import AthenaSqlEngine
 
         conn = connect(
             s3_staging_dir=settings.athena_s3_staging, region_name=settings.region, work_group=settings.athena_workgroup

@@ -184,6 +184,45 @@ def test_alert_episodes_open_and_closed_with_their_values(client: TestClient) ->
     assert all(a["end_ms"] >= a["start_ms"] and a["value"] is not None for a in closed)
 
 
+def test_per_second_strap_samples_and_alert_counts(client: TestClient) -> None:
+    start, _ = _night_bounds(client, "s002")
+    first = client.get("/api/subjects/s002/vitals", params={"start_ms": start, "end_ms": start + 86_400_000})
+    t0 = min(d["epoch_start_ms"] for d in first.json()["vitals"])
+    body = client.get("/api/subjects/s002/samples", params={"start_ms": t0, "end_ms": t0 + 600_000}).json()
+    times = [d["event_time_ms"] for d in body["samples"]]
+    assert 500 <= len(times) <= 600 and times == sorted(times)  # 1 Hz for 10 minutes, less link drops
+    assert all(30 <= d["hr_bpm"] <= 200 and d["device_id"] == "strap-s002" for d in body["samples"])
+    too_long = client.get("/api/subjects/s002/samples", params={"start_ms": t0, "end_ms": t0 + 3 * 3_600_000})
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"][-1] == "end_ms"
+    counts = client.get("/api/alerts/counts").json()["counts"]
+    everything = client.get("/api/alerts", params={"limit": 10_000}).json()["alerts"]
+    assert sum(c["count"] for c in counts) == len(everything)
+    assert {(c["kind"], c["status"]) for c in counts} == {(a["kind"], a["status"]) for a in everything}
+
+
+def test_every_opensearch_dashboards_panel_has_its_twin_here(client: TestClient) -> None:
+    """The saved objects (speed_layer/dashboards.py) and these pages show the same fields."""
+    from speed_layer.dashboards import saved_objects
+
+    twins = {  # saved object -> (page, panel element, field the page plots)
+        "sleepstack-hr": ("/subjects/s001", "hr", "hr_bpm"),
+        "sleepstack-br": ("/subjects/s001", "br", "br_per_min"),
+        "sleepstack-movement": ("/subjects/s001", "movement", "movement"),
+        "sleepstack-rmssd": ("/subjects/s001", "hrv", "rmssd_ms"),
+        "sleepstack-strap-hr": ("/subjects/s001", "strap-hr", "hr_bpm"),
+        "sleepstack-presence": ("/subjects/s001", "presence", "presence"),
+        "sleepstack-alerts-by-kind": ("/alerts", "alerts-by-kind", "kind"),
+        "sleepstack-open-alerts": ("/alerts", "alerts", "status"),
+        "sleepstack-all-alerts": ("/alerts", "alerts", "end_ms"),
+    }
+    panels = {o["id"] for o in saved_objects("sleepstack") if o["type"] in ("visualization", "search")}
+    assert panels == set(twins)
+    script = client.get("/static/app.js").text
+    for page, element, field in twins.values():
+        assert f'id="{element}"' in client.get(page).text
+        assert f".{field}" in script
+
+
 def test_nights_come_from_the_curated_tables(client: TestClient, home: tuple[Settings, str]) -> None:
     _, night = home
     nights = client.get("/api/nights").json()["nights"]
@@ -204,7 +243,9 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
         "/api/subjects",
         "/api/subjects/{subject_id}",
         "/api/subjects/{subject_id}/vitals",
+        "/api/subjects/{subject_id}/samples",
         "/api/alerts",
+        "/api/alerts/counts",
         "/api/nights",
         "/api/nights/{subject_id}/{night}",
         "/api/nights/{subject_id}/{night}/epochs",

@@ -109,8 +109,9 @@ def test_a_subject_page_draws_hr_and_gains_a_point_after_a_new_document(
     indexed = time.monotonic()
     page.wait_for_function(f"Number(document.getElementById('hr').dataset.points) > {before}", timeout=2_000)
     assert time.monotonic() - indexed <= 2.0
-    for panel in ("hrv", "br", "movement", "presence"):
+    for panel in ("strap-hr", "hrv", "br", "movement", "presence"):
         assert page.locator(f"#{panel} canvas").count() == 1
+    page.wait_for_function("Number(document.getElementById('strap-hr').dataset.points) > 1000")
     _shot(page, "subject")
     store.close()
 
@@ -140,6 +141,7 @@ def test_an_alert_episode_appears(page: Any, home: tuple[Settings, str], address
     }
     store.index([("alerts", alert)])
     page.wait_for_selector("#alerts tbody tr.open >> text=hr_high", timeout=5_000)
+    assert "hr_high" in page.locator("#alerts-by-kind").inner_text()
     row = page.locator("#alerts tbody tr.open", has_text="hr_high").first
     assert "s002" in row.inner_text() and "131.0" in row.inner_text()
     _shot(page, "alerts")

@@ -122,6 +122,27 @@ def test_queries_sent_for_live_views() -> None:
     assert between.json()["sort"] == [{"epoch_start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}]
 
 
+def test_alert_counts_are_one_terms_aggregation_by_kind_and_status() -> None:
+    answer = {
+        "hits": {"hits": []},
+        "aggregations": {
+            "kind": {
+                "buckets": [
+                    {"key": "hr_high", "status": {"buckets": [{"key": "open", "doc_count": 1}]}},
+                    {"key": "bed_exit", "status": {"buckets": [{"key": "closed", "doc_count": 4}]}},
+                ]
+            }
+        },
+    }
+    cluster = FakeCluster(lambda req: (200, answer))
+    assert OpenSearchLiveQueries(cluster.client()).alert_counts() == [
+        {"kind": "bed_exit", "status": "closed", "count": 4},
+        {"kind": "hr_high", "status": "open", "count": 1},
+    ]
+    (req,) = cluster.sent
+    assert req.url == "/sleepstack-alerts-*/_search" and req.json()["size"] == 0
+
+
 def test_subjects_are_read_from_one_aggregation_and_the_open_alert_counts() -> None:
     newest = {"doc_id": "b", "source": "bed", "presence": True, "epoch_start_ms": DAY_MS}
     answers = [

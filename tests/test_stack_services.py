@@ -207,7 +207,13 @@ def test_a_checkpoint_the_stream_no_longer_holds_is_reported_and_reading_resumes
 
 def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
     status = json.loads(_cli(tmp_path, "stack", "status", "--json").stdout)
-    assert status["running"] is False and set(status["services"]) == {"stream", "speed_layer", "delivery", "scheduler"}
+    assert status["running"] is False and set(status["services"]) == {
+        "stream",
+        "speed_layer",
+        "delivery",
+        "scheduler",
+        "dashboard",
+    }
     done = _cli(tmp_path, "stack", "wait", "--idle", check=False)
     assert done.returncode == 1 and "not running" in done.stderr
 

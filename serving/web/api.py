@@ -33,6 +33,8 @@ SUBJECT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 NIGHT_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}$"
 #: The widest vitals range one request may ask for (two nights).
 MAX_RANGE_MS: Final = 48 * 3_600_000
+#: The widest range of per-second strap samples (2 h: 7,200 documents).
+MAX_SAMPLE_RANGE_MS: Final = 2 * 3_600_000
 
 
 class _Json(JSONResponse):
@@ -143,6 +145,29 @@ def router(ctx: ApiContext) -> APIRouter:
             "truncated": len(docs) >= MAX_DOCS,
         }
 
+    @api.get("/subjects/{subject_id}/samples", summary="A subject's per-second strap heart rate in [start_ms, end_ms)")
+    async def samples(
+        subject_id: SubjectId,
+        start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
+        end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
+    ) -> dict[str, Any]:
+        if end_ms <= start_ms:
+            raise _unprocessable("end_ms", "query", "must be after start_ms")
+        if end_ms - start_ms > MAX_SAMPLE_RANGE_MS:
+            raise _unprocessable(
+                "end_ms", "query", f"per-second samples span at most {MAX_SAMPLE_RANGE_MS // 60_000} min"
+            )
+        subject_or_404(subject_id)
+        docs = ctx.live.between("samples", subject_id, start_ms, end_ms)
+        keep = ("event_time_ms", "hr_bpm", "sensor_contact", "device_id")
+        return {
+            "subject_id": subject_id,
+            "start_ms": start_ms,
+            "end_ms": end_ms,
+            "samples": [{k: d.get(k) for k in keep} for d in docs],
+            "truncated": len(docs) >= MAX_DOCS,
+        }
+
     @api.get("/alerts", summary="Alert episodes, open and closed, newest first")
     async def alerts(
         subject_id: Annotated[str | None, Query(pattern=SUBJECT_PATTERN)] = None,
@@ -152,6 +177,10 @@ def router(ctx: ApiContext) -> APIRouter:
         if subject_id is not None:
             subject_or_404(subject_id)
         return {"alerts": ctx.live.alerts(subject_id, status, limit)}
+
+    @api.get("/alerts/counts", summary="How many alert episodes of each kind are open and closed")
+    async def alert_counts() -> dict[str, Any]:
+        return {"counts": ctx.live.alert_counts()}
 
     @api.get("/nights", summary="Staged nights from the curated tables, newest first")
     async def nights(

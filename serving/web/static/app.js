@@ -95,6 +95,21 @@ function subjectPage() {
   let newest = 0;
 
   const bands = () => alerts.map((a) => [a.start_ms, a.end_ms]);
+  const STRAP_WINDOW_MS = 30 * 60 * 1000; // the per-second trace shows the last half hour
+  let strapChart = null;
+
+  async function loadStrap() {
+    const end = Math.min(bounds.night_end_ms, newest + 30000);
+    const q = `start_ms=${Math.max(bounds.night_start_ms, end - STRAP_WINDOW_MS)}&end_ms=${end}`;
+    const { samples } = await getJson(`/api/subjects/${encodeURIComponent(subject)}/samples?${q}`);
+    const data = samples.map((d) => ({ t: d.event_time_ms, hr: d.hr_bpm }));
+    if (!strapChart) {
+      strapChart = SleepCharts.timeSeries(document.getElementById("strap-hr"), {
+        title: "Strap heart rate, per second (last 30 min)", unit: "bpm", rows: data, bands,
+        series: [{ label: "strap (bpm)", colour: "#c0392b", key: "hr" }],
+      });
+    } else strapChart.setRows(data);
+  }
 
   function rows() {
     const byT = new Map();
@@ -154,6 +169,7 @@ function subjectPage() {
     const data = rows();
     if (!charts) charts = makeCharts(data);
     else for (const c of charts) c.setRows(data);
+    await loadStrap();
     document.getElementById("latest").textContent = newest ? `latest epoch ${time(newest)}` : "no epochs yet";
     document.body.dataset.ready = "1";
   }
@@ -190,7 +206,20 @@ function subjectPage() {
 // ---- alerts --------------------------------------------------------------------------
 function alertsPage() {
   every(2000, async () => {
-    const { alerts } = await getJson("/api/alerts?limit=1000");
+    const [{ alerts }, { counts }] = await Promise.all([getJson("/api/alerts?limit=1000"), getJson("/api/alerts/counts")]);
+    const kinds = new Map();
+    for (const c of counts) {
+      const k = kinds.get(c.kind) || { open: 0, closed: 0 };
+      k[c.status] = c.count;
+      kinds.set(c.kind, k);
+    }
+    fillTable(document.querySelector("#alerts-by-kind tbody"), [...kinds.entries()].sort(), ([kind, n]) => {
+      const tr = document.createElement("tr");
+      tr.appendChild(cell(kind));
+      tr.appendChild(cell(String(n.open), n.open ? "alerting" : ""));
+      tr.appendChild(cell(String(n.closed)));
+      return tr;
+    });
     fillTable(document.querySelector("#alerts tbody"), alerts, (a) => {
       const tr = document.createElement("tr");
       tr.className = a.status;
@@ -202,8 +231,8 @@ function alertsPage() {
       }
       return tr;
     });
-    document.getElementById("count").textContent =
-      `${alerts.filter((a) => a.status === "open").length} open, ${alerts.filter((a) => a.status === "closed").length} closed`;
+    const total = (status) => counts.filter((c) => c.status === status).reduce((n, c) => n + c.count, 0);
+    document.getElementById("count").textContent = `${total("open")} open, ${total("closed")} closed`;
   });
 }
 
