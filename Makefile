@@ -43,7 +43,7 @@ test: setup
 	$(BIN)/pytest -n 2 --dist loadfile
 
 test-fast: setup
-	$(BIN)/pytest -m "not slow and not spark and not integration"
+	$(BIN)/pytest -m "not slow and not spark and not integration and not browser"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -55,4 +55,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .venv-checkov infra/local/node_modules .sleepstack build dist
+	rm -rf $(VENV) .venv-checkov infra/local/node_modules serving/web/node_modules .sleepstack build dist

@@ -26,7 +26,7 @@ from core.errors import EmptyTableError
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
 
-__all__ = ["MAX_RANGE_MS", "SUBJECT_PATTERN", "ApiContext", "night_detail", "router"]
+__all__ = ["MAX_RANGE_MS", "SUBJECT_PATTERN", "ApiContext", "night_detail", "not_staged", "router"]
 
 #: Subject ids are pseudonyms: letters, digits and ``._:-``.
 SUBJECT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -60,6 +60,17 @@ Night = Annotated[str, Path(pattern=NIGHT_PATTERN, description="night, YYYY-MM-D
 
 def _unprocessable(field: str, where: str, msg: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": [where, field], "msg": msg, "type": "value_error"}])
+
+
+def not_staged(subject_id: str, night: str) -> HTTPException:
+    return HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
+
+
+def _check_range(start_ms: int, end_ms: int, most_ms: int) -> None:
+    if end_ms <= start_ms:
+        raise _unprocessable("end_ms", "query", "must be after start_ms")
+    if end_ms - start_ms > most_ms:
+        raise _unprocessable("end_ms", "query", f"the range may span at most {most_ms // 60_000} min")
 
 
 def _check_night(night: str) -> None:
@@ -129,10 +140,7 @@ def router(ctx: ApiContext) -> APIRouter:
         end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
         source: Annotated[Literal["bed", "strap"] | None, Query(description="one device kind only")] = None,
     ) -> dict[str, Any]:
-        if end_ms <= start_ms:
-            raise _unprocessable("end_ms", "query", "must be after start_ms")
-        if end_ms - start_ms > MAX_RANGE_MS:
-            raise _unprocessable("end_ms", "query", f"the range may span at most {MAX_RANGE_MS // 3_600_000} h")
+        _check_range(start_ms, end_ms, MAX_RANGE_MS)
         subject_or_404(subject_id)
         docs = ctx.live.between("vitals", subject_id, start_ms, end_ms)
         if source is not None:
@@ -189,20 +197,19 @@ def router(ctx: ApiContext) -> APIRouter:
     ) -> dict[str, Any]:
         return {"nights": _sql_rows(ctx.sql(), "night_list", {"subject": subject_id or "", "limit": limit})}
 
+    def night_rows(query: str, subject_id: str, night: str) -> list[dict[str, Any]]:
+        _check_night(night)
+        rows = _sql_rows(ctx.sql(), query, {"subject": subject_id, "night": night})
+        if not rows:
+            raise not_staged(subject_id, night)
+        return rows
+
     @api.get("/nights/{subject_id}/{night}", summary="One night: metrics, staging model and its accuracy")
     async def night(subject_id: SubjectId, night: Night) -> dict[str, Any]:
-        _check_night(night)
-        rows = _sql_rows(ctx.sql(), "night_detail", {"subject": subject_id, "night": night})
-        if not rows:
-            raise HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
-        return {"summary": rows[0], "model": ctx.model_card}
+        return {"summary": night_rows("night_detail", subject_id, night)[0], "model": ctx.model_card}
 
     @api.get("/nights/{subject_id}/{night}/epochs", summary="One night's staged 30-s epochs (the hypnogram)")
     async def night_epochs(subject_id: SubjectId, night: Night) -> dict[str, Any]:
-        _check_night(night)
-        rows = _sql_rows(ctx.sql(), "night_epochs", {"subject": subject_id, "night": night})
-        if not rows:
-            raise HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
-        return {"subject_id": subject_id, "night": night, "epochs": rows}
+        return {"subject_id": subject_id, "night": night, "epochs": night_rows("night_epochs", subject_id, night)}
 
     return api

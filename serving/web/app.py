@@ -22,7 +22,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from serving.web.api import ApiContext, Night, SubjectId, night_detail, router
+from serving.web.api import ApiContext, Night, SubjectId, night_detail, not_staged, router
 from serving.web.auth import AccessLog, TokenGate
 from serving.web.pages import load_assets, render_page, render_report, vendor_dir
 
@@ -86,7 +86,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
     def _detail(subject_id: str, night: str) -> dict[str, Any]:
         detail = night_detail(ctx.sql(), subject_id, night, ctx.model_card)
         if detail is None:
-            raise HTTPException(404, detail=f"no staged night {night} for subject {subject_id}")
+            raise not_staged(subject_id, night)
         return detail
 
     @app.get("/nights/{subject_id}/{night}", include_in_schema=False)
