@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools demo test test-fast lint format clean
+.PHONY: setup tools demo test test-fast lint format clean opensearch
 
 CHECKOV_VERSION ?= 3.3.30
 
@@ -35,6 +35,12 @@ infra/local/node_modules/.installed: infra/local/package-lock.json
 serving/web/node_modules/.installed: serving/web/package-lock.json
 	npm ci --prefix serving/web --no-audit --no-fund --loglevel=error
 	touch $@
+
+# a real OpenSearch 2.19.6 node (Maven Central, SHA-256 pinned) for the integration suite
+# and `stack up --live-store opensearch`; unpacked under build/opensearch/
+opensearch: setup
+	@command -v mvn >/dev/null || { echo "Maven is required to fetch OpenSearch: apt-get install maven"; exit 1; }
+	$(BIN)/sleepstack opensearch install
 
 demo: setup
 	$(BIN)/sleepstack demo --keep-running

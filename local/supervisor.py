@@ -99,6 +99,8 @@ class ServiceSpec:
     name: str
     start: Callable[[], subprocess.Popen[bytes]]
     after_start: Callable[[subprocess.Popen[bytes]], dict[str, Any]] | None = None
+    #: the others read or write it (the stream, the live store's node): stopped after them
+    backing: bool = False
 
 
 @dataclass
@@ -184,9 +186,10 @@ class Supervisor:
         self._stopping = True
 
     def _stop_all(self) -> None:
-        """SIGTERM the consumers together, then the first service (the stream) they read from."""
-        first, *rest = self.services
-        for group in (rest, [first]):
+        """SIGTERM the consumers together, then the backing services (stream, node) they use."""
+        consumers = [svc for svc in self.services if not svc.spec.backing]
+        backing = [svc for svc in self.services if svc.spec.backing]
+        for group in (consumers, backing):
             running = [(svc, svc.proc) for svc in group if svc.proc is not None]
             for _, proc in running:
                 proc.terminate()

@@ -2,6 +2,9 @@
 
 * ``supervisor`` — starts the others and keeps them running (:mod:`local.supervisor`);
 * ``stream`` — kinesalite on disk, its port kept across restarts (:mod:`local.kinesis`);
+* ``opensearch`` — with ``SLEEPSTACK_LIVE_STORE=opensearch`` (``stack up --live-store
+  opensearch``): a local OpenSearch node (:mod:`local.opensearch_node`), the live store the
+  speed layer writes and the dashboard reads instead of the embedded one;
 * ``speed_layer`` — the event-source mapping invoking the real Lambda handler on every
   shard, continuously, with the template's mapping settings, checkpointed; a ledger of the
   record ids it applied serves ``reconcile``;
@@ -295,23 +298,49 @@ def _supervisor(settings: Settings) -> None:
         stack.create_streams(specs_of_streams, f"http://127.0.0.1:{port}")
         return {"url": f"http://127.0.0.1:{port}", "streams": [s.name for s in specs_of_streams]}
 
+    env = settings.child_env()
+    specs = [ServiceSpec("stream", start_stream, streams_ready, backing=True)]
+    if settings.live_store == "opensearch":
+        node_spec, url = _opensearch_service(settings)
+        specs.append(node_spec)
+        env["OPENSEARCH_URL"] = url  # the speed layer writes there, the dashboard reads there
+
     def python_service(name: str) -> Callable[[], subprocess.Popen[bytes]]:
         def start() -> subprocess.Popen[bytes]:
             logs = settings.home / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             with (logs / f"{name}.log").open("ab") as out:
                 return subprocess.Popen(
-                    [sys.executable, "-m", "sleepstack.services", name], stdout=out, stderr=subprocess.STDOUT
+                    [sys.executable, "-m", "sleepstack.services", name], stdout=out, stderr=subprocess.STDOUT, env=env
                 )
 
         return start
 
-    specs = [ServiceSpec("stream", start_stream, streams_ready)]
     specs += [ServiceSpec(name, python_service(name)) for name in PYTHON_SERVICES]
     try:
         Supervisor(specs, run_dir(settings)).run()
     finally:
         (settings.home / "stack.json").unlink(missing_ok=True)
+
+
+def _opensearch_service(settings: Settings) -> tuple[ServiceSpec, str]:
+    """The live store's OpenSearch node (``stack up --live-store opensearch``) and its address.
+
+    Its data and ports are kept under ``$SLEEPSTACK_HOME/opensearch``; once it answers, the
+    speed layer's index templates (and ISM policies, where the plugin exists) are installed.
+    """
+    from local.opensearch_node import OpenSearchNode
+    from speed_layer.opensearch_setup import install
+
+    node = OpenSearchNode(wiring.opensearch_dist(settings), settings.home / "opensearch").keep_ports()
+
+    def ready(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+        node.proc = proc
+        node.wait_healthy(timeout_s=60.0)
+        report = install(wiring.opensearch_client(node.url), replicas=0)
+        return {"url": node.url, "ism": not report.ism_missing}
+
+    return ServiceSpec("opensearch", lambda: node.spawn(settings.child_env()), ready, backing=True), node.url
 
 
 def _structured_logs(name: str) -> None:

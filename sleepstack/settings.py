@@ -15,6 +15,8 @@
 | ``SLEEPSTACK_BATCH_AT`` | local time (``HH:MM``) the stack's scheduler stages the closed night | ``12:30`` |
 | ``SLEEPSTACK_DASHBOARD_PORT`` | the stack's dashboard port on 127.0.0.1 (a free one if taken) | ``8787`` |
 | ``SLEEPSTACK_CHROMIUM`` | the Chromium that prints night reports to PDF | ``/usr/bin/chromium`` |
+| ``SLEEPSTACK_LIVE_STORE`` | the local stack's live store: ``embedded`` or ``opensearch`` (a node) | ``embedded`` |
+| ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -30,10 +32,12 @@ from typing import Any, Literal, cast, get_args
 from core.alerts import AlertRules
 from core.errors import ConfigError
 
-__all__ = ["Settings", "Target"]
+__all__ = ["LiveStoreKind", "Settings", "Target"]
 
 #: Where the stack runs: the embedded local stand-ins, or the deployed AWS services.
 Target = Literal["local", "aws"]
+#: The local stack's live store: the embedded SQLite store, or a local OpenSearch node.
+LiveStoreKind = Literal["embedded", "opensearch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,8 @@ class Settings:
     batch_at: str = "12:30"
     dashboard_port: int = 8787
     chromium: str = "/usr/bin/chromium"
+    live_store: LiveStoreKind = "embedded"
+    opensearch_dist: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +83,10 @@ class Settings:
         port = e.get("SLEEPSTACK_DASHBOARD_PORT", "8787")
         if not port.isdigit() or int(port) > 65535:
             raise ConfigError("SLEEPSTACK_DASHBOARD_PORT", f"must be a TCP port (0-65535), not {port!r}")
+        live = e.get("SLEEPSTACK_LIVE_STORE", "embedded")
+        if live not in get_args(LiveStoreKind):
+            raise ConfigError("SLEEPSTACK_LIVE_STORE", f"must be 'embedded' or 'opensearch', not {live!r}")
+        dist = e.get("SLEEPSTACK_OPENSEARCH_DIST")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -93,6 +103,8 @@ class Settings:
             batch_at=batch_at,
             dashboard_port=int(port),
             chromium=e.get("SLEEPSTACK_CHROMIUM", "/usr/bin/chromium"),
+            live_store=cast(LiveStoreKind, live),
+            opensearch_dist=Path(dist).resolve() if dist else None,
         )
 
     def child_env(self) -> dict[str, str]:
@@ -106,10 +118,13 @@ class Settings:
             SLEEPSTACK_BATCH_AT=self.batch_at,
             SLEEPSTACK_DASHBOARD_PORT=str(self.dashboard_port),
             SLEEPSTACK_CHROMIUM=self.chromium,
+            SLEEPSTACK_LIVE_STORE=self.live_store,
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
         )
         if self.opensearch_url:
             env["OPENSEARCH_URL"] = self.opensearch_url
+        if self.opensearch_dist:
+            env["SLEEPSTACK_OPENSEARCH_DIST"] = str(self.opensearch_dist)
         return env
 
     @property

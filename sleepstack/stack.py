@@ -45,9 +45,10 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     sup = _supervisor(settings)
     now_ms = int(time.time() * 1000)
     services: dict[str, Any] = {}
-    for name in SERVICES:
+    extra = [n for n in (sup or {}).get("services", {}) if n not in SERVICES]  # the opensearch node
+    for name in (*SERVICES, *extra):
         entry = dict((sup or {}).get("services", {}).get(name, {"state": "stopped", "restarts": 0, "pid": None}))
-        beat = read_json(run_dir(settings) / f"{name}.json") if name != "stream" else None
+        beat = read_json(run_dir(settings) / f"{name}.json") if name in PYTHON_SERVICES else None
         if sup is None:
             entry.update(state="stopped", pid=None)
         if beat is not None and sup is not None:
@@ -62,6 +63,8 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         from sleepstack.dashboard import dashboard_url
 
         services["dashboard"]["url"] = dashboard_url(settings)
+    if "opensearch" in services and services["opensearch"].get("url"):
+        services["opensearch"]["health"] = _node_health(services["opensearch"]["url"])
     lag = {}
     for name in CONSUMERS:
         fig = services[name].get("figures", {})
@@ -82,10 +85,22 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _node_health(url: str) -> str:
+    """The cluster's status (green, yellow, red), or why there is none."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2) as resp:  # noqa: S310 - our loopback node
+            return str(json.loads(resp.read())["status"])
+    except (OSError, ValueError, KeyError) as exc:
+        return f"unreachable ({type(exc).__name__})"
+
+
 def _store_counts(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     live = settings.home / "serving" / "live.sqlite"
-    if live.exists() and not settings.opensearch_url:
+    if live.exists() and not settings.opensearch_url and settings.live_store == "embedded":
         from local.live_store import LocalLiveStore
 
         store = LocalLiveStore(live)
@@ -98,9 +113,15 @@ def _store_counts(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def stack_up(settings: Settings, *, timeout_s: float = 90.0) -> dict[str, Any]:
-    """Start the supervisor and its services (if not running) and wait until all have reported."""
+def stack_up(settings: Settings, *, timeout_s: float | None = None) -> dict[str, Any]:
+    """Start the supervisor and its services (if not running) and wait until all have reported.
+
+    ``settings.live_store`` picks the live store of a stack started now (``opensearch``: a
+    local node, started first); a stack already running keeps the store it has.
+    """
     check_tools()
+    if timeout_s is None:
+        timeout_s = 180.0 if settings.live_store == "opensearch" else 90.0
     if _supervisor(settings) is None:
         logs = settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -119,9 +140,14 @@ def stack_up(settings: Settings, *, timeout_s: float = 90.0) -> dict[str, Any]:
     while time.monotonic() < deadline:
         status = stack_status(settings)
         svc = status["services"]
-        if svc["stream"].get("state") == "running" and all(
-            svc[n].get("state") == "running" and int(svc[n].get("heartbeat_ms") or 0) >= t0_ms - STALE_HEARTBEAT_MS
-            for n in PYTHON_SERVICES
+        node_ok = svc.get("opensearch", {}).get("state", "running") == "running"
+        if (
+            svc["stream"].get("state") == "running"
+            and node_ok
+            and all(
+                svc[n].get("state") == "running" and int(svc[n].get("heartbeat_ms") or 0) >= t0_ms - STALE_HEARTBEAT_MS
+                for n in PYTHON_SERVICES
+            )
         ):
             return status
         time.sleep(0.3)

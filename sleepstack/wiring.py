@@ -33,6 +33,7 @@ __all__ = [
     "live_store",
     "local_endpoint",
     "opensearch_client",
+    "opensearch_dist",
     "opensearch_for",
     "speed_layer_handler",
     "sql_engine",
@@ -139,6 +140,14 @@ def live_queries(settings: Settings, path: Path | None = None) -> LiveQueries:
     from local.live_store import LocalLiveStore
 
     return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
+
+
+def opensearch_dist(settings: Settings) -> Path:
+    """The local OpenSearch distribution: ``SLEEPSTACK_OPENSEARCH_DIST`` or the checkout's ``build/opensearch``."""
+    from local.opensearch_node import default_dist
+    from sleepstack.package import source_root
+
+    return settings.opensearch_dist or default_dist(source_root() / "build")
 
 
 def sql_engine(settings: Settings, lake: Path | None = None) -> SqlEngine:

@@ -9,7 +9,9 @@ Idempotent: running it again updates every artefact in place. The requests are
   ``osd-xsrf: true``) when a Dashboards URL is given.
 
 ISM templates attach the policy to indices created afterwards; indices that already
-exist keep the policy they had.
+exist keep the policy they had. A cluster without the ISM plugin (the local single node:
+the plugin is not published to Maven Central) gets the templates and no policies, and
+the report says so.
 """
 
 from __future__ import annotations
@@ -43,16 +45,20 @@ class SetupReport:
     templates: list[str] = field(default_factory=list)
     dashboards: int = 0
     role_mappings: list[str] = field(default_factory=list)
+    #: the cluster has no Index State Management plugin: no lifecycle policies installed
+    ism_missing: bool = False
 
     def summary(self) -> str:
+        policies = "none (no ISM plugin on this cluster)" if self.ism_missing else ",".join(self.policies)
         return (
-            f"opensearch: policies={','.join(self.policies)} templates={','.join(self.templates)}"
+            f"opensearch: policies={policies} templates={','.join(self.templates)}"
             f" dashboards_objects={self.dashboards} role_mappings={','.join(self.role_mappings) or '-'}"
         )
 
 
-def _put_policy(client: Any, pid: str, body: dict[str, Any]) -> None:
-    from opensearchpy.exceptions import NotFoundError
+def _put_policy(client: Any, pid: str, body: dict[str, Any]) -> bool:
+    """Install or update one ISM policy; False when the cluster has no ISM plugin."""
+    from opensearchpy.exceptions import NotFoundError, RequestError
 
     url = f"/_plugins/_ism/policies/{pid}"
     try:
@@ -60,7 +66,12 @@ def _put_policy(client: Any, pid: str, body: dict[str, Any]) -> None:
         params = {"if_seq_no": current["_seq_no"], "if_primary_term": current["_primary_term"]}
     except NotFoundError:
         params = {}
+    except RequestError as exc:  # 400 "no handler found for uri": a cluster without the ISM plugin
+        if "no handler found" in str(exc.error) + str(exc.info):
+            return False
+        raise
     client.transport.perform_request("PUT", url, params=params, body=body)
+    return True
 
 
 def writer_role(prefix: str) -> dict[str, Any]:
@@ -100,8 +111,11 @@ def install(
         report.role_mappings.append(role)
     for kind in DOC_KINDS:
         pid = policy_id(prefix, kind)
-        _put_policy(client, pid, ism_policy(prefix, kind, (retention_days or {}).get(kind)))
-        report.policies.append(pid)
+        policy = ism_policy(prefix, kind, (retention_days or {}).get(kind))
+        if not report.ism_missing and _put_policy(client, pid, policy):
+            report.policies.append(pid)
+        else:
+            report.ism_missing = True
         name = template_name(prefix, kind)
         client.indices.put_index_template(name=name, body=index_template(prefix, kind, replicas=replicas))
         report.templates.append(name)

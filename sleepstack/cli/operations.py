@@ -31,15 +31,7 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from sleepstack import stack
 
     if args.action == "up":
-        if args.port:
-            from local.kinesis import LocalStack, StackError
-
-            try:
-                LocalStack(settings.home).keep_port(args.port)
-            except StackError as exc:
-                raise UsageError("--port", str(exc)) from None
-        status = stack.stack_up(settings)
-        _print_services(status)
+        _print_services(_stack_up(args, settings))
     elif args.action == "down":
         print("stopped" if stack.stack_down(settings) else "not running")
     elif args.action == "wait":
@@ -64,9 +56,27 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _stack_up(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    import dataclasses
+
+    from sleepstack import stack
+
+    if args.live_store:
+        settings = dataclasses.replace(settings, live_store=args.live_store)
+    if args.port:
+        from local.kinesis import LocalStack, StackError
+
+        try:
+            LocalStack(settings.home).keep_port(args.port)
+        except StackError as exc:
+            raise UsageError("--port", str(exc)) from None
+    return stack.stack_up(settings)
+
+
 def _print_services(status: dict[str, Any]) -> None:
     for name, svc in status["services"].items():
         where = f" at {svc['url']}" if svc.get("url") else ""
+        where += f" ({svc['health']})" if svc.get("health") else ""
         print(f"{name:<12} {svc.get('state', '?'):<12} pid {svc.get('pid')}  restarts {svc.get('restarts', 0)}{where}")
     for name, lag in status.get("lag", {}).items():
         print(f"{name:<12} iterator age {lag['iterator_age_ms']} ms, buffered {lag['buffered_records']}")
@@ -127,6 +137,13 @@ def _retention(items: list[str]) -> dict[str, int]:
 def _cmd_opensearch(args: argparse.Namespace, settings: Settings) -> int:
     from speed_layer.dashboards import saved_objects_ndjson
 
+    if args.action == "install":
+        from local.opensearch_node import DIST_COORDINATES, install_dist
+        from sleepstack.wiring import opensearch_dist
+
+        dist = install_dist(opensearch_dist(settings))
+        print(f"OpenSearch {DIST_COORDINATES} (SHA-256 checked) at {dist}")
+        return 0
     if args.action == "export":
         out = Path(args.out)
         out.write_text(saved_objects_ndjson())
@@ -166,6 +183,11 @@ def register(sub: Any) -> None:
     s = sub.add_parser("stack", help="the always-on local stack: up, down, status, wait --idle, stage")
     s.add_argument("action", choices=["up", "down", "status", "wait", "stage"])
     s.add_argument("--port", type=_port, default=0, help="up: the stream's port, kept for this home (0: any free)")
+    s.add_argument(
+        "--live-store",
+        choices=["embedded", "opensearch"],
+        help="up: the live store (default $SLEEPSTACK_LIVE_STORE or embedded); opensearch: a local node",
+    )
     s.add_argument("--json", action="store_true", help="status: one JSON object")
     s.add_argument("--idle", action="store_true", help="wait: until every consumer is at the tip and flushed")
     s.add_argument("--timeout", type=float, default=300.0, help="wait: give up after this many seconds")
@@ -181,8 +203,11 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_live)
 
-    s = sub.add_parser("opensearch", help="install (or export) the OpenSearch templates, policies and dashboards")
-    s.add_argument("action", choices=["setup", "export"])
+    s = sub.add_parser(
+        "opensearch",
+        help="set up a cluster (templates, policies, dashboards), export the dashboards, or install a local node",
+    )
+    s.add_argument("action", choices=["setup", "export", "install"])
     s.add_argument("--url", help="OpenSearch endpoint (default $OPENSEARCH_URL)")
     s.add_argument("--dashboards-url", help="OpenSearch Dashboards URL (default $OPENSEARCH_DASHBOARDS_URL)")
     s.add_argument("--retention-days", action="append", default=[], help="KIND=DAYS (vitals, alerts, samples)")
