@@ -130,7 +130,8 @@ class LocalLiveStore(LiveStore, LiveQueries):
 
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         return self._bodies(
-            "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC LIMIT ?", (kind, subject_id, n)
+            "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC, id LIMIT ?",
+            (kind, subject_id, n),
         )
 
     def dump(self) -> list[tuple[str, str, str]]:

@@ -183,6 +183,6 @@ class OpenSearchLiveQueries(LiveQueries):
         body = {
             "size": n,
             "query": {"term": {"subject_id": subject_id}},
-            "sort": [{TIME_FIELD[kind]: {"order": "desc"}}],
+            "sort": [{TIME_FIELD[kind]: {"order": "desc"}}, {"doc_id": {"order": "asc"}}],  # ties: bed, strap
         }
         return self._hits(kind, body)

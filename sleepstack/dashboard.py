@@ -30,6 +30,7 @@ from typing import Any, Final
 from core.errors import ConfigError
 from core.stage_classifier import model_card
 from local.supervisor import read_json
+from serving.live_queries import LiveQueries
 from serving.sql_engine import SqlEngine
 from sleepstack import wiring
 from sleepstack.settings import Settings
@@ -140,8 +141,8 @@ class _FreshSql:
             return self._engine
 
 
-def build_app(settings: Settings, *, secure_cookie: bool = False) -> Any:
-    """The dashboard's ASGI app over the settings' live store and lake."""
+def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQueries | None = None) -> Any:
+    """The dashboard's ASGI app over the settings' live store (or ``live``) and lake."""
     from serving.web.api import ApiContext
     from serving.web.app import create_app
 
@@ -150,7 +151,7 @@ def build_app(settings: Settings, *, secure_cookie: bool = False) -> Any:
         sql: Callable[[], SqlEngine] = lambda: engine  # noqa: E731 - Athena reads the live catalog
     else:
         sql = _FreshSql(settings)
-    ctx = ApiContext(wiring.live_queries(settings), sql, settings.tz, model_card())
+    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_card())
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 
 

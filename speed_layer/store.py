@@ -160,8 +160,17 @@ class OpenSearchLiveStore(LiveStore):
         return int(self.client.count(index=index_pattern(self.prefix, kind))["count"])
 
     def distinct_record_ids(self) -> int:
-        resp = self.client.search(
-            index=f"{self.prefix}-*",
-            body={"size": 0, "aggs": {"n": {"cardinality": {"field": "record_id", "precision_threshold": 40000}}}},
-        )
-        return int(resp["aggregations"]["n"]["value"])
+        """Exact: the record ids are paged through a composite aggregation (a ``cardinality``
+        aggregation is HyperLogLog, approximate even under its precision threshold: a real
+        node counted 27,900 of 27,903 ids)."""
+        seen, after = 0, None
+        while True:
+            terms: dict[str, Any] = {"size": 10_000, "sources": [{"id": {"terms": {"field": "record_id"}}}]}
+            if after is not None:
+                terms["after"] = after
+            resp = self.client.search(index=f"{self.prefix}-*", body={"size": 0, "aggs": {"ids": {"composite": terms}}})
+            agg = resp["aggregations"]["ids"]
+            seen += len(agg["buckets"])
+            after = agg.get("after_key")
+            if not agg["buckets"] or after is None:
+                return seen

@@ -110,7 +110,7 @@ def test_queries_sent_for_live_views() -> None:
     assert latest.json() == {
         "size": 3,
         "query": {"term": {"subject_id": "s1"}},
-        "sort": [{"epoch_start_ms": {"order": "desc"}}],
+        "sort": [{"epoch_start_ms": {"order": "desc"}}, {"doc_id": {"order": "asc"}}],
     }
     assert alerts.url == "/sleepstack-alerts-*/_search"
     assert alerts.json()["query"]["bool"]["filter"] == [{"term": {"subject_id": "s1"}}, {"term": {"status": "open"}}]
@@ -295,3 +295,16 @@ def test_dashboards_import_request() -> None:
 
     with pytest.raises(SetupError, match="conflict"):
         import_dashboards("http://osd:5601", http_post=refuse)
+
+
+def test_distinct_record_ids_are_counted_exactly_page_by_page() -> None:
+    pages = [
+        {"aggregations": {"ids": {"buckets": [{"key": {"id": "a"}}, {"key": {"id": "b"}}], "after_key": {"id": "b"}}}},
+        {"aggregations": {"ids": {"buckets": [{"key": {"id": "c"}}], "after_key": {"id": "c"}}}},
+        {"aggregations": {"ids": {"buckets": []}}},
+    ]
+    cluster = FakeCluster(lambda req: (200, pages.pop(0)))
+    assert OpenSearchLiveStore(cluster.client()).distinct_record_ids() == 3
+    first, second, _ = (r.json()["aggs"]["ids"]["composite"] for r in cluster.sent)
+    assert first["sources"] == [{"id": {"terms": {"field": "record_id"}}}] and "after" not in first
+    assert second["after"] == {"id": "b"}

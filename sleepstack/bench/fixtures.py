@@ -12,6 +12,7 @@ from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, night_records, simulate_
 from local.kinesis import LocalStack
 from sleepstack import wiring
 from sleepstack.settings import Settings
+from speed_layer.store import LiveStore
 
 __all__ = [
     "bench_settings",
@@ -58,15 +59,15 @@ def private_stream(home: Path) -> Iterator[tuple[Settings, Any, str]]:
         stack.down()
 
 
-def index_records(settings: Settings, recs: list[Record], *, batch: int = 500) -> None:
-    """Index ``recs`` into the settings' live store through the real speed-layer handler,
-    in Kinesis events of ``batch`` records (as the event-source mapping would)."""
+def index_records(settings: Settings, recs: list[Record], *, batch: int = 500, store: LiveStore | None = None) -> None:
+    """Index ``recs`` into the settings' live store (or ``store``) through the real
+    speed-layer handler, in Kinesis events of ``batch`` records (as the event-source mapping would)."""
     from datetime import UTC, datetime
 
     from core.contract import to_wire
     from local.event_source_mapping import LambdaContext, kinesis_event
 
-    handler = wiring.speed_layer_handler(settings)
+    handler = wiring.speed_layer_handler(settings, store=store)
     now = datetime.now(tz=UTC)
     for start in range(0, len(recs), batch):
         rows = [
