@@ -1,4 +1,4 @@
-"""``sleepstack bench ingest|speed|batch|dashboard``: benchmarks that print figures."""
+"""``sleepstack bench ingest|speed|batch|dashboard|opensearch``: benchmarks that print figures."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         figures = bench_batch(
             counts, query_subjects=args.query_subjects, query_days=args.query_days, rounds=args.rounds
         )
+    elif args.which == "opensearch":
+        from sleepstack.bench.opensearch import bench_opensearch
+
+        figures = bench_opensearch(settings, rounds=args.rounds)
     elif args.which == "dashboard":
         from sleepstack.bench.dashboard import bench_dashboard
 
@@ -39,7 +43,7 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("bench", help="benchmarks (print figures)")
-    s.add_argument("which", choices=["ingest", "speed", "batch", "dashboard"])
+    s.add_argument("which", choices=["ingest", "speed", "batch", "dashboard", "opensearch"])
     s.add_argument("--requests", type=int, default=50, help="dashboard: timed requests per API route")
     s.add_argument("--nights", default="10,100,1000", help="batch: subject-night counts to stage")
     s.add_argument("--query-subjects", type=int, default=100, help="batch: subjects in the query year")
