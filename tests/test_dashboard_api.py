@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 from collections.abc import Iterator
@@ -284,3 +285,58 @@ def test_a_new_night_staged_while_serving_shows_without_a_restart(tmp_path: Path
         assert c.get("/api/nights").json() == {"nights": []}
         stage_records(settings.lake, [r for r in night_records() if r.subject_id == "s003"])
         assert [n["subject_id"] for n in c.get("/api/nights").json()["nights"]] == ["s003"]
+
+
+def test_served_over_tls_with_a_secure_cookie(home: tuple[Settings, str], tmp_path: Path) -> None:
+    """With a certificate and key the dashboard speaks HTTPS only, and its cookie is Secure."""
+    import datetime
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from sleepstack.dashboard import serving
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(tz=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    settings, _ = home
+    context = ssl.create_default_context(cafile=str(cert_path))
+    context.check_hostname = False
+    with serving(settings, Listen(port=0, tls_cert=cert_path, tls_key=key_path)) as address:
+        assert address.startswith("https://127.0.0.1:")
+        bearer = {"Authorization": f"Bearer {token(settings)}"}
+        req = urllib.request.Request(f"{address}/api/subjects", headers=bearer)  # noqa: S310 - https, loopback
+        with urllib.request.urlopen(req, context=context, timeout=10) as resp:  # noqa: S310 - our loopback server
+            assert len(json.loads(resp.read())["subjects"]) == len(SUBJECTS)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(f"{address}/?token={token(settings)}", timeout=10)
+        assert redirect.value.code == 303 and "; Secure" in redirect.value.headers["set-cookie"]
+        plain = address.replace("https://", "http://")
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"{plain}/api/subjects", timeout=5)  # noqa: S310 - no plain HTTP
