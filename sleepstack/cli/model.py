@@ -18,7 +18,7 @@ DEFAULT_SLEEP_ACCEL = Path("..") / "shared" / "data" / "sleep-accel"
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    if args.what == "sleep-accel":
+    if args.what in ("sleep-accel", "slpdb"):
         return _evaluate_staging(args)
     from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
     from core.vitals_accuracy import bed_vitals_accuracy
@@ -32,16 +32,18 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _evaluate_staging(args: argparse.Namespace) -> int:
     from core.stage_classifier import load_model
-    from sleepstack.evaluation.staging import cross_validate, evaluate
+    from sleepstack.evaluation import staging
 
     if not args.dir:
-        raise UsageError("evaluate sleep-accel", "needs the dataset directory (heart_rate/ and labels/)")
+        layout = "heart_rate/ and labels/" if args.what == "sleep-accel" else "meta.csv, rr/ and stages/"
+        raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
     root = Path(args.dir)
+    slpdb = args.what == "slpdb"
     if args.cv is not None:
-        figures = cross_validate(root, folds=args.cv)
+        figures = (staging.cross_validate_slpdb if slpdb else staging.cross_validate)(root, folds=args.cv)
     else:
         model = _model(args.model) if args.model else load_model()
-        figures = evaluate(root, model)
+        figures = (staging.evaluate_slpdb if slpdb else staging.evaluate)(root, model)
     if args.json:
         print(json.dumps(figures))
     else:
@@ -77,12 +79,19 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
-    s.add_argument("what", choices=["vitals", "sleep-accel"], help="bed vitals vs simulator truth, or staging vs PSG")
-    s.add_argument("dir", nargs="?", help="sleep-accel: dataset directory (heart_rate/, labels/)")
+    s.add_argument(
+        "what",
+        choices=["vitals", "sleep-accel", "slpdb"],
+        help="bed vitals vs simulator truth, or staging vs PSG (sleep-accel; slpdb-rr, from heart rate)",
+    )
+    s.add_argument("dir", nargs="?", help="sleep-accel / slpdb: dataset directory")
     s.add_argument(
         "--cv", type=int, help="sleep-accel: leave-subjects-out CV with this many folds (0: one per subject)"
     )
-    s.add_argument("--model", help="sleep-accel: a model JSON file (default: the committed model)")
+    s.add_argument("--model", help="sleep-accel / slpdb: a model JSON file (default: the committed model)")
+    s.add_argument(
+        "--source", choices=["hr"], default="hr", help="slpdb: score from heart rate (RR-interval staging: not yet)"
+    )
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--json", action="store_true")

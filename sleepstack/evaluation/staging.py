@@ -1,4 +1,8 @@
-"""Train and evaluate the staging model on a sleep-accel directory (PSG-labelled nights).
+"""Train and evaluate the staging model on PSG-labelled nights: sleep-accel, and slpdb-rr.
+
+The slpdb-rr records (:mod:`sleepstack.datasets.slpdb`, men with sleep apnoea) are scored
+from heart rate (the NN beats of each epoch) by the same model, or cross-validated grouped
+by subject (``evaluate_slpdb``, ``cross_validate_slpdb``).
 
 ``train`` fits :func:`core.stage_classifier.fit_stage_model` on every night of the corpus.
 ``evaluate`` stages each night with a model through :func:`core.night_staging.stage_hr` (the
@@ -16,8 +20,10 @@ rebuilds the committed artefact byte for byte (for the same numpy/BLAS build).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,8 +35,19 @@ from core.hr_features import hr_epoch_features
 from core.night_staging import stage_hr
 from core.stage_classifier import DEFAULT_MODEL, StageModel, fit_stage_model
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
+from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
+from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
 
-__all__ = ["cross_validate", "evaluate", "load_corpus", "train", "training_set"]
+__all__ = [
+    "cross_validate",
+    "cross_validate_slpdb",
+    "evaluate",
+    "evaluate_slpdb",
+    "load_corpus",
+    "load_slpdb",
+    "train",
+    "training_set",
+]
 
 _PER_SUBJECT_KEYS = ("kappa_4", "kappa_3", "kappa_2", "accuracy_4", "tst_truth_min", "tst_pred_min", "tst_error_min")
 
@@ -53,7 +70,14 @@ def train(root: Path, *, name: str = DEFAULT_MODEL, seed: int = 0, max_iter: int
         return fit_stage_model(training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
 
 
-def _figures(nights: list[AccelNight], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
+class _Night(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def stages(self) -> npt.NDArray[np.int8]: ...
+
+
+def _figures(nights: Sequence[_Night], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
     truth_all, pred_all, per_subject = [], [], []
     for night, pred in zip(nights, preds, strict=True):
         scored = night.stages >= 0
@@ -102,4 +126,73 @@ def cross_validate(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int =
         "mode": f"leave-subjects-out, {k} folds",
         "subjects_seen_in_training": 0,
         **_figures(nights, preds),
+    }
+
+
+@dataclass(frozen=True)
+class _SubjectNight:
+    """A subject's scored epochs, its records' in order (what :func:`_figures` pools per subject)."""
+
+    subject: str
+    stages: npt.NDArray[np.int8]
+
+
+def _per_subject(
+    records: list[SlpdbRecord], preds: list[npt.NDArray[np.int8]]
+) -> tuple[list[_SubjectNight], list[npt.NDArray[np.int8]]]:
+    subjects = sorted({r.subject for r in records})
+    nights, merged = [], []
+    for s in subjects:
+        mine = [(r, p) for r, p in zip(records, preds, strict=True) if r.subject == s]
+        nights.append(_SubjectNight(s, np.concatenate([r.stages for r, _ in mine])))
+        merged.append(np.concatenate([p for _, p in mine]))
+    return nights, merged
+
+
+def load_slpdb(root: Path) -> list[SlpdbRecord]:
+    records = list_records(root)
+    if not records:
+        raise DatasetError(str(root), "no meta.csv records with rr/<record>.csv and stages/<record>.csv")
+    return [read_record(root, rec, subject) for rec, subject in records]
+
+
+def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
+    """Figures of ``model`` on the slpdb-rr records under ``root``, from heart rate (NN beats per epoch)."""
+    records = load_slpdb(root)
+    seen = set(model.training.get("subjects", [])) & {r.subject for r in records}
+    nights, preds = _per_subject(records, [stage_hr(slpdb_epoch_hr(r), model) for r in records])
+    return {
+        "model": model.name,
+        "source": "hr",
+        "mode": "fixed model",
+        "subjects_seen_in_training": len(seen),
+        **_figures(nights, preds),
+    }
+
+
+def cross_validate_slpdb(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int = 300) -> dict[str, Any]:
+    """Subjects split into ``folds`` groups (0: one per subject; records of a subject stay together);
+    an HR-only model is trained on the other groups' records and stages the held-out ones."""
+    records = load_slpdb(root)
+    subjects = sorted({r.subject for r in records})
+    k = len(subjects) if folds <= 0 else min(folds, len(subjects))
+    if k < 2:
+        raise DatasetError(str(root), "cross-validation needs at least two subjects")
+    group = {s: i % k for i, s in enumerate(subjects)}
+    data = [(hr_epoch_features(slpdb_epoch_hr(r)), r.stages) for r in records]
+    preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(records)
+    with threadpool_limits(limits=1):
+        for g in range(k):
+            train_on = [d for d, r in zip(data, records, strict=True) if group[r.subject] != g]
+            model = fit_stage_model(train_on, seed=seed, max_iter=max_iter)
+            for i, r in enumerate(records):
+                if group[r.subject] == g:
+                    preds[i] = model.predict(data[i][0])
+    nights, merged = _per_subject(records, preds)
+    return {
+        "model": "hr-mlp (trained per fold on slpdb heart rate)",
+        "source": "hr",
+        "mode": f"leave-subjects-out, {k} folds, grouped by subject",
+        "subjects_seen_in_training": 0,
+        **_figures(nights, merged),
     }
