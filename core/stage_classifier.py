@@ -30,10 +30,24 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from core.hr_features import FEATURE_NAMES
+from core.hrv_features import RR_FEATURE_NAMES
 
-__all__ = ["DEFAULT_MODEL", "StageModel", "fit_stage_model", "load_model", "model_card", "model_resource"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "FEATURE_SETS",
+    "RR_MODEL",
+    "StageModel",
+    "fit_stage_model",
+    "load_model",
+    "model_card",
+    "model_resource",
+]
 
 DEFAULT_MODEL: Final = "hr-mlp-v1"
+#: The model for nights with beat-to-beat intervals (strap RR): heart rate and HRV features.
+RR_MODEL: Final = "rr-mlp-v1"
+#: Input sets a model may be trained on: heart rate alone, or heart rate and HRV.
+FEATURE_SETS: Final = {"hr": FEATURE_NAMES, "rr": (*FEATURE_NAMES, *RR_FEATURE_NAMES)}
 _N_CLASSES: Final = 4
 _FORMAT: Final = "sleepstack.stage-model/1"
 
@@ -93,7 +107,7 @@ class StageModel:
         if doc.get("format") != _FORMAT:
             raise ValueError(f"not a sleepstack stage model (format {doc.get('format')!r}, expected {_FORMAT!r})")
         names = tuple(doc["feature_names"])
-        if names != FEATURE_NAMES:
+        if names not in FEATURE_SETS.values():
             raise ValueError(f"model {doc['name']!r} expects other features than this code computes")
         arrays = {k: np.asarray(v, dtype=float) for k, v in doc["arrays"].items()}
         return cls(name=doc["name"], feature_names=names, training=doc["training"], **arrays)
@@ -136,10 +150,15 @@ def fit_stage_model(
     max_iter: int = 300,
     seed: int = 0,
     training: dict[str, Any] | None = None,
+    feature_names: tuple[str, ...] = FEATURE_NAMES,
 ) -> StageModel:
-    """Train on ``nights`` of (features (n, F), stages (n,)); stages < 0 (unscored) are skipped."""
+    """Train on ``nights`` of (features (n, F), stages (n,)); stages < 0 (unscored) are skipped.
+
+    ``feature_names`` names the F columns (one of :data:`FEATURE_SETS`)."""
     x = np.vstack([np.asarray(f, dtype=float) for f, _ in nights])
     y = np.concatenate([np.asarray(s, dtype=int) for _, s in nights])
+    if x.shape[1] != len(feature_names):
+        raise ValueError(f"{x.shape[1]} feature columns, but {len(feature_names)} feature names")
     keep = y >= 0
     x, y = x[keep], y[keep]
     if len(y) == 0:
@@ -190,4 +209,4 @@ def fit_stage_model(
         "class_counts": np.bincount(y, minlength=_N_CLASSES).tolist(),
         **(training or {}),
     }
-    return StageModel(name, FEATURE_NAMES, mean, scale, w1, b1, w2, b2, log_shift, meta)
+    return StageModel(name, feature_names, mean, scale, w1, b1, w2, b2, log_shift, meta)

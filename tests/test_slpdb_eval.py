@@ -89,3 +89,30 @@ def test_the_committed_model_on_slpdb_from_heart_rate(capsys: pytest.CaptureFixt
     for key in ("kappa_4", "kappa_3", "kappa_2", "accuracy_4", "accuracy_3", "accuracy_2", "tst_abs_error_min_median"):
         assert key in fig
     assert 0.05 < fig["kappa_4"] < 0.3  # near chance on this population (README); a regression shows here
+
+
+@needs_data
+@pytest.mark.slow
+def test_train_rebuilds_the_committed_rr_model() -> None:
+    """As for hr-mlp-v1: byte for byte on one machine, the same decisions on (nearly) every epoch elsewhere."""
+    from core.stage_classifier import RR_MODEL, StageModel, model_resource
+    from sleepstack.evaluation.staging import load_slpdb, slpdb_features, train_slpdb
+
+    first, second = train_slpdb(SLPDB), train_slpdb(SLPDB)
+    assert first.to_json() == second.to_json()
+    committed = StageModel.from_json(model_resource(RR_MODEL).read_text())
+    assert (
+        first.feature_names == committed.feature_names and first.training["subjects"] == committed.training["subjects"]
+    )
+    x = np.concatenate([slpdb_features(r, "rr") for r in load_slpdb(SLPDB)])
+    assert np.mean(first.predict(x) == committed.predict(x)) >= 0.99
+
+
+@needs_data
+def test_the_rr_model_reads_hrv_and_says_it_saw_these_subjects(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "slpdb", str(SLPDB), "--source", "rr", "--json"]) == 0
+    fig = json.loads(capsys.readouterr().out)
+    assert fig["model"] == "rr-mlp-v1" and fig["source"] == "rr"
+    assert fig["subjects_seen_in_training"] == 11  # in-sample: not an accuracy figure (README: --cv 0)
+    assert main(["evaluate", "sleep-accel", str(SLPDB), "--source", "rr"]) == 2
+    assert "beat-to-beat" in capsys.readouterr().err

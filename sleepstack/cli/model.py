@@ -15,6 +15,7 @@ __all__ = ["register"]
 
 #: ``train --data`` default: the shared data folder beside a checkout (run from its root).
 DEFAULT_SLEEP_ACCEL = Path("..") / "shared" / "data" / "sleep-accel"
+DEFAULT_SLPDB = Path("..") / "shared" / "data" / "slpdb-rr"
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -31,7 +32,7 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _evaluate_staging(args: argparse.Namespace) -> int:
-    from core.stage_classifier import load_model
+    from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, load_model
     from sleepstack.evaluation import staging
 
     if not args.dir:
@@ -39,10 +40,15 @@ def _evaluate_staging(args: argparse.Namespace) -> int:
         raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
     root = Path(args.dir)
     slpdb = args.what == "slpdb"
+    if args.source == "rr" and not slpdb:
+        raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
     if args.cv is not None:
-        figures = (staging.cross_validate_slpdb if slpdb else staging.cross_validate)(root, folds=args.cv)
+        if slpdb:
+            figures = staging.cross_validate_slpdb(root, source=args.source, folds=args.cv)
+        else:
+            figures = staging.cross_validate(root, folds=args.cv)
     else:
-        model = _model(args.model) if args.model else load_model()
+        model = _model(args.model) if args.model else load_model(RR_MODEL if args.source == "rr" else DEFAULT_MODEL)
         figures = (staging.evaluate_slpdb if slpdb else staging.evaluate)(root, model)
     if args.json:
         print(json.dumps(figures))
@@ -66,11 +72,14 @@ def _model(path: str) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from core.stage_classifier import model_resource
-    from sleepstack.evaluation.staging import train
+    from core.stage_classifier import RR_MODEL, model_resource
+    from sleepstack.evaluation.staging import train, train_slpdb
 
-    model = train(Path(args.data), seed=args.seed)
-    out = Path(args.out) if args.out else Path(str(model_resource()))
+    if args.model == RR_MODEL:
+        model = train_slpdb(Path(args.data or DEFAULT_SLPDB), seed=args.seed)
+    else:
+        model = train(Path(args.data or DEFAULT_SLEEP_ACCEL), seed=args.seed)
+    out = Path(args.out) if args.out else Path(str(model_resource(model.name)))
     out.write_text(model.to_json())
     counts = model.training["class_counts"]
     print(f"wrote {out}: {model.name}, {len(model.training['subjects'])} subjects, epochs per stage {counts}")
@@ -90,15 +99,19 @@ def register(sub: Any) -> None:
     )
     s.add_argument("--model", help="sleep-accel / slpdb: a model JSON file (default: the committed model)")
     s.add_argument(
-        "--source", choices=["hr"], default="hr", help="slpdb: score from heart rate (RR-interval staging: not yet)"
+        "--source",
+        choices=["hr", "rr"],
+        default="hr",
+        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v1 model)",
     )
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("train", help="train the staging model on a sleep-accel directory")
-    s.add_argument("--data", default=str(DEFAULT_SLEEP_ACCEL), help="dataset directory (heart_rate/, labels/)")
-    s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/hr-mlp-v1.json)")
+    s = sub.add_parser("train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v1 on slpdb-rr")
+    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v1"], default="hr-mlp-v1")
+    s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
+    s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/<model>.json)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_train)

@@ -32,8 +32,9 @@ from threadpoolctl import threadpool_limits
 from core.agreement import confusion, staging_agreement
 from core.errors import DatasetError
 from core.hr_features import hr_epoch_features
+from core.hrv_features import rr_epoch_features
 from core.night_staging import stage_hr
-from core.stage_classifier import DEFAULT_MODEL, StageModel, fit_stage_model
+from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageModel, fit_stage_model
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
 from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
@@ -45,7 +46,9 @@ __all__ = [
     "evaluate_slpdb",
     "load_corpus",
     "load_slpdb",
+    "slpdb_features",
     "train",
+    "train_slpdb",
     "training_set",
 ]
 
@@ -149,6 +152,29 @@ def _per_subject(
     return nights, merged
 
 
+def slpdb_features(rec: SlpdbRecord, source: str) -> npt.NDArray[np.float64]:
+    """A record's model inputs: heart-rate features, and with ``source="rr"`` the HRV features of
+    all its beats (ectopic and artefact beats removed by cleaning, as from a strap)."""
+    hr = hr_epoch_features(slpdb_epoch_hr(rec))
+    if source == "hr":
+        return hr
+    return np.hstack([hr, rr_epoch_features(rec.beat_t_s, rec.rr_ms, rec.epoch_t_s)])
+
+
+def train_slpdb(root: Path, *, name: str = RR_MODEL, seed: int = 0, max_iter: int = 300) -> StageModel:
+    """The RR model: heart rate and HRV features, trained on every slpdb-rr record under ``root``."""
+    records = load_slpdb(root)
+    meta = {
+        "dataset": "slpdb-rr (MIT-BIH Polysomnographic Database, Ichimaru & Moody 1999)",
+        "subjects": sorted({r.subject for r in records}),
+    }
+    data = [(slpdb_features(r, "rr"), r.stages) for r in records]
+    with threadpool_limits(limits=1):
+        return fit_stage_model(
+            data, name=name, seed=seed, max_iter=max_iter, training=meta, feature_names=FEATURE_SETS["rr"]
+        )
+
+
 def load_slpdb(root: Path) -> list[SlpdbRecord]:
     records = list_records(root)
     if not records:
@@ -156,42 +182,50 @@ def load_slpdb(root: Path) -> list[SlpdbRecord]:
     return [read_record(root, rec, subject) for rec, subject in records]
 
 
+def _source(model: StageModel) -> str:
+    return next(k for k, names in FEATURE_SETS.items() if names == model.feature_names)
+
+
 def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
-    """Figures of ``model`` on the slpdb-rr records under ``root``, from heart rate (NN beats per epoch)."""
+    """Figures of ``model`` on the slpdb-rr records under ``root``, from the inputs it was trained on."""
     records = load_slpdb(root)
     seen = set(model.training.get("subjects", [])) & {r.subject for r in records}
-    nights, preds = _per_subject(records, [stage_hr(slpdb_epoch_hr(r), model) for r in records])
+    source = _source(model)
+    nights, preds = _per_subject(records, [model.predict(slpdb_features(r, source)) for r in records])
     return {
         "model": model.name,
-        "source": "hr",
+        "source": source,
         "mode": "fixed model",
         "subjects_seen_in_training": len(seen),
         **_figures(nights, preds),
     }
 
 
-def cross_validate_slpdb(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int = 300) -> dict[str, Any]:
+def cross_validate_slpdb(
+    root: Path, *, source: str = "hr", folds: int = 0, seed: int = 0, max_iter: int = 300
+) -> dict[str, Any]:
     """Subjects split into ``folds`` groups (0: one per subject; records of a subject stay together);
-    an HR-only model is trained on the other groups' records and stages the held-out ones."""
+    a model on ``source``'s inputs (``hr`` or ``rr``) is trained on the other groups' records and
+    stages the held-out ones."""
     records = load_slpdb(root)
     subjects = sorted({r.subject for r in records})
     k = len(subjects) if folds <= 0 else min(folds, len(subjects))
     if k < 2:
         raise DatasetError(str(root), "cross-validation needs at least two subjects")
     group = {s: i % k for i, s in enumerate(subjects)}
-    data = [(hr_epoch_features(slpdb_epoch_hr(r)), r.stages) for r in records]
+    data = [(slpdb_features(r, source), r.stages) for r in records]
     preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(records)
     with threadpool_limits(limits=1):
         for g in range(k):
             train_on = [d for d, r in zip(data, records, strict=True) if group[r.subject] != g]
-            model = fit_stage_model(train_on, seed=seed, max_iter=max_iter)
+            model = fit_stage_model(train_on, seed=seed, max_iter=max_iter, feature_names=FEATURE_SETS[source])
             for i, r in enumerate(records):
                 if group[r.subject] == g:
                     preds[i] = model.predict(data[i][0])
     nights, merged = _per_subject(records, preds)
     return {
-        "model": "hr-mlp (trained per fold on slpdb heart rate)",
-        "source": "hr",
+        "model": f"{source}-mlp (trained per fold on the other slpdb subjects)",
+        "source": source,
         "mode": f"leave-subjects-out, {k} folds, grouped by subject",
         "subjects_seen_in_training": 0,
         **_figures(nights, merged),
