@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SleepStage", "to_sleep_wake", "to_three_class"]
+__all__ = ["RK_STAGES", "SleepStage", "to_sleep_wake", "to_three_class"]
 
 
 class SleepStage(IntEnum):
@@ -21,6 +22,19 @@ class SleepStage(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+#: Rechtschaffen & Kales codes as the PSG corpora write them (0 W, 1-4 NREM, 5 REM, -1
+#: movement time or unscored) -> SleepStage: S1+S2 light, S3+S4 deep; -1 stays unscored.
+RK_STAGES: Final[dict[int, int]] = {
+    0: SleepStage.WAKE,
+    1: SleepStage.LIGHT,
+    2: SleepStage.LIGHT,
+    3: SleepStage.DEEP,
+    4: SleepStage.DEEP,
+    5: SleepStage.REM,
+    -1: -1,
+}
 
 
 def to_three_class(stages: npt.ArrayLike) -> npt.NDArray[np.int8]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -23,19 +22,9 @@ import pandas as pd
 
 from core.epochs import EPOCH_S
 from core.errors import DatasetError
-from core.sleep_stages import SleepStage
+from core.sleep_stages import RK_STAGES
 
 __all__ = ["AccelNight", "epoch_mean_hr", "list_subjects", "read_night"]
-
-_STAGE_MAP: Final = {
-    0: SleepStage.WAKE,
-    1: SleepStage.LIGHT,
-    2: SleepStage.LIGHT,
-    3: SleepStage.DEEP,
-    4: SleepStage.DEEP,
-    5: SleepStage.REM,
-    -1: -1,
-}
 
 
 @dataclass(frozen=True)
@@ -69,7 +58,7 @@ def list_subjects(root: Path) -> list[str]:
 def read_night(root: Path, subject: str) -> AccelNight:
     """The labelled night of ``subject`` under ``root`` (see module docstring)."""
     lab = _read_table(root / "labels" / f"{subject}_labeled_sleep.txt", ["t", "stage"])
-    bad = sorted(set(lab["stage"].astype(int)) - set(_STAGE_MAP))
+    bad = sorted(set(lab["stage"].astype(int)) - set(RK_STAGES))
     if bad:
         raise DatasetError(f"labels/{subject}_labeled_sleep.txt", f"unknown stage codes {bad}")
     lab = lab.sort_values(by="t").drop_duplicates("t")
@@ -77,7 +66,7 @@ def read_night(root: Path, subject: str) -> AccelNight:
     hr = hr.groupby("t")["bpm"].mean().reset_index()  # groupby sorts by t
     t0, t1 = float(lab["t"].iloc[0]), float(lab["t"].iloc[-1]) + EPOCH_S
     hr = hr[(hr["t"] >= t0) & (hr["t"] < t1) & (hr["bpm"] > 0)]
-    stages = np.array([_STAGE_MAP[int(s)] for s in lab["stage"]], dtype=np.int8)
+    stages = np.array([RK_STAGES[int(s)] for s in lab["stage"]], dtype=np.int8)
     return AccelNight(
         subject,
         hr["t"].to_numpy(float),

@@ -18,26 +18,15 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
 from core.epochs import EPOCH_S
 from core.errors import DatasetError
-from core.sleep_stages import SleepStage
+from core.sleep_stages import RK_STAGES
 
 __all__ = ["SlpdbRecord", "epoch_mean_hr", "list_records", "read_record"]
-
-_STAGE_MAP: Final[dict[int, int]] = {
-    0: SleepStage.WAKE,
-    1: SleepStage.LIGHT,
-    2: SleepStage.LIGHT,
-    3: SleepStage.DEEP,
-    4: SleepStage.DEEP,
-    5: SleepStage.REM,
-    -1: -1,
-}
 
 
 @dataclass(frozen=True)
@@ -97,7 +86,7 @@ def read_record(root: Path, record: str, subject: str) -> SlpdbRecord:
     order = np.argsort(t, kind="stable")
     scored = _rows(st_path, ("t_s", "stage", "events"))
     codes = _floats(scored, "stage", st_path).astype(int)
-    bad = sorted(set(codes.tolist()) - set(_STAGE_MAP))
+    bad = sorted(set(codes.tolist()) - set(RK_STAGES))
     if bad:
         raise DatasetError(str(st_path), f"unknown stage codes {bad}")
     return SlpdbRecord(
@@ -107,7 +96,7 @@ def read_record(root: Path, record: str, subject: str) -> SlpdbRecord:
         rr[order],
         normal[order],
         _floats(scored, "t_s", st_path),
-        np.array([_STAGE_MAP[c] for c in codes], dtype=np.int8),
+        np.array([RK_STAGES[c] for c in codes], dtype=np.int8),
         tuple(r["events"] for r in scored),
     )
 
