@@ -116,3 +116,9 @@ def test_the_rr_model_reads_hrv_and_says_it_saw_these_subjects(capsys: pytest.Ca
     assert fig["subjects_seen_in_training"] == 11  # in-sample: not an accuracy figure (README: --cv 0)
     assert main(["evaluate", "sleep-accel", str(SLPDB), "--source", "rr"]) == 2
     assert "beat-to-beat" in capsys.readouterr().err
+
+
+def test_pooling_sleep_accel_is_for_heart_rate_only(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["evaluate", "slpdb", str(corpus), "--source", "rr", "--cv", "0", "--also-train-on", str(corpus)]
+    assert main(argv) == 2
+    assert "heart rate only" in capsys.readouterr().err

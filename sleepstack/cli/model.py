@@ -44,7 +44,8 @@ def _evaluate_staging(args: argparse.Namespace) -> int:
         raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
     if args.cv is not None:
         if slpdb:
-            figures = staging.cross_validate_slpdb(root, source=args.source, folds=args.cv)
+            pooled = Path(args.also_train_on) if args.also_train_on else None
+            figures = staging.cross_validate_slpdb(root, source=args.source, folds=args.cv, also_train_on=pooled)
         else:
             figures = staging.cross_validate(root, folds=args.cv)
     else:
@@ -103,6 +104,9 @@ def register(sub: Any) -> None:
         choices=["hr", "rr"],
         default="hr",
         help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v1 model)",
+    )
+    s.add_argument(
+        "--also-train-on", help="slpdb --cv: a sleep-accel directory whose nights join every fold's training"
     )
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)

@@ -202,11 +202,18 @@ def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
 
 
 def cross_validate_slpdb(
-    root: Path, *, source: str = "hr", folds: int = 0, seed: int = 0, max_iter: int = 300
+    root: Path,
+    *,
+    source: str = "hr",
+    folds: int = 0,
+    seed: int = 0,
+    max_iter: int = 300,
+    also_train_on: Path | None = None,
 ) -> dict[str, Any]:
     """Subjects split into ``folds`` groups (0: one per subject; records of a subject stay together);
     a model on ``source``'s inputs (``hr`` or ``rr``) is trained on the other groups' records and
-    stages the held-out ones."""
+    stages the held-out ones. ``also_train_on``: a sleep-accel directory whose nights join every
+    fold's training set (pooled corpora; heart rate only, as that corpus has no RR)."""
     records = load_slpdb(root)
     subjects = sorted({r.subject for r in records})
     k = len(subjects) if folds <= 0 else min(folds, len(subjects))
@@ -214,17 +221,23 @@ def cross_validate_slpdb(
         raise DatasetError(str(root), "cross-validation needs at least two subjects")
     group = {s: i % k for i, s in enumerate(subjects)}
     data = [(slpdb_features(r, source), r.stages) for r in records]
+    extra = []
+    if also_train_on is not None:
+        if source != "hr":
+            raise DatasetError(str(also_train_on), "sleep-accel has heart rate only: pool it with --source hr")
+        extra = training_set(load_corpus(also_train_on))
     preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(records)
     with threadpool_limits(limits=1):
         for g in range(k):
-            train_on = [d for d, r in zip(data, records, strict=True) if group[r.subject] != g]
+            train_on = [d for d, r in zip(data, records, strict=True) if group[r.subject] != g] + extra
             model = fit_stage_model(train_on, seed=seed, max_iter=max_iter, feature_names=FEATURE_SETS[source])
             for i, r in enumerate(records):
                 if group[r.subject] == g:
                     preds[i] = model.predict(data[i][0])
     nights, merged = _per_subject(records, preds)
     return {
-        "model": f"{source}-mlp (trained per fold on the other slpdb subjects)",
+        "model": f"{source}-mlp (trained per fold on the other slpdb subjects"
+        + (f" and {len(extra)} sleep-accel nights)" if extra else ")"),
         "source": source,
         "mode": f"leave-subjects-out, {k} folds, grouped by subject",
         "subjects_seen_in_training": 0,
