@@ -46,6 +46,7 @@ __all__ = [
     "OPENSEARCH_VERSION",
     "NodeError",
     "OpenSearchNode",
+    "cluster_health",
     "default_dist",
     "free_port",
     "install_dist",
@@ -109,6 +110,16 @@ def install_dist(dist: Path, *, m2: Path | None = None) -> Path:
         script.chmod(0o755)
     (dist / ".installed").write_text(DIST_SHA256 + "\n")
     return dist
+
+
+def cluster_health(url: str) -> dict[str, Any] | None:
+    """``GET <url>/_cluster/health``, or None while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2) as resp:  # noqa: S310 - our loopback node
+            out: dict[str, Any] = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return out
 
 
 def free_port() -> int:
@@ -246,12 +257,7 @@ class OpenSearchNode:
 
     def health(self) -> dict[str, Any] | None:
         """``_cluster/health``, or None while the node does not answer."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/_cluster/health", timeout=2) as resp:  # noqa: S310 - loopback
-                out: dict[str, Any] = json.loads(resp.read())
-        except (OSError, ValueError):
-            return None
-        return out
+        return cluster_health(self.url)
 
     def _last_error(self) -> str:
         try:

@@ -185,14 +185,13 @@ def serve(
     *,
     on_ready: Callable[[str], None] | None = None,
     stop: Callable[[], bool] | None = None,
-    app: Any = None,
 ) -> None:
     """Serve the dashboard until SIGTERM/SIGINT or ``stop()``; ``on_ready(address)`` once listening
     (the address without the token) and again every second while it serves."""
     import uvicorn
 
     check_listen(listen)
-    app = app or build_app(settings, secure_cookie=listen.tls)
+    app = build_app(settings, secure_cookie=listen.tls)
     sock = _bind(listen)
     address = _address(listen, sock.getsockname()[1])
     config = uvicorn.Config(

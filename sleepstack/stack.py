@@ -64,7 +64,10 @@ def stack_status(settings: Settings) -> dict[str, Any]:
 
         services["dashboard"]["url"] = dashboard_url(settings)
     if "opensearch" in services and services["opensearch"].get("url"):
-        services["opensearch"]["health"] = _node_health(services["opensearch"]["url"])
+        from local.opensearch_node import cluster_health
+
+        health = cluster_health(services["opensearch"]["url"])
+        services["opensearch"]["health"] = str(health.get("status")) if health else "unreachable"
     lag = {}
     for name in CONSUMERS:
         fig = services[name].get("figures", {})
@@ -83,18 +86,6 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         "lag": lag,
         "stores": _store_counts(settings),
     }
-
-
-def _node_health(url: str) -> str:
-    """The cluster's status (green, yellow, red), or why there is none."""
-    import json
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=2) as resp:  # noqa: S310 - our loopback node
-            return str(json.loads(resp.read())["status"])
-    except (OSError, ValueError, KeyError) as exc:
-        return f"unreachable ({type(exc).__name__})"
 
 
 def _store_counts(settings: Settings) -> dict[str, Any]:

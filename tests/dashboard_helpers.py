@@ -6,8 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from core.contract import Record
-from core.epochs import night_of
-from sleepstack.bench.fixtures import bench_settings, index_records, simulated_night_records, stage_records
+from sleepstack.bench.fixtures import bench_settings, index_and_stage, simulated_night_records
 from sleepstack.settings import Settings
 
 SUBJECTS = ("s001", "s002", "s003")
@@ -28,7 +27,4 @@ def night_records(hours: float = HOURS) -> tuple[Record, ...]:
 def fill_home(home: Path, hours: float = HOURS) -> tuple[Settings, str]:
     """Index the nights through the speed-layer handler and stage them; (settings, night)."""
     settings = bench_settings(home)
-    recs = list(night_records(hours))
-    index_records(settings, recs)
-    stage_records(settings.lake, recs)
-    return settings, night_of(recs[0].event_time_ms)
+    return settings, index_and_stage(settings, list(night_records(hours)))

@@ -65,6 +65,15 @@ def page(browser: Any, home: tuple[Settings, str], address: str) -> Iterator[Any
     assert not errors, f"script errors on the page: {errors}"
 
 
+def _newest_epoch(settings: Settings, subject: str) -> tuple[Any, dict[str, Any]]:
+    """The home's embedded store (to index into) and the subject's newest epoch document."""
+    from local.live_store import LocalLiveStore
+
+    store = LocalLiveStore(settings.home / "serving" / "live.sqlite")
+    (newest,) = store.latest("vitals", subject)
+    return store, newest
+
+
 def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -92,8 +101,6 @@ def test_the_cohort_page_lists_the_subjects(page: Any) -> None:
 def test_a_subject_page_draws_hr_and_gains_a_point_after_a_new_document(
     page: Any, home: tuple[Settings, str], address: str
 ) -> None:
-    from local.live_store import LocalLiveStore
-
     settings, _ = home
     page.goto(f"{address}/subjects/s001")
     page.wait_for_function("document.body.dataset.ready === '1'")
@@ -101,8 +108,7 @@ def test_a_subject_page_draws_hr_and_gains_a_point_after_a_new_document(
     assert hr.locator("canvas").count() == 1
     before = int(hr.get_attribute("data-points"))
     assert before > 200
-    store = LocalLiveStore(settings.home / "serving" / "live.sqlite")
-    (newest,) = store.latest("vitals", "s001")
+    store, newest = _newest_epoch(settings, "s001")
     t = newest["epoch_start_ms"] + 30_000
     doc = {**newest, "doc_id": doc_id("bed", newest["device_id"], t), "epoch_start_ms": t, "hr_bpm": 71.0}
     store.index([("vitals", doc)])
@@ -117,13 +123,10 @@ def test_a_subject_page_draws_hr_and_gains_a_point_after_a_new_document(
 
 
 def test_an_alert_episode_appears(page: Any, home: tuple[Settings, str], address: str) -> None:
-    from local.live_store import LocalLiveStore
-
     settings, _ = home
     page.goto(f"{address}/alerts")
     page.wait_for_selector("#alerts tbody tr")
-    store = LocalLiveStore(settings.home / "serving" / "live.sqlite")
-    (newest,) = store.latest("vitals", "s002")
+    store, newest = _newest_epoch(settings, "s002")
     start = newest["epoch_start_ms"] + 60_000
     alert = {
         "doc_id": alert_id("bed-s002", "hr_high", start),

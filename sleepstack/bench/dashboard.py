@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sleepstack.bench.fixtures import bench_settings, index_records, simulated_night_records, stage_records
+from sleepstack.bench.fixtures import bench_settings, index_and_stage, simulated_night_records
 from sleepstack.settings import Settings
 
 __all__ = ["bench_dashboard"]
@@ -147,12 +147,8 @@ def _server(settings: Settings) -> Iterator[str]:
 
 def _fill(settings: Settings, subjects: int) -> str:
     """Index and stage a full simulated night of ``subjects``; the night's name."""
-    from core.epochs import night_of
-
     recs = []
     for k in range(subjects):
         recs += simulated_night_records(f"d{k + 1:03d}", seed=k, apnea_per_hour=6.0)
     recs.sort(key=lambda r: r.event_time_ms)
-    index_records(settings, recs)
-    stage_records(settings.lake, recs)
-    return night_of(recs[0].event_time_ms)
+    return index_and_stage(settings, recs)

@@ -16,6 +16,7 @@ from speed_layer.store import LiveStore
 
 __all__ = [
     "bench_settings",
+    "index_and_stage",
     "index_records",
     "mixed_records",
     "private_stream",
@@ -103,3 +104,13 @@ def stage_records(lake: Path, recs: list[Record], tz: str = "UTC") -> None:
             folder = lake / "curated" / table / f"night={night}"
             folder.mkdir(parents=True, exist_ok=True)
             df.drop(columns="night").to_parquet(folder / f"part-{subject}.parquet", index=False)
+
+
+def index_and_stage(settings: Settings, recs: list[Record]) -> str:
+    """Index ``recs`` through the speed layer and stage them (a home for the live views and the
+    night pages); the first record's night."""
+    from core.epochs import night_of
+
+    index_records(settings, recs)
+    stage_records(settings.lake, recs, settings.tz)
+    return night_of(recs[0].event_time_ms, settings.tz)
