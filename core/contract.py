@@ -1,4 +1,4 @@
-"""Record contract v1: the one definition of every record sleepstack moves.
+"""Record contract v2: the one definition of every record sleepstack moves.
 
 Two record types flow from devices to the stream:
 
@@ -12,7 +12,12 @@ Each dataclass field carries a :class:`FieldSpec` in its metadata. From that sin
 definition come
 
 * the wire encoding (:func:`to_wire` / :func:`from_wire`): one UTF-8 JSON object per
-  Kinesis record, keys = field names, ``rr_ms`` and ``samples`` as JSON arrays;
+  user record, keys = field names. Version 2 (written by default) carries every int16
+  list field (a bed frame's ``samples``) as ``<name>_i16le``: the values packed as
+  little-endian int16 and base64-encoded, 2.7 bytes a sample instead of ~5 as a JSON
+  array. Version 1 wrote them as JSON arrays; readers accept both, and a record decoded
+  from either is the same record (its ``schema_version`` is the current one), so both
+  land as the same lake row. Float lists (``rr_ms``) stay JSON arrays in both;
 * validation with a typed :class:`~core.errors.ContractError` naming the field;
 * the raw-lake row layout (:data:`RAW_FIELDS`, :func:`to_row`), one table for both kinds
   with the kind-specific columns nullable, as a Firehose Parquet conversion writes it;
@@ -28,6 +33,8 @@ epochs, nights and partitions use. The record id is a deterministic hash of
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import json
@@ -45,7 +52,9 @@ from core.errors import ContractError
 
 __all__ = [
     "MAX_RECORD_BYTES",
+    "PACKED_SUFFIX",
     "RAW_FIELDS",
+    "READ_VERSIONS",
     "SCHEMA_VERSION",
     "BedFrame",
     "FieldSpec",
@@ -64,7 +73,11 @@ __all__ = [
     "validate",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: Wire versions the readers accept.
+READ_VERSIONS: Final = (1, 2)
+#: Suffix of a version-2 wire key holding an int16 list as base64 little-endian bytes.
+PACKED_SUFFIX: Final = "_i16le"
 #: Kinesis caps a record (data + partition key) at 1 MiB.
 MAX_RECORD_BYTES: Final = 1_048_576
 #: A record may be stamped at most this far after it was ingested (clock skew allowance).
@@ -221,9 +234,18 @@ def _specs_of(cls: type) -> tuple[FieldSpec, ...]:
 
 
 _SPECS: Final = {kind: _specs_of(cls) for kind, cls in _TYPES.items()}
-#: Keys a wire record of each kind may have.
+
+
+def _wire_key(spec: FieldSpec, version: int) -> str:
+    """The wire key of a field in a given contract version."""
+    return spec.name + PACKED_SUFFIX if version >= 2 and spec.type is FieldType.LIST_INT16 else spec.name
+
+
+#: Keys a wire record of each kind and version may have.
 _WIRE_NAMES: Final = {
-    kind: frozenset({s.name for s in specs} | {"record_id", "kind"}) for kind, specs in _SPECS.items()
+    (kind, version): frozenset({_wire_key(s, version) for s in specs} | {"record_id", "kind"})
+    for kind, specs in _SPECS.items()
+    for version in READ_VERSIONS
 }
 
 
@@ -326,6 +348,8 @@ def _checker(spec: FieldSpec) -> Checker:
         return required(lambda v: float(_check_number(spec, v, integer=False)))
 
     def listed(v: object) -> object:
+        if t is FieldType.LIST_INT16 and isinstance(v, np.ndarray) and v.dtype == np.int16 and v.ndim == 1 and v.size:
+            return tuple(v.tolist())  # unpacked from the v2 wire: int16 by construction
         if not isinstance(v, list | tuple):
             raise ContractError(name, f"expected a list, got {type(v).__name__}")
         if t is FieldType.LIST_INT16:
@@ -365,6 +389,10 @@ def _check_record(rec: Record) -> None:
         raise ContractError("samples", f"frame spans {rec.duration_ms / 1000:.0f} s (max 600 s)")
 
 
+#: The int16 list fields of each kind (packed on the v2 wire).
+_PACKED: Final = {
+    kind: tuple(s.name for s in specs if s.type is FieldType.LIST_INT16) for kind, specs in _SPECS.items()
+}
 _CHECKERS: Final = {kind: tuple((s.name, _checker(s)) for s in specs) for kind, specs in _SPECS.items()}
 
 
@@ -382,13 +410,37 @@ def validate(rec: Record) -> Record:
 # --------------------------------------------------------------------------- wire codec
 
 
-def to_wire(rec: Record) -> bytes:
-    """Encode a record as its wire form: compact UTF-8 JSON, keys = field names."""
+def to_wire(rec: Record, *, version: int = SCHEMA_VERSION) -> bytes:
+    """Encode a record as its wire form of contract ``version``: compact UTF-8 JSON."""
+    if version not in READ_VERSIONS:
+        raise ValueError(f"no wire form for contract version {version}")
     obj: dict[str, Any] = {"record_id": rec.record_id, "kind": rec.kind}
     for spec in _SPECS[rec.kind]:
         value = getattr(rec, spec.name)
-        obj[spec.name] = list(value) if isinstance(value, tuple) else value
+        key = _wire_key(spec, version)
+        if spec.name == "schema_version":
+            value = version
+        elif key != spec.name:
+            value = base64.b64encode(np.asarray(_coerce_int16_list(spec, value), dtype="<i2").tobytes()).decode()
+        elif isinstance(value, tuple):
+            value = list(value)
+        obj[key] = value
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _unpack_int16(name: str, value: object) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """A version-2 packed int16 field: base64 of little-endian int16 values."""
+    if not isinstance(value, str):
+        raise ContractError(name, f"expected base64 text, got {type(value).__name__}")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContractError(name, "is not valid base64") from None
+    if not raw:
+        raise ContractError(name, "is empty")
+    if len(raw) % 2:
+        raise ContractError(name, f"{len(raw)} bytes is not a whole number of int16 values")
+    return np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
 
 
 def _parse_json(data: bytes, fast: Callable[[bytes], Any] | None = None) -> dict[str, Any]:
@@ -417,17 +469,33 @@ def _reject_constant(name: str) -> float:
 
 
 def from_dict(obj: dict[str, Any]) -> Record:
-    """Build and validate a record from its wire dictionary (or a raw-lake row)."""
+    """Build and validate a record from its wire dictionary (v1 or v2).
+
+    The record has the current ``schema_version`` whichever version it was read from.
+    """
+    return _from_values(obj, wire=True)
+
+
+def _from_values(obj: dict[str, Any], *, wire: bool) -> Record:
+    """A wire dictionary (``wire``: int16 lists packed from v2 on) or a lake row (lists)."""
     version = obj.get("schema_version")
-    if isinstance(version, bool) or version != SCHEMA_VERSION:
-        raise ContractError("schema_version", f"unsupported version {version!r} (this reader: 1)")
+    if isinstance(version, bool) or version not in READ_VERSIONS:
+        raise ContractError("schema_version", f"unsupported version {version!r} (this reader: 1, 2)")
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in _TYPES:
         raise ContractError("kind", f"unknown kind {kind!r} (expected one of {sorted(_TYPES)})")
-    unknown = obj.keys() - _WIRE_NAMES[kind]
+    layout = version if wire else 1
+    unknown = obj.keys() - _WIRE_NAMES[kind, layout]
     if unknown:
-        raise ContractError(sorted(unknown)[0], f"not a field of a {kind} record")
-    rec = _build(kind, obj)
+        raise ContractError(sorted(unknown)[0], f"not a field of a version-{version} {kind} record")
+    values = dict(obj)
+    values["schema_version"] = SCHEMA_VERSION
+    if layout >= 2:
+        for packed in _PACKED[kind]:
+            key = packed + PACKED_SUFFIX
+            if values.get(key) is not None:
+                values[packed] = _unpack_int16(key, values.pop(key))
+    rec = _build(kind, values)
     claimed = obj.get("record_id")
     if claimed is not None and claimed != rec.record_id:
         raise ContractError("record_id", f"{claimed!r} does not match its content ({rec.record_id})")
@@ -465,7 +533,7 @@ def from_row(row: dict[str, Any]) -> Record:
         # a dataframe holds a nullable integer column as float64 (NaN for null)
         if name in specs and specs[name].type in _INTEGER_TYPES and isinstance(v, float):
             out[name] = None if math.isnan(v) else int(v) if v.is_integer() else v
-    return from_dict(out)
+    return _from_values(out, wire=False)
 
 
 _INTEGER_TYPES: Final = (FieldType.INT16, FieldType.INT32, FieldType.INT64)

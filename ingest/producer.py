@@ -14,10 +14,11 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from core.contract import MAX_RECORD_BYTES, Record, to_wire
 from core.errors import SleepstackError
+from ingest.aggregation import PUT_UNIT_BYTES, pack
 
 __all__ = ["MAX_BYTES_PER_CALL", "MAX_RECORDS_PER_CALL", "KinesisProducer", "ProducerError", "ProducerStats", "batches"]
 
@@ -52,9 +53,16 @@ class KinesisProducer:
     rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - jitter, not crypto
     stats: ProducerStats = field(default_factory=ProducerStats)
 
-    def put(self, records: Iterable[Record]) -> int:
-        """Encode and send records; returns how many the stream accepted."""
-        return self.put_encoded((r.device_id, to_wire(r)) for r in records)
+    def put(self, records: Iterable[Record], *, max_record_bytes: int = PUT_UNIT_BYTES) -> int:
+        """Encode records, pack each device's into aggregates and send them; returns user records sent.
+
+        ``max_record_bytes`` of 0 sends every record plain (one Kinesis record each).
+        """
+        rows = [_Row(i, r.device_id, to_wire(r)) for i, r in enumerate(records)]
+        if max_record_bytes <= 0:
+            return self.put_encoded((r.partition_key, r.data) for r in rows)
+        self.put_encoded((p.partition_key, p.data) for p in pack(rows, max_record_bytes))
+        return len(rows)
 
     def put_encoded(self, entries: Iterable[tuple[str, bytes]]) -> int:
         """Send (partition key, data) pairs; returns how many the stream accepted.
@@ -104,6 +112,12 @@ class KinesisProducer:
             if attempt + 1 < self.max_attempts:
                 self.sleep(self.rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
         return accepted
+
+
+class _Row(NamedTuple):
+    id: int
+    partition_key: str
+    data: bytes
 
 
 def batches(entries: Iterable[tuple[str, bytes]]) -> Iterator[list[dict[str, Any]]]:

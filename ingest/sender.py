@@ -1,9 +1,13 @@
 """Drains the spool to Kinesis, oldest record first, deleting only what Kinesis accepted.
 
-Each :meth:`SpoolSender.step` frames pending notifications, reads one PutRecords batch
-(at most 500 records, 5 MiB) from the outbox, sends it through
+Each :meth:`SpoolSender.step` frames pending notifications, reads the oldest outbox
+records (up to what one PutRecords call can carry), packs each device's records into
+KPL-aggregated Kinesis records of at most one PUT payload unit (:mod:`ingest.aggregation`),
+holding back a device whose aggregate is not full for at most ``linger_ms`` (so a
+record waits at most about ``linger_ms`` plus one poll interval), sends them through
 :class:`ingest.producer.KinesisProducer` (which resends only the rejected entries, with
-exponential backoff and full jitter) and acknowledges the accepted ones. When the
+exponential backoff and full jitter) and acknowledges the user records of every
+aggregate Kinesis accepted. When the
 endpoint is unreachable or the call fails, nothing is deleted: the sender backs off
 (exponentially, with full jitter, capped) and the backlog drains in order once the
 endpoint returns, while the collector keeps spooling.
@@ -19,17 +23,26 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Packed, pack, put_units
 from ingest.producer import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, KinesisProducer
-from ingest.spool import Spool
+from ingest.spool import OutboxEntry, Spool
 
 __all__ = ["SenderStats", "SpoolSender"]
 
 log = logging.getLogger(__name__)
 
+#: User records read from the outbox per step: what 500 full aggregates could carry, within 5 MiB.
+_READ_RECORDS = 20_000
+_READ_BYTES = MAX_BYTES_PER_CALL * 9 // 10
+
 
 @dataclass
 class SenderStats:
+    #: user records accepted
     sent: int = 0
+    #: Kinesis records accepted (aggregates and plain records) and the PUT payload units they cost
+    kinesis_records: int = 0
+    put_units: int = 0
     calls: int = 0
     failures: int = 0
     consecutive_failures: int = 0
@@ -49,18 +62,26 @@ class SpoolSender:
     #: the collector's clock (ms since the epoch); with it, bed frames whose device has gone
     #: silent are closed and sent (:meth:`ingest.spool.Spool.frame`), else they wait
     clock: Callable[[], int] | None = None
+    #: how long a device's records may wait for its aggregate to fill (ms); 0 sends at once
+    linger_ms: int = DEFAULT_LINGER_MS
+    #: the largest aggregate (data + partition key), bytes
+    max_record_bytes: int = PUT_UNIT_BYTES
+    monotonic: Callable[[], float] = time.monotonic
+    _first_seen: dict[int, float] = field(default_factory=dict)
 
-    def step(self) -> int:
-        """Frame, send one batch and acknowledge it; returns records accepted (0: nothing due).
+    def step(self, *, flush: bool = False) -> int:
+        """Frame, send one batch and acknowledge it; returns user records accepted (0: nothing due).
 
-        Raises nothing for a failed call: it is counted, logged, and the caller should wait
-        :meth:`backoff_s` before the next step.
+        With ``flush`` nothing lingers: every pending record is sent now. Raises nothing for
+        a failed call: it is counted, logged, and the caller should wait :meth:`backoff_s`
+        before the next step.
         """
         self.spool.frame(now_ms=self.clock() if self.clock is not None else None)
-        batch = self.spool.pending(MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL)
+        batch = self._due(self.spool.pending(_READ_RECORDS, _READ_BYTES), flush)
         if not batch:
             return 0
-        entries = [{"Data": e.data, "PartitionKey": e.partition_key} for e in batch]
+        packed = self._within_one_call(pack(batch, self.max_record_bytes))
+        entries = [{"Data": p.data, "PartitionKey": p.partition_key} for p in packed]
         self.stats.calls += 1
         try:
             accepted = self.producer.put_batch(entries)
@@ -69,15 +90,48 @@ class SpoolSender:
             self.stats.consecutive_failures += 1
             log.warning("PutRecords to %s failed (%s); %d records stay spooled", self.producer.stream, exc, len(batch))
             return 0
-        ids = [e.id for e, ok in zip(batch, accepted, strict=True) if ok]
+        ok = [p for p, good in zip(packed, accepted, strict=True) if good]
+        ids = [i for p in ok for i in p.ids]
         self.spool.ack(ids)
+        for i in ids:
+            self._first_seen.pop(i, None)
         self.stats.sent += len(ids)
-        if len(ids) < len(batch):
+        self.stats.kinesis_records += len(ok)
+        self.stats.put_units += sum(put_units(len(p.data) + len(p.partition_key.encode())) for p in ok)
+        if len(ok) < len(packed):
             self.stats.failures += 1
             self.stats.consecutive_failures += 1
         else:
             self.stats.consecutive_failures = 0
         return len(ids)
+
+    def _due(self, pending: list[OutboxEntry], flush: bool) -> list[OutboxEntry]:
+        """The pending records of devices whose aggregate is full or whose oldest record has lingered enough."""
+        now = self.monotonic()
+        for e in pending:
+            self._first_seen.setdefault(e.id, now)
+        if flush or self.linger_ms <= 0:
+            return pending
+        oldest: dict[str, float] = {}
+        size: dict[str, int] = {}
+        for e in pending:
+            oldest.setdefault(e.partition_key, self._first_seen[e.id])
+            size[e.partition_key] = size.get(e.partition_key, 0) + len(e.data)
+        ready = {k for k, t in oldest.items() if size[k] >= self.max_record_bytes or (now - t) * 1000 >= self.linger_ms}
+        return [e for e in pending if e.partition_key in ready]
+
+    @staticmethod
+    def _within_one_call(packed: list[Packed]) -> list[Packed]:
+        """The first records that fit one PutRecords call; the rest (all later in their device's order) wait."""
+        out: list[Packed] = []
+        size = 0
+        for p in packed:
+            n = len(p.data) + len(p.partition_key.encode())
+            if len(out) == MAX_RECORDS_PER_CALL or (out and size + n > MAX_BYTES_PER_CALL):
+                break
+            out.append(p)
+            size += n
+        return out
 
     def backoff_s(self) -> float:
         """How long to wait after the current run of failures (full jitter)."""
@@ -90,11 +144,12 @@ class SpoolSender:
         """Send until the spool is empty (or ``stop()``); returns records accepted.
 
         With ``idle_s`` > 0 it keeps polling an empty spool every ``idle_s`` seconds until
-        ``stop()`` (the collector's background sender); with 0 it returns once empty.
+        ``stop()`` (the collector's background sender), letting records linger to fill
+        aggregates; with 0 it sends everything at once and returns once empty.
         """
         total = 0
         while not stop():
-            n = self.step()
+            n = self.step(flush=idle_s <= 0)
             total += n
             if self.stats.consecutive_failures:
                 self.sleep(self.backoff_s())

@@ -8,8 +8,12 @@ conversion to Parquet and dynamic partitioning:
 * the S3 prefix expressions ``!{timestamp:<pattern>}`` (arrival time, Java date
   pattern) and ``!{partitionKeyFromQuery:<key>}`` (keys extracted from the record, as a
   JQ query would: ``dt`` = event date, ``kind``, ``subject_id``);
-* an error output prefix with ``!{firehose:error-output-type}``: a record the Parquet
-  conversion cannot read (it breaks the contract) lands there with its reason;
+* de-aggregation of KPL records (:mod:`core.kpl`), as Firehose does for a Kinesis source:
+  each user record becomes its own row;
+* an error output prefix with ``!{firehose:error-output-type}``: a user record the
+  Parquet conversion cannot read (it breaks the contract) lands there with its reason
+  (``format-conversion-failed``), alone; an aggregate that cannot be unpacked lands whole
+  (``processing-failed``);
 * object names derived from the shard and sequence range, so a redelivery after a crash
   overwrites the same object instead of duplicating it;
 * compaction (which Firehose leaves to the user): after each drain, every partition it
@@ -35,6 +39,7 @@ import pyarrow.parquet as pq
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract import Record, from_wire, to_row
 from core.errors import ContractError
+from core.kpl import AggregateError, deaggregate, is_aggregated
 from dead_letters import DeadLetterSink, dead_letter
 from local.compaction import compact_partition
 from local.shard_reader import Checkpoints, ShardReader, shard_ids
@@ -190,33 +195,56 @@ class FirehoseDelivery:
     def _add(
         self, shard: str, r: dict[str, Any], buffers: dict[str, _Buffer], covered: dict[str, list[tuple[int, int]]]
     ) -> None:
-        arrival: datetime = r["ApproximateArrivalTimestamp"]
+        """Buffer one Kinesis record's user records: a KPL aggregate is unpacked, as Firehose does."""
+        data: bytes = r["Data"]
+        if not is_aggregated(data):
+            self._add_user(shard, r, data, None, buffers, covered)
+            return
+        try:
+            users = deaggregate(data)
+        except AggregateError as exc:
+            self._error(shard, r, data, None, exc, "processing-failed")
+            return
+        for u in users:
+            self._add_user(shard, r, u.data, u.sub_sequence, buffers, covered)
+
+    def _add_user(
+        self,
+        shard: str,
+        r: dict[str, Any],
+        data: bytes,
+        sub: int | None,
+        buffers: dict[str, _Buffer],
+        covered: dict[str, list[tuple[int, int]]],
+    ) -> None:
         seq = r["SequenceNumber"]
         try:
-            rec = from_wire(r["Data"])
+            rec = from_wire(data)
         except ContractError as exc:
-            self.stats.errors += 1
-            key = render_prefix(self.error_prefix, arrival=arrival, keys={}, error_type="format-conversion-failed")
-            self.errors.put(
-                f"{key}{shard}-{seq}",
-                dead_letter(
-                    r["Data"],
-                    reason=str(exc),
-                    field=exc.field,
-                    source={"shard": shard, "sequenceNumber": seq, "partitionKey": r["PartitionKey"]},
-                ),
-            )
+            self._error(shard, r, data, sub, exc, "format-conversion-failed")
             return
-        key = render_prefix(self.prefix, arrival=arrival, keys=partition_keys(rec))
+        key = render_prefix(self.prefix, arrival=r["ApproximateArrivalTimestamp"], keys=partition_keys(rec))
         if any(a <= int(seq) <= b for a, b in covered.get(key, ())):
             return  # an object written before a crash already holds it
         buf = buffers[key]
         if not buf.rows:
             buf.first_seq, buf.opened = seq, self.clock()
         buf.rows.append(to_row(rec))
-        buf.size += len(r["Data"])
+        buf.size += len(data)
         buf.last_seq = seq
         self.stats.records += 1
+
+    def _error(
+        self, shard: str, r: dict[str, Any], data: bytes, sub: int | None, exc: ContractError, error_type: str
+    ) -> None:
+        self.stats.errors += 1
+        seq = r["SequenceNumber"]
+        key = render_prefix(self.error_prefix, arrival=r["ApproximateArrivalTimestamp"], keys={}, error_type=error_type)
+        source: dict[str, Any] = {"shard": shard, "sequenceNumber": seq, "partitionKey": r["PartitionKey"]}
+        if sub is not None:
+            source["subSequenceNumber"] = sub
+        where = seq if sub is None else f"{seq}-{sub}"
+        self.errors.put(f"{key}{shard}-{where}", dead_letter(data, reason=str(exc), field=exc.field, source=source))
 
     def _flush(self, shard: str, key: str, buf: _Buffer) -> None:
         if not buf.rows:

@@ -31,6 +31,7 @@ metrics = Metrics(namespace="sleepstack", service=SERVICE)
 _handler: SpeedLayerHandler | None = None
 _COUNTS: Final = (
     ("Records", "records"),
+    ("KinesisRecords", "kinesis_records"),
     ("Documents", "documents"),
     ("Quarantined", "quarantined"),
     ("Rejected", "rejected"),

@@ -154,6 +154,7 @@ def _speed_layer(settings: Settings, stop: _Stop) -> None:
             "iterator_age_ms": max(0, now_ms - arrival) if arrival and mapping.stats.in_hand else 0,
             "behind_records": mapping.stats.in_hand,
             "records": handler.stats.records,
+            "kinesis_records": handler.stats.kinesis_records,
             "documents": handler.stats.documents,
             "quarantined": handler.stats.quarantined,
             "rejected": handler.stats.rejected,

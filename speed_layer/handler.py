@@ -1,10 +1,14 @@
 """The speed-layer Lambda handler (Kinesis event source, ReportBatchItemFailures).
 
-Thin: powertools' ``BatchProcessor`` decodes each record (:func:`processing.decode`). A
-record that breaks the contract is quarantined to the dead-letter sink with its reason
-and counted — it is not reported as a failure, so it never blocks the shard. Any other
-error fails that record; Lambda then retries from the lowest failed sequence number, so
-no record at or after it is applied now (it will come again).
+Thin: powertools' ``BatchProcessor`` hands over each Kinesis record; a KPL aggregate is
+unpacked into its user records (:mod:`core.kpl`; Lambda does not de-aggregate) and each
+user record is decoded (:func:`processing.decode`). A user record that breaks the
+contract is quarantined to the dead-letter sink with its reason and counted, alone: its
+neighbours in the aggregate are applied. An aggregate that cannot be unpacked (bad
+checksum, truncated, malformed) is quarantined whole. Neither is reported as a failure,
+so bad input never blocks the shard. Any other error fails that Kinesis record; Lambda
+then retries from the lowest failed sequence number, so no record at or after it is
+applied now (it will come again).
 
 The valid records then advance their devices' state (:mod:`core.live_epochs`): the
 documents are bulk-indexed first and the new states written after, so an invocation that
@@ -28,6 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from core.alerts import AlertRules
 from core.contract import Record
 from core.errors import ContractError
+from core.kpl import AggregateError, deaggregate, is_aggregated
 from dead_letters import DeadLetterSink, dead_letter
 from speed_layer.processing import apply_records, decode
 from speed_layer.state_store import StateStore
@@ -40,7 +45,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HandlerStats:
+    #: user records (the records of aggregates, and plain records)
     records: int = 0
+    #: Kinesis records, of which aggregates
+    kinesis_records: int = 0
+    aggregates: int = 0
     documents: int = 0
     quarantined: int = 0
     bytes: int = 0
@@ -91,16 +100,40 @@ class SpeedLayerHandler:
     def _record_handler(self, decoded: list[tuple[int, Record]]) -> Callable[[KinesisStreamRecord], None]:
         def handle(record: KinesisStreamRecord) -> None:
             data = record.kinesis.data_as_bytes()
-            self.stats.records += 1
+            seq = int(record.kinesis.sequence_number)
+            self.stats.kinesis_records += 1
             self.stats.bytes += len(data)
-            try:
-                rec = decode(data)
-            except ContractError as exc:
-                self._quarantine(record, data, exc)
+            if not is_aggregated(data):
+                self.stats.records += 1
+                self._decode(record, data, None, seq, decoded)
                 return
-            decoded.append((int(record.kinesis.sequence_number), rec))
+            self.stats.aggregates += 1
+            try:
+                users = deaggregate(data)
+            except AggregateError as exc:
+                self.stats.records += 1
+                self._quarantine(record, data, exc, None)
+                return
+            self.stats.records += len(users)
+            for u in users:
+                self._decode(record, u.data, u.sub_sequence, seq, decoded)
 
         return handle
+
+    def _decode(
+        self,
+        record: KinesisStreamRecord,
+        data: bytes,
+        sub: int | None,
+        seq: int,
+        decoded: list[tuple[int, Record]],
+    ) -> None:
+        try:
+            rec = decode(data)
+        except ContractError as exc:
+            self._quarantine(record, data, exc, sub)
+            return
+        decoded.append((seq, rec))
 
     def _reject(self, bad: Rejected) -> None:
         self.stats.rejected += 1
@@ -117,25 +150,23 @@ class SpeedLayerHandler:
             ),
         )
 
-    def _quarantine(self, record: KinesisStreamRecord, data: bytes, exc: ContractError) -> None:
+    def _quarantine(self, record: KinesisStreamRecord, data: bytes, exc: ContractError, sub: int | None) -> None:
         self.stats.quarantined += 1
         self.stats.quarantine_reasons[exc.field] = self.stats.quarantine_reasons.get(exc.field, 0) + 1
         shard = record.event_id.split(":", 1)[0]
         seq = record.kinesis.sequence_number
+        where = seq if sub is None else f"{seq}-{sub}"
         # the reason can quote field values and the payload is health data: both go to the
         # dead letter only, the log names the record's position and the offending field
-        log.warning("quarantined %s/%s: field %s breaks the contract", shard, seq, exc.field)
+        log.warning("quarantined %s/%s: field %s breaks the contract", shard, where, exc.field)
+        source: dict[str, Any] = {
+            "eventSourceARN": record.event_source_arn,
+            "shard": shard,
+            "sequenceNumber": seq,
+            "partitionKey": record.kinesis.partition_key,
+        }
+        if sub is not None:
+            source["subSequenceNumber"] = sub
         self.dead_letters.put(
-            f"contract/{shard}/{seq}",
-            dead_letter(
-                data,
-                reason=str(exc),
-                field=exc.field,
-                source={
-                    "eventSourceARN": record.event_source_arn,
-                    "shard": shard,
-                    "sequenceNumber": seq,
-                    "partitionKey": record.kinesis.partition_key,
-                },
-            ),
+            f"contract/{shard}/{where}", dead_letter(data, reason=str(exc), field=exc.field, source=source)
         )

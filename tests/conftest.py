@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from core.kpl import deaggregate, is_aggregated
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 
 #: Real recorded data beside the checkout (see ../shared/data/README.md).
@@ -69,6 +70,17 @@ class FlakyClient:
                 else {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
             )
         return {"FailedRecordCount": len(kw["Records"]) // 2, "Records": out}
+
+
+def user_records(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every user record of ``stream`` in stream order: KPL aggregates unpacked, plain records as they are."""
+    out: list[dict[str, Any]] = []
+    for r in read_stream(client, stream):
+        if is_aggregated(r["Data"]):
+            out += [{**r, "Data": u.data, "SubSequence": u.sub_sequence} for u in deaggregate(r["Data"])]
+        else:
+            out.append(r)
+    return out
 
 
 def read_stream(client: Any, stream: str) -> list[dict[str, Any]]:

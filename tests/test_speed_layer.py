@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ import pytest
 from core.alerts import AlertRules, AlertTracker, alert_id
 from core.contract import StrapSample, to_row, to_wire
 from core.epochs import EPOCH_MS
+from core.kpl import aggregate
 from core.live_epochs import advance
 from core.nightly import _strap_vitals
 from core.simulate import SimConfig, night_records, simulate_night
@@ -193,7 +195,7 @@ def _bad_inputs(good: StrapSample) -> dict[str, bytes]:
         "hr 300": variant(hr_bpm=300),
         "hours in the future": variant(event_time_ms=base["ingest_time_ms"] + 3 * 3_600_000),
         "hours in the past": variant(event_time_ms=base["ingest_time_ms"] - 3 * 3_600_000),
-        "unknown schema version": variant(schema_version=2),
+        "unknown schema version": variant(schema_version=3),
         "over 1 MiB": b'{"pad":"' + b"x" * (1 << 20) + b'"}',
         "not json": b"\xff\xfe garbage",
     }
@@ -219,12 +221,109 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_rest_flows(tmp_path: Pa
         "implausible",
         "after its ingest",
         "before its ingest",
-        "version 2",
+        "version 3",
         "1 MiB",
     ):
         assert needle in reasons, needle
     assert base64.b64decode(letters[0]["payload_b64"]) in bad.values()
     assert store.count("samples") == 40
+
+
+def _by_device(recs: Sequence[Any], per: int, version: int = 2) -> list[bytes]:
+    """Each device's records packed ``per`` to a KPL aggregate, in stream order."""
+    out: list[bytes] = []
+    open_: dict[str, list[bytes]] = {}
+    for r in recs:
+        group = open_.setdefault(r.device_id, [])
+        group.append(to_wire(r, version=version))
+        if len(group) == per:
+            out.append(aggregate(r.device_id, group))
+            open_[r.device_id] = []
+    out += [aggregate(k, g) for k, g in open_.items() if g]
+    return out
+
+
+def test_aggregated_v1_and_v2_records_interleaved_give_the_same_documents(tmp_path: Path) -> None:
+    _, recs = _night(hours=0.5)
+    reference, ref_store, _ = _handler(tmp_path, "plain-v2")
+    assert reference(_event([to_wire(r) for r in recs]), LambdaContext()) == {"batchItemFailures": []}
+    half = len(recs) // 2
+    mixed = (
+        [to_wire(r, version=1) for r in recs[: half // 2]]
+        + _by_device(recs[half // 2 : half], 7, version=1)
+        + _by_device(recs[half:], 40)
+    )
+    handler, store, _ = _handler(tmp_path, "mixed")
+    assert handler(_event(mixed), LambdaContext()) == {"batchItemFailures": []}
+    assert handler.stats.records == len(recs) and handler.stats.kinesis_records == len(mixed)
+    assert handler.stats.quarantined == 0
+    assert store.dump() == ref_store.dump()
+
+
+def test_a_bad_user_record_in_an_aggregate_is_quarantined_alone(tmp_path: Path) -> None:
+    _, recs = _night(hours=0.1)
+    strap = [r for r in recs if isinstance(r, StrapSample)][:30]
+    bad = _bad_inputs(strap[0])["hr 300"]
+    agg = aggregate(strap[0].device_id, [to_wire(r) for r in strap[:10]] + [bad] + [to_wire(r) for r in strap[10:]])
+    handler, store, dlq = _handler(tmp_path)
+    assert handler(_event([agg]), LambdaContext()) == {"batchItemFailures": []}
+    (letter,) = dlq.read_all()
+    assert base64.b64decode(letter["payload_b64"]) == bad
+    assert letter["field"] == "hr_bpm" and letter["source"]["subSequenceNumber"] == 10
+    assert store.count("samples") == 30
+
+
+def _resealed(body: bytes) -> bytes:
+    return b"\xf3\x89\x9a\xc2" + body + hashlib.md5(body, usedforsecurity=False).digest()
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "reason"),
+    [
+        (lambda a: a[:-40], "MD5"),  # truncated
+        (lambda a: a[:100] + bytes([a[100] ^ 0xFF]) + a[101:], "MD5"),  # a flipped byte
+        (lambda a: _resealed(b"\x0b" + a[5:-16]), "wire type"),  # a sound checksum over a bad message
+    ],
+)
+def test_a_corrupt_aggregate_is_quarantined_whole_and_the_shard_flows(
+    tmp_path: Path, corrupt: Any, reason: str
+) -> None:
+    _, recs = _night(hours=0.1)
+    strap = [r for r in recs if isinstance(r, StrapSample)][:30]
+    broken = corrupt(aggregate(strap[0].device_id, [to_wire(r) for r in strap[:10]]))
+    handler, store, dlq = _handler(tmp_path)
+    resp = handler(_event([broken, *_by_device(strap[10:], 5)]), LambdaContext())
+    assert resp == {"batchItemFailures": []}
+    (letter,) = dlq.read_all()
+    assert letter["field"] == "<aggregate>" and reason in letter["reason"]
+    assert base64.b64decode(letter["payload_b64"]) == broken
+    assert store.count("samples") == 20
+
+
+def test_a_failing_aggregate_is_retried_from_its_sequence_number(tmp_path: Path) -> None:
+    _, recs = _night(hours=0.25)
+    payloads = _by_device(recs, 25)
+    reference, ref_store, _ = _handler(tmp_path, "ref")
+    reference(_event(payloads), LambdaContext())
+    handler, store, _ = _handler(tmp_path, "flaky")
+    import speed_layer.handler as mod
+
+    real, calls = mod.decode, [0]
+
+    def flaky(data: bytes) -> Any:
+        calls[0] += 1
+        if calls[0] == 60:  # a user record of the third aggregate
+            raise RuntimeError("transient")
+        return real(data)
+
+    mod.decode = flaky
+    try:
+        (failure,) = handler(_event(payloads), LambdaContext())["batchItemFailures"]
+        assert failure["itemIdentifier"] == "1002"
+        assert handler(_event(payloads[2:], first_seq=1002), LambdaContext()) == {"batchItemFailures": []}
+    finally:
+        mod.decode = real
+    assert store.dump() == ref_store.dump()
 
 
 def test_a_failing_record_stops_its_batch_there_and_the_retry_loses_nothing(tmp_path: Path) -> None:

@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 from core.bed_profile import BedNotification, encode_bed_frame
 from core.contract import BedFrame, StrapSample, from_wire, make_record_id
 from core.hrm import HeartRateMeasurement, encode_hrm
+from core.kpl import is_aggregated
+from ingest.aggregation import PUT_UNIT_BYTES
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
 from ingest.simulated_devices import MALFORMED_HRM
 from ingest.spool import Notification, Spool, SpoolFullError
-from tests.conftest import STREAM, T0_MS, FlakyClient, read_stream
+from tests.conftest import STREAM, T0_MS, FlakyClient, read_stream, user_records
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +114,9 @@ def test_sender_sends_in_order_and_retries_only_failed_entries(tmp_path: Path, k
     spool = Spool(tmp_path / "s.sqlite")
     spool.append(_strap_notes(700))
     flaky = FlakyClient(kinesis)
-    sender = SpoolSender(spool, KinesisProducer(flaky, STREAM, sleep=lambda s: None), sleep=lambda s: None)
+    sender = SpoolSender(
+        spool, KinesisProducer(flaky, STREAM, sleep=lambda s: None), sleep=lambda s: None, max_record_bytes=0
+    )  # plain records: one Kinesis record each
     assert sender.drain() == 700
     assert flaky.calls[:3] == [500, 250, 200]  # the rejected half alone, then the rest
     assert spool.backlog()["outbox"] == 0
@@ -120,6 +124,38 @@ def test_sender_sends_in_order_and_retries_only_failed_entries(tmp_path: Path, k
     stream = read_stream(kinesis, STREAM)
     ids = [json.loads(r["Data"])["record_id"] for r in stream]
     assert sorted(ids) == sorted(make_record_id("strap", "strap-1", T0_MS + 1000 * k) for k in range(700))
+
+
+def test_sender_packs_each_device_into_aggregates_and_retries_only_rejected_ones(tmp_path: Path, kinesis: Any) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    spool.append(_strap_notes(700))
+    flaky = FlakyClient(kinesis)
+    sender = SpoolSender(spool, KinesisProducer(flaky, STREAM, sleep=lambda s: None), sleep=lambda s: None)
+    assert sender.drain() == 700
+    kinesis_records = read_stream(kinesis, STREAM)
+    assert all(is_aggregated(r["Data"]) for r in kinesis_records)
+    assert all(len(r["Data"]) + len(r["PartitionKey"]) <= PUT_UNIT_BYTES for r in kinesis_records)
+    assert flaky.calls == [len(kinesis_records), len(kinesis_records) // 2]  # the rejected half alone
+    assert sender.stats.kinesis_records == sender.stats.put_units == len(kinesis_records) < 700 / 50
+    times = [json.loads(r["Data"])["device_time_ms"] for r in user_records(kinesis, STREAM)]
+    assert sorted(times) == [T0_MS + 1000 * k for k in range(700)]  # every record once
+
+
+def test_a_device_lingers_until_its_aggregate_fills_or_its_time_is_up(tmp_path: Path, kinesis: Any) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    now = [0.0]
+    sender = SpoolSender(spool, KinesisProducer(kinesis, STREAM), linger_ms=800, monotonic=lambda: now[0])
+    spool.append(_strap_notes(3))
+    assert sender.step() == 0  # three small records: not full, not old
+    now[0] = 0.5
+    spool.append(_strap_notes(2, t0=T0_MS + 3000))
+    assert sender.step() == 0
+    now[0] = 0.81  # the oldest has waited 0.81 s: the device's five go together
+    assert sender.step() == 5
+    assert sender.stats.kinesis_records == 1
+    spool.append(_strap_notes(200, t0=T0_MS + 10_000))  # more than one PUT unit: sent at once
+    assert sender.step() == 200
+    assert sender.step(flush=True) == 0
 
 
 def test_endpoint_down_keeps_spooling_and_drains_in_order_when_back(tmp_path: Path, kinesis: Any) -> None:
@@ -146,7 +182,7 @@ def test_endpoint_down_keeps_spooling_and_drains_in_order_when_back(tmp_path: Pa
     sender.producer.client = kinesis  # the endpoint is back
     assert sender.drain() == 600
     assert sender.stats.consecutive_failures == 0
-    times = [json.loads(r["Data"])["device_time_ms"] for r in read_stream(kinesis, STREAM)]
+    times = [json.loads(r["Data"])["device_time_ms"] for r in user_records(kinesis, STREAM)]
     assert times == sorted(times)  # one device = one partition key = one shard, in order
     assert len(times) == 600
 

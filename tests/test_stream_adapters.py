@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.lake_schema import RAW_SCHEMA
-from core.contract import to_row
+from core.contract import to_row, to_wire
+from core.kpl import aggregate
 from core.simulate import night_records
 from dead_letters import LocalDeadLetters
 from ingest.producer import KinesisProducer, ProducerError
@@ -35,7 +36,7 @@ def test_producer_retries_only_failed_entries(kinesis: Any) -> None:
     recs = _records(2)
     flaky = FlakyClient(kinesis)
     prod = KinesisProducer(flaky, STREAM, sleep=lambda s: None)
-    assert prod.put(recs) == len(recs)
+    assert prod.put(recs, max_record_bytes=0) == len(recs)  # plain: one Kinesis record each
     assert flaky.calls[1] == len(recs[:500]) // 2  # only the rejected half was resent
     assert prod.stats.retried_entries == len(recs[:500]) // 2
     assert len(read_stream(kinesis, STREAM)) == len(recs)
@@ -184,6 +185,35 @@ def test_delivery_lands_every_valid_record_once_and_quarantines_the_rest(kinesis
     (tmp_path / "d.json").unlink()  # redelivery after a lost checkpoint overwrites the same objects
     deliver()
     assert sorted(lake.glob("raw/dt=*/*.parquet")) == files
+
+
+def test_delivery_unpacks_aggregates_and_lands_v1_and_v2_as_the_same_rows(kinesis: Any, tmp_path: Path) -> None:
+    recs = _records(2)
+    bed = [r for r in recs if r.kind == "bed"]
+    strap = [r for r in recs if r.kind == "strap"]
+    good = [to_wire(r, version=1) for r in strap[:20]] + [b'{"kind":"strap"}'] + [to_wire(r) for r in strap[20:]]
+    corrupt = aggregate("strap-1", [to_wire(r) for r in strap[:3]])[:-5]
+    entries = [("strap-1", aggregate("strap-1", good)), ("strap-1", corrupt)]
+    entries += [("bed-1", to_wire(r, version=1)) for r in bed] + [
+        ("bed-1", aggregate("bed-1", [to_wire(r) for r in bed]))
+    ]
+    KinesisProducer(kinesis, STREAM).put_encoded(entries)
+    lake = tmp_path / "lake"
+    delivery = FirehoseDelivery(kinesis, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake))
+    delivery.drain()
+    assert delivery.stats.records == len(strap) + 2 * len(bed) and delivery.stats.errors == 2
+    (conversion,) = lake.glob("errors/format-conversion-failed/*/*/*/*.json")
+    assert json.loads(conversion.read_text())["source"]["subSequenceNumber"] == 20
+    (processing,) = lake.glob("errors/processing-failed/*/*/*/*.json")
+    assert json.loads(processing.read_text())["field"] == "<aggregate>"
+    rows = [row for f in lake.glob("raw/dt=*/*.parquet") for row in pq.read_table(f).to_pylist()]
+    assert {r["schema_version"] for r in rows} == {2}
+    # each bed frame came twice, v1 plain and v2 in an aggregate: as the same row
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_id.setdefault(row["record_id"], []).append(row)
+    assert sorted(by_id) == sorted(r.record_id for r in strap + bed)
+    assert all(len(v) == 2 and v[0] == v[1] for k, v in by_id.items() if k in {r.record_id for r in bed})
 
 
 def test_delivery_compacts_a_trickle_into_a_few_files(kinesis: Any, tmp_path: Path) -> None:

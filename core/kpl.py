@@ -1,0 +1,223 @@
+"""The Kinesis Producer Library's aggregation format: many user records in one Kinesis record.
+
+Format (amazon-kinesis-producer, ``aggregation-format.md``)::
+
+    magic  F3 89 9A C2 | protobuf AggregatedRecord | MD5 of the protobuf bytes (16 bytes)
+
+    message AggregatedRecord {
+      repeated string partition_key_table     = 1;
+      repeated string explicit_hash_key_table = 2;
+      repeated Record records                 = 3;
+    }
+    message Record {
+      required uint64 partition_key_index     = 1;
+      optional uint64 explicit_hash_key_index = 2;
+      required bytes  data                    = 3;
+      repeated Tag    tags                    = 4;   // Tag { required string key = 1; optional string value = 2; }
+    }
+
+Lambda hands a function the aggregated record as it is; Firehose de-aggregates it itself.
+Records that do not start with the magic are plain user records (every sleepstack wire
+record is JSON, which starts with ``{``), so aggregated and plain records mix on a shard.
+
+This module is the pure codec (the protobuf wire rules for these two messages, written
+out: the core imports no protobuf runtime). :func:`aggregate` packs one partition key's
+user records; :func:`deaggregate` accepts any conforming producer's records (several
+partition keys, explicit hash keys, tags, unknown fields skipped) and raises
+:class:`AggregateError` naming what is wrong with a corrupt one: a bad checksum (which a
+truncated record also has) or a malformed message. :func:`packed_size` is the exact size
+of an aggregate, so a sender can fill Kinesis records to a budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from core.errors import ContractError
+
+__all__ = [
+    "MAGIC",
+    "AggregateError",
+    "UserRecord",
+    "aggregate",
+    "deaggregate",
+    "is_aggregated",
+    "packed_size",
+    "record_overhead",
+]
+
+MAGIC: Final = b"\xf3\x89\x9a\xc2"
+_DIGEST_BYTES: Final = 16
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+class AggregateError(ContractError):
+    """An aggregated Kinesis record cannot be unpacked; ``field`` is ``"<aggregate>"``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("<aggregate>", reason)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One user record of an aggregate: its partition key, data and index in the aggregate."""
+
+    partition_key: str
+    data: bytes
+    sub_sequence: int
+    explicit_hash_key: str | None = None
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _inner_len(data_len: int) -> int:
+    # Record: key 0x08 + varint 0 (pk index), key 0x1A + varint len + data
+    return 2 + 1 + _varint_len(data_len) + data_len
+
+
+def record_overhead(data_len: int) -> int:
+    """Bytes one user record of ``data_len`` bytes adds to an aggregate (field 3 wrapping)."""
+    inner = _inner_len(data_len)
+    return 1 + _varint_len(inner) + inner - data_len
+
+
+def packed_size(partition_key: str, data_lens: Sequence[int]) -> int:
+    """Exact size in bytes of :func:`aggregate` of records with these data lengths."""
+    pk = len(partition_key.encode())
+    header = len(MAGIC) + _DIGEST_BYTES + 1 + _varint_len(pk) + pk
+    return header + sum(n + record_overhead(n) for n in data_lens)
+
+
+def aggregate(partition_key: str, datas: Sequence[bytes]) -> bytes:
+    """One aggregated Kinesis record holding ``datas`` (in order) under ``partition_key``."""
+    if not datas:
+        raise ValueError("an aggregate needs at least one user record")
+    pk = partition_key.encode()
+    parts = [b"\x0a", _varint(len(pk)), pk]
+    for d in datas:
+        inner_len = _inner_len(len(d))
+        parts += [b"\x1a", _varint(inner_len), b"\x08\x00\x1a", _varint(len(d)), d]
+    body = b"".join(parts)
+    return MAGIC + body + hashlib.md5(body, usedforsecurity=False).digest()
+
+
+def is_aggregated(data: bytes) -> bool:
+    """Whether ``data`` claims to be an aggregate (starts with the magic)."""
+    return data[:4] == MAGIC
+
+
+def _read_varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= end:
+            raise AggregateError("truncated varint in the protobuf message")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise AggregateError("varint longer than 64 bits in the protobuf message")
+
+
+def _skip(buf: bytes, i: int, end: int, wire: int) -> int:
+    if wire == _VARINT:
+        return _read_varint(buf, i, end)[1]
+    if wire == _I64:
+        i += 8
+    elif wire == _I32:
+        i += 4
+    elif wire == _LEN:
+        n, i = _read_varint(buf, i, end)
+        i += n
+    else:
+        raise AggregateError(f"unsupported protobuf wire type {wire}")
+    if i > end:
+        raise AggregateError("a field runs past the end of its message")
+    return i
+
+
+def _read_len(buf: bytes, i: int, end: int) -> tuple[int, int]:
+    n, i = _read_varint(buf, i, end)
+    if i + n > end:
+        raise AggregateError("a field runs past the end of its message")
+    return i, i + n
+
+
+def _parse_record(buf: bytes, i: int, end: int) -> tuple[int, int | None, bytes]:
+    pk_index: int | None = None
+    ehk_index: int | None = None
+    data: bytes | None = None
+    while i < end:
+        key, i = _read_varint(buf, i, end)
+        field, wire = key >> 3, key & 7
+        if field == 1 and wire == _VARINT:
+            pk_index, i = _read_varint(buf, i, end)
+        elif field == 2 and wire == _VARINT:
+            ehk_index, i = _read_varint(buf, i, end)
+        elif field == 3 and wire == _LEN:
+            a, i = _read_len(buf, i, end)
+            data = buf[a:i]
+        else:
+            i = _skip(buf, i, end, wire)  # tags (4) and unknown fields
+    if pk_index is None or data is None:
+        raise AggregateError("a user record lacks its partition key index or its data")
+    return pk_index, ehk_index, data
+
+
+def deaggregate(data: bytes) -> list[UserRecord]:
+    """The user records of an aggregated Kinesis record, in order.
+
+    Raises :class:`AggregateError` when ``data`` does not start with the magic, its MD5
+    does not match (corrupt or truncated), the message is malformed, or a user record
+    points outside the key tables.
+    """
+    if not is_aggregated(data):
+        raise AggregateError("no KPL magic number")
+    if len(data) < len(MAGIC) + _DIGEST_BYTES:
+        raise AggregateError(f"{len(data)} bytes is shorter than the magic and checksum")
+    body = data[len(MAGIC) : -_DIGEST_BYTES]
+    if hashlib.md5(body, usedforsecurity=False).digest() != data[-_DIGEST_BYTES:]:
+        raise AggregateError("MD5 checksum does not match (the record is corrupt or truncated)")
+    pks: list[str] = []
+    ehks: list[str] = []
+    raw: list[tuple[int, int | None, bytes]] = []
+    i, end = 0, len(body)
+    while i < end:
+        key, i = _read_varint(body, i, end)
+        field, wire = key >> 3, key & 7
+        if field in (1, 2) and wire == _LEN:
+            a, i = _read_len(body, i, end)
+            try:
+                text = body[a:i].decode()
+            except UnicodeDecodeError:
+                raise AggregateError("a partition or hash key is not UTF-8") from None
+            (pks if field == 1 else ehks).append(text)
+        elif field == 3 and wire == _LEN:
+            a, i = _read_len(body, i, end)
+            raw.append(_parse_record(body, a, i))
+        else:
+            i = _skip(body, i, end, wire)
+    out = []
+    for sub, (pk_index, ehk_index, payload) in enumerate(raw):
+        if pk_index >= len(pks):
+            raise AggregateError(f"user record {sub} names partition key {pk_index} of {len(pks)}")
+        if ehk_index is not None and ehk_index >= len(ehks):
+            raise AggregateError(f"user record {sub} names explicit hash key {ehk_index} of {len(ehks)}")
+        out.append(UserRecord(pks[pk_index], payload, sub, None if ehk_index is None else ehks[ehk_index]))
+    return out
