@@ -6,8 +6,9 @@ conversion to Parquet and dynamic partitioning:
 * buffering by size (``buffer_bytes``) and time (``buffer_interval_s``); whatever is
   buffered is also flushed when the stream is caught up (drain mode);
 * the S3 prefix expressions ``!{timestamp:<pattern>}`` (arrival time, Java date
-  pattern) and ``!{partitionKeyFromQuery:<key>}`` (keys extracted from the record, as a
-  JQ query would: ``dt`` = event date, ``kind``, ``subject_id``);
+  pattern) and ``!{partitionKeyFromLambda:<key>}`` / ``!{partitionKeyFromQuery:<key>}``
+  (keys extracted from the record, as the transformation Lambda or a JQ query would:
+  ``dt`` = event date, ``kind``, ``subject_id``; :mod:`batch_layer.raw_landing`);
 * de-aggregation of KPL records (:mod:`core.kpl`), as Firehose does for a Kinesis source:
   each user record becomes its own row;
 * an error output prefix with ``!{firehose:error-output-type}``: a user record the
@@ -29,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,7 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_layer.lake_schema import RAW_SCHEMA
-from core.contract import Record, from_wire, to_row
+from batch_layer.raw_landing import partition_keys
+from core.contract import from_wire, to_row
 from core.errors import ContractError
 from core.kpl import AggregateError, deaggregate, is_aggregated
 from dead_letters import DeadLetterSink, dead_letter
@@ -48,16 +50,10 @@ __all__ = ["DEFAULT_PREFIX", "FirehoseDelivery", "render_prefix"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX: Final = "raw/dt=!{partitionKeyFromQuery:dt}/"
+DEFAULT_PREFIX: Final = "raw/dt=!{partitionKeyFromLambda:dt}/"
 DEFAULT_ERROR_PREFIX: Final = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
 _JAVA_TO_STRFTIME: Final = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
 _EXPR: Final = re.compile(r"!\{([A-Za-z:-]+?):([^}]*)\}")
-
-
-def partition_keys(rec: Record) -> dict[str, str]:
-    """The dynamic-partitioning keys of a record (Firehose's JQ query, in Python)."""
-    dt = datetime.fromtimestamp(rec.event_time_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-    return {"dt": dt, "kind": rec.kind, "subject_id": rec.subject_id}
 
 
 def render_prefix(prefix: str, *, arrival: datetime, keys: dict[str, str], error_type: str = "") -> str:
@@ -68,7 +64,7 @@ def render_prefix(prefix: str, *, arrival: datetime, keys: dict[str, str], error
         if namespace == "timestamp":
             fmt = re.sub("|".join(_JAVA_TO_STRFTIME), lambda t: _JAVA_TO_STRFTIME[t.group(0)], arg)
             return arrival.strftime(fmt)
-        if namespace == "partitionKeyFromQuery":
+        if namespace in ("partitionKeyFromQuery", "partitionKeyFromLambda"):
             return keys[arg]
         if namespace == "firehose" and arg == "error-output-type":
             return error_type

@@ -1,4 +1,5 @@
-"""The speed layer's AWS Lambda entry point (``Handler: sleepstack.lambda_entry.lambda_handler``).
+"""The AWS Lambda entry points: the speed layer (``Handler: sleepstack.lambda_entry.lambda_handler``)
+and the raw delivery's record transformation (``firehose_transform_handler``).
 
 It wires the handler from the environment once per execution environment (on the first
 invocation) and delegates every event to it; the handler itself is
@@ -22,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from speed_layer.handler import SpeedLayerHandler
 
-__all__ = ["lambda_handler", "logger", "metrics"]
+__all__ = ["firehose_transform_handler", "lambda_handler", "logger", "metrics"]
 
 SERVICE: Final = "sleepstack-speed-layer"
 logger = Logger(service=SERVICE)
@@ -60,3 +61,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="DurationMs", unit=MetricUnit.Milliseconds, value=1000 * (time.perf_counter() - t0))
     logger.info("batch processed", extra={"failures": len(response.get("batchItemFailures") or [])})
     return response
+
+
+def firehose_transform_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Firehose's data-transformation Lambda (``Handler: sleepstack.lambda_entry.firehose_transform_handler``).
+
+    Each de-aggregated user record, contract v1 or v2, becomes its raw-lake row
+    (:func:`batch_layer.raw_landing.firehose_transform`); it needs no settings.
+    """
+    from batch_layer.raw_landing import firehose_transform
+
+    return firehose_transform(event)

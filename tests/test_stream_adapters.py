@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.lake_schema import RAW_SCHEMA
+from batch_layer.raw_landing import partition_keys
 from core.contract import to_row, to_wire
 from core.kpl import aggregate
 from core.simulate import night_records
@@ -22,6 +24,7 @@ from local.firehose import FirehoseDelivery, render_prefix
 from local.live_store import LocalLiveStore
 from local.shard_reader import Checkpoints
 from local.state_store import LocalStateStore
+from sleepstack.lambda_entry import firehose_transform_handler
 from speed_layer.handler import SpeedLayerHandler
 from tests.conftest import STREAM, FlakyClient, read_stream, sim_night
 
@@ -245,3 +248,18 @@ def test_compaction_drops_redelivered_duplicates_and_reruns_cleanly(tmp_path: Pa
     assert table["record_id"].is_unique and set(table["record_id"]) == {r["record_id"] for r in rows}
     assert table.equals(table.sort_values(["subject_id", "event_time_ms"], kind="stable"))
     assert compact_partition(part, min_files=2).files_after == 1  # nothing left to do
+
+
+def test_the_firehose_transform_lands_v1_and_v2_as_the_same_row_and_fails_bad_records() -> None:
+    recs = _records(1)
+    bed = next(r for r in recs if r.kind == "bed")
+    datas = [to_wire(bed, version=1), to_wire(bed), b'{"kind":"bed","schema_version":2}']
+    event = {"records": [{"recordId": str(i), "data": base64.b64encode(d).decode()} for i, d in enumerate(datas)]}
+    out = firehose_transform_handler(event, None)["records"]
+    assert [r["recordId"] for r in out] == ["0", "1", "2"]
+    assert [r["result"] for r in out] == ["Ok", "Ok", "ProcessingFailed"]
+    rows = [json.loads(base64.b64decode(r["data"])) for r in out[:2]]
+    assert rows[0] == rows[1] == json.loads(json.dumps(to_row(bed)))
+    assert rows[0]["samples"][:3] == list(bed.samples[:3])
+    assert out[0]["metadata"]["partitionKeys"]["dt"] == partition_keys(bed)["dt"]
+    assert out[2]["data"] == event["records"][2]["data"]

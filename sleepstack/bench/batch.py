@@ -33,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_layer.lake_schema import RAW_SCHEMA
+from batch_layer.raw_landing import partition_keys
 from core.contract import to_row
 from core.epochs import night_of
 from core.nightly import NIGHT_COLUMNS, stage_subject_night, summarize_night
 from core.simulate import FIRST_NIGHT_T0_MS
-from local.firehose import partition_keys
 from sleepstack.bench.fixtures import simulated_night_records
 
 __all__ = ["bench_batch"]
