@@ -20,9 +20,11 @@ import numpy.typing as npt
 from core.bcg import (
     BedSensorProfile,
     breath_band,
+    breath_fs,
     breathing_pauses_rows,
     breathing_rate_rows,
     heart_envelope,
+    heart_fs,
     heart_rate_rows,
     presence_rows,
     segment_std,
@@ -170,7 +172,6 @@ def bed_runs_vitals(runs: Sequence[BedRun], profile: BedSensorProfile = DEFAULT_
 def _epoch_fields(x: npt.NDArray[np.float64], fs_hz: float, profile: BedSensorProfile) -> list[dict[str, Any]]:
     """Vitals of each row of ``x`` (shape (m, samples_per_epoch)), in row order."""
     m = len(x)
-    per_window = round(fs_hz * WINDOW_S)
     here = presence_rows(x, fs_hz, profile)
     moving = segment_std(x, fs_hz) > profile.movement_std_counts  # (m, seconds)
     still = moving[:, : WINDOWS_PER_EPOCH * WINDOW_S].reshape(m, WINDOWS_PER_EPOCH, WINDOW_S).mean(axis=2)
@@ -178,19 +179,20 @@ def _epoch_fields(x: npt.NDArray[np.float64], fs_hz: float, profile: BedSensorPr
     window_hr = np.full((m, WINDOWS_PER_EPOCH), np.nan)
     rows = np.flatnonzero(hr_ok.any(axis=1))
     if len(rows):
-        env = heart_envelope(x[rows], fs_hz)[:, : WINDOWS_PER_EPOCH * per_window]
-        env = env.reshape(len(rows) * WINDOWS_PER_EPOCH, per_window)
+        env_window = round(heart_fs(fs_hz) * WINDOW_S)
+        env = heart_envelope(x[rows], fs_hz)[:, : WINDOWS_PER_EPOCH * env_window]
+        env = env.reshape(len(rows) * WINDOWS_PER_EPOCH, env_window)
         wanted = hr_ok[rows].reshape(-1)
         rates = np.full(len(wanted), np.nan)
-        rates[wanted] = heart_rate_rows(env[wanted], fs_hz)
+        rates[wanted] = heart_rate_rows(env[wanted], heart_fs(fs_hz))
         window_hr[rows] = rates.reshape(len(rows), WINDOWS_PER_EPOCH)
     present = np.flatnonzero(here)
     br = np.full(m, np.nan)
     pauses: list[list[tuple[float, float]]] = [[] for _ in range(m)]
     if len(present):
         band = breath_band(x[present], fs_hz)
-        br[present] = breathing_rate_rows(band, fs_hz)
-        found = breathing_pauses_rows(band, fs_hz, profile, moving_s=moving[present])
+        br[present] = breathing_rate_rows(band, breath_fs(fs_hz))
+        found = breathing_pauses_rows(band, breath_fs(fs_hz), profile, moving_s=moving[present])
         for row, p in zip(present.tolist(), found, strict=True):
             pauses[row] = p
     # median of each epoch's valid windows, of their values as published (rounded)

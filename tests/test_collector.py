@@ -16,7 +16,7 @@ from ingest.collector import Collector, DeviceTarget, scan
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, load_recording, recording_lines
 from ingest.simulated_devices import MALFORMED_HRM, simulated_peripherals
 from ingest.spool import Spool
-from tests.conftest import record_until_played, sim_night
+from tests.conftest import record_until_played, sim_night, user_records
 
 
 def _short_night_peripherals(minutes: int = 20, **kw: object) -> list[FakePeripheral]:
@@ -150,7 +150,6 @@ def test_collect_command_replays_a_recording_into_the_local_stream(
     from local.kinesis import LocalStack
     from local.kinesis import local_kinesis_client as kinesis_client
     from sleepstack.cli import main
-    from tests.conftest import read_stream
 
     paths = []
     for p in _short_night_peripherals(minutes=5):
@@ -166,7 +165,7 @@ def test_collect_command_replays_a_recording_into_the_local_stream(
             argv += ["--replay", str(path)]
         assert main(argv) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        stream = read_stream(client, "sleepstack-dev-ingest")
+        stream = user_records(client, "sleepstack-dev-ingest")
     finally:
         stack.down()
     assert summary["backlog"] == {"notifications": 0, "outbox": 0, "open_frames": 0}
