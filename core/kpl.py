@@ -44,9 +44,11 @@ __all__ = [
     "UserRecord",
     "aggregate",
     "deaggregate",
+    "header_size",
     "is_aggregated",
+    "key_size",
     "packed_size",
-    "record_overhead",
+    "record_size",
 ]
 
 MAGIC: Final = b"\xf3\x89\x9a\xc2"
@@ -84,33 +86,54 @@ def _varint_len(n: int) -> int:
     return max(1, (n.bit_length() + 6) // 7)
 
 
-def _inner_len(data_len: int) -> int:
-    # Record: key 0x08 + varint 0 (pk index), key 0x1A + varint len + data
-    return 2 + 1 + _varint_len(data_len) + data_len
+def _inner_len(key_index: int, data_len: int) -> int:
+    # Record: key 0x08 + varint pk index, key 0x1A + varint len + data
+    return 1 + _varint_len(key_index) + 1 + _varint_len(data_len) + data_len
 
 
-def record_overhead(data_len: int) -> int:
-    """Bytes one user record of ``data_len`` bytes adds to an aggregate (field 3 wrapping)."""
-    inner = _inner_len(data_len)
-    return 1 + _varint_len(inner) + inner - data_len
+def header_size() -> int:
+    """Bytes of an empty aggregate: the magic and the MD5."""
+    return len(MAGIC) + _DIGEST_BYTES
 
 
-def packed_size(partition_key: str, data_lens: Sequence[int]) -> int:
-    """Exact size in bytes of :func:`aggregate` of records with these data lengths."""
-    pk = len(partition_key.encode())
-    header = len(MAGIC) + _DIGEST_BYTES + 1 + _varint_len(pk) + pk
-    return header + sum(n + record_overhead(n) for n in data_lens)
+def key_size(partition_key: str) -> int:
+    """Bytes a new partition key adds to an aggregate's key table."""
+    n = len(partition_key.encode())
+    return 1 + _varint_len(n) + n
 
 
-def aggregate(partition_key: str, datas: Sequence[bytes]) -> bytes:
-    """One aggregated Kinesis record holding ``datas`` (in order) under ``partition_key``."""
-    if not datas:
+def record_size(key_index: int, data_len: int) -> int:
+    """Bytes one user record of ``data_len`` bytes (key ``key_index`` of the table) adds to an aggregate."""
+    inner = _inner_len(key_index, data_len)
+    return 1 + _varint_len(inner) + inner
+
+
+def packed_size(records: Sequence[tuple[str, int]]) -> int:
+    """Exact size in bytes of :func:`aggregate` of records given as (partition key, data length)."""
+    keys: dict[str, int] = {}
+    size = header_size()
+    for key, n in records:
+        if key not in keys:
+            keys[key] = len(keys)
+            size += key_size(key)
+        size += record_size(keys[key], n)
+    return size
+
+
+def aggregate(records: Sequence[tuple[str, bytes]]) -> bytes:
+    """One aggregated Kinesis record holding ``records`` ((partition key, data), in order)."""
+    if not records:
         raise ValueError("an aggregate needs at least one user record")
-    pk = partition_key.encode()
-    parts = [b"\x0a", _varint(len(pk)), pk]
-    for d in datas:
-        inner_len = _inner_len(len(d))
-        parts += [b"\x1a", _varint(inner_len), b"\x08\x00\x1a", _varint(len(d)), d]
+    keys: dict[str, int] = {}
+    for key, _ in records:
+        keys.setdefault(key, len(keys))
+    parts: list[bytes] = []
+    for key in keys:
+        pk = key.encode()
+        parts += [b"\x0a", _varint(len(pk)), pk]
+    for key, d in records:
+        index = keys[key]
+        parts += [b"\x1a", _varint(_inner_len(index, len(d))), b"\x08", _varint(index), b"\x1a", _varint(len(d)), d]
     body = b"".join(parts)
     return MAGIC + body + hashlib.md5(body, usedforsecurity=False).digest()
 

@@ -1,29 +1,38 @@
-"""Packing a device's user records into KPL-aggregated Kinesis records, sized for cost and latency.
+"""Packing user records into KPL-aggregated Kinesis records, sized for cost and latency.
 
 Kinesis bills PUT payload units of 25 KB and Firehose rounds every record up to 5 KB, so
-one record per 1-Hz strap notification (~290 bytes) pays mostly for rounding. The sender
-packs each device's records, in order, into aggregates (:mod:`core.kpl`) of at most
-``max_bytes`` (default :data:`PUT_UNIT_BYTES`, one PUT payload unit), and holds a device's
-records back for at most ``linger_ms`` while its aggregate is not full, so no record waits
-in the sender much longer than that. The partition key of an aggregate is its device, so a
-device's records stay in order on one shard. A group of a single record is sent as the
-plain record (as the KPL does): aggregating it would only add bytes.
+one Kinesis record per 1-Hz strap notification (~290 bytes) pays mostly for rounding. As
+the Kinesis Producer Library does, the sender packs the records bound for one shard — of
+one device or of several, each user record keeping its device as its partition key — in
+order, into aggregates (:mod:`core.kpl`) of at most ``max_bytes`` (default
+:data:`PUT_UNIT_BYTES`, one PUT payload unit). The aggregate's own partition key is its
+first record's device, whose hash lands on that shard, so every device's records stay in
+order on its one shard. Which shard a key hashes to comes from :class:`ShardMap` (the
+stream's open shards and their hash-key ranges; Kinesis hashes a partition key with MD5
+into a 128-bit integer). Without a map each device is packed alone. A group of a single
+record is sent as the plain record (as the KPL does): aggregating it only adds bytes.
+
+The sender holds records back for at most ``linger_ms`` while their aggregate is not
+full, so no record waits in the sender much longer than that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
-from core.kpl import aggregate, packed_size, record_overhead
+from core.kpl import aggregate, header_size, key_size, record_size
 
-__all__ = ["DEFAULT_LINGER_MS", "PUT_UNIT_BYTES", "Packed", "pack", "put_units"]
+__all__ = ["DEFAULT_LINGER_MS", "PUT_UNIT_BYTES", "Packed", "ShardMap", "pack", "put_units"]
 
 #: One Kinesis PUT payload unit (25 KB); a record up to this size costs one unit.
 PUT_UNIT_BYTES: Final = 25_000
-#: How long the sender may hold a device's records to fill an aggregate (ms).
-DEFAULT_LINGER_MS: Final = 1_000
+#: How long the sender may hold records to fill an aggregate (ms); with a 0.2-s poll a
+#: record waits at most about 1 s.
+DEFAULT_LINGER_MS: Final = 800
 
 
 class Entry(Protocol):
@@ -50,40 +59,81 @@ class Packed:
         return len(self.ids)
 
 
+@dataclass(frozen=True)
+class ShardMap:
+    """Which open shard of a stream a partition key hashes to."""
+
+    starts: tuple[int, ...]
+    shard_ids: tuple[str, ...]
+
+    @classmethod
+    def from_shards(cls, shards: Sequence[dict[str, Any]]) -> ShardMap:
+        """From a ListShards response's ``Shards``; closed shards (with an ending sequence number) are left out."""
+        open_ = sorted(
+            (int(s["HashKeyRange"]["StartingHashKey"]), str(s["ShardId"]))
+            for s in shards
+            if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})
+        )
+        return cls(tuple(a for a, _ in open_), tuple(b for _, b in open_))
+
+    @classmethod
+    def of_stream(cls, client: Any, stream: str) -> ShardMap:
+        """The map of ``stream``'s open shards (ListShards, every page)."""
+        shards: list[dict[str, Any]] = []
+        resp = client.list_shards(StreamName=stream)
+        shards += resp["Shards"]
+        while resp.get("NextToken"):
+            resp = client.list_shards(NextToken=resp["NextToken"])
+            shards += resp["Shards"]
+        return cls.from_shards(shards)
+
+    def shard_of(self, partition_key: str) -> str:
+        """The shard whose hash-key range holds MD5(partition key)."""
+        h = int.from_bytes(hashlib.md5(partition_key.encode(), usedforsecurity=False).digest(), "big")
+        return self.shard_ids[max(0, bisect.bisect_right(self.starts, h) - 1)]
+
+
 def put_units(nbytes: int) -> int:
     """Kinesis PUT payload units a record of ``nbytes`` (data + partition key) costs."""
     return max(1, -(-nbytes // PUT_UNIT_BYTES))
 
 
-def pack(entries: Sequence[Entry], max_bytes: int = PUT_UNIT_BYTES) -> list[Packed]:
-    """Pack ``entries`` (oldest first) into Kinesis records, per partition key, in order.
+def pack(
+    entries: Sequence[Entry], max_bytes: int = PUT_UNIT_BYTES, shard_of: Callable[[str], str] | None = None
+) -> list[Packed]:
+    """Pack ``entries`` (oldest first) into Kinesis records, per shard (or per key without ``shard_of``), in order.
 
-    Each aggregate holds consecutive records of one key and is at most ``max_bytes``
-    including its key; a record too large to share one goes alone, as a plain record.
-    Records of different keys keep their relative order within each key only.
+    Each aggregate holds consecutive records of one shard's keys and is at most
+    ``max_bytes`` including its own partition key; a record too large to share one goes
+    alone, as a plain record. ``max_bytes`` of 0 sends every record plain.
     """
     groups: dict[str, list[Entry]] = {}
     for e in entries:
-        groups.setdefault(e.partition_key, []).append(e)
+        groups.setdefault(shard_of(e.partition_key) if shard_of else e.partition_key, []).append(e)
     out: list[Packed] = []
-    for key, group in groups.items():
-        key_len = len(key.encode())
-        base = packed_size(key, [])
+    for group in groups.values():
         run: list[Entry] = []
-        size = base
+        keys: dict[str, int] = {}
+        size = 0
         for e in group:
-            add = len(e.data) + record_overhead(len(e.data))
-            if run and size + add + key_len > max_bytes:
-                out.append(_seal(key, run))
-                run, size = [], base
+            index = keys.get(e.partition_key, len(keys))
+            add = record_size(index, len(e.data)) + (key_size(e.partition_key) if e.partition_key not in keys else 0)
+            if run and size + add > max_bytes:
+                out.append(_seal(run))
+                run, keys, size = [], {}, 0
+                index, add = 0, record_size(0, len(e.data)) + key_size(e.partition_key)
+            if not run:
+                size = header_size() + len(e.partition_key.encode())  # the aggregate's own key counts too
             run.append(e)
+            keys.setdefault(e.partition_key, index)
             size += add
         if run:
-            out.append(_seal(key, run))
+            out.append(_seal(run))
     return out
 
 
-def _seal(key: str, run: list[Entry]) -> Packed:
+def _seal(run: list[Entry]) -> Packed:
+    first = run[0]
     if len(run) == 1:
-        return Packed(key, run[0].data, (run[0].id,))
-    return Packed(key, aggregate(key, [e.data for e in run]), tuple(e.id for e in run))
+        return Packed(first.partition_key, first.data, (first.id,))
+    return Packed(first.partition_key, aggregate([(e.partition_key, e.data) for e in run]), tuple(e.id for e in run))

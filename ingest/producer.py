@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 
 from core.contract import MAX_RECORD_BYTES, Record, to_wire
 from core.errors import SleepstackError
-from ingest.aggregation import PUT_UNIT_BYTES, pack
+from ingest.aggregation import PUT_UNIT_BYTES, ShardMap, pack
 
 __all__ = ["MAX_BYTES_PER_CALL", "MAX_RECORDS_PER_CALL", "KinesisProducer", "ProducerError", "ProducerStats", "batches"]
 
@@ -54,14 +54,16 @@ class KinesisProducer:
     stats: ProducerStats = field(default_factory=ProducerStats)
 
     def put(self, records: Iterable[Record], *, max_record_bytes: int = PUT_UNIT_BYTES) -> int:
-        """Encode records, pack each device's into aggregates and send them; returns user records sent.
+        """Encode records, pack each shard's into aggregates (:mod:`ingest.aggregation`) and send them.
 
-        ``max_record_bytes`` of 0 sends every record plain (one Kinesis record each).
+        Returns user records sent. ``max_record_bytes`` of 0 sends every record plain (one
+        Kinesis record each).
         """
         rows = [_Row(i, r.device_id, to_wire(r)) for i, r in enumerate(records)]
         if max_record_bytes <= 0:
             return self.put_encoded((r.partition_key, r.data) for r in rows)
-        self.put_encoded((p.partition_key, p.data) for p in pack(rows, max_record_bytes))
+        shards = ShardMap.of_stream(self.client, self.stream)
+        self.put_encoded((p.partition_key, p.data) for p in pack(rows, max_record_bytes, shards.shard_of))
         return len(rows)
 
     def put_encoded(self, entries: Iterable[tuple[str, bytes]]) -> int:

@@ -2,9 +2,10 @@
 
 Each :meth:`SpoolSender.step` frames pending notifications, reads the oldest outbox
 records (up to what one PutRecords call can carry), packs each device's records into
-KPL-aggregated Kinesis records of at most one PUT payload unit (:mod:`ingest.aggregation`),
-holding back a device whose aggregate is not full for at most ``linger_ms`` (so a
-record waits at most about ``linger_ms`` plus one poll interval), sends them through
+KPL-aggregated Kinesis records of at most one PUT payload unit, the records of all
+devices bound for one shard together (:mod:`ingest.aggregation`; the shard map is read
+with ListShards every minute), holding back a shard whose aggregate is not full for at
+most ``linger_ms`` (so a record waits at most about ``linger_ms`` plus one poll interval), sends them through
 :class:`ingest.producer.KinesisProducer` (which resends only the rejected entries, with
 exponential backoff and full jitter) and acknowledges the user records of every
 aggregate Kinesis accepted. When the
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Packed, pack, put_units
+from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Packed, ShardMap, pack, put_units
 from ingest.producer import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, KinesisProducer
 from ingest.spool import OutboxEntry, Spool
 
@@ -67,7 +68,11 @@ class SpoolSender:
     #: the largest aggregate (data + partition key), bytes
     max_record_bytes: int = PUT_UNIT_BYTES
     monotonic: Callable[[], float] = time.monotonic
+    #: how often the stream's shard map is read again (s); the packing follows resharding
+    shard_map_ttl_s: float = 60.0
     _first_seen: dict[int, float] = field(default_factory=dict)
+    _shards: ShardMap | None = None
+    _shards_read_at: float = float("-inf")
 
     def step(self, *, flush: bool = False) -> int:
         """Frame, send one batch and acknowledge it; returns user records accepted (0: nothing due).
@@ -77,10 +82,11 @@ class SpoolSender:
         before the next step.
         """
         self.spool.frame(now_ms=self.clock() if self.clock is not None else None)
-        batch = self._due(self.spool.pending(_READ_RECORDS, _READ_BYTES), flush)
+        shard_of = self._shard_of()
+        batch = self._due(self.spool.pending(_READ_RECORDS, _READ_BYTES), flush, shard_of)
         if not batch:
             return 0
-        packed = self._within_one_call(pack(batch, self.max_record_bytes))
+        packed = self._within_one_call(pack(batch, self.max_record_bytes, shard_of))
         entries = [{"Data": p.data, "PartitionKey": p.partition_key} for p in packed]
         self.stats.calls += 1
         try:
@@ -105,20 +111,37 @@ class SpoolSender:
             self.stats.consecutive_failures = 0
         return len(ids)
 
-    def _due(self, pending: list[OutboxEntry], flush: bool) -> list[OutboxEntry]:
-        """The pending records of devices whose aggregate is full or whose oldest record has lingered enough."""
+    def _shard_of(self) -> Callable[[str], str] | None:
+        """The stream's key -> shard function, read every ``shard_map_ttl_s``; None (pack per device) if unreadable."""
+        now = self.monotonic()
+        if now - self._shards_read_at >= self.shard_map_ttl_s:
+            self._shards_read_at = now
+            try:
+                self._shards = ShardMap.of_stream(self.producer.client, self.producer.stream)
+            except (BotoCoreError, ClientError, KeyError) as exc:
+                log.warning("cannot read the shards of %s (%s); packing each device alone", self.producer.stream, exc)
+                self._shards = None
+        return self._shards.shard_of if self._shards and self._shards.shard_ids else None
+
+    def _due(self, pending: list[OutboxEntry], flush: bool, shard_of: Callable[[str], str] | None) -> list[OutboxEntry]:
+        """The pending records of shards whose aggregate is full or whose oldest record has lingered enough."""
         now = self.monotonic()
         for e in pending:
             self._first_seen.setdefault(e.id, now)
         if flush or self.linger_ms <= 0:
             return pending
+
+        def group(e: OutboxEntry) -> str:
+            return shard_of(e.partition_key) if shard_of else e.partition_key
+
         oldest: dict[str, float] = {}
         size: dict[str, int] = {}
         for e in pending:
-            oldest.setdefault(e.partition_key, self._first_seen[e.id])
-            size[e.partition_key] = size.get(e.partition_key, 0) + len(e.data)
-        ready = {k for k, t in oldest.items() if size[k] >= self.max_record_bytes or (now - t) * 1000 >= self.linger_ms}
-        return [e for e in pending if e.partition_key in ready]
+            g = group(e)
+            oldest.setdefault(g, self._first_seen[e.id])
+            size[g] = size.get(g, 0) + len(e.data)
+        ready = {g for g, t in oldest.items() if size[g] >= self.max_record_bytes or (now - t) * 1000 >= self.linger_ms}
+        return [e for e in pending if group(e) in ready]
 
     @staticmethod
     def _within_one_call(packed: list[Packed]) -> list[Packed]:

@@ -240,6 +240,14 @@ def test_glue_job_and_lambda_point_at_the_packaged_artefacts(doc: dict[str, Any]
     fn = doc["Resources"]["SpeedLayerFunction"]["Properties"]
     assert fn["Code"]["S3Key"]["Fn::Sub"] == "sleepstack/${PackageVersion}/lambda.zip"
     assert fn["Handler"] == "sleepstack.lambda_entry.lambda_handler"
+    transform = doc["Resources"]["RawTransformFunction"]["Properties"]
+    assert transform["Code"] == fn["Code"]
+    module, name = transform["Handler"].rsplit(".", 1)
+    assert module == "sleepstack.lambda_entry" and name == "firehose_transform_handler"
+    (processor,) = doc["Resources"]["RawDeliveryStream"]["Properties"]["ExtendedS3DestinationConfiguration"][
+        "ProcessingConfiguration"
+    ]["Processors"]
+    assert processor["Type"] == "Lambda"
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ payloads = st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=4
 @settings(max_examples=60, deadline=None)
 @given(payloads, st.text(alphabet="abcdef0123456789:-", min_size=1, max_size=64))
 def test_round_trip_and_exact_size(datas: list[bytes], key: str) -> None:
-    agg = aggregate(key, datas)
-    assert len(agg) == packed_size(key, [len(d) for d in datas])
+    agg = aggregate([(key, d) for d in datas])
+    assert len(agg) == packed_size([(key, len(d)) for d in datas])
     out = deaggregate(agg)
     assert [u.data for u in out] == datas
     assert {u.partition_key for u in out} == {key}
@@ -34,12 +34,12 @@ def test_identical_bytes_to_the_reference_aggregator(datas: list[bytes]) -> None
     for d in datas:
         assert ref.add_user_record("strap-01", d) is None
     _, _, ref_bytes = ref.clear_and_get().get_contents()
-    assert aggregate("strap-01", datas) == ref_bytes
+    assert aggregate([("strap-01", d) for d in datas]) == ref_bytes
 
 
 def test_the_reference_deaggregator_reads_ours() -> None:
     datas = [b'{"a":1}', b'{"b":2}', b"x" * 700]
-    agg = aggregate("bed-7", datas)
+    agg = aggregate([("bed-7", d) for d in datas])
     records = list(
         iter_deaggregate_records(
             [{"SequenceNumber": "1", "PartitionKey": "bed-7", "ApproximateArrivalTimestamp": 0, "Data": agg}],
@@ -77,8 +77,8 @@ def _sealed(body: bytes) -> bytes:
     [
         (b'{"kind":"strap"}', "no KPL magic"),
         (MAGIC + b"\x00" * 5, "shorter than the magic"),
-        (aggregate("k", [b"abc", b"def"])[:-3], "MD5"),
-        (aggregate("k", [b"abc"])[:-1] + b"\x00", "MD5"),
+        (aggregate([("k", b"abc"), ("k", b"def")])[:-3], "MD5"),
+        (aggregate([("k", b"abc")])[:-1] + b"\x00", "MD5"),
         (_sealed(b"\x0a\x05ab"), "past the end"),
         (_sealed(b"\x0a\x01k\x1a\x02\x08\x00"), "lacks its partition key index or its data"),
         (_sealed(b"\x0a\x01k\x1a\x05\x08\x03\x1a\x01z"), "partition key 3 of 1"),
@@ -96,6 +96,18 @@ def test_corrupt_aggregates_name_what_is_wrong(data: bytes, reason: str) -> None
 
 def test_plain_records_are_not_aggregates() -> None:
     assert not is_aggregated(b'{"kind":"bed"}')
-    assert is_aggregated(aggregate("k", [b"x"]))
+    assert is_aggregated(aggregate([("k", b"x")]))
     with pytest.raises(ValueError, match="at least one"):
-        aggregate("k", [])
+        aggregate([])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "bb", "ccc", "d" * 64]), st.binary(max_size=300)), min_size=1))
+def test_several_keys_round_trip_and_match_the_reference(records: list[tuple[str, bytes]]) -> None:
+    agg = aggregate(records)
+    assert len(agg) == packed_size([(k, len(d)) for k, d in records])
+    assert [(u.partition_key, u.data) for u in deaggregate(agg)] == records
+    ref = RecordAggregator()
+    for k, d in records:
+        ref.add_user_record(k, d)
+    assert ref.clear_and_get().get_contents()[2] == agg

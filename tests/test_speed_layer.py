@@ -18,7 +18,6 @@ import pytest
 from core.alerts import AlertRules, AlertTracker, alert_id
 from core.contract import StrapSample, to_row, to_wire
 from core.epochs import EPOCH_MS
-from core.kpl import aggregate
 from core.live_epochs import advance
 from core.nightly import _strap_vitals
 from core.simulate import SimConfig, night_records, simulate_night
@@ -28,7 +27,7 @@ from local.live_store import LocalLiveStore
 from local.state_store import LocalStateStore
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.processing import apply_records
-from tests.conftest import T0_MS
+from tests.conftest import T0_MS, aggregate_one
 
 RULES = AlertRules(hr_high_bpm=66, hr_low_bpm=52, hr_sustained_s=90)  # low thresholds: alerts on a normal night
 
@@ -237,9 +236,9 @@ def _by_device(recs: Sequence[Any], per: int, version: int = 2) -> list[bytes]:
         group = open_.setdefault(r.device_id, [])
         group.append(to_wire(r, version=version))
         if len(group) == per:
-            out.append(aggregate(r.device_id, group))
+            out.append(aggregate_one(r.device_id, group))
             open_[r.device_id] = []
-    out += [aggregate(k, g) for k, g in open_.items() if g]
+    out += [aggregate_one(k, g) for k, g in open_.items() if g]
     return out
 
 
@@ -264,7 +263,7 @@ def test_a_bad_user_record_in_an_aggregate_is_quarantined_alone(tmp_path: Path) 
     _, recs = _night(hours=0.1)
     strap = [r for r in recs if isinstance(r, StrapSample)][:30]
     bad = _bad_inputs(strap[0])["hr 300"]
-    agg = aggregate(strap[0].device_id, [to_wire(r) for r in strap[:10]] + [bad] + [to_wire(r) for r in strap[10:]])
+    agg = aggregate_one(strap[0].device_id, [to_wire(r) for r in strap[:10]] + [bad] + [to_wire(r) for r in strap[10:]])
     handler, store, dlq = _handler(tmp_path)
     assert handler(_event([agg]), LambdaContext()) == {"batchItemFailures": []}
     (letter,) = dlq.read_all()
@@ -290,7 +289,7 @@ def test_a_corrupt_aggregate_is_quarantined_whole_and_the_shard_flows(
 ) -> None:
     _, recs = _night(hours=0.1)
     strap = [r for r in recs if isinstance(r, StrapSample)][:30]
-    broken = corrupt(aggregate(strap[0].device_id, [to_wire(r) for r in strap[:10]]))
+    broken = corrupt(aggregate_one(strap[0].device_id, [to_wire(r) for r in strap[:10]]))
     handler, store, dlq = _handler(tmp_path)
     resp = handler(_event([broken, *_by_device(strap[10:], 5)]), LambdaContext())
     assert resp == {"batchItemFailures": []}

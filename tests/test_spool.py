@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import signal
@@ -21,12 +22,12 @@ from hypothesis import strategies as st
 from core.bed_profile import BedNotification, encode_bed_frame
 from core.contract import BedFrame, StrapSample, from_wire, make_record_id
 from core.hrm import HeartRateMeasurement, encode_hrm
-from core.kpl import is_aggregated
-from ingest.aggregation import PUT_UNIT_BYTES
+from core.kpl import deaggregate, is_aggregated
+from ingest.aggregation import PUT_UNIT_BYTES, ShardMap, pack
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
 from ingest.simulated_devices import MALFORMED_HRM
-from ingest.spool import Notification, Spool, SpoolFullError
+from ingest.spool import Notification, OutboxEntry, Spool, SpoolFullError
 from tests.conftest import STREAM, T0_MS, FlakyClient, read_stream, user_records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,6 +157,52 @@ def test_a_device_lingers_until_its_aggregate_fills_or_its_time_is_up(tmp_path: 
     spool.append(_strap_notes(200, t0=T0_MS + 10_000))  # more than one PUT unit: sent at once
     assert sender.step() == 200
     assert sender.step(flush=True) == 0
+
+
+def test_devices_bound_for_one_shard_share_aggregates_and_keep_their_order(tmp_path: Path, kinesis: Any) -> None:
+    spool = Spool(tmp_path / "s.sqlite")
+    for k in range(6):
+        spool.append(_strap_notes(5, device=f"strap-{k}"))
+    now = [0.0]
+    sender = SpoolSender(spool, KinesisProducer(kinesis, STREAM), linger_ms=800, monotonic=lambda: now[0])
+    assert sender.step() == 0
+    now[0] = 1.0
+    assert sender.step() == 30
+    shards = ShardMap.of_stream(kinesis, STREAM)
+    records = read_stream(kinesis, STREAM)  # one aggregate per shard, each holding that shard's devices
+    assert len(records) == len({shards.shard_of(f"strap-{k}") for k in range(6)}) == 2
+    users = []
+    for record in records:
+        inside = deaggregate(record["Data"])
+        assert record["PartitionKey"] == inside[0].partition_key
+        assert {shards.shard_of(u.partition_key) for u in inside} == {shards.shard_of(record["PartitionKey"])}
+        users += inside
+    for k in range(6):
+        mine = [json.loads(u.data)["device_time_ms"] for u in users if u.partition_key == f"strap-{k}"]
+        assert mine == [T0_MS + 1000 * j for j in range(5)]
+
+
+def test_the_shard_map_follows_hash_key_ranges_and_skips_closed_shards() -> None:
+    half = 2**127
+    shards = [
+        {
+            "ShardId": "old",
+            "HashKeyRange": {"StartingHashKey": "0"},
+            "SequenceNumberRange": {"EndingSequenceNumber": "1"},
+        },
+        {"ShardId": "lo", "HashKeyRange": {"StartingHashKey": "0"}, "SequenceNumberRange": {}},
+        {"ShardId": "hi", "HashKeyRange": {"StartingHashKey": str(half)}, "SequenceNumberRange": {}},
+    ]
+    m = ShardMap.from_shards(shards)
+    assert m.shard_ids == ("lo", "hi")
+    for key in ("strap-1", "bed-7", "x"):
+        h = int.from_bytes(hashlib.md5(key.encode(), usedforsecurity=False).digest(), "big")
+        assert m.shard_of(key) == ("lo" if h < half else "hi")
+    entries = [OutboxEntry(i, f"d{i % 4}", b"x" * 10) for i in range(40)]
+    packed = pack(entries, shard_of=m.shard_of)
+    assert {m.shard_of(p.partition_key) for p in packed} == {m.shard_of(f"d{i}") for i in range(4)}
+    for p in packed:  # every user record of an aggregate hashes to the aggregate's shard
+        assert {m.shard_of(u.partition_key) for u in deaggregate(p.data)} == {m.shard_of(p.partition_key)}
 
 
 def test_endpoint_down_keeps_spooling_and_drains_in_order_when_back(tmp_path: Path, kinesis: Any) -> None:

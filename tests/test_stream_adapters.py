@@ -12,9 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.lake_schema import RAW_SCHEMA
-from batch_layer.raw_landing import partition_keys
+from batch_layer.raw_landing import firehose_transform, partition_keys
 from core.contract import to_row, to_wire
-from core.kpl import aggregate
 from core.simulate import night_records
 from dead_letters import LocalDeadLetters
 from ingest.producer import KinesisProducer, ProducerError
@@ -24,9 +23,8 @@ from local.firehose import FirehoseDelivery, render_prefix
 from local.live_store import LocalLiveStore
 from local.shard_reader import Checkpoints
 from local.state_store import LocalStateStore
-from sleepstack.lambda_entry import firehose_transform_handler
 from speed_layer.handler import SpeedLayerHandler
-from tests.conftest import STREAM, FlakyClient, read_stream, sim_night
+from tests.conftest import STREAM, FlakyClient, aggregate_one, read_stream, sim_night
 
 
 def _records(minutes: int = 6) -> list[Any]:
@@ -195,10 +193,10 @@ def test_delivery_unpacks_aggregates_and_lands_v1_and_v2_as_the_same_rows(kinesi
     bed = [r for r in recs if r.kind == "bed"]
     strap = [r for r in recs if r.kind == "strap"]
     good = [to_wire(r, version=1) for r in strap[:20]] + [b'{"kind":"strap"}'] + [to_wire(r) for r in strap[20:]]
-    corrupt = aggregate("strap-1", [to_wire(r) for r in strap[:3]])[:-5]
-    entries = [("strap-1", aggregate("strap-1", good)), ("strap-1", corrupt)]
+    corrupt = aggregate_one("strap-1", [to_wire(r) for r in strap[:3]])[:-5]
+    entries = [("strap-1", aggregate_one("strap-1", good)), ("strap-1", corrupt)]
     entries += [("bed-1", to_wire(r, version=1)) for r in bed] + [
-        ("bed-1", aggregate("bed-1", [to_wire(r) for r in bed]))
+        ("bed-1", aggregate_one("bed-1", [to_wire(r) for r in bed]))
     ]
     KinesisProducer(kinesis, STREAM).put_encoded(entries)
     lake = tmp_path / "lake"
@@ -255,7 +253,7 @@ def test_the_firehose_transform_lands_v1_and_v2_as_the_same_row_and_fails_bad_re
     bed = next(r for r in recs if r.kind == "bed")
     datas = [to_wire(bed, version=1), to_wire(bed), b'{"kind":"bed","schema_version":2}']
     event = {"records": [{"recordId": str(i), "data": base64.b64encode(d).decode()} for i, d in enumerate(datas)]}
-    out = firehose_transform_handler(event, None)["records"]
+    out = firehose_transform(event)["records"]  # what sleepstack.lambda_entry.firehose_transform_handler returns
     assert [r["recordId"] for r in out] == ["0", "1", "2"]
     assert [r["result"] for r in out] == ["Ok", "Ok", "ProcessingFailed"]
     rows = [json.loads(base64.b64decode(r["data"])) for r in out[:2]]
