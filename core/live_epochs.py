@@ -51,10 +51,12 @@ class Advance:
     behind: list[str] = field(default_factory=list)
 
 
-def strap_sample_doc(rec: StrapSample) -> dict[str, Any]:
+def strap_sample_doc(rec: StrapSample, record_id: str | None = None) -> dict[str, Any]:
+    """The ``samples`` document of one strap notification (``record_id``: its id, if known already)."""
+    rid = rec.record_id if record_id is None else record_id
     return {
-        "doc_id": rec.record_id,
-        "record_id": rec.record_id,
+        "doc_id": rid,
+        "record_id": rid,
         "subject_id": rec.subject_id,
         "device_id": rec.device_id,
         "event_time_ms": rec.event_time_ms,
@@ -164,14 +166,19 @@ def _apply_strap(out: Advance, tracker: AlertTracker, rec: StrapSample) -> bool:
         return False
     if open_ms is not None and epoch > open_ms:
         _close_strap(out, tracker)
-    elif open_ms is not None and any(r[1] == rid for r in st["open"]):
+    rows = st["open"]  # sorted by (event time, record id)
+    at = bisect.bisect_left(rows, (rec.event_time_ms, rid), key=_row_key)
+    if at < len(rows) and rows[at][1] == rid:
         out.behind.append(rid)  # the same notification again
         return False
     st["open_epoch_ms"] = epoch
-    row = [rec.event_time_ms, rid, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact]
-    bisect.insort(st["open"], row, key=lambda r: (r[0], r[1]))
-    out.docs.append(("samples", strap_sample_doc(rec)))
+    rows.insert(at, [rec.event_time_ms, rid, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact])
+    out.docs.append(("samples", strap_sample_doc(rec, rid)))
     return True
+
+
+def _row_key(row: list[Any]) -> tuple[int, str]:
+    return row[0], row[1]
 
 
 def _apply_bed(

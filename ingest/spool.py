@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from core.bed_profile import decode_bed_frame
-from core.contract import Record, to_wire, validate
+from core.contract import SCHEMA_VERSION, Record, to_wire, validate
 from core.device_records import BedFramer, FramerCounts, OpenFrame, strap_sample
 from core.errors import ContractError, DecodeError, SleepstackError
 from core.hrm import decode_hrm
@@ -209,9 +209,9 @@ class Spool:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def append_records(self, records: Iterable[Record]) -> int:
-        """Put already-built records straight into the outbox (e.g. a file upload)."""
-        rows = [(r.device_id, to_wire(validate(r))) for r in records]
+    def append_records(self, records: Iterable[Record], *, version: int = SCHEMA_VERSION) -> int:
+        """Put already-built records straight into the outbox (e.g. a file upload), in wire ``version``."""
+        rows = [(r.device_id, to_wire(validate(r), version=version)) for r in records]
         with self._lock:
             self._check_room(sum(len(d) + 32 for _, d in rows))
             self._db.execute("BEGIN IMMEDIATE")

@@ -17,6 +17,7 @@
 | ``SLEEPSTACK_CHROMIUM`` | the Chromium that prints night reports to PDF | ``/usr/bin/chromium`` |
 | ``SLEEPSTACK_LIVE_STORE`` | the local stack's live store: ``embedded`` or ``opensearch`` (a node) | ``embedded`` |
 | ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
+| ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``800`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -59,6 +60,7 @@ class Settings:
     chromium: str = "/usr/bin/chromium"
     live_store: LiveStoreKind = "embedded"
     opensearch_dist: Path | None = None
+    send_linger_ms: int = 800
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +89,9 @@ class Settings:
         if live not in get_args(LiveStoreKind):
             raise ConfigError("SLEEPSTACK_LIVE_STORE", f"must be 'embedded' or 'opensearch', not {live!r}")
         dist = e.get("SLEEPSTACK_OPENSEARCH_DIST")
+        linger = e.get("SLEEPSTACK_SEND_LINGER_MS", "800")
+        if not linger.isdigit() or int(linger) > 60_000:
+            raise ConfigError("SLEEPSTACK_SEND_LINGER_MS", f"must be milliseconds from 0 to 60000, not {linger!r}")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -105,6 +110,7 @@ class Settings:
             chromium=e.get("SLEEPSTACK_CHROMIUM", "/usr/bin/chromium"),
             live_store=cast(LiveStoreKind, live),
             opensearch_dist=Path(dist).resolve() if dist else None,
+            send_linger_ms=int(linger),
         )
 
     def child_env(self) -> dict[str, str]:
@@ -120,6 +126,7 @@ class Settings:
             SLEEPSTACK_CHROMIUM=self.chromium,
             SLEEPSTACK_LIVE_STORE=self.live_store,
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
+            SLEEPSTACK_SEND_LINGER_MS=str(self.send_linger_ms),
         )
         if self.opensearch_url:
             env["OPENSEARCH_URL"] = self.opensearch_url

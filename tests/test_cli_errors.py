@@ -139,10 +139,20 @@ def test_argument_errors_name_the_flag(argv: list[str], fragment: str, capsys: p
     assert fragment in capsys.readouterr().err
 
 
-def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("SLEEPSTACK_ALERT_RULES", '{"no_such_rule": 1}')
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SLEEPSTACK_ALERT_RULES", '{"no_such_rule": 1}'),
+        ("SLEEPSTACK_SEND_LINGER_MS", "-5"),
+        ("SLEEPSTACK_SEND_LINGER_MS", "1e9"),
+    ],
+)
+def test_a_bad_setting_names_the_variable(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, value)
     assert main(["ble", "decode-hrm", "063c"]) == 2
-    assert "SLEEPSTACK_ALERT_RULES" in capsys.readouterr().err
+    assert variable in capsys.readouterr().err
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.contract import Record
+from core.contract import BedFrame, Record
 from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, night_records, simulate_night
 from local.kinesis import LocalStack
 from sleepstack import wiring
@@ -20,6 +20,7 @@ __all__ = [
     "index_records",
     "mixed_records",
     "private_stream",
+    "send_at",
     "simulated_night_records",
     "stage_records",
 ]
@@ -29,6 +30,11 @@ def simulated_night_records(subject_id: str, seed: int, apnea_per_hour: float = 
     """One simulated night (strap + 100 Hz bed) of ``subject_id`` as contract records, in time order."""
     sim = simulate_night(SimConfig(subject_id, FIRST_NIGHT_T0_MS, seed, apnea_per_hour=apnea_per_hour))
     return night_records(sim, strap_device=f"strap-{subject_id}", bed_device=f"bed-{subject_id}")
+
+
+def send_at(r: Record) -> int:
+    """When a record leaves the collector (ms): a strap notification at once, a bed frame when complete."""
+    return r.event_time_ms + (round(r.duration_ms) if isinstance(r, BedFrame) else 0)
 
 
 def mixed_records(n: int, subjects: int, seed: int) -> list[Record]:

@@ -1,12 +1,19 @@
 """``sleepstack bench speed``: speed-layer throughput and end-to-end latency.
 
-* Throughput: the Lambda handler on one 10,000-record Kinesis event of mixed strap and
-  100 Hz bed records (the mix a night produces: one strap notification a second, one
-  30-s bed frame an epoch), with the embedded live and state stores, on one core.
-  Reported as records/s, samples/s (bed samples + strap notifications), MiB/s, and
-  ``shard_ratio`` = bytes/s / 1 MiB/s (one Kinesis shard's write limit). Median of
-  ``rounds`` runs after an untimed warm-up. Goal: shard_ratio >= 20.
-* Latency: records replayed in real time (event times rebased to now) through
+* Throughput: the Lambda handler on one Kinesis event carrying 10,000 user records of
+  mixed strap and 100 Hz bed records (the mix a night produces: one strap notification a
+  second, one 30-s bed frame an epoch), with the embedded live and state stores, on one
+  core, for both wires in the same run, rounds interleaved: **v2** (top-level keys:
+  contract v2, packed per shard into KPL aggregates of one PUT unit, as the sender sends
+  them) and **v1** (under ``"v1"``: contract v1, one plain Kinesis record each). Reported
+  as records/s, samples/s (bed samples + strap notifications), MiB/s of Kinesis data,
+  ``shard_ratio`` = bytes/s / 1 MiB/s (one Kinesis shard's write limit), and the
+  ceiling: ``bare_decode_mib_s`` (base64 of the event, KPL unpacking, JSON parse of
+  every user record and one numpy pass over every bed frame's samples, nothing else) and
+  ``ceiling_ratio`` = handler / bare decode. Median of ``rounds`` runs after an untimed
+  warm-up. Goals on the v2 wire: shard_ratio >= 20, ceiling_ratio >= 0.5.
+* Latency: records replayed in real time (event times rebased to now) through the
+  collector's durable spool, the sender (KPL aggregates, 0.8-s linger, 0.2-s poll),
   kinesalite, the local event-source poller and the handler into the embedded store;
   for every completed epoch, the time from its window closing (the epoch's end) until
   its complete vitals document is queryable. p50/p95/max. Goal: p95 <= 2 s.
@@ -14,6 +21,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import statistics
 import tempfile
@@ -23,13 +31,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
+
 from core.contract import BedFrame, Record, to_wire
 from core.epochs import EPOCH_MS, epoch_start_ms
+from core.kpl import deaggregate, is_aggregated
+from ingest.aggregation import DEFAULT_LINGER_MS, pack
 from ingest.producer import KinesisProducer
+from ingest.sender import SpoolSender
+from ingest.spool import OutboxEntry, Spool
 from local.event_source_mapping import EventSourceMapping, LambdaContext, kinesis_event
 from local.shard_reader import Checkpoints
 from sleepstack import wiring
-from sleepstack.bench.fixtures import bench_settings, mixed_records, private_stream
+from sleepstack.bench.fixtures import bench_settings, mixed_records, private_stream, send_at
 
 __all__ = ["bench_speed_latency", "bench_speed_throughput"]
 
@@ -47,37 +62,80 @@ def _event(payloads: list[tuple[str, bytes]]) -> dict[str, Any]:
     )
 
 
+def _wire(recs: list[Record], version: int) -> list[tuple[str, bytes]]:
+    """The Kinesis records the sender would put: v2 packed per shard (one shard), v1 plain."""
+    if version == 1:
+        return [(r.device_id, to_wire(r, version=1)) for r in recs]
+    rows = [OutboxEntry(i, r.device_id, to_wire(r)) for i, r in enumerate(recs)]
+    return [(p.partition_key, p.data) for p in pack(rows, shard_of=lambda _key: "shardId-000000000000")]
+
+
+def _bare_decode(event: dict[str, Any]) -> int:
+    """The least any handler must do with ``event``: base64, KPL unpacking, JSON, one numpy pass per frame."""
+    total = 0
+    for rec in event["Records"]:
+        data = base64.b64decode(rec["kinesis"]["data"])
+        users = [u.data for u in deaggregate(data)] if is_aggregated(data) else [data]
+        for u in users:
+            obj = orjson.loads(u)
+            if "samples_i16le" in obj:
+                total += int(np.frombuffer(base64.b64decode(obj["samples_i16le"]), dtype="<i2").sum())
+            elif "samples" in obj:
+                total += int(np.asarray(obj["samples"], dtype=np.int16).sum())
+    return total
+
+
 def bench_speed_throughput(records: int = 10_000, subjects: int = 8, rounds: int = 3, seed: int = 0) -> dict[str, Any]:
     recs = mixed_records(records, subjects, seed)
-    payloads = [(r.device_id, to_wire(r)) for r in recs]
-    nbytes = sum(len(d) for _, d in payloads)
     samples = sum(len(r.samples) if isinstance(r, BedFrame) else 1 for r in recs)
     n_bed = sum(isinstance(r, BedFrame) for r in recs)
-    event = _event(payloads)
-    secs: list[float] = []
+    wires = {v: _wire(recs, v) for v in (2, 1)}
+    events = {v: _event(w) for v, w in wires.items()}
+    secs: dict[int, list[float]] = {2: [], 1: []}
+    bare: dict[int, list[float]] = {2: [], 1: []}
     with tempfile.TemporaryDirectory(prefix="sleepstack-bench-speed-") as tmp:
         for r in range(rounds + 1):  # round 0: warm-up (imports, filter design caches)
-            handler = wiring.speed_layer_handler(bench_settings(Path(tmp) / f"r{r}"))
-            t = time.perf_counter()
-            resp = handler(event, LambdaContext())
-            elapsed = time.perf_counter() - t
-            if resp["batchItemFailures"] or handler.stats.quarantined:
-                raise RuntimeError(f"bench batch not clean: {resp}, quarantined={handler.stats.quarantined}")
-            if r:
-                secs.append(elapsed)
-    s = statistics.median(secs)
+            for v, event in events.items():
+                handler = wiring.speed_layer_handler(bench_settings(Path(tmp) / f"r{r}-v{v}"))
+                t = time.perf_counter()
+                resp = handler(event, LambdaContext())
+                elapsed = time.perf_counter() - t
+                if resp["batchItemFailures"] or handler.stats.quarantined or handler.stats.records != len(recs):
+                    raise RuntimeError(f"bench batch not clean: {resp}, quarantined={handler.stats.quarantined}")
+                t = time.perf_counter()
+                _bare_decode(event)
+                bare_elapsed = time.perf_counter() - t
+                if r:
+                    secs[v].append(elapsed)
+                    bare[v].append(bare_elapsed)
+
+    def figures(v: int) -> dict[str, Any]:
+        nbytes = sum(len(d) for _, d in wires[v])
+        s = statistics.median(secs[v])
+        b = statistics.median(bare[v])
+        return {
+            "wire": f"v{v}" + (" + KPL aggregation" if v == 2 else ", one Kinesis record each"),
+            "kinesis_records": len(wires[v]),
+            "mib": round(nbytes / MIB, 2),
+            "seconds_per_batch": [round(x, 3) for x in secs[v]],
+            "records_per_s": round(len(recs) / s),
+            "samples_per_s": round(samples / s),
+            "mib_per_s": round(nbytes / MIB / s, 2),
+            "shard_ratio": round(nbytes / MIB / s, 2),
+            "bare_decode_seconds": round(b, 4),
+            "bare_decode_mib_s": round(nbytes / MIB / b, 1),
+            "ceiling_ratio": round(b / s, 3),
+        }
+
     return {
         "records": len(recs),
         "bed_frames": n_bed,
         "strap_notifications": len(recs) - n_bed,
-        "mib": round(nbytes / MIB, 2),
         "rounds": rounds,
-        "seconds_per_batch": [round(x, 3) for x in secs],
-        "records_per_s": round(len(recs) / s),
-        "samples_per_s": round(samples / s),
-        "mib_per_s": round(nbytes / MIB / s, 2),
-        "shard_ratio": round(nbytes / MIB / s, 2),
+        **figures(2),
         "goal_shard_ratio": 20,
+        "goal_ceiling_ratio": 0.5,
+        "v1": figures(1),
     }
 
 
@@ -95,23 +153,19 @@ def _rebased(recs: list[Record], t0_ms: int) -> list[Record]:
     ]
 
 
-def _send_at(r: Record) -> int:
-    """When a record leaves the collector: a strap notification at once, a bed frame when complete."""
-    return r.event_time_ms + (round(r.duration_ms) if isinstance(r, BedFrame) else 0)
-
-
-def _replay_in_real_time(producer: KinesisProducer, recs: list[Record]) -> None:
+def _replay_in_real_time(spool: Spool, recs: list[Record]) -> None:
+    """Spool each record when the collector would have it; the sender thread takes it from there."""
     i = 0
     while i < len(recs):
         now_ms = time.time() * 1000
         due = []
-        while i < len(recs) and _send_at(recs[i]) <= now_ms:
+        while i < len(recs) and send_at(recs[i]) <= now_ms:
             due.append(recs[i])
             i += 1
         if due:
-            producer.put(due)
+            spool.append_records(due)
         else:
-            time.sleep(min(0.02, max(0.0, (_send_at(recs[i]) - now_ms) / 1000)))
+            time.sleep(min(0.02, max(0.0, (send_at(recs[i]) - now_ms) / 1000)))
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -119,9 +173,9 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def bench_speed_latency(
-    seconds: float = 90.0, subjects: int = 10, poll_s: float = 0.2, seed: int = 0
+    seconds: float = 90.0, subjects: int = 10, poll_s: float = 0.2, seed: int = 0, linger_ms: int = DEFAULT_LINGER_MS
 ) -> dict[str, Any]:
-    """Replay ``seconds`` of ``subjects`` strap+bed pairs in real time; latency per epoch."""
+    """Replay ``seconds`` of ``subjects`` strap+bed pairs in real time (spool, sender, stream); latency per epoch."""
     per_subject = int(seconds) + int(seconds) // 30 + 2
     raw = mixed_records(per_subject * subjects, subjects, seed)
     start_ms = int(time.time() * 1000) + 2000
@@ -131,9 +185,9 @@ def bench_speed_latency(
         by_subject.setdefault(r.subject_id, []).append(r)
     recs = [r for group in by_subject.values() for r in _rebased(group, base_ms)]  # everyone starts together
 
-    recs.sort(key=_send_at)
+    recs.sort(key=send_at)
     end_ms = recs[0].event_time_ms + int(seconds * 1000)
-    recs = [r for r in recs if _send_at(r) <= end_ms]
+    recs = [r for r in recs if send_at(r) <= end_ms]
     visible: dict[tuple[str, int], float] = {}
     with (
         tempfile.TemporaryDirectory(prefix="sleepstack-bench-latency-") as tmp,
@@ -173,10 +227,17 @@ def bench_speed_latency(
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        _replay_in_real_time(KinesisProducer(client, "latency"), recs)
-        time.sleep(2.0 + poll_s)
+        # the collector's path: durable spool, then the sender packing aggregates with its linger
+        spool = Spool(Path(tmp) / "spool.sqlite")
+        sender = SpoolSender(spool, KinesisProducer(client, "latency"), linger_ms=linger_ms)
+        sending = threading.Thread(target=sender.drain, kwargs={"stop": stop.is_set, "idle_s": 0.2}, daemon=True)
+        sending.start()
+        _replay_in_real_time(spool, recs)
+        time.sleep(2.0 + poll_s + linger_ms / 1000)
         stop.set()
         poller.join()
+        sending.join()
+        spool.close()
     lat = sorted(t - (epoch + EPOCH_MS) / 1000 for (_, epoch), t in visible.items() if epoch + EPOCH_MS <= end_ms)
     if not lat:
         raise RuntimeError("no epoch completed during the latency run; raise --seconds")
@@ -184,6 +245,9 @@ def bench_speed_latency(
         "seconds": seconds,
         "subjects": subjects,
         "poll_interval_s": poll_s,
+        "sender_linger_ms": linger_ms,
+        "kinesis_records": sender.stats.kinesis_records,
+        "user_records": sender.stats.sent,
         "epochs_measured": len(lat),
         "latency_p50_s": round(_quantile(lat, 0.5), 3),
         "latency_p95_s": round(_quantile(lat, 0.95), 3),

@@ -92,7 +92,7 @@ def run_collect(
     if left["notifications"] or left["outbox"]:
         print(f"spool holds a backlog from an earlier run: {left}; sending it first")
     # idle bed frames are closed by the wall clock; a replay's clock jumps between devices, so it ends them instead
-    sender = SpoolSender(spool, _producer(settings), clock=None if world else clock)
+    sender = SpoolSender(spool, _producer(settings), clock=None if world else clock, linger_ms=settings.send_linger_ms)
     collector = Collector(spool, targets, backend=backend, clock=clock)
     done = threading.Event()
     sending = threading.Thread(target=sender.drain, kwargs={"stop": done.is_set, "idle_s": 0.2}, daemon=True)
