@@ -261,3 +261,35 @@ def test_the_firehose_transform_lands_v1_and_v2_as_the_same_row_and_fails_bad_re
     assert rows[0]["samples"][:3] == list(bed.samples[:3])
     assert out[0]["metadata"]["partitionKeys"]["dt"] == partition_keys(bed)["dt"]
     assert out[2]["data"] == event["records"][2]["data"]
+
+
+def test_a_poison_aggregate_goes_to_the_on_failure_destination_and_its_neighbours_flow(
+    kinesis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    strap = [r for r in _records(2) if r.kind == "strap"]
+    wires = [to_wire(r) for r in strap]
+    poison = wires[15]
+    aggregates = [aggregate_one("strap-1", wires[k : k + 10]) for k in range(0, 30, 10)]
+    kinesis.create_stream(StreamName="s1", ShardCount=1)
+    KinesisProducer(kinesis, "s1").put_encoded([("strap-1", a) for a in aggregates])
+
+    import speed_layer.handler as mod
+
+    real = mod.decode
+
+    def decode(data: bytes) -> Any:
+        if data == poison:
+            raise RuntimeError("a bug, not bad input")  # fails every delivery
+        return real(data)
+
+    monkeypatch.setattr(mod, "decode", decode)
+    store = LocalLiveStore(tmp_path / "live.sqlite")
+    dlq = LocalDeadLetters(tmp_path / "dlq")
+    handler = SpeedLayerHandler(store, LocalStateStore(tmp_path / "state.sqlite"), dlq)
+    esm = EventSourceMapping(kinesis, "s1", handler, Checkpoints(tmp_path / "c.json"), dlq, max_retries=1)
+    esm.drain()
+    (letter,) = dlq.read_all()
+    assert letter["requestContext"]["condition"] == "ReportedBatchItemFailures"
+    assert letter["KinesisBatchInfo"]["batchSize"] == 2  # the poison aggregate and the one after it
+    assert store.count("samples") == 10  # the first aggregate's records
+    assert handler.stats.quarantined == 0
