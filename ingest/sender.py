@@ -1,17 +1,16 @@
 """Drains the spool to Kinesis, oldest record first, deleting only what Kinesis accepted.
 
-Each :meth:`SpoolSender.step` frames pending notifications, reads the oldest outbox
-records (up to what one PutRecords call can carry), packs each device's records into
-KPL-aggregated Kinesis records of at most one PUT payload unit, the records of all
-devices bound for one shard together (:mod:`ingest.aggregation`; the shard map is read
-with ListShards every minute), holding back a shard whose aggregate is not full for at
-most ``linger_ms`` (so a record waits at most about ``linger_ms`` plus one poll interval), sends them through
+Each :meth:`SpoolSender.step` frames pending notifications and reads the oldest outbox
+records (up to what one PutRecords call can carry). It packs the records of all devices
+bound for one shard into KPL-aggregated Kinesis records of at most one PUT payload unit
+(:mod:`ingest.aggregation`; the shard map is read with ListShards every minute), holding
+back a shard whose aggregate is not full for at most ``linger_ms`` (a record waits at
+most about ``linger_ms`` plus one poll interval). It sends them through
 :class:`ingest.producer.KinesisProducer` (which resends only the rejected entries, with
 exponential backoff and full jitter) and acknowledges the user records of every
-aggregate Kinesis accepted. When the
-endpoint is unreachable or the call fails, nothing is deleted: the sender backs off
-(exponentially, with full jitter, capped) and the backlog drains in order once the
-endpoint returns, while the collector keeps spooling.
+aggregate Kinesis accepted. When the endpoint is unreachable or the call fails, nothing
+is deleted: the sender backs off (exponentially, with full jitter, capped) and the
+backlog drains in order once the endpoint returns, while the collector keeps spooling.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """``sleepstack package``: the deployable artefacts, under ``build/``.
 
-* ``build/lambda.zip`` — the speed-layer function: the whole packages ``core``,
-  ``dead_letters``, ``speed_layer`` and the composition root ``sleepstack`` (its entry
-  point :mod:`sleepstack.lambda_entry`; the rest imports its heavy dependencies only when
-  a command runs, never in the function), and the third-party packages the handler
+* ``build/lambda.zip`` — the speed-layer function and the raw delivery's transformation
+  function: the whole packages ``core``, ``dead_letters``, ``speed_layer``,
+  ``batch_layer`` (the transform is :mod:`batch_layer.raw_landing`; Spark and Arrow are
+  imported only by the nightly job's modules) and the composition root ``sleepstack``
+  (its entry points :mod:`sleepstack.lambda_entry`; the rest imports its heavy
+  dependencies only when a command runs, never in a function), and the third-party packages the handler
   imports, installed for the Lambda runtime (Python 3.11 on Amazon Linux 2,
   x86_64: manylinux2014 wheels only, so nothing compiled here leaks in). boto3/botocore
   come with the runtime and are left out. Test suites and byte-code caches inside the
@@ -56,7 +58,7 @@ LAMBDA_REQUIREMENTS: Final = (
     "scipy>=1.13,<2",
 )
 #: Our packages in the function (whole packages, never single files), under :func:`source_root`.
-LAMBDA_SOURCES: Final = ("core", "dead_letters", "speed_layer", "sleepstack")
+LAMBDA_SOURCES: Final = ("core", "dead_letters", "speed_layer", "batch_layer", "sleepstack")
 GLUE_SOURCES: Final = ("core", "batch_layer")
 GLUE_REQUIREMENTS: Final = ("scipy>=1.13,<2",)
 _DROP_DIRS: Final = {"__pycache__", "tests"}

@@ -171,4 +171,5 @@ def test_collect_command_replays_a_recording_into_the_local_stream(
     assert summary["backlog"] == {"notifications": 0, "outbox": 0, "open_frames": 0}
     assert summary["collector"]["drops"] == 4  # one mid-stream per device, and each recording's end
     assert len(stream) == summary["spool"]["records"] == summary["spool"]["sent"]
+    assert 0 < summary["sender"]["kinesis_records"] <= summary["sender"]["put_units"] < len(stream)
     assert {json.loads(r["Data"])["kind"] for r in stream} == {"strap", "bed"}

@@ -109,7 +109,12 @@ def run_collect(
         sending.join()
     deadline = time.monotonic() + 30
     sender.drain(stop=lambda: time.monotonic() > deadline)
-    print(json.dumps({"collector": _stats(collector), "spool": spool.counters(), "backlog": spool.backlog()}))
+    sent = {"kinesis_records": sender.stats.kinesis_records, "put_units": sender.stats.put_units}
+    print(
+        json.dumps(
+            {"collector": _stats(collector), "spool": spool.counters(), "sender": sent, "backlog": spool.backlog()}
+        )
+    )
     return 0
 
 
