@@ -33,7 +33,7 @@ from typing import Any, Literal, cast, get_args
 from core.alerts import AlertRules
 from core.errors import ConfigError
 
-__all__ = ["LiveStoreKind", "Settings", "Target"]
+__all__ = ["LiveStoreKind", "Settings", "Target", "use_keras_backend"]
 
 #: Where the stack runs: the embedded local stand-ins, or the deployed AWS services.
 Target = Literal["local", "aws"]
@@ -144,3 +144,11 @@ class Settings:
         from local.template import TEMPLATE_PATH
 
         return TEMPLATE_PATH
+
+
+def use_keras_backend(default: str = "jax") -> str:
+    """The Keras backend for the optional anchor models: ``KERAS_BACKEND`` if set, else ``default``.
+
+    Keras reads the variable once, when it is first imported, so this runs before that.
+    """
+    return os.environ.setdefault("KERAS_BACKEND", default)

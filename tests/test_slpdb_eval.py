@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.errors import DatasetError
+from core.errors import DatasetError, UsageError
 from core.stage_classifier import load_model
 from sleepstack.cli import main
-from sleepstack.datasets.slpdb import epoch_mean_hr, list_records, read_record
-from sleepstack.evaluation.staging import cross_validate_slpdb, evaluate_slpdb
+from sleepstack.datasets.slpdb import SubjectInfo, epoch_mean_hr, list_records, read_record
+from sleepstack.evaluation.anchor import evaluate_slpdb_anchor, sleepecg_stager
+from sleepstack.evaluation.staging import anchor_slpdb, cross_validate_slpdb, evaluate_slpdb
 from tests.conftest import DATA
 
 SLPDB = DATA / "slpdb-rr"
@@ -122,3 +124,52 @@ def test_pooling_sleep_accel_is_for_heart_rate_only(corpus: Path, capsys: pytest
     argv = ["evaluate", "slpdb", str(corpus), "--source", "rr", "--cv", "0", "--also-train-on", str(corpus)]
     assert main(argv) == 2
     assert "heart rate only" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the SleepECG anchor
+
+_TO_SLEEPECG = {0: 3, 1: 1, 2: 1, 3: 2}  # our wake/light/deep/REM -> SleepECG's wake-rem-nrem labels
+
+
+def test_the_anchor_is_scored_like_our_models_on_three_classes(corpus: Path) -> None:
+    calls: list[tuple[float, int, SubjectInfo]] = []
+
+    def oracle(beats_s: np.ndarray, epochs: int, info: SubjectInfo) -> np.ndarray:
+        calls.append((float(beats_s[0]), epochs, info))
+        rec = next(r for r in records if len(r.epoch_t_s) == epochs and abs(r.beat_t_s[0] - beats_s[1]) < 1e-9)
+        return np.array([_TO_SLEEPECG[int(s)] for s in rec.stages])
+
+    records = [read_record(corpus, r, s) for r, s in list_records(corpus)]
+    figures = anchor_slpdb(corpus, oracle)
+    assert figures["kappa_3"] == figures["kappa_2"] == 1.0
+    assert figures["kappa_4"] is None and figures["confusion_4"] is None
+    assert all(row["kappa_4"] is None for row in figures["per_subject"])
+    assert figures["subjects"] == 3 and figures["subjects_seen_in_training"] == 0
+    assert {c[2] for c in calls} == {SubjectInfo("23:00:00", 50, "M")}
+    assert all(0 <= c[0] < 2 for c in calls)  # the first beat's start, one interval before its end
+
+
+def test_epochs_the_anchor_leaves_undefined_or_short_count_as_wake(corpus: Path) -> None:
+    def lazy(beats_s: np.ndarray, epochs: int, info: SubjectInfo) -> np.ndarray:
+        out = np.ones(epochs - 10, dtype=int)  # NREM throughout, ten epochs short
+        out[:5] = 0
+        return out
+
+    figures = anchor_slpdb(corpus, lazy)
+    # p1 has two records of 160 epochs: 5 undefined and 10 missing epochs each are wake
+    assert figures["per_subject"][0]["tst_pred_min"] == pytest.approx(2 * (160 - 15) * 0.5)
+
+
+def test_anchor_input_errors_are_typed(
+    corpus: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["evaluate", "slpdb", str(corpus), "--anchor", "sleepecg", "--cv", "2"]) == 2
+    assert "--anchor" in capsys.readouterr().err
+    assert main(["evaluate", "sleep-accel", str(corpus), "--anchor", "sleepecg"]) == 2
+    assert "--anchor" in capsys.readouterr().err
+    (corpus / "meta.csv").write_text("record,subject,start_clock,age_y,sex,weight_kg\nr1a,p1,23:00:00,50,M,90\n")
+    with pytest.raises(UsageError, match="no age and sex"):
+        evaluate_slpdb_anchor(corpus, [read_record(corpus, "r2", "p2")], lambda *_: {}, lambda *_: np.zeros(0))
+    monkeypatch.setitem(sys.modules, "sleepecg.classification", None)  # the extra is not installed
+    with pytest.raises(UsageError, match="anchors extra"):
+        sleepecg_stager()

@@ -9,7 +9,7 @@ from typing import Any
 
 from core.errors import UsageError
 from sleepstack.cli._helpers import print_figures, rr_argument
-from sleepstack.settings import Settings
+from sleepstack.settings import Settings, use_keras_backend
 
 __all__ = ["register"]
 
@@ -42,7 +42,14 @@ def _evaluate_staging(args: argparse.Namespace) -> int:
     slpdb = args.what == "slpdb"
     if args.source == "rr" and not slpdb:
         raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
-    if args.cv is not None:
+    if args.anchor:
+        if not slpdb:
+            raise UsageError("--anchor", "the anchor stages slpdb records: evaluate slpdb DIR --anchor sleepecg")
+        if args.cv is not None or args.model or args.also_train_on:
+            raise UsageError("--anchor", "scores a pretrained model: leave out --cv, --model and --also-train-on")
+        use_keras_backend()
+        figures = staging.anchor_slpdb(root)
+    elif args.cv is not None:
         if slpdb:
             pooled = Path(args.also_train_on) if args.also_train_on else None
             figures = staging.cross_validate_slpdb(root, source=args.source, folds=args.cv, also_train_on=pooled)
@@ -107,6 +114,11 @@ def register(sub: Any) -> None:
     )
     s.add_argument(
         "--also-train-on", help="slpdb --cv: a sleep-accel directory whose nights join every fold's training"
+    )
+    s.add_argument(
+        "--anchor",
+        choices=["sleepecg"],
+        help="slpdb: score SleepECG's pretrained wrn-gru-mesa on the same records (needs the anchors extra)",
     )
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)

@@ -26,7 +26,7 @@ from core.epochs import EPOCH_S
 from core.errors import DatasetError
 from core.sleep_stages import RK_STAGES
 
-__all__ = ["SlpdbRecord", "epoch_mean_hr", "list_records", "read_record"]
+__all__ = ["SlpdbRecord", "SubjectInfo", "epoch_mean_hr", "list_records", "read_meta", "read_record"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,25 @@ class SlpdbRecord:
     epoch_t_s: npt.NDArray[np.float64]
     stages: npt.NDArray[np.int8]
     events: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubjectInfo:
+    """What ``meta.csv`` says of a record: clock time of its start, age (years), sex (``M``/``F``)."""
+
+    start_clock: str
+    age_y: int
+    sex: str
+
+
+def read_meta(root: Path) -> dict[str, SubjectInfo]:
+    """``meta.csv``'s start clock time, age and sex of each record."""
+    path = root / "meta.csv"
+    rows = _rows(path, ("record", "start_clock", "age_y", "sex"))
+    try:
+        return {r["record"]: SubjectInfo(r["start_clock"], int(r["age_y"]), r["sex"]) for r in rows}
+    except ValueError:
+        raise DatasetError(str(path), "column age_y holds a value that is not a whole number") from None
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:

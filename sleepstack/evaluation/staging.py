@@ -38,8 +38,10 @@ from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageMo
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
 from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
+from sleepstack.evaluation.anchor import Stager, evaluate_slpdb_anchor
 
 __all__ = [
+    "anchor_slpdb",
     "cross_validate",
     "cross_validate_slpdb",
     "evaluate",
@@ -242,4 +244,20 @@ def cross_validate_slpdb(
         "mode": f"leave-subjects-out, {k} folds, grouped by subject",
         "subjects_seen_in_training": 0,
         **_figures(nights, merged),
+    }
+
+
+def anchor_slpdb(root: Path, stager: Stager | None = None) -> dict[str, Any]:
+    """SleepECG's pretrained stager on the slpdb-rr records under ``root``, scored as our models are."""
+
+    def score(records: list[SlpdbRecord], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
+        return _figures(*_per_subject(records, preds))
+
+    out = evaluate_slpdb_anchor(root, load_slpdb(root), score, stager)
+    return {
+        "model": out.pop("model"),
+        "source": "heartbeat times, age, sex",
+        "mode": out.pop("mode"),
+        "subjects_seen_in_training": 0,  # trained on MESA only
+        **out,
     }
