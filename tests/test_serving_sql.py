@@ -247,3 +247,13 @@ def test_missing_extra_or_odd_parameters_are_refused(lake: Path, params: dict[st
 
     with pytest.raises(QueryError, match=message):
         LocalSqlEngine(lake).query(load_query("night_detail"), params)
+
+
+def test_the_batch_bench_times_every_query_it_can_on_its_synthetic_year(tmp_path: Path) -> None:
+    from sleepstack.bench.batch import _query_latency, _year
+
+    _year(tmp_path, 3, 3, 11)
+    figures = _query_latency(tmp_path, 1)
+    timed = {k for k, v in figures.items() if isinstance(v, float)} - {"engine_open"}
+    assert timed | set(figures["not_timed"]) == set(query_names())
+    assert figures["not_timed"] == ["night_epochs"]  # the year holds nights, not epochs
