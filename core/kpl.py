@@ -73,7 +73,14 @@ class UserRecord:
     explicit_hash_key: str | None = None
 
 
+_SMALL_VARINTS: Final = tuple(bytes((n,)) for n in range(0x80))
+
+
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL_VARINTS[n]
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -83,7 +90,11 @@ def _varint(n: int) -> bytes:
 
 
 def _varint_len(n: int) -> int:
-    return max(1, (n.bit_length() + 6) // 7)
+    if n < 0x80:
+        return 1
+    if n < 0x4000:
+        return 2
+    return (n.bit_length() + 6) // 7
 
 
 def _inner_len(key_index: int, data_len: int) -> int:
@@ -133,7 +144,8 @@ def aggregate(records: Sequence[tuple[str, bytes]]) -> bytes:
         parts += [b"\x0a", _varint(len(pk)), pk]
     for key, d in records:
         index = keys[key]
-        parts += [b"\x1a", _varint(_inner_len(index, len(d))), b"\x08", _varint(index), b"\x1a", _varint(len(d)), d]
+        head = b"\x08" + _varint(index) + b"\x1a" + _varint(len(d))
+        parts += [b"\x1a", _varint(len(head) + len(d)), head, d]
     body = b"".join(parts)
     return MAGIC + body + hashlib.md5(body, usedforsecurity=False).digest()
 

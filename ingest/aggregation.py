@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from core.kpl import aggregate, header_size, key_size, record_size
@@ -65,6 +65,7 @@ class ShardMap:
 
     starts: tuple[int, ...]
     shard_ids: tuple[str, ...]
+    _known: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_shards(cls, shards: Sequence[dict[str, Any]]) -> ShardMap:
@@ -88,9 +89,12 @@ class ShardMap:
         return cls.from_shards(shards)
 
     def shard_of(self, partition_key: str) -> str:
-        """The shard whose hash-key range holds MD5(partition key)."""
-        h = int.from_bytes(hashlib.md5(partition_key.encode(), usedforsecurity=False).digest(), "big")
-        return self.shard_ids[max(0, bisect.bisect_right(self.starts, h) - 1)]
+        """The shard whose hash-key range holds MD5(partition key) (remembered per key)."""
+        shard = self._known.get(partition_key)
+        if shard is None:
+            h = int.from_bytes(hashlib.md5(partition_key.encode(), usedforsecurity=False).digest(), "big")
+            shard = self._known[partition_key] = self.shard_ids[max(0, bisect.bisect_right(self.starts, h) - 1)]
+        return shard
 
 
 def put_units(nbytes: int) -> int:
