@@ -54,10 +54,6 @@ class Packed:
     data: bytes
     ids: tuple[int, ...]
 
-    @property
-    def user_records(self) -> int:
-        return len(self.ids)
-
 
 @dataclass(frozen=True)
 class ShardMap:
