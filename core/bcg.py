@@ -258,8 +258,7 @@ def _acf_rates(acf: FloatArray, lo: int, hi: int, fs_hz: float) -> FloatArray:
     rows = np.arange(m)
     a, b, c = acf[rows, b_idx - 1], acf[rows, b_idx], acf[rows, b_idx + 1]
     denom = a - 2 * b + c
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lag = best + np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
+    lag = best + np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
     out: FloatArray = np.where(ok, 60.0 * fs_hz / lag, np.nan)
     return out
 

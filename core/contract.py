@@ -47,6 +47,7 @@ from functools import lru_cache
 from typing import Any, ClassVar, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from core.errors import ContractError
 
@@ -359,7 +360,8 @@ def _checker(spec: FieldSpec) -> Checker:
     return required(listed)
 
 
-def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
+def _int16_array(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> npt.NDArray[Any]:
+    """``value`` as a flat integer array whose values all fit int16; else a :class:`ContractError`."""
     if not value:
         raise ContractError(spec.name, "is empty")
     try:
@@ -371,6 +373,11 @@ def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> t
     lo, hi = int(arr.min()), int(arr.max())
     if lo < -32768 or hi > 32767:
         raise ContractError(spec.name, f"values {lo}..{hi} exceed int16")
+    return arr
+
+
+def _coerce_int16_list(spec: FieldSpec, value: list[Any] | tuple[Any, ...]) -> tuple[int, ...]:
+    arr = _int16_array(spec, value)
     return tuple(value) if isinstance(value, tuple) else tuple(arr.tolist())
 
 
@@ -391,7 +398,8 @@ def _check_record(rec: Record) -> None:
 
 #: The int16 list fields of each kind (packed on the v2 wire).
 _PACKED: Final = {
-    kind: tuple(s.name for s in specs if s.type is FieldType.LIST_INT16) for kind, specs in _SPECS.items()
+    kind: tuple((s.name, _wire_key(s, 2)) for s in specs if s.type is FieldType.LIST_INT16)
+    for kind, specs in _SPECS.items()
 }
 _CHECKERS: Final = {kind: tuple((s.name, _checker(s)) for s in specs) for kind, specs in _SPECS.items()}
 
@@ -483,7 +491,7 @@ def to_wire(rec: Record, *, version: int = SCHEMA_VERSION) -> bytes:
         if spec.name == "schema_version":
             value = version
         elif key != spec.name:
-            value = base64.b64encode(np.asarray(_coerce_int16_list(spec, value), dtype="<i2").tobytes()).decode()
+            value = base64.b64encode(_int16_array(spec, value).astype("<i2").tobytes()).decode()
         elif isinstance(value, tuple):
             value = list(value)
         obj[key] = value
@@ -553,10 +561,9 @@ def _from_values(obj: dict[str, Any], *, wire: bool) -> Record:
     values = dict(obj)
     values["schema_version"] = SCHEMA_VERSION
     if layout >= 2:
-        for packed in _PACKED[kind]:
-            key = packed + PACKED_SUFFIX
+        for name, key in _PACKED[kind]:
             if values.get(key) is not None:
-                values[packed] = _unpack_int16(key, values.pop(key))
+                values[name] = _unpack_int16(key, values.pop(key))
     rec = _build(kind, values)
     claimed = obj.get("record_id")
     if claimed is not None and claimed != rec.record_id:

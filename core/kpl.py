@@ -49,6 +49,7 @@ __all__ = [
     "key_size",
     "packed_size",
     "record_size",
+    "unpack",
 ]
 
 MAGIC: Final = b"\xf3\x89\x9a\xc2"
@@ -256,3 +257,14 @@ def deaggregate(data: bytes) -> list[UserRecord]:
             raise AggregateError(f"user record {sub} names explicit hash key {ehk_index} of {len(ehks)}")
         out.append(UserRecord(pks[pk_index], payload, sub, None if ehk_index is None else ehks[ehk_index]))
     return out
+
+
+def unpack(data: bytes) -> list[tuple[int | None, bytes]]:
+    """The user records a Kinesis record carries, as (sub-sequence number, data).
+
+    A plain record is its own single user record (sub-sequence None); an aggregate gives
+    its records in order, or raises :class:`AggregateError` when it cannot be unpacked.
+    """
+    if not is_aggregated(data):
+        return [(None, data)]
+    return [(u.sub_sequence, u.data) for u in deaggregate(data)]

@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
+from core.contract import Record, to_wire
 from core.kpl import aggregate, header_size, key_size, record_size
 
-__all__ = ["DEFAULT_LINGER_MS", "PUT_UNIT_BYTES", "Packed", "ShardMap", "pack", "put_units"]
+__all__ = [
+    "DEFAULT_LINGER_MS",
+    "PUT_UNIT_BYTES",
+    "Packed",
+    "Pending",
+    "ShardMap",
+    "pack",
+    "pack_records",
+    "put_units",
+]
 
 #: One Kinesis PUT payload unit (25 KB); a record up to this size costs one unit.
 PUT_UNIT_BYTES: Final = 25_000
@@ -44,6 +54,14 @@ class Entry(Protocol):
     def partition_key(self) -> str: ...
     @property
     def data(self) -> bytes: ...
+
+
+class Pending(NamedTuple):
+    """A user record to pack that is not in a spool: its position, partition key and wire bytes."""
+
+    id: int
+    partition_key: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +148,13 @@ def pack(
         if run:
             out.append(_seal(run))
     return out
+
+
+def pack_records(
+    records: Iterable[Record], max_bytes: int = PUT_UNIT_BYTES, shard_of: Callable[[str], str] | None = None
+) -> list[Packed]:
+    """:func:`pack` of ``records`` encoded on the current wire, each keyed by its device."""
+    return pack([Pending(i, r.device_id, to_wire(r)) for i, r in enumerate(records)], max_bytes, shard_of)
 
 
 def _seal(run: list[Entry]) -> Packed:

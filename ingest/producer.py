@@ -14,11 +14,11 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from core.contract import MAX_RECORD_BYTES, Record, to_wire
 from core.errors import SleepstackError
-from ingest.aggregation import PUT_UNIT_BYTES, ShardMap, pack
+from ingest.aggregation import PUT_UNIT_BYTES, ShardMap, pack_records
 
 __all__ = ["MAX_BYTES_PER_CALL", "MAX_RECORDS_PER_CALL", "KinesisProducer", "ProducerError", "ProducerStats", "batches"]
 
@@ -59,12 +59,12 @@ class KinesisProducer:
         Returns user records sent. ``max_record_bytes`` of 0 sends every record plain (one
         Kinesis record each).
         """
-        rows = [_Row(i, r.device_id, to_wire(r)) for i, r in enumerate(records)]
+        records = list(records)
         if max_record_bytes <= 0:
-            return self.put_encoded((r.partition_key, r.data) for r in rows)
+            return self.put_encoded((r.device_id, to_wire(r)) for r in records)
         shards = ShardMap.of_stream(self.client, self.stream)
-        self.put_encoded((p.partition_key, p.data) for p in pack(rows, max_record_bytes, shards.shard_of))
-        return len(rows)
+        self.put_encoded((p.partition_key, p.data) for p in pack_records(records, max_record_bytes, shards.shard_of))
+        return len(records)
 
     def put_encoded(self, entries: Iterable[tuple[str, bytes]]) -> int:
         """Send (partition key, data) pairs; returns how many the stream accepted.
@@ -114,12 +114,6 @@ class KinesisProducer:
             if attempt + 1 < self.max_attempts:
                 self.sleep(self.rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
         return accepted
-
-
-class _Row(NamedTuple):
-    id: int
-    partition_key: str
-    data: bytes
 
 
 def batches(entries: Iterable[tuple[str, bytes]]) -> Iterator[list[dict[str, Any]]]:

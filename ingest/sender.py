@@ -81,12 +81,10 @@ class SpoolSender:
         before the next step.
         """
         self.spool.frame(now_ms=self.clock() if self.clock is not None else None)
-        shard_of = self._shard_of()
         aggregating = self.max_record_bytes > 0  # else every record goes plain: one call's worth at most
-        pending = self.spool.pending(
-            *((_READ_RECORDS, _READ_BYTES) if aggregating else (MAX_RECORDS_PER_CALL, _READ_BYTES))
-        )
-        batch = self._due(pending, flush, shard_of)
+        shard_of = self._shard_of() if aggregating else None
+        read = _READ_RECORDS if aggregating else MAX_RECORDS_PER_CALL
+        batch = self._due(self.spool.pending(read, _READ_BYTES), flush, shard_of)
         if not batch:
             return 0
         packed = self._within_one_call(pack(batch, self.max_record_bytes, shard_of))

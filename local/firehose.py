@@ -41,7 +41,7 @@ from batch_layer.lake_schema import RAW_SCHEMA
 from batch_layer.raw_landing import partition_keys
 from core.contract import from_wire, to_row
 from core.errors import ContractError
-from core.kpl import AggregateError, deaggregate, is_aggregated
+from core.kpl import AggregateError, unpack
 from dead_letters import DeadLetterSink, dead_letter
 from local.compaction import compact_partition
 from local.shard_reader import Checkpoints, ShardReader, shard_ids
@@ -193,16 +193,13 @@ class FirehoseDelivery:
     ) -> None:
         """Buffer one Kinesis record's user records: a KPL aggregate is unpacked, as Firehose does."""
         data: bytes = r["Data"]
-        if not is_aggregated(data):
-            self._add_user(shard, r, data, None, buffers, covered)
-            return
         try:
-            users = deaggregate(data)
+            users = unpack(data)
         except AggregateError as exc:
             self._error(shard, r, data, None, exc, "processing-failed")
             return
-        for u in users:
-            self._add_user(shard, r, u.data, u.sub_sequence, buffers, covered)
+        for sub, payload in users:
+            self._add_user(shard, r, payload, sub, buffers, covered)
 
     def _add_user(
         self,

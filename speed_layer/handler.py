@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from core.alerts import AlertRules
 from core.contract import Record
 from core.errors import ContractError
-from core.kpl import AggregateError, deaggregate, is_aggregated
+from core.kpl import AggregateError, is_aggregated, unpack
 from dead_letters import DeadLetterSink, dead_letter
 from speed_layer.processing import apply_records, decode
 from speed_layer.state_store import StateStore
@@ -103,20 +103,16 @@ class SpeedLayerHandler:
             seq = int(record.kinesis.sequence_number)
             self.stats.kinesis_records += 1
             self.stats.bytes += len(data)
-            if not is_aggregated(data):
-                self.stats.records += 1
-                self._decode(record, data, None, seq, decoded)
-                return
-            self.stats.aggregates += 1
+            self.stats.aggregates += is_aggregated(data)
             try:
-                users = deaggregate(data)
+                users = unpack(data)
             except AggregateError as exc:
                 self.stats.records += 1
                 self._quarantine(record, data, exc, None)
                 return
             self.stats.records += len(users)
-            for u in users:
-                self._decode(record, u.data, u.sub_sequence, seq, decoded)
+            for sub, payload in users:
+                self._decode(record, payload, sub, seq, decoded)
 
         return handle
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from core.kpl import aggregate, deaggregate, is_aggregated
+from core.kpl import aggregate, unpack
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 
 #: Real recorded data beside the checkout (see ../shared/data/README.md).
@@ -82,13 +82,7 @@ def aggregate_one(key: str, datas: list[bytes]) -> bytes:
 
 def user_records(client: Any, stream: str) -> list[dict[str, Any]]:
     """Every user record of ``stream`` in stream order: KPL aggregates unpacked, plain records as they are."""
-    out: list[dict[str, Any]] = []
-    for r in read_stream(client, stream):
-        if is_aggregated(r["Data"]):
-            out += [{**r, "Data": u.data, "SubSequence": u.sub_sequence} for u in deaggregate(r["Data"])]
-        else:
-            out.append(r)
-    return out
+    return [{**r, "Data": d, "SubSequence": sub} for r in read_stream(client, stream) for sub, d in unpack(r["Data"])]
 
 
 def read_stream(client: Any, stream: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from core.errors import DatasetError, UsageError
 from core.stage_classifier import load_model
 from sleepstack.cli import main
 from sleepstack.datasets.slpdb import SubjectInfo, epoch_mean_hr, list_records, read_record
-from sleepstack.evaluation.anchor import evaluate_slpdb_anchor, sleepecg_stager
+from sleepstack.evaluation.anchor import anchor_predictions, sleepecg_stager
 from sleepstack.evaluation.staging import anchor_slpdb, cross_validate_slpdb, evaluate_slpdb
 from tests.conftest import DATA
 
@@ -169,7 +169,7 @@ def test_anchor_input_errors_are_typed(
     assert "--anchor" in capsys.readouterr().err
     (corpus / "meta.csv").write_text("record,subject,start_clock,age_y,sex,weight_kg\nr1a,p1,23:00:00,50,M,90\n")
     with pytest.raises(UsageError, match="no age and sex"):
-        evaluate_slpdb_anchor(corpus, [read_record(corpus, "r2", "p2")], lambda *_: {}, lambda *_: np.zeros(0))
+        anchor_predictions(corpus, [read_record(corpus, "r2", "p2")], lambda *_: np.zeros(0))
     monkeypatch.setitem(sys.modules, "sleepecg.classification", None)  # the extra is not installed
     with pytest.raises(UsageError, match="anchors extra"):
         sleepecg_stager()

@@ -15,10 +15,12 @@ from sleepstack.settings import Settings
 from speed_layer.store import LiveStore
 
 __all__ = [
+    "ONE_SHARD",
     "bench_settings",
     "index_and_stage",
     "index_records",
     "mixed_records",
+    "one_shard",
     "private_stream",
     "send_at",
     "simulated_night_records",
@@ -30,6 +32,15 @@ def simulated_night_records(subject_id: str, seed: int, apnea_per_hour: float = 
     """One simulated night (strap + 100 Hz bed) of ``subject_id`` as contract records, in time order."""
     sim = simulate_night(SimConfig(subject_id, FIRST_NIGHT_T0_MS, seed, apnea_per_hour=apnea_per_hour))
     return night_records(sim, strap_device=f"strap-{subject_id}", bed_device=f"bed-{subject_id}")
+
+
+#: The one shard a benchmark's packing assumes (a collector whose devices all hash to one shard).
+ONE_SHARD = "shardId-000000000000"
+
+
+def one_shard(_partition_key: str) -> str:
+    """A shard map of one shard: every key lands on :data:`ONE_SHARD`."""
+    return ONE_SHARD
 
 
 def send_at(r: Record) -> int:
@@ -82,9 +93,7 @@ def index_records(settings: Settings, recs: list[Record], *, batch: int = 500, s
             | {"ApproximateArrivalTimestamp": now}
             for i, r in enumerate(recs[start : start + batch])
         ]
-        event = kinesis_event(
-            rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/x", region="local"
-        )
+        event = kinesis_event(rows, shard_id=ONE_SHARD, arn="arn:aws:kinesis:local:0:stream/x", region="local")
         resp = handler(event, LambdaContext())
         if resp["batchItemFailures"]:
             raise RuntimeError(f"the handler failed records: {resp['batchItemFailures'][:3]}")

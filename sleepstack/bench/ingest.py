@@ -27,25 +27,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from core.contract import BedFrame, Record, to_wire
-from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, ShardMap, pack, put_units
+from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Pending, ShardMap, pack, pack_records, put_units
 from ingest.producer import KinesisProducer, batches
 from ingest.sender import SpoolSender
 from ingest.spool import Spool
-from sleepstack.bench.fixtures import private_stream, send_at, simulated_night_records
+from sleepstack.bench.fixtures import one_shard, private_stream, send_at, simulated_night_records
 
 __all__ = ["bed_night_wire", "bench_ingest"]
 
 #: Firehose bills every record rounded up to this many bytes.
 FIREHOSE_ROUNDING_BYTES = 5 * 1024
-
-
-class _Row(NamedTuple):
-    id: int
-    partition_key: str
-    data: bytes
 
 
 def _records(n: int, seed: int) -> list[Record]:
@@ -77,32 +71,28 @@ def _live(recs: list[Record], linger_ms: int) -> list[tuple[str, bytes]]:
     they fill a PUT unit.
     """
     out: list[tuple[str, bytes]] = []
-    group: list[_Row] = []
+    group: list[Pending] = []
     first_ms = 0
     size = 0
     for i, r in enumerate(sorted(recs, key=send_at)):
         t = send_at(r)
         if group and t - first_ms >= linger_ms:
-            out += [(p.partition_key, p.data) for p in pack(group, shard_of=_one_shard)]
+            out += [(p.partition_key, p.data) for p in pack(group, shard_of=one_shard)]
             group = []
         data = to_wire(r)
         if not group:
             first_ms, size = t, 0
-        group.append(_Row(i, r.device_id, data))
+        group.append(Pending(i, r.device_id, data))
         size += len(data)
         if size >= PUT_UNIT_BYTES:
-            full = pack(group, shard_of=_one_shard)
+            full = pack(group, shard_of=one_shard)
             out += [(p.partition_key, p.data) for p in full[:-1]]  # the full aggregates go now
             last = full[-1]
             group = [g for g in group if g.id in set(last.ids)]
             size = sum(len(g.data) for g in group)
     if group:
-        out += [(p.partition_key, p.data) for p in pack(group, shard_of=_one_shard)]
+        out += [(p.partition_key, p.data) for p in pack(group, shard_of=one_shard)]
     return out
-
-
-def _one_shard(_key: str) -> str:
-    return "shardId-000000000000"
 
 
 def bed_night_wire(seed: int = 0, linger_ms: int = DEFAULT_LINGER_MS) -> dict[str, Any]:
@@ -110,8 +100,7 @@ def bed_night_wire(seed: int = 0, linger_ms: int = DEFAULT_LINGER_MS) -> dict[st
     night = simulated_night_records("w000", seed)
     ward = [r for k in range(10) for r in simulated_night_records(f"w{k:03d}", seed + k)]
     v1 = _bill([(r.device_id, to_wire(r, version=1)) for r in night], 1)
-    rows = [_Row(i, r.device_id, to_wire(r)) for i, r in enumerate(night)]
-    backlog = _bill([(p.partition_key, p.data) for p in pack(rows, shard_of=_one_shard)], 1)
+    backlog = _bill([(p.partition_key, p.data) for p in pack_records(night, shard_of=one_shard)], 1)
     live = _bill(_live(night, linger_ms), 1)
     ward_live = _bill(_live(ward, linger_ms), 10)
     slow = _bill(_live(night, 5_000), 1)
@@ -154,8 +143,8 @@ def _throughput(
     if version == 1:
         entries = [(r.device_id, to_wire(r, version=1)) for r in recs]
     else:
-        rows = [_Row(i, r.device_id, to_wire(r)) for i, r in enumerate(recs)]
-        entries = [(p.partition_key, p.data) for p in pack(rows, shard_of=ShardMap.of_stream(client, stream).shard_of)]
+        shards = ShardMap.of_stream(client, stream)
+        entries = [(p.partition_key, p.data) for p in pack_records(recs, shard_of=shards.shard_of)]
 
     def run(r: int) -> dict[str, float]:
         t = time.perf_counter()

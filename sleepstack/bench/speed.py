@@ -37,14 +37,14 @@ import orjson
 from core.contract import BedFrame, Record, to_wire
 from core.epochs import EPOCH_MS, epoch_start_ms
 from core.kpl import deaggregate, is_aggregated
-from ingest.aggregation import DEFAULT_LINGER_MS, pack
+from ingest.aggregation import DEFAULT_LINGER_MS, pack_records
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
-from ingest.spool import OutboxEntry, Spool
+from ingest.spool import Spool
 from local.event_source_mapping import EventSourceMapping, LambdaContext, kinesis_event
 from local.shard_reader import Checkpoints
 from sleepstack import wiring
-from sleepstack.bench.fixtures import bench_settings, mixed_records, private_stream, send_at
+from sleepstack.bench.fixtures import ONE_SHARD, bench_settings, mixed_records, one_shard, private_stream, send_at
 
 __all__ = ["bench_speed_latency", "bench_speed_throughput"]
 
@@ -57,17 +57,14 @@ def _event(payloads: list[tuple[str, bytes]]) -> dict[str, Any]:
         {"PartitionKey": k, "SequenceNumber": str(10**20 + i), "Data": d, "ApproximateArrivalTimestamp": now}
         for i, (k, d) in enumerate(payloads)
     ]
-    return kinesis_event(
-        rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/bench", region="local"
-    )
+    return kinesis_event(rows, shard_id=ONE_SHARD, arn="arn:aws:kinesis:local:0:stream/bench", region="local")
 
 
 def _wire(recs: list[Record], version: int) -> list[tuple[str, bytes]]:
     """The Kinesis records the sender would put: v2 packed per shard (one shard), v1 plain."""
     if version == 1:
         return [(r.device_id, to_wire(r, version=1)) for r in recs]
-    rows = [OutboxEntry(i, r.device_id, to_wire(r)) for i, r in enumerate(recs)]
-    return [(p.partition_key, p.data) for p in pack(rows, shard_of=lambda _key: "shardId-000000000000")]
+    return [(p.partition_key, p.data) for p in pack_records(recs, shard_of=one_shard)]
 
 
 def _bare_decode(event: dict[str, Any]) -> int:

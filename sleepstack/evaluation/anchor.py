@@ -21,7 +21,7 @@ import datetime
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -30,9 +30,10 @@ from core.errors import UsageError
 from core.sleep_stages import SleepStage
 from sleepstack.datasets.slpdb import SlpdbRecord, SubjectInfo, read_meta
 
-__all__ = ["ANCHORS", "Stager", "evaluate_slpdb_anchor", "heartbeat_times", "sleepecg_stager"]
+__all__ = ["ANCHORS", "ANCHOR_MODEL", "Stager", "anchor_predictions", "heartbeat_times", "sleepecg_stager"]
 
 ANCHORS: Final = ("sleepecg",)
+ANCHOR_MODEL: Final = "SleepECG 0.6 wrn-gru-mesa (pretrained on MESA)"
 #: A stager: (heartbeat times s, number of 30-s epochs, subject info) -> one SleepECG label per epoch
 #: (1 NREM, 2 REM, 3 wake, 0 undefined; the wake-rem-nrem mode's integers).
 Stager = Callable[[npt.NDArray[np.float64], int, SubjectInfo], npt.NDArray[np.int64]]
@@ -83,10 +84,10 @@ def anchor_stages(rec: SlpdbRecord, info: SubjectInfo, stager: Stager) -> npt.ND
     return out
 
 
-def evaluate_slpdb_anchor(
-    root: Path, records: list[SlpdbRecord], figures: Callable[..., dict[str, Any]], stager: Stager | None = None
-) -> dict[str, Any]:
-    """SleepECG's figures on ``records`` (read from ``root``), by ``figures`` (the models' scoring).
+def anchor_predictions(
+    root: Path, records: list[SlpdbRecord], stager: Stager | None = None
+) -> list[npt.NDArray[np.int8]]:
+    """The anchor's stages of each of ``records`` (read from ``root``), shape (n_epochs,) each.
 
     An epoch the anchor leaves undefined counts as wake: it is a prediction the anchor failed
     to make, not one to drop.
@@ -100,9 +101,4 @@ def evaluate_slpdb_anchor(
     for r in records:
         p = anchor_stages(r, meta[r.record], run)
         preds.append(np.where(p < 0, np.int8(SleepStage.WAKE), p).astype(np.int8))
-    out = figures(records, preds)
-    for key in ("kappa_4", "accuracy_4", "kappa_4_subject_median", "confusion_4"):
-        out[key] = None  # three classes only: no deep sleep
-    for row in out["per_subject"]:
-        row["kappa_4"] = row["accuracy_4"] = None
-    return {"model": "SleepECG 0.6 wrn-gru-mesa (pretrained on MESA)", "mode": "anchor", **out}
+    return preds

@@ -38,7 +38,7 @@ from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageMo
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
 from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
-from sleepstack.evaluation.anchor import Stager, evaluate_slpdb_anchor
+from sleepstack.evaluation.anchor import ANCHOR_MODEL, Stager, anchor_predictions
 
 __all__ = [
     "anchor_slpdb",
@@ -248,16 +248,20 @@ def cross_validate_slpdb(
 
 
 def anchor_slpdb(root: Path, stager: Stager | None = None) -> dict[str, Any]:
-    """SleepECG's pretrained stager on the slpdb-rr records under ``root``, scored as our models are."""
+    """SleepECG's pretrained stager on the slpdb-rr records under ``root``, scored as our models are.
 
-    def score(records: list[SlpdbRecord], preds: list[npt.NDArray[np.int8]]) -> dict[str, Any]:
-        return _figures(*_per_subject(records, preds))
-
-    out = evaluate_slpdb_anchor(root, load_slpdb(root), score, stager)
+    It stages wake, NREM and REM only, so the 4-class figures are null.
+    """
+    records = load_slpdb(root)
+    out = _figures(*_per_subject(records, anchor_predictions(root, records, stager)))
+    for key in ("kappa_4", "accuracy_4", "kappa_4_subject_median", "confusion_4"):
+        out[key] = None
+    for row in out["per_subject"]:
+        row["kappa_4"] = row["accuracy_4"] = None
     return {
-        "model": out.pop("model"),
+        "model": ANCHOR_MODEL,
         "source": "heartbeat times, age, sex",
-        "mode": out.pop("mode"),
+        "mode": "anchor",
         "subjects_seen_in_training": 0,  # trained on MESA only
         **out,
     }
