@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, Final
 
 from core.contract import spark_ddl
@@ -105,8 +106,11 @@ def run_nightly(
     tz: str = "UTC",
     *,
     include_pending: bool = True,
+    rr_staging: bool = False,
 ) -> NightlyResult:
-    """Stage ``nights`` (``YYYY-MM-DD``), plus pending late-data nights, into ``curated_path``."""
+    """Stage ``nights`` (``YYYY-MM-DD``), plus pending late-data nights, into ``curated_path``.
+
+    ``rr_staging``: nights with a strap's RR are staged by the RR model (``SLEEPSTACK_STAGING_RR``)."""
     from pyspark.sql import functions as F
 
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
@@ -129,7 +133,8 @@ def run_nightly(
     # hash of the record's content, so its copies always share a (subject, night) group; a
     # dropDuplicates here would shuffle every 100 Hz sample a second time
     raw = raw.drop("dt")
-    epochs = raw.groupBy("subject_id", "night").applyInPandas(stage_subject_night, schema=_ddl(EPOCH_COLUMNS))
+    stage = partial(stage_subject_night, rr_staging=rr_staging)
+    epochs = raw.groupBy("subject_id", "night").applyInPandas(stage, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()
     summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize_night, schema=_ddl(NIGHT_COLUMNS))
     (

@@ -21,6 +21,10 @@ short-term recording length):
   (Peng et al., Chaos 5(1):82-87, 1995);
 * ``coverage``: the share of the window's 5 min that kept NN intervals span.
 
+The last column, ``rr_present``, is that coverage unscored (0 where the window had too few
+beats or the night has no RR at all), so one model can tell real HRV from missing input:
+:func:`rr_epoch_features` of no beats is the "no RR" input that heart-rate-only nights get.
+
 Artefacts and ectopic beats are removed first by :func:`core.hrv.clean_rr` (physiological
 range and a 20 % deviation from the local median); an interval whose neighbour was
 removed does not enter a successive difference. A window with fewer than
@@ -32,12 +36,12 @@ empty or short night gives all-missing features.
 
 Each feature is z-scored per night (median and IQR), and smoothed context is appended
 (centred means over 5, 21 and 61 epochs, standard deviations over 11 and 41 epochs), so
-the model sees the multi-minute course around each epoch.
+the model sees the multi-minute course around each epoch; ``rr_present`` comes last.
 
 Inputs: ``beat_t_s`` shape (n_beats,) the end of each interval, s; ``rr_ms`` shape
 (n_beats,) ms; ``epoch_t_s`` shape (n_epochs,) each epoch's start, s, on the same clock.
 Output shape (n_epochs, len(RR_FEATURE_NAMES)), dimensionless (robust z units; coverage
-in [0, 1] before scoring).
+in [0, 1] before scoring; ``rr_present`` in [0, 1]).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ RR_FEATURE_NAMES: Final = (
     *BASE_FEATURES,
     *(f"{f}_mean_{w}" for w in _MEAN_WINDOWS for f in BASE_FEATURES),
     *(f"{f}_std_{w}" for w in _SPREAD_WINDOWS for f in BASE_FEATURES),
+    "rr_present",
 )
 
 
@@ -156,5 +161,6 @@ def rr_epoch_features(
     frame = pd.DataFrame(z)
     means = [frame.rolling(w, center=True, min_periods=1).mean().to_numpy() for w in _MEAN_WINDOWS]
     spreads = [frame.rolling(w, center=True, min_periods=2).std().fillna(0.0).to_numpy() for w in _SPREAD_WINDOWS]
-    out: npt.NDArray[np.float64] = np.hstack([z, *means, *spreads])
+    present = np.nan_to_num(base[:, -1:], nan=0.0)
+    out: npt.NDArray[np.float64] = np.hstack([z, *means, *spreads, present])
     return out

@@ -1,57 +1,144 @@
-"""Sleep staging of a subject-night: the heart-rate model, plus bed-sensor evidence of wake.
+"""Sleep staging of a subject-night: a cardiac model chosen by input, plus bed-sensor evidence of wake.
 
-Method: each 30-s epoch is staged by :class:`core.stage_classifier.StageModel` from heart-rate
-features alone (:mod:`core.hr_features`), so the same model serves a strap, a bed
-sensor or wrist PPG. When a bed sensor is there, two of its signals override the model
-with wake, as actigraphy does (Cole R.J. et al., SLEEP 15:461-469, 1992; Sadeh A. et al.,
-SLEEP 17:201-207, 1994): epochs out of bed, and epochs within one epoch of body movement.
-Breathing is not used for staging (the training corpus has none); it feeds the night's
+Method: each 30-s epoch is staged by a :class:`core.stage_classifier.StageModel`:
+
+* by default, and always from heart rate alone (a bed sensor, wrist PPG, a strap without
+  RR): ``hr-mlp-v1`` on heart-rate features (:mod:`core.hr_features`);
+* with ``use_rr`` (``SLEEPSTACK_STAGING_RR=on``) and beat-to-beat intervals (a strap's RR)
+  covering at least an hour of epochs (:func:`choose_source`): ``rr-mlp-v2`` on heart-rate
+  and HRV features (:mod:`core.hrv_features`). It was trained with RR missing on part of
+  its nights, so epochs whose 5-min window has too few clean beats are staged from heart
+  rate within the same night. It is opt-in because its only beat-to-beat training and
+  validation nights are of apnoea patients: it stages them better (κ) than the heart-rate
+  model, but its total sleep time is further off, there and on the simulator's healthy
+  nights (README, "Staging from beat-to-beat intervals").
+
+When a bed sensor is there, two of its signals override the model with wake, as
+actigraphy does (Cole R.J. et al., SLEEP 15:461-469, 1992; Sadeh A. et al., SLEEP
+17:201-207, 1994): epochs out of bed, and epochs within one epoch of body movement.
+Breathing is not used for staging (the training corpora have none); it feeds the night's
 breathing-pause index instead.
 
 Input: a DataFrame with one row per consecutive 30-s epoch of the night; ``hr_bpm``
 (required; NaN where missing) and optionally ``movement`` (0-1 share of moving windows)
-and ``presence`` (bool). Output: :class:`~core.sleep_stages.SleepStage` codes, shape (n_epochs,).
-A night without any heart rate is staged from the bed signals alone: wake where absent or
-moving, light sleep elsewhere (the night summary marks it insufficient).
+and ``presence`` (bool); optionally the night's beats (:class:`Beats`), times on the
+epochs' clock. Output: :class:`Staging`, stage codes shape (n_epochs,). A night without any
+heart rate is staged from the bed signals alone: wake where absent or moving, light sleep
+elsewhere (the night summary marks it insufficient).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from core.epochs import EPOCH_S
 from core.hr_features import hr_epoch_features
+from core.hrv_features import rr_epoch_features
 from core.sleep_stages import SleepStage
-from core.stage_classifier import DEFAULT_MODEL, StageModel, load_model
+from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageModel, load_model
 
-__all__ = ["STAGING_METHOD", "default_model", "stage_hr", "stage_night"]
+__all__ = [
+    "MIN_RR_EPOCHS",
+    "Beats",
+    "Staging",
+    "choose_source",
+    "default_model",
+    "model_for",
+    "stage_hr",
+    "stage_night",
+    "staging_features",
+]
 
-STAGING_METHOD: Final = DEFAULT_MODEL
+#: Epochs with HRV features a night needs for the RR model (one hour).
+MIN_RR_EPOCHS: Final = 120
 _MOVING: Final = 0.05  # share of 10-s windows with movement above which an epoch counts as moving
+_MODELS: Final = {"hr": DEFAULT_MODEL, "rr": RR_MODEL}
 
 
-@lru_cache(maxsize=1)
+@dataclass(frozen=True)
+class Beats:
+    """A night's beats: ``t_s`` (n_beats,) end of each interval, s; ``rr_ms`` (n_beats,) ms.
+
+    Any order, zeros and artefacts allowed: the HRV features sort and clean them."""
+
+    t_s: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    rr_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Stage codes (n_epochs,), the model that staged them, and which epochs had HRV features
+    (n_epochs,): the RR model's input where it staged the night."""
+
+    stages: npt.NDArray[np.int8]
+    method: str
+    with_rr: npt.NDArray[np.bool_]
+
+
+@cache
+def model_for(source: str) -> StageModel:
+    """The committed model of an input set (``hr`` or ``rr``)."""
+    return load_model(_MODELS[source])
+
+
 def default_model() -> StageModel:
-    return load_model(DEFAULT_MODEL)
+    return model_for("hr")
+
+
+def staging_features(
+    hr_bpm: npt.ArrayLike, source: str, beats: Beats | None = None, epoch_t_s: npt.ArrayLike | None = None
+) -> npt.NDArray[np.float64]:
+    """A model's inputs, shape (n_epochs, len(FEATURE_SETS[source])).
+
+    ``epoch_t_s``: each epoch's start on the beats' clock (default 0, 30, 60 ... s); with
+    ``source="rr"`` and no beats the HRV block is the "missing" input."""
+    hr = hr_epoch_features(hr_bpm)
+    if source == "hr":
+        return hr
+    epochs = np.arange(len(hr)) * EPOCH_S if epoch_t_s is None else np.asarray(epoch_t_s, dtype=float)
+    b = beats or Beats()
+    return np.hstack([hr, rr_epoch_features(b.t_s, b.rr_ms, epochs)])
+
+
+def _with_rr(features: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    out: npt.NDArray[np.bool_] = features[:, -1] > 0  # rr_present, the HRV block's last column
+    return out
+
+
+def choose_source(features: npt.NDArray[np.float64]) -> str:
+    """``rr`` when the HRV block of ``rr`` inputs covers :data:`MIN_RR_EPOCHS`, else ``hr``."""
+    return "rr" if int(_with_rr(features).sum()) >= MIN_RR_EPOCHS else "hr"
 
 
 def stage_hr(hr_bpm: npt.ArrayLike, model: StageModel | None = None) -> npt.NDArray[np.int8]:
-    """Stages from epoch heart rates alone, shape (n_epochs,) -> (n_epochs,)."""
-    return (model or default_model()).predict(hr_epoch_features(hr_bpm))
+    """Stages from epoch heart rates alone, shape (n_epochs,) -> (n_epochs,).
+
+    A model trained on HRV too gets the "no RR" input."""
+    m = model or default_model()
+    source = next(k for k, names in FEATURE_SETS.items() if names == m.feature_names)
+    return m.predict(staging_features(hr_bpm, source))
 
 
-def stage_night(features: pd.DataFrame, model: StageModel | None = None) -> npt.NDArray[np.int8]:
+def stage_night(features: pd.DataFrame, beats: Beats | None = None, *, use_rr: bool = False) -> Staging:
     """Four-class stage per epoch (see module docstring for the method and inputs)."""
     n = len(features)
-    if n == 0:
-        return np.zeros(0, dtype=np.int8)
     hr = features["hr_bpm"].to_numpy(dtype=float)
-    has_hr = np.isfinite(hr).any()
-    stage = stage_hr(hr, model) if has_hr else np.full(n, SleepStage.LIGHT, dtype=np.int8)
+    with_rr, method = np.zeros(n, dtype=bool), DEFAULT_MODEL
+    if not np.isfinite(hr).any():
+        stage = np.full(n, SleepStage.LIGHT, dtype=np.int8)
+    else:
+        x = staging_features(hr, "rr", beats) if beats is not None and len(beats.t_s) else None
+        with_rr = _with_rr(x) if x is not None else with_rr
+        if use_rr and x is not None and choose_source(x) == "rr":
+            stage, method = model_for("rr").predict(x), RR_MODEL
+        else:
+            stage = default_model().predict(staging_features(hr, "hr"))
     wake = np.zeros(n, dtype=bool)
     if "presence" in features:
         wake |= ~features["presence"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -59,4 +146,4 @@ def stage_night(features: pd.DataFrame, model: StageModel | None = None) -> npt.
         move = features["movement"].astype(float).fillna(0.0)
         wake |= (move.rolling(3, center=True, min_periods=1).max() > _MOVING).to_numpy()
     stage[wake] = SleepStage.WAKE
-    return stage
+    return Staging(stage, method, with_rr)

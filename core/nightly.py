@@ -6,15 +6,20 @@ tests and notebooks call them directly on the same rows.
 ``raw`` holds raw-lake rows (columns of :data:`core.contract.RAW_FIELDS`) of one subject
 and night, duplicates allowed. Epochs follow the shared 30-s grid; bed vitals are
 computed per frame exactly as the speed layer does, strap vitals from the RR intervals
-whose notification falls in the epoch.
+whose notification falls in the epoch. Staging (:func:`core.night_staging.stage_night`)
+reads the strap's beats too: each epoch says whether its window had HRV (``rr_window``),
+and with ``rr_staging`` a night with an hour or more of it is staged by the heart-rate +
+HRV model.
 
 Bad nights have defined outcomes, never an exception: duplicated records are dropped by
 id (one deterministic copy where copies differ, :mod:`core.record_conflicts`);
 heart-rate gaps up to 5 min are bridged for staging; longer stretches with no data at
 all are left unscored (stage NULL, ``stage_label = 'unscored'``) and count neither as
-sleep nor as time in bed; the night summary reports the heart-rate coverage of its
-in-bed epochs, and a night with under an hour of heart rate in bed is ``insufficient``
-with the reason in ``status_reason``.
+sleep nor as time in bed; RR gaps, ectopic runs, zeros and out-of-order beats leave
+epochs without HRV features (cleaned by :func:`core.hrv.clean_rr`), staged from heart
+rate; the night summary reports the heart-rate and the HRV coverage of its in-bed epochs
+(``coverage_pct``, ``rr_coverage_pct``) and the model (``method``), and a night with
+under an hour of heart rate in bed is ``insufficient`` with the reason in ``status_reason``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.epochs import EPOCH_MS
+from core.cvhr import cvhr_cycles
+from core.epochs import EPOCH_MS, EPOCH_S
+from core.hrv import notification_beats
 from core.metrics import night_metrics
-from core.night_staging import STAGING_METHOD, stage_night
+from core.night_staging import Beats, stage_night
 from core.record_conflicts import drop_duplicate_records
 from core.runs import true_runs
 from core.sleep_stages import SleepStage
@@ -50,6 +57,8 @@ EPOCH_COLUMNS: Final = (
     ("rmssd_ms", "double"),
     ("sdnn_ms", "double"),
     ("breathing_pauses", "int"),
+    ("rr_window", "boolean"),
+    ("cvhr_cycles", "int"),
     ("method", "string"),
 )
 #: Columns of the per-night curated table.
@@ -59,6 +68,7 @@ NIGHT_COLUMNS: Final = (
     ("first_epoch_ms", "bigint"),
     ("epochs", "int"),
     ("coverage_pct", "double"),
+    ("rr_coverage_pct", "double"),
     ("time_in_bed_min", "double"),
     ("total_sleep_time_min", "double"),
     ("sleep_onset_latency_min", "double"),
@@ -75,6 +85,7 @@ NIGHT_COLUMNS: Final = (
     ("rem_pct", "double"),
     ("breathing_pauses", "int"),
     ("pauses_per_hour", "double"),
+    ("cvhr_per_hour", "double"),
     ("sleep_score", "double"),
     ("mean_hr_bpm", "double"),
     ("mean_br_per_min", "double"),
@@ -138,6 +149,25 @@ def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols).set_index("epoch_start_ms")
 
 
+def _beats(strap: pd.DataFrame, t0_ms: int) -> Beats | None:
+    """The strap notifications' beats, s from ``t0_ms`` (the night's first epoch); None without RR."""
+    if strap.empty:
+        return None
+    t_ms, rr = notification_beats(strap["event_time_ms"].to_numpy(dtype=float), strap["rr_ms"].tolist())
+    return Beats((t_ms - t0_ms) / 1000.0, rr) if len(rr) else None
+
+
+def _cvhr_per_epoch(beats: Beats | None, with_rr: npt.NDArray[np.bool_]) -> pd.arrays.IntegerArray:
+    """CVHR cycles (:mod:`core.cvhr`) starting in each epoch; NULL in epochs without HRV."""
+    counts = np.zeros(len(with_rr), dtype=np.int64)
+    if beats is not None and with_rr.any():
+        k = np.floor(cvhr_cycles(beats.t_s, beats.rr_ms).t_s / EPOCH_S).astype(np.int64)
+        counts = np.bincount(k[(k >= 0) & (k < len(with_rr))], minlength=len(with_rr))
+    out = pd.array(counts, dtype="Int32")
+    out[~with_rr] = pd.NA
+    return out
+
+
 def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Epochs in runs of ``no_data`` longer than :data:`_MAX_BRIDGED_EPOCHS`."""
     out = np.zeros(len(no_data), dtype=bool)
@@ -147,10 +177,11 @@ def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return out
 
 
-def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
+def stage_subject_night(raw: pd.DataFrame, *, rr_staging: bool = False) -> pd.DataFrame:
     """Staged epochs (:data:`EPOCH_COLUMNS`) of one subject-night's raw rows.
 
-    ``raw`` must also carry a ``night`` column. Duplicated records are dropped by id
+    ``raw`` must also carry a ``night`` column; ``rr_staging``: stage nights with RR by the
+    RR model (:func:`core.night_staging.stage_night`, ``use_rr``). Duplicated records are dropped by id
     (:func:`core.record_conflicts.drop_duplicate_records`).
     Returns no rows when the night has no data.
     """
@@ -160,7 +191,8 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     raw, _ = drop_duplicate_records(raw)  # the job counts conflicts in its state table
     subject, night = str(raw["subject_id"].iloc[0]), str(raw["night"].iloc[0])
     bed = _bed_vitals(raw[raw["kind"] == "bed"])
-    strap = _strap_vitals(raw[raw["kind"] == "strap"])
+    strap_rows = raw[raw["kind"] == "strap"]
+    strap = _strap_vitals(strap_rows)
     ep = bed.join(strap, how="outer").sort_index()
     if ep.empty:
         return empty
@@ -173,7 +205,9 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
     features = pd.DataFrame({"hr_bpm": hr.to_numpy(), "movement": ep["movement"].astype(float).to_numpy()})
     if has_bed:
         features["presence"] = presence
-    stages = pd.array(stage_night(features), dtype="Int8")
+    beats = _beats(strap_rows, int(grid[0]))
+    staging = stage_night(features, beats, use_rr=rr_staging)
+    stages = pd.array(staging.stages, dtype="Int8")
     unscored = _long_gaps(~observed | (hr.isna().to_numpy() & ~presence))
     stages[unscored] = pd.NA
     labels = [UNSCORED_LABEL if u else SleepStage(int(s)).label for s, u in zip(stages, unscored, strict=True)]
@@ -194,7 +228,9 @@ def stage_subject_night(raw: pd.DataFrame) -> pd.DataFrame:
             "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
             "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
             "breathing_pauses": pd.array(ep["breathing_pauses"].to_numpy(), dtype="Int32"),
-            "method": STAGING_METHOD,
+            "rr_window": staging.with_rr & ~unscored,
+            "cvhr_cycles": _cvhr_per_epoch(beats, staging.with_rr & ~unscored),
+            "method": staging.method,
         }
     )
 
@@ -218,7 +254,9 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
 
     The hypnogram runs from the first to the last epoch in bed; metrics are those of
     :func:`core.metrics.night_metrics`. Breathing pauses are counted over sleep epochs and
-    given per hour of sleep when a bed sensor was there (NULL otherwise).
+    given per hour of sleep when a bed sensor was there (NULL otherwise). The apnoea
+    screening index ``cvhr_per_hour`` counts CVHR cycles (:mod:`core.cvhr`) per hour of
+    staged sleep with HRV, when the night has an hour of it (NULL otherwise).
     """
     epochs = epochs.sort_values("epoch_start_ms")
     in_bed = epochs["presence"].to_numpy(dtype=bool)
@@ -231,9 +269,10 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
         "first_epoch_ms": int(span["epoch_start_ms"].iloc[0]) if len(span) else None,
         "epochs": len(span),
         "coverage_pct": 100.0 * float(have_hr.mean()) if len(span) else 0.0,
+        "rr_coverage_pct": 100.0 * float(span["rr_window"].astype(bool).mean()) if len(span) else 0.0,
         "mean_hr_bpm": float(span["hr_bpm"].mean()) if have_hr.any() else None,
         "mean_br_per_min": float(span["br_per_min"].mean()) if span["br_per_min"].notna().any() else None,
-        "method": STAGING_METHOD,
+        "method": str(epochs["method"].iloc[0]),
     }
     reason = _insufficiency(span)
     if reason:
@@ -252,4 +291,8 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
             row["breathing_pauses"] = int(pauses[asleep].fillna(0).sum())
             tst_h = row["total_sleep_time_min"] / 60.0
             row["pauses_per_hour"] = row["breathing_pauses"] / tst_h if tst_h else None
+        cycles = span["cvhr_cycles"].astype("Int32")
+        rr_sleep = ((stages >= 0) & (stages != SleepStage.WAKE)) & cycles.notna().to_numpy()
+        if rr_sleep.sum() >= _MIN_EPOCHS:  # an hour of sleep with HRV
+            row["cvhr_per_hour"] = float(cycles[rr_sleep].sum()) / (rr_sleep.sum() * EPOCH_MS / 3_600_000)
     return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])

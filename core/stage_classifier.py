@@ -11,6 +11,11 @@ some light-sleep accuracy for wake and deep recall and gave the best kappa in
 cross-validation. Hyper-parameters were fixed by leave-subjects-out cross-validation on the
 training corpus, never per night.
 
+A model may be a seed ensemble (Dietterich, "Ensemble methods in machine learning", MCS
+2000): M networks trained alike from different random starts, whose posteriors are
+averaged. On small corpora the single network's figures move by several hundredths of κ
+from seed to seed; averaging removes most of that spread.
+
 The artefact is JSON (numbers and strings only: loading it runs no code) holding the
 version, the feature names it expects, the standardisation, the weights and the ids of
 the training subjects, so an evaluation can tell which nights the model has seen.
@@ -35,28 +40,35 @@ from core.hrv_features import RR_FEATURE_NAMES
 __all__ = [
     "DEFAULT_MODEL",
     "FEATURE_SETS",
+    "MEMBERS",
     "RR_MODEL",
     "StageModel",
     "fit_stage_model",
     "load_model",
     "model_card",
+    "model_cards",
     "model_resource",
 ]
 
 DEFAULT_MODEL: Final = "hr-mlp-v1"
-#: The model for nights with beat-to-beat intervals (strap RR): heart rate and HRV features.
-RR_MODEL: Final = "rr-mlp-v1"
+#: The model for nights with beat-to-beat intervals (strap RR): heart rate and HRV features,
+#: trained on both corpora with RR missing on part of its nights (``rr_present`` 0).
+RR_MODEL: Final = "rr-mlp-v2"
 #: Input sets a model may be trained on: heart rate alone, or heart rate and HRV.
 FEATURE_SETS: Final = {"hr": FEATURE_NAMES, "rr": (*FEATURE_NAMES, *RR_FEATURE_NAMES)}
+#: Networks per model of each input set (seed ensembles; chosen in grouped cross-validation).
+MEMBERS: Final = {"hr": 1, "rr": 3}
 _N_CLASSES: Final = 4
 _FORMAT: Final = "sleepstack.stage-model/1"
+_MEMBER_ARRAYS: Final = ("w1", "b1", "w2", "b2")
 
 Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class StageModel:
-    """Weights of the staging network; shapes: w1 (F, H), b1 (H,), w2 (H, 4), b2 (4,)."""
+    """Weights of the staging networks; shapes: w1 (M, F, H), b1 (M, H), w2 (M, H, 4), b2 (M, 4)
+    for M ensemble members (M = 1: one network)."""
 
     name: str
     feature_names: tuple[str, ...]
@@ -69,23 +81,29 @@ class StageModel:
     log_prior_shift: Array  # (4,) log of the training weights' class shift, removed at prediction
     training: dict[str, Any] = field(default_factory=dict)
 
-    def _logits(self, features: npt.ArrayLike) -> Array:
-        """Network output under the training weighting, shape (n_epochs, 4)."""
+    @property
+    def members(self) -> int:
+        return int(self.w1.shape[0])
+
+    def _softmax(self, features: npt.ArrayLike, shift: Array | float) -> Array:
+        """Members' mean of softmax(network output - ``shift``), shape (n_epochs, 4)."""
         x = (np.asarray(features, dtype=float) - self.mean) / self.scale
-        out: Array = np.tanh(x @ self.w1 + self.b1) @ self.w2 + self.b2
+        total = np.zeros((x.shape[0], _N_CLASSES))
+        for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2, strict=True):
+            z = np.tanh(x @ w1 + b1) @ w2 + b2 - shift
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            total += p / p.sum(axis=1, keepdims=True)
+        out: Array = total / self.members
         return out
 
     def predict_proba(self, features: npt.ArrayLike) -> Array:
         """Posterior stage probabilities, shape (n_epochs, 4), from features (n_epochs, F)."""
-        logits = self._logits(features) - self.log_prior_shift
-        logits -= logits.max(axis=1, keepdims=True)
-        p: Array = np.exp(logits)
-        p /= p.sum(axis=1, keepdims=True)
-        return p
+        return self._softmax(features, self.log_prior_shift)
 
     def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.int8]:
         """Stage codes, shape (n_epochs,): the prior-balanced arg-max (see module docstring)."""
-        out: npt.NDArray[np.int8] = self._logits(features).argmax(axis=1).astype(np.int8)
+        out: npt.NDArray[np.int8] = self._softmax(features, 0.0).argmax(axis=1).astype(np.int8)
         return out
 
     def to_json(self) -> str:
@@ -94,8 +112,9 @@ class StageModel:
             "name": self.name,
             "feature_names": list(self.feature_names),
             "arrays": {
-                k: np.asarray(getattr(self, k)).tolist()
+                k: (a[0] if k in _MEMBER_ARRAYS and self.members == 1 else a).tolist()  # one network: its own arrays
                 for k in ("mean", "scale", "w1", "b1", "w2", "b2", "log_prior_shift")
+                for a in [np.asarray(getattr(self, k))]
             },
             "training": self.training,
         }
@@ -110,6 +129,8 @@ class StageModel:
         if names not in FEATURE_SETS.values():
             raise ValueError(f"model {doc['name']!r} expects other features than this code computes")
         arrays = {k: np.asarray(v, dtype=float) for k, v in doc["arrays"].items()}
+        if arrays["w1"].ndim == 2:  # one network
+            arrays.update({k: arrays[k][None] for k in _MEMBER_ARRAYS})
         return cls(name=doc["name"], feature_names=names, training=doc["training"], **arrays)
 
 
@@ -123,6 +144,11 @@ def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
     (``core/models/<name>.card.json``: kappas, accuracies, TST error, the command that measured them)."""
     card: dict[str, Any] = json.loads(resources.files("core").joinpath("models", f"{name}.card.json").read_text())
     return card
+
+
+def model_cards() -> dict[str, dict[str, Any]]:
+    """The card of every committed model, by name (a night's ``method`` names the one that staged it)."""
+    return {name: model_card(name) for name in (DEFAULT_MODEL, RR_MODEL)}
 
 
 def load_model(name: str = DEFAULT_MODEL) -> StageModel:
@@ -149,12 +175,14 @@ def fit_stage_model(
     l2: float = 1e-3,
     max_iter: int = 300,
     seed: int = 0,
+    members: int = 1,
     training: dict[str, Any] | None = None,
     feature_names: tuple[str, ...] = FEATURE_NAMES,
 ) -> StageModel:
     """Train on ``nights`` of (features (n, F), stages (n,)); stages < 0 (unscored) are skipped.
 
-    ``feature_names`` names the F columns (one of :data:`FEATURE_SETS`)."""
+    ``feature_names`` names the F columns (one of :data:`FEATURE_SETS`); ``members``
+    networks are trained from the random starts of seeds ``seed`` .. ``seed + members - 1``."""
     x = np.vstack([np.asarray(f, dtype=float) for f, _ in nights])
     y = np.concatenate([np.asarray(s, dtype=int) for _, s in nights])
     if x.shape[1] != len(feature_names):
@@ -174,15 +202,6 @@ def fit_stage_model(
     log_shift = np.log(shift / shift.sum())
     f, h = xs.shape[1], hidden
     onehot = np.eye(_N_CLASSES)[y]
-    rng = np.random.default_rng(seed)
-    p0 = np.concatenate(
-        [
-            rng.normal(0.0, f**-0.5, f * h),
-            np.zeros(h),
-            rng.normal(0.0, h**-0.5, h * _N_CLASSES),
-            np.zeros(_N_CLASSES),
-        ]
-    )
     rows = np.arange(len(y))
 
     def loss(p: Array) -> tuple[float, Array]:
@@ -198,13 +217,26 @@ def fit_stage_model(
         grad = np.concatenate([(xs.T @ ga + 2 * l2 * w1).ravel(), ga.sum(0), (a.T @ g + 2 * l2 * w2).ravel(), g.sum(0)])
         return value, grad
 
-    res = minimize(loss, p0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    w1, b1, w2, b2 = _unpack(res.x, f, h)
+    nets = []
+    for member_seed in range(seed, seed + members):
+        rng = np.random.default_rng(member_seed)
+        p0 = np.concatenate(
+            [
+                rng.normal(0.0, f**-0.5, f * h),
+                np.zeros(h),
+                rng.normal(0.0, h**-0.5, h * _N_CLASSES),
+                np.zeros(_N_CLASSES),
+            ]
+        )
+        res = minimize(loss, p0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        nets.append(_unpack(res.x, f, h))
+    w1, b1, w2, b2 = (np.stack(a) for a in zip(*nets, strict=True))
     meta = {
         "hidden": hidden,
         "l2": l2,
         "max_iter": max_iter,
         "seed": seed,
+        **({"members": members} if members > 1 else {}),
         "epochs": len(y),
         "class_counts": np.bincount(y, minlength=_N_CLASSES).tolist(),
         **(training or {}),

@@ -1,7 +1,8 @@
 """AWS Glue job: stage nights from the raw lake into the curated lake.
 
 Job arguments: ``--RAW_PATH s3://.../raw --CURATED_PATH s3://.../curated --NIGHTS
-2026-01-05,2026-01-06 --TZ Europe/Berlin``. ``--NIGHTS yesterday`` (the scheduled
+2026-01-05,2026-01-06 --TZ Europe/Berlin --STAGING_RR off`` (``on``: nights with a strap's RR
+are staged by the RR model, as ``SLEEPSTACK_STAGING_RR`` does locally). ``--NIGHTS yesterday`` (the scheduled
 trigger's default) stages the night that ended at the last noon in ``--TZ``. The job code is
 ``batch_layer.nightly_job.run_nightly``, the same the local ``sleepstack batch run`` uses;
 the core and batch_layer travel as the wheel built by ``sleepstack package``.
@@ -22,12 +23,16 @@ def main(argv: list[str]) -> None:
     from batch_layer.nightly_job import run_nightly
     from core.epochs import resolve_nights
 
-    args = getResolvedOptions(argv, ["RAW_PATH", "CURATED_PATH", "NIGHTS", "TZ"])
+    args = getResolvedOptions(argv, ["RAW_PATH", "CURATED_PATH", "NIGHTS", "TZ", "STAGING_RR"])
+    if args["STAGING_RR"] not in ("on", "off"):
+        raise SystemExit(f"--STAGING_RR must be 'on' or 'off', not {args['STAGING_RR']!r}")
     spark = GlueContext(SparkContext.getOrCreate()).spark_session
     spark.conf.set("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     nights = resolve_nights(args["NIGHTS"], args["TZ"], datetime.now(tz=ZoneInfo("UTC")))
-    result = run_nightly(spark, args["RAW_PATH"], args["CURATED_PATH"], nights, args["TZ"])
+    result = run_nightly(
+        spark, args["RAW_PATH"], args["CURATED_PATH"], nights, args["TZ"], rr_staging=args["STAGING_RR"] == "on"
+    )
     print(
         f"staged {result.subject_nights} subject-nights, {result.epochs} epochs;"
         f" re-staged for late data: {result.reprocessed}"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import ConfigError
-from core.stage_classifier import model_card
+from core.stage_classifier import model_cards
 from local.supervisor import read_json
 from serving.live_queries import LiveQueries
 from serving.sql_engine import SqlEngine
@@ -151,7 +151,7 @@ def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQuer
         sql: Callable[[], SqlEngine] = lambda: engine  # noqa: E731 - Athena reads the live catalog
     else:
         sql = _FreshSql(settings)
-    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_card())
+    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_cards())
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 
 

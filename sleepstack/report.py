@@ -13,7 +13,7 @@ from typing import Final
 
 from core.epochs import resolve_nights
 from core.errors import ConfigError, NoDataError, UsageError
-from core.stage_classifier import model_card
+from core.stage_classifier import model_cards
 from serving.web.api import SUBJECT_PATTERN, night_detail
 from serving.web.pages import render_report
 from sleepstack import wiring
@@ -41,7 +41,7 @@ def write_report(settings: Settings, subject_id: str, night: str, out: Path, *, 
     if len(nights) != 1:
         raise UsageError("--night", f"name one night, not {len(nights)}")
     night = nights[0]
-    detail = night_detail(wiring.sql_engine(settings), subject_id, night, model_card())
+    detail = night_detail(wiring.sql_engine(settings), subject_id, night, model_cards())
     if detail is None:
         raise NoDataError(f"no staged night {night} for subject {subject_id}: stage it first (`sleepstack batch run`)")
     out.parent.mkdir(parents=True, exist_ok=True)

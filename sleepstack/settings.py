@@ -18,6 +18,7 @@
 | ``SLEEPSTACK_LIVE_STORE`` | the local stack's live store: ``embedded`` or ``opensearch`` (a node) | ``embedded`` |
 | ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
 | ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``800`` |
+| ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -61,6 +62,7 @@ class Settings:
     live_store: LiveStoreKind = "embedded"
     opensearch_dist: Path | None = None
     send_linger_ms: int = 800
+    staging_rr: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +94,9 @@ class Settings:
         linger = e.get("SLEEPSTACK_SEND_LINGER_MS", "800")
         if not linger.isdigit() or int(linger) > 60_000:
             raise ConfigError("SLEEPSTACK_SEND_LINGER_MS", f"must be milliseconds from 0 to 60000, not {linger!r}")
+        staging_rr = e.get("SLEEPSTACK_STAGING_RR", "off")
+        if staging_rr not in ("on", "off"):
+            raise ConfigError("SLEEPSTACK_STAGING_RR", f"must be 'on' or 'off', not {staging_rr!r}")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -111,6 +116,7 @@ class Settings:
             live_store=cast(LiveStoreKind, live),
             opensearch_dist=Path(dist).resolve() if dist else None,
             send_linger_ms=int(linger),
+            staging_rr=staging_rr == "on",
         )
 
     def child_env(self) -> dict[str, str]:
@@ -127,6 +133,7 @@ class Settings:
             SLEEPSTACK_LIVE_STORE=self.live_store,
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
             SLEEPSTACK_SEND_LINGER_MS=str(self.send_linger_ms),
+            SLEEPSTACK_STAGING_RR="on" if self.staging_rr else "off",
         )
         if self.opensearch_url:
             env["OPENSEARCH_URL"] = self.opensearch_url

@@ -145,6 +145,7 @@ def test_argument_errors_name_the_flag(argv: list[str], fragment: str, capsys: p
         ("SLEEPSTACK_ALERT_RULES", '{"no_such_rule": 1}'),
         ("SLEEPSTACK_SEND_LINGER_MS", "-5"),
         ("SLEEPSTACK_SEND_LINGER_MS", "1e9"),
+        ("SLEEPSTACK_STAGING_RR", "yes"),
     ],
 )
 def test_a_bad_setting_names_the_variable(

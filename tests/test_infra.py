@@ -187,6 +187,7 @@ _BAD = {
     "OpenSearchMasterUserArn": "admin",
     "NightlyScheduleCron": "every night",
     "NightTimeZone": "Berlin time",
+    "StagingRr": "yes",
     "AthenaBytesScannedCutoff": "100",
     "AlarmEmail": "ops-at-example",
 }

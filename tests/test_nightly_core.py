@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.contract import BedFrame, from_wire, to_row, to_wire
 from core.epochs import night_of
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 from core.simulate import night_records
+from core.stage_classifier import DEFAULT_MODEL, RR_MODEL
 from core.vitals import bed_epoch_vitals
 from tests.conftest import sim_night
 
@@ -52,20 +54,31 @@ def test_duplicates_do_not_change_the_result() -> None:
     assert list(once.columns) == [c for c, _ in EPOCH_COLUMNS]
 
 
-def test_full_night_summary_and_agreement() -> None:
+@pytest.mark.parametrize("strap", [False, True])
+def test_full_night_summary_and_agreement(strap: bool) -> None:
     night = sim_night()
-    epochs = stage_subject_night(_raw())
+    epochs = stage_subject_night(_raw(strap=strap))
     summary = summarize_night(epochs)
     assert list(summary.columns) == [c for c, _ in NIGHT_COLUMNS]
     row = summary.iloc[0]
     assert row["status"] == "staged" and row["coverage_pct"] > 90
+    # staged from heart rate by default; the strap's RR gives HRV coverage and the apnoea screen
+    assert row["method"] == DEFAULT_MODEL and (row["rr_coverage_pct"] > 90) == strap
+    assert pd.isna(row["cvhr_per_hour"]) != strap
     truth_tst = (night.epochs.stage != 0).sum() / 2
     assert abs(row["total_sleep_time_min"] - truth_tst) < 60
     truth = pd.Series(night.epochs.stage, index=night.t0_ms + (night.epochs.t_s * 1000).astype(np.int64))
     staged = epochs.set_index("epoch_start_ms")["stage"]
-    # 4-class accuracy is validated on real PSG (test_staging_model); simulated physiology
-    # is not real enough for that, but sleep and wake must come out right
+    # 4-class accuracy is validated on real PSG (test_staging_model, test_slpdb_eval); simulated
+    # physiology is not real enough for that, but sleep and wake must come out right
     assert ((staged == 0) == (truth == 0)).mean() > 0.8
+
+
+def test_rr_staging_is_opt_in() -> None:
+    epochs = stage_subject_night(_raw(hours=3), rr_staging=True)
+    row = summarize_night(epochs).iloc[0]
+    assert row["method"] == RR_MODEL and set(epochs["method"]) == {RR_MODEL} and row["status"] == "staged"
+    # on the simulator's heart it calls more wake than the heart-rate model (README: staging from RR)
 
 
 def test_short_or_empty_nights_have_a_defined_outcome() -> None:

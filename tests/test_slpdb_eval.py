@@ -93,19 +93,23 @@ def test_the_committed_model_on_slpdb_from_heart_rate(capsys: pytest.CaptureFixt
     assert 0.05 < fig["kappa_4"] < 0.3  # near chance on this population (README); a regression shows here
 
 
+ACCEL = DATA / "sleep-accel"
+
+
 @needs_data
 @pytest.mark.slow
 def test_train_rebuilds_the_committed_rr_model() -> None:
     """As for hr-mlp-v1: byte for byte on one machine, the same decisions on (nearly) every epoch elsewhere."""
     from core.stage_classifier import RR_MODEL, StageModel, model_resource
-    from sleepstack.evaluation.staging import load_slpdb, slpdb_features, train_slpdb
+    from sleepstack.evaluation.staging import load_slpdb, slpdb_features, train_rr
 
-    first, second = train_slpdb(SLPDB), train_slpdb(SLPDB)
+    first, second = train_rr(SLPDB, ACCEL), train_rr(SLPDB, ACCEL)
     assert first.to_json() == second.to_json()
     committed = StageModel.from_json(model_resource(RR_MODEL).read_text())
     assert (
         first.feature_names == committed.feature_names and first.training["subjects"] == committed.training["subjects"]
     )
+    assert len(committed.training["subjects"]) == 32  # 11 slpdb-rr and 21 sleep-accel subjects
     x = np.concatenate([slpdb_features(r, "rr") for r in load_slpdb(SLPDB)])
     assert np.mean(first.predict(x) == committed.predict(x)) >= 0.99
 
@@ -114,16 +118,65 @@ def test_train_rebuilds_the_committed_rr_model() -> None:
 def test_the_rr_model_reads_hrv_and_says_it_saw_these_subjects(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "slpdb", str(SLPDB), "--source", "rr", "--json"]) == 0
     fig = json.loads(capsys.readouterr().out)
-    assert fig["model"] == "rr-mlp-v1" and fig["source"] == "rr"
+    assert fig["model"] == "rr-mlp-v2" and fig["source"] == "rr"
     assert fig["subjects_seen_in_training"] == 11  # in-sample: not an accuracy figure (README: --cv 0)
     assert main(["evaluate", "sleep-accel", str(SLPDB), "--source", "rr"]) == 2
     assert "beat-to-beat" in capsys.readouterr().err
 
 
-def test_pooling_sleep_accel_is_for_heart_rate_only(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["evaluate", "slpdb", str(corpus), "--source", "rr", "--cv", "0", "--also-train-on", str(corpus)]
-    assert main(argv) == 2
-    assert "heart rate only" in capsys.readouterr().err
+def _write_accel_night(root: Path, subject: str, rng: np.random.Generator, epochs: int = 160) -> None:
+    """A sleep-accel night with the same stage cycle and heart rates as :func:`_write_record`, HR every 5 s."""
+    stages = np.array([0, 2, 3, 5])[(np.arange(epochs) // 20) % 4]
+    bpm = {0: 80.0, 2: 60.0, 3: 55.0, 5: 68.0}
+    (root / "heart_rate").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    hr = [f"{t},{bpm[int(stages[t // 30])] + rng.normal(0, 1.5):.1f}" for t in range(0, 30 * epochs, 5)]
+    (root / "heart_rate" / f"{subject}_heartrate.txt").write_text("\n".join(hr) + "\n")
+    labels = [f"{30 * e},{s}" for e, s in enumerate(stages)]
+    (root / "labels" / f"{subject}_labeled_sleep.txt").write_text("\n".join(labels) + "\n")
+
+
+@pytest.fixture
+def accel(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(4)
+    root = tmp_path / "sleep-accel"
+    for subject in ("a1", "a2"):
+        _write_accel_night(root, subject, rng)
+    return root
+
+
+@pytest.mark.parametrize("source", ["hr", "rr"])
+def test_pooled_cross_validation_holds_out_subjects_of_both_corpora(corpus: Path, accel: Path, source: str) -> None:
+    fig = cross_validate_slpdb(corpus, source=source, folds=0, max_iter=60, also_train_on=accel)
+    assert fig["mode"] == "leave-subjects-out, 5 folds, grouped by subject over both corpora"
+    assert fig["subjects"] == 3 and fig["sleep_accel"]["subjects"] == 2 and fig["pooled"]["subjects"] == 5
+    assert fig["pooled"]["epochs"] == fig["epochs"] + fig["sleep_accel"]["epochs"]
+    assert [s["subject"] for s in fig["pooled"]["per_subject"]] == ["p1", "p2", "p3", "a1", "a2"]
+    # the RR model stages slpdb a second time with RR withheld, as a night without RR is staged
+    assert ("slpdb_without_rr" in fig) == (source == "rr")
+    for block in (fig, fig["sleep_accel"], *([fig["slpdb_without_rr"]] if source == "rr" else [])):
+        assert block["kappa_2"] > 0.5  # heart rate alone separates this corpus's wake and sleep
+
+
+def test_rr_model_trains_on_both_corpora_and_stages_without_rr(corpus: Path, accel: Path) -> None:
+    from core.night_staging import stage_hr
+    from sleepstack.datasets.sleep_accel import epoch_mean_hr as accel_hr
+    from sleepstack.datasets.sleep_accel import read_night
+    from sleepstack.evaluation.staging import train_rr
+
+    model = train_rr(corpus, accel, max_iter=60)
+    assert model.training["subjects"] == ["a1", "a2", "p1", "p2", "p3"]
+    night = read_night(accel, "a1")
+    assert np.mean(stage_hr(accel_hr(night), model) == night.stages) > 0.5  # the "no RR" input
+
+
+def test_pooling_needs_cross_validation_and_slpdb(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "slpdb", str(corpus), "--also-train-on", str(corpus)]) == 2
+    assert "--cv" in capsys.readouterr().err
+    assert main(["evaluate", "sleep-accel", str(corpus), "--cv", "0", "--also-train-on", str(corpus)]) == 2
+    assert "evaluate slpdb" in capsys.readouterr().err
+    assert main(["train", "--sleep-accel", str(corpus)]) == 2
+    assert "rr-mlp-v2" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the SleepECG anchor

@@ -46,12 +46,12 @@ class _Json(JSONResponse):
 
 @dataclass
 class ApiContext:
-    """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the model card."""
+    """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the models' cards by name."""
 
     live: LiveQueries
     sql: Callable[[], SqlEngine]
     tz: str
-    model_card: dict[str, Any]
+    model_cards: dict[str, dict[str, Any]]
 
 
 SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]
@@ -103,13 +103,20 @@ def _sql_rows(engine: SqlEngine, name: str, params: dict[str, str | int]) -> lis
         return []
 
 
-def night_detail(engine: SqlEngine, subject_id: str, night: str, model: dict[str, Any]) -> dict[str, Any] | None:
-    """A night's summary row, its staged epochs and the staging model's card (None: not staged)."""
+def card_of(summary: dict[str, Any], cards: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The card of the model that staged a night (its ``method``); None for a model without one."""
+    return cards.get(str(summary.get("method")))
+
+
+def night_detail(
+    engine: SqlEngine, subject_id: str, night: str, cards: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """A night's summary row, its staged epochs and the card of the model that staged it (None: not staged)."""
     rows = _sql_rows(engine, "night_detail", {"subject": subject_id, "night": night})
     if not rows:
         return None
     epochs = _sql_rows(engine, "night_epochs", {"subject": subject_id, "night": night})
-    return {"summary": rows[0], "epochs": epochs, "model": model}
+    return {"summary": rows[0], "epochs": epochs, "model": card_of(rows[0], cards)}
 
 
 def router(ctx: ApiContext) -> APIRouter:
@@ -206,7 +213,8 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.get("/nights/{subject_id}/{night}", summary="One night: metrics, staging model and its accuracy")
     async def night(subject_id: SubjectId, night: Night) -> dict[str, Any]:
-        return {"summary": night_rows("night_detail", subject_id, night)[0], "model": ctx.model_card}
+        summary = night_rows("night_detail", subject_id, night)[0]
+        return {"summary": summary, "model": card_of(summary, ctx.model_cards)}
 
     @api.get("/nights/{subject_id}/{night}/epochs", summary="One night's staged 30-s epochs (the hypnogram)")
     async def night_epochs(subject_id: SubjectId, night: Night) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
         return _html(page("nights.html.j2", title="Nights", page="nights", data=data))
 
     def _detail(subject_id: str, night: str) -> dict[str, Any]:
-        detail = night_detail(ctx.sql(), subject_id, night, ctx.model_card)
+        detail = night_detail(ctx.sql(), subject_id, night, ctx.model_cards)
         if detail is None:
             raise not_staged(subject_id, night)
         return detail

@@ -21,6 +21,8 @@ DEFAULT_SLPDB = Path("..") / "shared" / "data" / "slpdb-rr"
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if args.what in ("sleep-accel", "slpdb"):
         return _evaluate_staging(args)
+    if args.what == "cvhr":
+        return _evaluate_cvhr(args)
     from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
     from core.vitals_accuracy import bed_vitals_accuracy
 
@@ -31,41 +33,84 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _evaluate_cvhr(args: argparse.Namespace) -> int:
+    from sleepstack.evaluation.apnea import evaluate_cvhr
+
+    if not args.dir:
+        raise UsageError("evaluate cvhr", "needs the slpdb-rr directory (meta.csv, rr/ and stages/)")
+    figures = evaluate_cvhr(Path(args.dir))
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    per_record = figures.pop("per_record")
+    print_figures(figures, as_json=False)
+    for row in per_record:
+        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def _check_staging_args(args: argparse.Namespace) -> None:
+    """Option combinations ``evaluate sleep-accel|slpdb`` cannot run, as usage errors."""
+    slpdb = args.what == "slpdb"
+    if not args.dir:
+        layout = "meta.csv, rr/ and stages/" if slpdb else "heart_rate/ and labels/"
+        raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
+    if args.source == "rr" and not slpdb:
+        raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
+    if args.also_train_on and not slpdb:
+        raise UsageError("--also-train-on", "pools sleep-accel into slpdb's folds: evaluate slpdb DIR --cv K")
+    if args.anchor and not slpdb:
+        raise UsageError("--anchor", "the anchor stages slpdb records: evaluate slpdb DIR --anchor sleepecg")
+    if args.anchor and (args.cv is not None or args.model or args.also_train_on):
+        raise UsageError("--anchor", "scores a pretrained model: leave out --cv, --model and --also-train-on")
+    if args.members is not None and args.members < 1:
+        raise UsageError("--members", "must be 1 or more")
+    if args.train_seed < 0:
+        raise UsageError("--train-seed", "must be 0 or more")
+    if args.also_train_on and args.cv is None:
+        raise UsageError("--also-train-on", "pools corpora in cross-validation: add --cv K (0: one fold per subject)")
+
+
 def _evaluate_staging(args: argparse.Namespace) -> int:
     from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, load_model
     from sleepstack.evaluation import staging
 
-    if not args.dir:
-        layout = "heart_rate/ and labels/" if args.what == "sleep-accel" else "meta.csv, rr/ and stages/"
-        raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
+    _check_staging_args(args)
     root = Path(args.dir)
     slpdb = args.what == "slpdb"
-    if args.source == "rr" and not slpdb:
-        raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
     if args.anchor:
-        if not slpdb:
-            raise UsageError("--anchor", "the anchor stages slpdb records: evaluate slpdb DIR --anchor sleepecg")
-        if args.cv is not None or args.model or args.also_train_on:
-            raise UsageError("--anchor", "scores a pretrained model: leave out --cv, --model and --also-train-on")
         use_keras_backend()
         figures = staging.anchor_slpdb(root)
+    elif args.cv is not None and slpdb:
+        pooled = Path(args.also_train_on) if args.also_train_on else None
+        figures = staging.cross_validate_slpdb(
+            root, source=args.source, folds=args.cv, also_train_on=pooled, seed=args.train_seed, members=args.members
+        )
     elif args.cv is not None:
-        if slpdb:
-            pooled = Path(args.also_train_on) if args.also_train_on else None
-            figures = staging.cross_validate_slpdb(root, source=args.source, folds=args.cv, also_train_on=pooled)
-        else:
-            figures = staging.cross_validate(root, folds=args.cv)
+        figures = staging.cross_validate(root, folds=args.cv)
     else:
         model = _model(args.model) if args.model else load_model(RR_MODEL if args.source == "rr" else DEFAULT_MODEL)
         figures = (staging.evaluate_slpdb if slpdb else staging.evaluate)(root, model)
     if args.json:
         print(json.dumps(figures))
     else:
-        per_subject = figures.pop("per_subject")
-        print_figures(figures, as_json=False)
-        for row in per_subject:
-            print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+        _print_staging(figures)
     return 0
+
+
+_BLOCKS = ("sleep_accel", "slpdb_without_rr", "pooled")  # pooled cross-validation's other figures
+
+
+def _print_staging(figures: dict[str, Any]) -> None:
+    blocks = {k: figures.pop(k) for k in _BLOCKS if k in figures}
+    per_subject = figures.pop("per_subject")
+    print_figures(figures, as_json=False)
+    for row in per_subject:
+        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    for name, block in blocks.items():
+        block.pop("per_subject")
+        print(f"\n{name}:")
+        print_figures(block, as_json=False)
 
 
 def _model(path: str) -> Any:
@@ -81,11 +126,14 @@ def _model(path: str) -> Any:
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from core.stage_classifier import RR_MODEL, model_resource
-    from sleepstack.evaluation.staging import train, train_slpdb
+    from sleepstack.evaluation.staging import train, train_rr
 
     if args.model == RR_MODEL:
-        model = train_slpdb(Path(args.data or DEFAULT_SLPDB), seed=args.seed)
+        accel = Path(args.sleep_accel or DEFAULT_SLEEP_ACCEL)
+        model = train_rr(Path(args.data or DEFAULT_SLPDB), accel, seed=args.seed)
     else:
+        if args.sleep_accel:
+            raise UsageError("--sleep-accel", f"only {RR_MODEL} trains on two corpora; give hr-mlp-v1's with --data")
         model = train(Path(args.data or DEFAULT_SLEEP_ACCEL), seed=args.seed)
     out = Path(args.out) if args.out else Path(str(model_resource(model.name)))
     out.write_text(model.to_json())
@@ -98,36 +146,41 @@ def register(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
     s.add_argument(
         "what",
-        choices=["vitals", "sleep-accel", "slpdb"],
-        help="bed vitals vs simulator truth, or staging vs PSG (sleep-accel; slpdb-rr, from heart rate)",
+        choices=["vitals", "sleep-accel", "slpdb", "cvhr"],
+        help="bed vitals vs simulator truth; staging vs PSG (sleep-accel; slpdb-rr); "
+        "cvhr: the apnoea screening index vs slpdb-rr's scored respiratory events",
     )
-    s.add_argument("dir", nargs="?", help="sleep-accel / slpdb: dataset directory")
-    s.add_argument(
-        "--cv", type=int, help="sleep-accel: leave-subjects-out CV with this many folds (0: one per subject)"
-    )
+    s.add_argument("dir", nargs="?", help="sleep-accel / slpdb / cvhr: dataset directory")
+    s.add_argument("--cv", type=int, help="leave-subjects-out CV with this many folds (0: one per subject)")
     s.add_argument("--model", help="sleep-accel / slpdb: a model JSON file (default: the committed model)")
     s.add_argument(
         "--source",
         choices=["hr", "rr"],
         default="hr",
-        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v1 model)",
+        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v2 model)",
     )
     s.add_argument(
-        "--also-train-on", help="slpdb --cv: a sleep-accel directory whose nights join every fold's training"
+        "--also-train-on",
+        help="slpdb --cv: a sleep-accel directory whose subjects join the folds (figures per corpus and pooled)",
     )
     s.add_argument(
         "--anchor",
         choices=["sleepecg"],
         help="slpdb: score SleepECG's pretrained wrn-gru-mesa on the same records (needs the anchors extra)",
     )
+    s.add_argument("--train-seed", type=int, default=0, help="slpdb --cv: the first training seed (the spread)")
+    s.add_argument("--members", type=int, help="slpdb --cv: networks per model (default: as committed, hr 1, rr 3)")
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_evaluate)
 
-    s = sub.add_parser("train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v1 on slpdb-rr")
-    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v1"], default="hr-mlp-v1")
+    s = sub.add_parser(
+        "train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v2 on slpdb-rr and sleep-accel"
+    )
+    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v2"], default="hr-mlp-v1")
     s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
+    s.add_argument("--sleep-accel", help="rr-mlp-v2: the sleep-accel directory (default ../shared/data/sleep-accel)")
     s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/<model>.json)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_train)

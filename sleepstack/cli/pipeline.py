@@ -97,7 +97,9 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
             f"no raw data in the lake yet ({lake / 'raw'} holds no delivered records): nothing to stage for"
             f" {', '.join(nights)}; collect and deliver records first (--lake names another lake)"
         )
-    res = run_nightly(local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz)
+    res = run_nightly(
+        local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz, rr_staging=settings.staging_rr
+    )
     if res.subject_nights == 0:
         raise NoDataError(f"no data for night {', '.join(nights)} in {lake / 'raw'} yet: nothing staged")
     print(f"staged {res.subject_nights} subject-nights ({res.epochs} epochs) for {', '.join(res.nights)}")

@@ -1,8 +1,10 @@
 """Train and evaluate the staging model on PSG-labelled nights: sleep-accel, and slpdb-rr.
 
 The slpdb-rr records (:mod:`sleepstack.datasets.slpdb`, men with sleep apnoea) are scored
-from heart rate (the NN beats of each epoch) by the same model, or cross-validated grouped
-by subject (``evaluate_slpdb``, ``cross_validate_slpdb``).
+from heart rate (the NN beats of each epoch), or from heart rate and HRV, by a fixed model
+or cross-validated grouped by subject, on slpdb alone or with sleep-accel's subjects in
+the folds (``evaluate_slpdb``, ``cross_validate_slpdb``). ``train_rr`` fits the committed
+RR model on both corpora.
 
 ``train`` fits :func:`core.stage_classifier.fit_stage_model` on every night of the corpus.
 ``evaluate`` stages each night with a model through :func:`core.night_staging.stage_hr` (the
@@ -32,9 +34,8 @@ from threadpoolctl import threadpool_limits
 from core.agreement import confusion, staging_agreement
 from core.errors import DatasetError
 from core.hr_features import hr_epoch_features
-from core.hrv_features import rr_epoch_features
-from core.night_staging import stage_hr
-from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageModel, fit_stage_model
+from core.night_staging import Beats, stage_hr, staging_features
+from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
 from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
@@ -50,7 +51,7 @@ __all__ = [
     "load_slpdb",
     "slpdb_features",
     "train",
-    "train_slpdb",
+    "train_rr",
     "training_set",
 ]
 
@@ -154,27 +155,67 @@ def _per_subject(
     return nights, merged
 
 
-def slpdb_features(rec: SlpdbRecord, source: str) -> npt.NDArray[np.float64]:
-    """A record's model inputs: heart-rate features, and with ``source="rr"`` the HRV features of
-    all its beats (ectopic and artefact beats removed by cleaning, as from a strap)."""
-    hr = hr_epoch_features(slpdb_epoch_hr(rec))
-    if source == "hr":
-        return hr
-    return np.hstack([hr, rr_epoch_features(rec.beat_t_s, rec.rr_ms, rec.epoch_t_s)])
+def slpdb_features(rec: SlpdbRecord, source: str, *, with_rr: bool = True) -> npt.NDArray[np.float64]:
+    """A record's model inputs (:func:`core.night_staging.staging_features`): heart-rate
+    features, and with ``source="rr"`` the HRV features of all its beats (ectopic and
+    artefact beats removed by cleaning, as from a strap); ``with_rr=False`` gives the "no RR"
+    input instead, as a night without beat-to-beat intervals has."""
+    beats = Beats(rec.beat_t_s, rec.rr_ms) if with_rr else None
+    return staging_features(slpdb_epoch_hr(rec), source, beats, rec.epoch_t_s)
 
 
-def train_slpdb(root: Path, *, name: str = RR_MODEL, seed: int = 0, max_iter: int = 300) -> StageModel:
-    """The RR model: heart rate and HRV features, trained on every slpdb-rr record under ``root``."""
-    records = load_slpdb(root)
-    meta = {
-        "dataset": "slpdb-rr (MIT-BIH Polysomnographic Database, Ichimaru & Moody 1999)",
-        "subjects": sorted({r.subject for r in records}),
-    }
-    data = [(slpdb_features(r, "rr"), r.stages) for r in records]
-    with threadpool_limits(limits=1):
-        return fit_stage_model(
-            data, name=name, seed=seed, max_iter=max_iter, training=meta, feature_names=FEATURE_SETS["rr"]
+@dataclass(frozen=True)
+class _Labelled:
+    """A night's model inputs and PSG stages; ``without_rr``: the same night with RR withheld
+    (slpdb under an ``rr`` model: the model learns to stage from heart rate when RR is missing)."""
+
+    subject: str
+    x: npt.NDArray[np.float64]
+    stages: npt.NDArray[np.int8]
+    without_rr: npt.NDArray[np.float64] | None = None
+
+    def pairs(self) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int8]]]:
+        return [(self.x, self.stages)] + ([] if self.without_rr is None else [(self.without_rr, self.stages)])
+
+
+def _labelled_slpdb(records: list[SlpdbRecord], source: str, *, withhold: bool) -> list[_Labelled]:
+    return [
+        _Labelled(
+            r.subject,
+            slpdb_features(r, source),
+            r.stages,
+            slpdb_features(r, source, with_rr=False) if withhold and source == "rr" else None,
         )
+        for r in records
+    ]
+
+
+def _labelled_accel(nights: list[AccelNight], source: str) -> list[_Labelled]:
+    return [_Labelled(n.subject, staging_features(epoch_mean_hr(n), source), n.stages) for n in nights]
+
+
+def _fit(items: Sequence[_Labelled], source: str, **kwargs: Any) -> StageModel:
+    """A model on ``source``'s inputs, with that input set's number of members unless given."""
+    kwargs.setdefault("members", MEMBERS[source])
+    with threadpool_limits(limits=1):
+        pairs = [p for item in items for p in item.pairs()]
+        return fit_stage_model(pairs, feature_names=FEATURE_SETS[source], **kwargs)
+
+
+def train_rr(
+    slpdb_root: Path, accel_root: Path, *, name: str = RR_MODEL, seed: int = 0, max_iter: int = 300
+) -> StageModel:
+    """The RR model: heart rate and HRV features, trained on every slpdb-rr record under
+    ``slpdb_root`` (with its RR, and again with RR withheld) and every sleep-accel night under
+    ``accel_root`` (heart rate only: RR missing)."""
+    records, nights = load_slpdb(slpdb_root), load_corpus(accel_root)
+    meta = {
+        "dataset": "slpdb-rr (MIT-BIH Polysomnographic Database, Ichimaru & Moody 1999), each record with and"
+        " without its RR; sleep-accel (Walch et al. 2019), heart rate only",
+        "subjects": sorted({r.subject for r in records} | {n.subject for n in nights}),
+    }
+    items = _labelled_slpdb(records, "rr", withhold=True) + _labelled_accel(nights, "rr")
+    return _fit(items, "rr", name=name, seed=seed, max_iter=max_iter, training=meta)
 
 
 def load_slpdb(root: Path) -> list[SlpdbRecord]:
@@ -203,48 +244,78 @@ def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
     }
 
 
+def _folds(subjects: Sequence[str], folds: int, root: Path) -> tuple[int, dict[str, int]]:
+    """``folds`` groups of subjects (0: one per subject), assigned in sorted order."""
+    ordered = sorted(set(subjects))
+    k = len(ordered) if folds <= 0 else min(folds, len(ordered))
+    if k < 2:
+        raise DatasetError(str(root), "cross-validation needs at least two subjects")
+    return k, {s: i % k for i, s in enumerate(ordered)}
+
+
+def _out_of_fold(
+    items: list[_Labelled], k: int, group: dict[str, int], source: str, **kwargs: Any
+) -> tuple[list[npt.NDArray[np.int8]], list[npt.NDArray[np.int8]]]:
+    """Each item staged by the model trained without its group: from all its inputs, and
+    (items with ``without_rr``) with RR withheld."""
+    preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(items)
+    withheld = list(preds)
+    for g in range(k):
+        model = _fit([it for it in items if group[it.subject] != g], source, **kwargs)
+        for i, it in enumerate(items):
+            if group[it.subject] == g:
+                preds[i] = model.predict(it.x)
+                if it.without_rr is not None:
+                    withheld[i] = model.predict(it.without_rr)
+    return preds, withheld
+
+
 def cross_validate_slpdb(
     root: Path,
     *,
     source: str = "hr",
     folds: int = 0,
     seed: int = 0,
+    members: int | None = None,
     max_iter: int = 300,
     also_train_on: Path | None = None,
 ) -> dict[str, Any]:
     """Subjects split into ``folds`` groups (0: one per subject; records of a subject stay together);
     a model on ``source``'s inputs (``hr`` or ``rr``) is trained on the other groups' records and
-    stages the held-out ones. ``also_train_on``: a sleep-accel directory whose nights join every
-    fold's training set (pooled corpora; heart rate only, as that corpus has no RR)."""
+    stages the held-out ones.
+
+    ``also_train_on``: a sleep-accel directory, whose subjects join the folds (pooled corpora,
+    grouped by subject across both). Its nights have heart rate only; an ``rr`` model gets
+    them with RR missing, and every slpdb record a second time with RR withheld. The figures
+    are slpdb's; ``sleep_accel`` and ``pooled`` (both corpora's subjects) come beside them,
+    and for ``rr`` ``slpdb_without_rr`` (the same fold models staging slpdb from heart rate).
+    ``members``: networks per model (default: :data:`core.stage_classifier.MEMBERS`, as committed),
+    from seeds ``seed`` on.
+    """
+    m = MEMBERS[source] if members is None else members
     records = load_slpdb(root)
-    subjects = sorted({r.subject for r in records})
-    k = len(subjects) if folds <= 0 else min(folds, len(subjects))
-    if k < 2:
-        raise DatasetError(str(root), "cross-validation needs at least two subjects")
-    group = {s: i % k for i, s in enumerate(subjects)}
-    data = [(slpdb_features(r, source), r.stages) for r in records]
-    extra = []
-    if also_train_on is not None:
-        if source != "hr":
-            raise DatasetError(str(also_train_on), "sleep-accel has heart rate only: pool it with --source hr")
-        extra = training_set(load_corpus(also_train_on))
-    preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(records)
-    with threadpool_limits(limits=1):
-        for g in range(k):
-            train_on = [d for d, r in zip(data, records, strict=True) if group[r.subject] != g] + extra
-            model = fit_stage_model(train_on, seed=seed, max_iter=max_iter, feature_names=FEATURE_SETS[source])
-            for i, r in enumerate(records):
-                if group[r.subject] == g:
-                    preds[i] = model.predict(data[i][0])
-    nights, merged = _per_subject(records, preds)
-    return {
-        "model": f"{source}-mlp (trained per fold on the other slpdb subjects"
-        + (f" and {len(extra)} sleep-accel nights)" if extra else ")"),
+    pooled = also_train_on is not None
+    items = _labelled_slpdb(records, source, withhold=pooled)
+    accel = load_corpus(also_train_on) if also_train_on is not None else []
+    extra = _labelled_accel(accel, source)
+    k, group = _folds([it.subject for it in items + extra], folds, root)
+    preds, withheld = _out_of_fold(items + extra, k, group, source, seed=seed, members=m, max_iter=max_iter)
+    slpdb_nights, slpdb_preds = _per_subject(records, preds[: len(items)])
+    out: dict[str, Any] = {
+        "model": f"{source}-mlp (trained per fold on the other "
+        + ("subjects of slpdb-rr and sleep-accel)" if pooled else "slpdb subjects)"),
         "source": source,
-        "mode": f"leave-subjects-out, {k} folds, grouped by subject",
+        "mode": f"leave-subjects-out, {k} folds, grouped by subject" + (" over both corpora" if pooled else ""),
         "subjects_seen_in_training": 0,
-        **_figures(nights, merged),
+        "seeds": list(range(seed, seed + m)),
+        **_figures(slpdb_nights, slpdb_preds),
     }
+    if pooled:
+        out["sleep_accel"] = _figures(accel, preds[len(items) :])
+        out["pooled"] = _figures([*slpdb_nights, *accel], [*slpdb_preds, *preds[len(items) :]])
+        if source == "rr":
+            out["slpdb_without_rr"] = _figures(*_per_subject(records, withheld[: len(items)]))
+    return out
 
 
 def anchor_slpdb(root: Path, stager: Stager | None = None) -> dict[str, Any]:
