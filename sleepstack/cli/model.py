@@ -28,7 +28,14 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     rr = rr_argument(args.rr)
     night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
-    figures = {"rr_file": args.rr, "seed": args.seed, **bed_vitals_accuracy(night)}
+    from sleepstack.evaluation.staging import simulated_staging
+
+    figures = {
+        "rr_file": args.rr,
+        "seed": args.seed,
+        **bed_vitals_accuracy(night),
+        "staging_on_simulated_strap": simulated_staging(night),
+    }
     print_figures(figures, as_json=args.json)
     return 0
 

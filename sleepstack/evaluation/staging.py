@@ -34,7 +34,9 @@ from threadpoolctl import threadpool_limits
 from core.agreement import confusion, staging_agreement
 from core.errors import DatasetError
 from core.hr_features import hr_epoch_features
-from core.night_staging import Beats, stage_hr, staging_features
+from core.night_staging import Beats, model_for, stage_hr, staging_features
+from core.simulate import SimulatedNight
+from core.sleep_stages import SleepStage
 from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
@@ -49,6 +51,7 @@ __all__ = [
     "evaluate_slpdb",
     "load_corpus",
     "load_slpdb",
+    "simulated_staging",
     "slpdb_features",
     "train",
     "train_rr",
@@ -315,6 +318,27 @@ def cross_validate_slpdb(
         out["pooled"] = _figures([*slpdb_nights, *accel], [*slpdb_preds, *preds[len(items) :]])
         if source == "rr":
             out["slpdb_without_rr"] = _figures(*_per_subject(records, withheld[: len(items)]))
+    return out
+
+
+def simulated_staging(night: SimulatedNight) -> dict[str, Any]:
+    """Each committed model on a simulated night's strap beats against the simulator's stages.
+
+    Not an accuracy figure (the simulator's heart is not real physiology; the PSG figures
+    are): it shows how each model's total sleep time behaves on healthy-sleeper input."""
+    e = night.epochs
+    beats = Beats(night.beat_t_s[1:], np.diff(night.beat_t_s) * 1000.0)
+    truth_tst = float((e.stage != SleepStage.WAKE).sum()) / 2.0
+    out: dict[str, Any] = {"tst_truth_min": truth_tst}
+    for source in ("hr", "rr"):
+        model = model_for(source)
+        pred = model.predict(staging_features(e.hr_bpm, source, beats, e.t_s))
+        fig = staging_agreement(e.stage, pred)
+        out[model.name] = {
+            "kappa_4": round(fig["kappa_4"], 3),
+            "accuracy_2": round(fig["accuracy_2"], 3),
+            "tst_error_min": float((pred != SleepStage.WAKE).sum()) / 2.0 - truth_tst,
+        }
     return out
 
 
