@@ -23,8 +23,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from functools import partial
 from typing import Any, Final
+
+import pandas as pd
 
 from core.contract import spark_ddl
 from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
@@ -133,7 +134,9 @@ def run_nightly(
     # hash of the record's content, so its copies always share a (subject, night) group; a
     # dropDuplicates here would shuffle every 100 Hz sample a second time
     raw = raw.drop("dt")
-    stage = partial(stage_subject_night, rr_staging=rr_staging)
+    def stage(night: pd.DataFrame) -> pd.DataFrame:  # type hints: how Spark reads a grouped-map function
+        return stage_subject_night(night, rr_staging=rr_staging)
+
     epochs = raw.groupBy("subject_id", "night").applyInPandas(stage, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()
     summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize_night, schema=_ddl(NIGHT_COLUMNS))

@@ -39,6 +39,8 @@ def lake(tmp_path: Path) -> Path:
                 "rmssd_ms": None,
                 "sdnn_ms": None,
                 "breathing_pauses": i % 2,
+                "rr_window": False,
+                "cvhr_cycles": None,
                 "method": "m",
             }
             for s in ("s001", "s002")
