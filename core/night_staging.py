@@ -41,7 +41,7 @@ from core.epochs import EPOCH_S
 from core.hr_features import hr_epoch_features
 from core.hrv_features import rr_epoch_features
 from core.sleep_stages import SleepStage
-from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, RR_MODEL, StageModel, load_model
+from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, StageModel, load_model
 
 __all__ = [
     "MIN_RR_EPOCHS",
@@ -94,7 +94,7 @@ def default_model() -> StageModel:
 def staging_features(
     hr_bpm: npt.ArrayLike, source: str, beats: Beats | None = None, epoch_t_s: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.float64]:
-    """A model's inputs, shape (n_epochs, len(FEATURE_SETS[source])).
+    """A model's inputs, shape (n_epochs, len(core.stage_classifier.FEATURE_SETS[source])).
 
     ``epoch_t_s``: each epoch's start on the beats' clock (default 0, 30, 60 ... s); with
     ``source="rr"`` and no beats the HRV block is the "missing" input."""
@@ -121,8 +121,7 @@ def stage_hr(hr_bpm: npt.ArrayLike, model: StageModel | None = None) -> npt.NDAr
 
     A model trained on HRV too gets the "no RR" input."""
     m = model or default_model()
-    source = next(k for k, names in FEATURE_SETS.items() if names == m.feature_names)
-    return m.predict(staging_features(hr_bpm, source))
+    return m.predict(staging_features(hr_bpm, m.source))
 
 
 def stage_night(features: pd.DataFrame, beats: Beats | None = None, *, use_rr: bool = False) -> Staging:

@@ -85,6 +85,11 @@ class StageModel:
     def members(self) -> int:
         return int(self.w1.shape[0])
 
+    @property
+    def source(self) -> str:
+        """The input set it reads: a key of :data:`FEATURE_SETS` (``hr`` or ``rr``)."""
+        return next(k for k, names in FEATURE_SETS.items() if names == self.feature_names)
+
     def _softmax(self, features: npt.ArrayLike, shift: Array | float) -> Array:
         """Members' mean of softmax(network output - ``shift``), shape (n_epochs, 4)."""
         x = (np.asarray(features, dtype=float) - self.mean) / self.scale

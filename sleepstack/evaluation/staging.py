@@ -228,15 +228,11 @@ def load_slpdb(root: Path) -> list[SlpdbRecord]:
     return [read_record(root, rec, subject) for rec, subject in records]
 
 
-def _source(model: StageModel) -> str:
-    return next(k for k, names in FEATURE_SETS.items() if names == model.feature_names)
-
-
 def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
     """Figures of ``model`` on the slpdb-rr records under ``root``, from the inputs it was trained on."""
     records = load_slpdb(root)
     seen = set(model.training.get("subjects", [])) & {r.subject for r in records}
-    source = _source(model)
+    source = model.source
     nights, preds = _per_subject(records, [model.predict(slpdb_features(r, source)) for r in records])
     return {
         "model": model.name,
