@@ -134,6 +134,7 @@ def run_nightly(
     # hash of the record's content, so its copies always share a (subject, night) group; a
     # dropDuplicates here would shuffle every 100 Hz sample a second time
     raw = raw.drop("dt")
+
     def stage(night: pd.DataFrame) -> pd.DataFrame:  # type hints: how Spark reads a grouped-map function
         return stage_subject_night(night, rr_staging=rr_staging)
 
