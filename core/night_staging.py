@@ -38,7 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from core.epochs import EPOCH_S
-from core.hr_features import hr_epoch_features
+from core.hr_features import FEATURE_NAMES, hr_epoch_features
 from core.hrv_features import rr_epoch_features
 from core.sleep_stages import SleepStage
 from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, StageModel, load_model
@@ -136,8 +136,8 @@ def stage_night(features: pd.DataFrame, beats: Beats | None = None, *, use_rr: b
         with_rr = _with_rr(x) if x is not None else with_rr
         if use_rr and x is not None and choose_source(x) == "rr":
             stage, method = model_for("rr").predict(x), RR_MODEL
-        else:
-            stage = default_model().predict(staging_features(hr, "hr"))
+        else:  # the heart-rate block leads the rr inputs
+            stage = default_model().predict(x[:, : len(FEATURE_NAMES)] if x is not None else hr_epoch_features(hr))
     wake = np.zeros(n, dtype=bool)
     if "presence" in features:
         wake |= ~features["presence"].astype("boolean").fillna(False).to_numpy(dtype=bool)

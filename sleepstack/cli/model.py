@@ -48,12 +48,17 @@ def _evaluate_cvhr(args: argparse.Namespace) -> int:
     figures = evaluate_cvhr(Path(args.dir))
     if args.json:
         print(json.dumps(figures))
-        return 0
-    per_record = figures.pop("per_record")
-    print_figures(figures, as_json=False)
-    for row in per_record:
-        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    else:
+        _print_with_rows(figures, "per_record")
     return 0
+
+
+def _print_with_rows(figures: dict[str, Any], rows: str) -> None:
+    """Figures as aligned lines, then the rows under ``rows`` one per line."""
+    table = figures.pop(rows)
+    print_figures(figures, as_json=False)
+    for row in table:
+        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
 
 
 def _check_staging_args(args: argparse.Namespace) -> None:
@@ -110,10 +115,7 @@ _BLOCKS = ("sleep_accel", "slpdb_without_rr", "pooled")  # pooled cross-validati
 
 def _print_staging(figures: dict[str, Any]) -> None:
     blocks = {k: figures.pop(k) for k in _BLOCKS if k in figures}
-    per_subject = figures.pop("per_subject")
-    print_figures(figures, as_json=False)
-    for row in per_subject:
-        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    _print_with_rows(figures, "per_subject")
     for name, block in blocks.items():
         block.pop("per_subject")
         print(f"\n{name}:")

@@ -120,16 +120,8 @@ def evaluate(root: Path, model: StageModel) -> dict[str, Any]:
 def cross_validate(root: Path, *, folds: int = 0, seed: int = 0, max_iter: int = 300) -> dict[str, Any]:
     """Leave-subjects-out figures: ``folds`` groups by subject (0 = leave one subject out)."""
     nights = load_corpus(root)
-    k = len(nights) if folds <= 0 else min(folds, len(nights))
-    if k < 2:
-        raise DatasetError(str(root), "cross-validation needs at least two subjects")
-    group = np.arange(len(nights)) % k
-    data = training_set(nights)
-    preds: list[npt.NDArray[np.int8]] = [np.zeros(0, np.int8)] * len(nights)
-    for g in range(k):
-        model = fit_stage_model([d for d, gi in zip(data, group, strict=True) if gi != g], seed=seed, max_iter=max_iter)
-        for i in np.flatnonzero(group == g):
-            preds[i] = model.predict(data[i][0])
+    k, group = _folds([n.subject for n in nights], folds, root)
+    preds, _ = _out_of_fold(_labelled_accel(nights, "hr"), k, group, "hr", seed=seed, max_iter=max_iter)
     return {
         "model": DEFAULT_MODEL,
         "mode": f"leave-subjects-out, {k} folds",
@@ -244,8 +236,8 @@ def evaluate_slpdb(root: Path, model: StageModel) -> dict[str, Any]:
 
 
 def _folds(subjects: Sequence[str], folds: int, root: Path) -> tuple[int, dict[str, int]]:
-    """``folds`` groups of subjects (0: one per subject), assigned in sorted order."""
-    ordered = sorted(set(subjects))
+    """``folds`` groups of subjects (0: one per subject), assigned in their first-seen order."""
+    ordered = list(dict.fromkeys(subjects))
     k = len(ordered) if folds <= 0 else min(folds, len(ordered))
     if k < 2:
         raise DatasetError(str(root), "cross-validation needs at least two subjects")
@@ -297,7 +289,7 @@ def cross_validate_slpdb(
     items = _labelled_slpdb(records, source, withhold=pooled)
     accel = load_corpus(also_train_on) if also_train_on is not None else []
     extra = _labelled_accel(accel, source)
-    k, group = _folds([it.subject for it in items + extra], folds, root)
+    k, group = _folds(sorted({it.subject for it in items + extra}), folds, root)
     preds, withheld = _out_of_fold(items + extra, k, group, source, seed=seed, members=m, max_iter=max_iter)
     slpdb_nights, slpdb_preds = _per_subject(records, preds[: len(items)])
     out: dict[str, Any] = {
