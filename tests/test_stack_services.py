@@ -83,6 +83,17 @@ def _status(home: Path) -> dict[str, Any]:
     return json.loads(_cli(home, "stack", "status", "--json").stdout)
 
 
+def _running_pid(home: Path, name: str, timeout_s: float = 30.0) -> int:
+    """The pid of service ``name`` once it runs (a victim killed moments ago may still be in its restart backoff)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        svc = _status(home)["services"][name]
+        if svc["state"] == "running" and svc["pid"]:
+            return int(svc["pid"])
+        assert time.monotonic() < deadline, f"{name} did not come back within {timeout_s} s: {svc}"
+        time.sleep(0.2)
+
+
 def _outputs(home: Path) -> tuple[list[tuple[str, str, str]], set[tuple[Any, ...]]]:
     store = LocalLiveStore(home / "serving" / "live.sqlite")
     docs = store.dump()
@@ -115,8 +126,7 @@ def _run(home: Path, recordings: list[Path], shift_ms: int, chaos: random.Random
                         _collect_cmd(home, recordings), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                     )
                 else:
-                    pid = _status(home)["services"][victim]["pid"]
-                    os.kill(int(pid), signal.SIGKILL)
+                    os.kill(_running_pid(home, victim), signal.SIGKILL)
         assert collector.wait(timeout=300) == 0
         _cli(home, "stack", "wait", "--idle", "--timeout", "180")
         counts: dict[str, int] = json.loads(_cli(home, "reconcile", "--json").stdout)
@@ -189,7 +199,7 @@ def test_a_checkpoint_the_stream_no_longer_holds_is_reported_and_reading_resumes
         deadline = time.monotonic() + 20
         while not ckpt.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        os.kill(int(_status(home)["services"]["speed_layer"]["pid"]), signal.SIGKILL)
+        os.kill(_running_pid(home, "speed_layer"), signal.SIGKILL)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         ckpt.write_text(json.dumps({"shardId-000000000000": "4" + "9" * 55}))  # from a stream since recreated
         deadline = time.monotonic() + 30
