@@ -5,7 +5,7 @@ Method: each 30-s epoch is staged by a :class:`core.stage_classifier.StageModel`
 * by default, and always from heart rate alone (a bed sensor, wrist PPG, a strap without
   RR): ``hr-mlp-v1`` on heart-rate features (:mod:`core.hr_features`);
 * with ``use_rr`` (``SLEEPSTACK_STAGING_RR=on``) and beat-to-beat intervals (a strap's RR)
-  covering at least an hour of epochs (:func:`choose_source`): ``rr-mlp-v2`` on heart-rate
+  covering at least an hour of epochs (:func:`choose_source`): ``rr-mlp-v3`` on heart-rate
   and HRV features (:mod:`core.hrv_features`). It was trained with RR missing on part of
   its nights, so epochs whose 5-min window has too few clean beats are staged from heart
   rate within the same night. It is opt-in because its only beat-to-beat training and

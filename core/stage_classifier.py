@@ -53,7 +53,7 @@ __all__ = [
 DEFAULT_MODEL: Final = "hr-mlp-v1"
 #: The model for nights with beat-to-beat intervals (strap RR): heart rate and HRV features,
 #: trained on both corpora with RR missing on part of its nights (``rr_present`` 0).
-RR_MODEL: Final = "rr-mlp-v2"
+RR_MODEL: Final = "rr-mlp-v3"
 #: Input sets a model may be trained on: heart rate alone, or heart rate and HRV.
 FEATURE_SETS: Final = {"hr": FEATURE_NAMES, "rr": (*FEATURE_NAMES, *RR_FEATURE_NAMES)}
 #: Networks per model of each input set (seed ensembles; chosen in grouped cross-validation).

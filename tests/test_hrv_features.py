@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.hrv_features import BASE_FEATURES, MIN_BEATS, RR_FEATURE_NAMES, _dfa_alpha1, rr_epoch_features
+from core.hrv_features import (
+    BASE_FEATURES,
+    MIN_BEATS,
+    RR_FEATURE_NAMES,
+    _dfa_alpha1,
+    _sample_entropy,
+    rr_epoch_features,
+)
 
 EPOCHS = np.arange(0, 3600, 30.0)  # one hour of epochs
 
@@ -62,6 +69,17 @@ def test_dfa_alpha1_separates_white_noise_from_a_random_walk() -> None:
     assert _dfa_alpha1(white) == pytest.approx(0.5, abs=0.15)
     assert _dfa_alpha1(walk) == pytest.approx(1.5, abs=0.2)
     assert np.isnan(_dfa_alpha1(white[:30]))
+
+
+def test_sample_entropy_is_high_for_white_noise_low_for_a_regular_rhythm() -> None:
+    """SampEn(2, 0.2 SD) of white noise: -ln P(|x - y| <= 0.2 SD) = -ln 0.1125 = 2.18; a sinusoid is regular."""
+    rng = np.random.default_rng(3)
+    white = 1000 + rng.normal(0, 30, 400)
+    regular = 1000 + 40 * np.sin(2 * np.pi * np.arange(400) / 12)
+    assert _sample_entropy(white) == pytest.approx(2.2, abs=0.2)
+    assert _sample_entropy(regular) < 0.5
+    assert np.isnan(_sample_entropy(np.full(400, 1000.0)))  # no spread: undefined, not an exception
+    assert np.isnan(_sample_entropy(white[:15]))
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_train_rebuilds_the_committed_rr_model() -> None:
 def test_the_rr_model_reads_hrv_and_says_it_saw_these_subjects(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "slpdb", str(SLPDB), "--source", "rr", "--json"]) == 0
     fig = json.loads(capsys.readouterr().out)
-    assert fig["model"] == "rr-mlp-v2" and fig["source"] == "rr"
+    assert fig["model"] == "rr-mlp-v3" and fig["source"] == "rr"
     assert fig["subjects_seen_in_training"] == 11  # in-sample: not an accuracy figure (README: --cv 0)
     assert main(["evaluate", "sleep-accel", str(SLPDB), "--source", "rr"]) == 2
     assert "beat-to-beat" in capsys.readouterr().err
@@ -176,7 +176,7 @@ def test_pooling_needs_cross_validation_and_slpdb(corpus: Path, capsys: pytest.C
     assert main(["evaluate", "sleep-accel", str(corpus), "--cv", "0", "--also-train-on", str(corpus)]) == 2
     assert "evaluate slpdb" in capsys.readouterr().err
     assert main(["train", "--sleep-accel", str(corpus)]) == 2
-    assert "rr-mlp-v2" in capsys.readouterr().err
+    assert "rr-mlp-v3" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the SleepECG anchor

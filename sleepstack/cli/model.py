@@ -166,7 +166,7 @@ def register(sub: Any) -> None:
         "--source",
         choices=["hr", "rr"],
         default="hr",
-        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v2 model)",
+        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v3 model)",
     )
     s.add_argument(
         "--also-train-on",
@@ -185,11 +185,11 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser(
-        "train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v2 on slpdb-rr and sleep-accel"
+        "train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v3 on slpdb-rr and sleep-accel"
     )
-    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v2"], default="hr-mlp-v1")
+    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v3"], default="hr-mlp-v1")
     s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
-    s.add_argument("--sleep-accel", help="rr-mlp-v2: the sleep-accel directory (default ../shared/data/sleep-accel)")
+    s.add_argument("--sleep-accel", help="rr-mlp-v3: the sleep-accel directory (default ../shared/data/sleep-accel)")
     s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/<model>.json)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_train)
