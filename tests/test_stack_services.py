@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,6 +28,8 @@ from ingest.spool import Spool
 from local.live_store import LocalLiveStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+T = TypeVar("T")
 
 MINUTES = 40
 SPEED = 120.0
@@ -83,15 +86,23 @@ def _status(home: Path) -> dict[str, Any]:
     return json.loads(_cli(home, "stack", "status", "--json").stdout)
 
 
+def _wait_for(
+    probe: Callable[[], T], timeout_s: float, *, until: Callable[[T], object] = bool, every_s: float = 0.2
+) -> T:
+    """``probe()`` every ``every_s`` until ``until`` holds of its value or ``timeout_s`` passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not until(value := probe()) and time.monotonic() < deadline:
+        time.sleep(every_s)
+    return value
+
+
 def _running_pid(home: Path, name: str, timeout_s: float = 30.0) -> int:
     """The pid of service ``name`` once it runs (a victim killed moments ago may still be in its restart backoff)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        svc = _status(home)["services"][name]
-        if svc["state"] == "running" and svc["pid"]:
-            return int(svc["pid"])
-        assert time.monotonic() < deadline, f"{name} did not come back within {timeout_s} s: {svc}"
-        time.sleep(0.2)
+    svc = _wait_for(
+        lambda: _status(home)["services"][name], timeout_s, until=lambda s: s["state"] == "running" and s["pid"]
+    )
+    assert svc["state"] == "running" and svc["pid"], f"{name} did not come back within {timeout_s} s: {svc}"
+    return int(svc["pid"])
 
 
 def _outputs(home: Path) -> tuple[list[tuple[str, str, str]], set[tuple[Any, ...]]]:
@@ -196,19 +207,13 @@ def test_a_checkpoint_the_stream_no_longer_holds_is_reported_and_reading_resumes
     _cli(home, "stack", "up")
     try:
         ckpt = home / "checkpoints" / "speed-layer.json"
-        deadline = time.monotonic() + 20
-        while not ckpt.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_for(ckpt.exists, 20)
         os.kill(_running_pid(home, "speed_layer"), signal.SIGKILL)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         ckpt.write_text(json.dumps({"shardId-000000000000": "4" + "9" * 55}))  # from a stream since recreated
-        deadline = time.monotonic() + 30
-        lag: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            lag = _status(home)["lag"]["speed_layer"]
-            if lag.get("checkpoint_resets"):
-                break
-            time.sleep(0.3)
+        lag: dict[str, Any] = _wait_for(
+            lambda: _status(home)["lag"]["speed_layer"], 30, until=lambda g: g.get("checkpoint_resets"), every_s=0.3
+        )
         assert lag.get("checkpoint_resets") == 1
         assert _status(home)["services"]["speed_layer"]["state"] == "running"
     finally:
@@ -254,14 +259,12 @@ def test_a_full_disk_stalls_the_service_keeps_its_checkpoint_and_recovers(
         )
         # the delivery buffers for minutes; asking for idle makes it write now, into the full disk
         assert _cli(home, "stack", "wait", "--idle", "--timeout", "2", check=False).returncode == 1
-        deadline = time.monotonic() + 90
-        states: dict[str, str] = {}
-        while time.monotonic() < deadline:
+
+        def states_now() -> dict[str, str]:
             services = _status(home)["services"]
-            states = {n: services[n]["state"] for n in ("speed_layer", "delivery")}
-            if set(states.values()) == {"stalled"}:
-                break
-            time.sleep(0.5)
+            return {n: services[n]["state"] for n in ("speed_layer", "delivery")}
+
+        states = _wait_for(states_now, 90, until=lambda st: set(st.values()) == {"stalled"}, every_s=0.5)
         assert states == {"speed_layer": "stalled", "delivery": "stalled"}
         assert "cannot write" in _status(home)["services"]["speed_layer"]["figures"]["error"]
 
