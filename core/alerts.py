@@ -128,8 +128,7 @@ class AlertTracker:
             return []  # already seen: epochs arrive once, in order
         out: list[dict[str, Any]] = []
         if self.last_epoch_ms is not None and start - (self.last_epoch_ms + EPOCH_MS) > self.rules.max_gap_s * 1000:
-            for kind in list(self.runs):
-                out += self._close(epoch, kind)
+            out += self.close_all(epoch)
             self.in_bed_s = 0  # a long silence starts a new night
         self.last_epoch_ms = start
         end = start + EPOCH_MS
@@ -147,6 +146,16 @@ class AlertTracker:
         else:
             lost = epoch.get("contact_lost_fraction")
             self._sustained(out, epoch, AlertKind.CONTACT_LOST, None if lost is None else lost >= 0.5)
+        return out
+
+    def close_all(self, epoch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Close every open run (a long silence, or the end of what a caller has); the closed alerts.
+
+        ``epoch`` names the subject, device and source of the documents (the last one seen).
+        """
+        out: list[dict[str, Any]] = []
+        for kind in list(self.runs):
+            out += self._close(epoch, kind)
         return out
 
     def _min_s(self, kind: str) -> float:

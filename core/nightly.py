@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from core.bed_events import bed_events, starts_per_epoch
 from core.cvhr import cvhr_cycles
 from core.epochs import EPOCH_MS, EPOCH_S
 from core.hrv import notification_beats
@@ -57,6 +58,7 @@ EPOCH_COLUMNS: Final = (
     ("rmssd_ms", "double"),
     ("sdnn_ms", "double"),
     ("breathing_pauses", "int"),
+    ("bed_exits", "int"),
     ("rr_window", "boolean"),
     ("cvhr_cycles", "int"),
     ("method", "string"),
@@ -85,6 +87,7 @@ NIGHT_COLUMNS: Final = (
     ("rem_pct", "double"),
     ("breathing_pauses", "int"),
     ("pauses_per_hour", "double"),
+    ("bed_exits", "int"),
     ("cvhr_per_hour", "double"),
     ("sleep_score", "double"),
     ("mean_hr_bpm", "double"),
@@ -101,6 +104,7 @@ UNSCORED_LABEL: Final = "unscored"
 
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch bed vitals, and the pause episodes and bed exits starting in each epoch (:mod:`core.bed_events`)."""
     runs = [
         BedRun(
             np.asarray(row["samples"], dtype=np.int16),
@@ -113,12 +117,18 @@ def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
         for row in bed.to_dict("records")
     ]
     docs = [d for run_docs in bed_runs_vitals(runs) for d in run_docs]  # the night's epochs as one stack
-    cols = ["hr_bpm", "br_per_min", "movement", "presence", "breathing_pauses"]
+    cols = ["hr_bpm", "br_per_min", "movement", "presence", "breathing_pauses", "bed_exits"]
     if not docs:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="epoch_start_ms"))
-    df = pd.DataFrame(docs)
-    df["breathing_pauses"] = df["pause_start_ms"].map(len)
-    return df.groupby("epoch_start_ms")[cols].first()
+    df = pd.DataFrame(docs).sort_values(["epoch_start_ms", "device_id"]).drop_duplicates("epoch_start_ms")
+    grid = df["epoch_start_ms"].to_numpy(dtype=np.int64)
+    df["breathing_pauses"] = 0
+    df["bed_exits"] = 0
+    for device, device_docs in pd.DataFrame(docs).sort_values("epoch_start_ms").groupby("device_id"):
+        events = bed_events(device_docs.drop_duplicates("epoch_start_ms").to_dict("records"))
+        df["breathing_pauses"] += starts_per_epoch(events.pauses, grid)
+        df["bed_exits"] += starts_per_epoch(events.bed_exits, grid)
+    return df.set_index("epoch_start_ms")[cols]
 
 
 def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
@@ -228,6 +238,7 @@ def stage_subject_night(raw: pd.DataFrame, *, rr_staging: bool = False) -> pd.Da
             "rmssd_ms": ep["rmssd_ms"].astype(float).to_numpy(),
             "sdnn_ms": ep["sdnn_ms"].astype(float).to_numpy(),
             "breathing_pauses": pd.array(ep["breathing_pauses"].to_numpy(), dtype="Int32"),
+            "bed_exits": pd.array(ep["bed_exits"].to_numpy(), dtype="Int32"),
             "rr_window": staging.with_rr & ~unscored,
             "cvhr_cycles": _cvhr_per_epoch(beats, staging.with_rr & ~unscored),
             "method": staging.method,
@@ -253,8 +264,13 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
     """One-row night summary (:data:`NIGHT_COLUMNS`) from :func:`stage_subject_night` output.
 
     The hypnogram runs from the first to the last epoch in bed; metrics are those of
-    :func:`core.metrics.night_metrics`. Breathing pauses are counted over sleep epochs and
-    given per hour of sleep when a bed sensor was there (NULL otherwise). The apnoea
+    :func:`core.metrics.night_metrics`. With a bed sensor (NULL otherwise):
+    ``breathing_pauses`` counts the pause episodes (:mod:`core.bed_events`: >= 10 s without
+    respiratory movement) that start in a sleep epoch the bed sensor observed, and
+    ``pauses_per_hour`` divides them by the hours of those epochs, so a stretch the sensor
+    missed lowers neither the count's time base nor the index; ``bed_exits`` counts the
+    exits that start between the first and the last epoch in bed (getting up in the
+    morning ends the night, it is not an exit). The apnoea
     screening index ``cvhr_per_hour`` counts CVHR cycles (:mod:`core.cvhr`) per hour of
     staged sleep with HRV, when the night has an hour of it (NULL otherwise).
     """
@@ -286,11 +302,13 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
             br = here["br_per_min"]
             row[f"br_{stage.label}_per_min"] = float(br.mean()) if br.notna().any() else None
         pauses = span["breathing_pauses"].astype("Int32")
-        if pauses.notna().any():
-            asleep = (stages >= 0) & (stages != SleepStage.WAKE)
-            row["breathing_pauses"] = int(pauses[asleep].fillna(0).sum())
-            tst_h = row["total_sleep_time_min"] / 60.0
-            row["pauses_per_hour"] = row["breathing_pauses"] / tst_h if tst_h else None
+        with_bed = pauses.notna().to_numpy()
+        if with_bed.any():
+            asleep = (stages >= 0) & (stages != SleepStage.WAKE) & with_bed
+            row["breathing_pauses"] = int(pauses[asleep].sum())
+            bed_sleep_h = asleep.sum() * EPOCH_MS / 3_600_000
+            row["pauses_per_hour"] = row["breathing_pauses"] / bed_sleep_h if bed_sleep_h else None
+            row["bed_exits"] = int(span["bed_exits"].astype("Int32").fillna(0).sum())
         cycles = span["cvhr_cycles"].astype("Int32")
         rr_sleep = ((stages >= 0) & (stages != SleepStage.WAKE)) & cycles.notna().to_numpy()
         if rr_sleep.sum() >= _MIN_EPOCHS:  # an hour of sleep with HRV

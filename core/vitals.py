@@ -35,6 +35,7 @@ from core.epochs import EPOCH_MS, WINDOW_S, WINDOWS_PER_EPOCH
 from core.hrv import hrv_summary
 
 __all__ = [
+    "EDGE_SLACK_S",
     "EPOCH_VITALS_FIELDS",
     "STRAP_SAMPLE_FIELDS",
     "BedRun",
@@ -116,10 +117,11 @@ def bed_epoch_vitals(
     record_id: str | None = None,
     profile: BedSensorProfile = DEFAULT_PROFILE,
 ) -> list[dict[str, Any]]:
-    """Vitals of every complete clock-aligned epoch inside a run of bed samples.
+    """Vitals of every clock-aligned epoch a run of bed samples covers.
 
-    ``samples``: shape (n,), ADC counts, first sample at ``t0_ms``. An epoch the run does
-    not cover entirely is skipped (it is computed from the frame that does cover it).
+    ``samples``: shape (n,), ADC counts, first sample at ``t0_ms`` (any phase against the
+    30-s grid). An epoch the run covers but for at most :data:`EDGE_SLACK_S` is computed
+    (the gap mirrored in from its neighbouring samples); one it covers less is skipped.
     Heart rate is the median of the 10-s windows not spoiled by movement; breathing rate
     uses the whole epoch. Both are null when nobody is in bed.
     """
@@ -135,21 +137,15 @@ def bed_runs_vitals(runs: Sequence[BedRun], profile: BedSensorProfile = DEFAULT_
     functions), so the result of each epoch is the same however the runs are grouped.
     """
     out: list[list[dict[str, Any]]] = [[] for _ in runs]
-    by_rate: dict[float, list[tuple[int, int, int]]] = {}  # fs -> (run, epoch start, first index)
+    by_rate: dict[float, list[tuple[int, int, int, int]]] = {}  # fs -> (run, epoch start, first index, pad before)
     for k, run in enumerate(runs):
-        n = len(run.samples)  # type: ignore[arg-type]
-        per_epoch = round(run.fs_hz * EPOCH_MS / 1000)
-        first = -(-run.t0_ms // EPOCH_MS) * EPOCH_MS  # first epoch boundary at or after t0
-        for start_ms in range(first, run.t0_ms + int(n * 1000 / run.fs_hz), EPOCH_MS):
-            i0 = round((start_ms - run.t0_ms) * run.fs_hz / 1000)
-            if i0 + per_epoch > n:
-                break
-            by_rate.setdefault(float(run.fs_hz), []).append((k, start_ms, i0))
+        for start_ms, i0, before in _covered_epochs(len(run.samples), run.fs_hz, run.t0_ms):  # type: ignore[arg-type]
+            by_rate.setdefault(float(run.fs_hz), []).append((k, start_ms, i0, before))
     for fs_hz, epochs in by_rate.items():
         per_epoch = round(fs_hz * EPOCH_MS / 1000)
-        arrays = {k: np.asarray(runs[k].samples, dtype=float) for k in {k for k, _, _ in epochs}}
-        x = np.stack([arrays[k][i0 : i0 + per_epoch] for k, _, i0 in epochs])
-        for (k, start_ms, _), fields in zip(epochs, _epoch_fields(x, fs_hz, profile), strict=True):
+        arrays = {k: np.asarray(runs[k].samples, dtype=float) for k in {k for k, _, _, _ in epochs}}
+        x = np.stack([_epoch_samples(arrays[k], i0, before, per_epoch) for k, _, i0, before in epochs])
+        for (k, start_ms, _, _), fields in zip(epochs, _epoch_fields(x, fs_hz, profile), strict=True):
             run = runs[k]
             pauses = fields.pop("pauses")
             out[k].append(
@@ -167,6 +163,46 @@ def bed_runs_vitals(runs: Sequence[BedRun], profile: BedSensorProfile = DEFAULT_
                 }
             )
     return out
+
+
+#: An epoch is computed from a run that holds all its samples but at most this many
+#: seconds' worth: a sensor's first sample after a boundary is up to one sample period late
+#: (any clock phase), and a frame that starts or ends within a second of the boundary still
+#: speaks for its epoch. Under half an epoch, so no two runs can both yield one epoch.
+EDGE_SLACK_S: Final = 1.0
+
+
+def _covered_epochs(n: int, fs_hz: float, t0_ms: float) -> list[tuple[int, int, int]]:
+    """The epochs a run of ``n`` samples from ``t0_ms`` at ``fs_hz`` yields: (start ms, first index, pad before).
+
+    An epoch's samples are those timed in [start, start + 30 s). It is yielded when the
+    run holds all of them but at most :data:`EDGE_SLACK_S` worth; the missing ones are
+    filled by :func:`_epoch_samples` (``pad before`` of them at the start, the rest at the
+    end). The run's clock phase against the grid does not matter: a frame cut by
+    :class:`core.device_records.BedFramer` holds exactly its epoch's samples whatever its
+    first sample's offset from the boundary.
+    """
+    period_ms = 1000.0 / fs_hz
+    per_epoch = round(fs_hz * EPOCH_MS / 1000)
+    slack = int(EDGE_SLACK_S * fs_hz)
+    end_ms = t0_ms + n * period_ms
+    out: list[tuple[int, int, int]] = []
+    for start_ms in range(int(t0_ms // EPOCH_MS) * EPOCH_MS, int(np.ceil(end_ms)), EPOCH_MS):
+        first = int(np.ceil((start_ms - t0_ms) / period_ms - 1e-9))  # index of the epoch's first sample
+        last = int(np.ceil((start_ms + EPOCH_MS - t0_ms) / period_ms - 1e-9))  # one past its last
+        i0, i1 = max(first, 0), min(last, n)
+        if i1 - i0 >= per_epoch - slack:
+            out.append((start_ms, i0, min(per_epoch - (i1 - i0), max(0, -first))))
+    return out
+
+
+def _epoch_samples(x: npt.NDArray[np.float64], i0: int, before: int, per_epoch: int) -> npt.NDArray[np.float64]:
+    """``per_epoch`` samples of an epoch from ``x[i0:]``; at most :data:`EDGE_SLACK_S` mirrored in at its edges."""
+    have = x[i0 : i0 + per_epoch - before]
+    after = per_epoch - before - len(have)
+    if before == 0 and after == 0:
+        return have
+    return np.pad(have, (before, after), mode="symmetric")
 
 
 def _epoch_fields(x: npt.NDArray[np.float64], fs_hz: float, profile: BedSensorProfile) -> list[dict[str, Any]]:

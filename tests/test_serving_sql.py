@@ -39,6 +39,7 @@ def lake(tmp_path: Path) -> Path:
                 "rmssd_ms": None,
                 "sdnn_ms": None,
                 "breathing_pauses": i % 2,
+                "bed_exits": 0,
                 "rr_window": False,
                 "cvhr_cycles": None,
                 "method": "m",
