@@ -124,8 +124,8 @@ def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
     grid = df["epoch_start_ms"].to_numpy(dtype=np.int64)
     df["breathing_pauses"] = 0
     df["bed_exits"] = 0
-    for device, device_docs in pd.DataFrame(docs).sort_values("epoch_start_ms").groupby("device_id"):
-        events = bed_events(device_docs.drop_duplicates("epoch_start_ms").to_dict("records"))
+    for device in sorted({d["device_id"] for d in docs}):
+        events = bed_events(sorted((d for d in docs if d["device_id"] == device), key=lambda d: d["epoch_start_ms"]))
         df["breathing_pauses"] += starts_per_epoch(events.pauses, grid)
         df["bed_exits"] += starts_per_epoch(events.bed_exits, grid)
     return df.set_index("epoch_start_ms")[cols]

@@ -23,6 +23,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return _evaluate_staging(args)
     if args.what == "cvhr":
         return _evaluate_cvhr(args)
+    if args.what == "report":
+        return _evaluate_report(args)
     from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
     from core.vitals_accuracy import bed_vitals_accuracy
 
@@ -51,6 +53,29 @@ def _evaluate_cvhr(args: argparse.Namespace) -> int:
     else:
         _print_with_rows(figures, "per_record")
     return 0
+
+
+def _evaluate_report(args: argparse.Namespace) -> int:
+    from sleepstack.evaluation.report_truth import audit_report
+
+    if args.nights is not None and args.nights < 1:
+        raise UsageError("--nights", f"{args.nights} nights: give 1 or more")
+    figures = audit_report(**({"nights": args.nights} if args.nights else {}), seed=args.seed)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        _print_report_audit(figures)
+    return 0
+
+
+def _print_report_audit(figures: dict[str, Any]) -> None:
+    """The audit as a table: one line per metric, then the goals."""
+    print(f"{'metric':<26}{'unit':<10}{'nights':>7}{'median |err|':>14}{'worst |err|':>13}{'tolerance':>11}  within")
+    for metric, m in figures["metrics"].items():
+        cells = [("-" if m[k] is None else f"{m[k]:g}") for k in ("abs_error_median", "abs_error_worst", "tolerance")]
+        ok = {True: "yes", False: "NO", None: "-"}[m["within_tolerance"]]
+        print(f"{metric:<26}{m['unit']:<10}{m['nights']:>7}{cells[0]:>14}{cells[1]:>13}{cells[2]:>11}  {ok}")
+    print_figures(figures["goals"], as_json=False)
 
 
 def _print_with_rows(figures: dict[str, Any], rows: str) -> None:
@@ -155,9 +180,10 @@ def register(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
     s.add_argument(
         "what",
-        choices=["vitals", "sleep-accel", "slpdb", "cvhr"],
+        choices=["vitals", "sleep-accel", "slpdb", "cvhr", "report"],
         help="bed vitals vs simulator truth; staging vs PSG (sleep-accel; slpdb-rr); "
-        "cvhr: the apnoea screening index vs slpdb-rr's scored respiratory events",
+        "cvhr: the apnoea screening index vs slpdb-rr's scored respiratory events; "
+        "report: every number of the night report vs the simulator's truth, through both layers",
     )
     s.add_argument("dir", nargs="?", help="sleep-accel / slpdb / cvhr: dataset directory")
     s.add_argument("--cv", type=int, help="leave-subjects-out CV with this many folds (0: one per subject)")
@@ -180,8 +206,9 @@ def register(sub: Any) -> None:
     s.add_argument("--train-seed", type=int, default=0, help="slpdb --cv: the first training seed (the spread)")
     s.add_argument("--members", type=int, help="slpdb --cv: networks per model (default: as committed, hr 1, rr 3)")
     s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--nights", type=int, help="report: simulated nights to audit (default 6: every scenario once)")
+    s.add_argument("--seed", type=int, default=1, help="vitals / report: the simulation's seed")
+    s.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser(
