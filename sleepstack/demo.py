@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from core.epochs import night_of
+from core.epochs import EPOCH_S, night_of
 from core.errors import NoDataError
 from core.simulate import SimulatedNight, cohort, simulate_night
 from ingest.producer import KinesisProducer
@@ -54,7 +54,11 @@ BAD_RECORDS: list[tuple[str, bytes]] = [
 
 
 def truth_table(sim: SimulatedNight, tz: str = "UTC") -> pa.Table:
+    """The simulator's truth per epoch; ``apnea_start``: a simulated apnoea starts in the epoch."""
     ep = sim.epochs
+    starts = [int(float(e["start_s"]) // EPOCH_S) for e in sim.events if e["kind"] == "apnea"]
+    apnea_start = np.zeros(len(ep.t_s), dtype=bool)
+    apnea_start[[k for k in starts if k < len(apnea_start)]] = True
     return pa.table(
         {
             "subject_id": [sim.config.subject_id] * len(ep.t_s),
@@ -65,6 +69,7 @@ def truth_table(sim: SimulatedNight, tz: str = "UTC") -> pa.Table:
             "hr_bpm": ep.hr_bpm,
             "br_per_min": ep.br_per_min,
             "apnea": ep.apnea,
+            "apnea_start": apnea_start,
         }
     )
 
@@ -194,6 +199,12 @@ def _serve(home: Path, lake: Path, store: LiveStore, result: DemoResult, say: Ca
         " round(100 * avg(CASE WHEN (e.stage = 0) = (t.stage = 0) THEN 1 ELSE 0 END), 1) AS sleep_wake_pct"
         " FROM sleepstack.epoch_stages e JOIN truth t USING (subject_id, night, epoch_start_ms) GROUP BY 1, 2"
     ).fetchdf()
+    # the simulator's apnoeas per hour of its own sleep: what the night's pauses per hour estimate
+    true_pauses = sql.con.execute(
+        "SELECT subject_id, night, round(count(*) FILTER (WHERE apnea_start AND stage <> 0)"
+        " / (count(*) FILTER (WHERE stage <> 0) / 120.0), 1) AS true_pauses_per_hour FROM truth GROUP BY 1, 2"
+    ).fetchdf()
+    agree = agree.merge(true_pauses, on=["subject_id", "night"], how="left")
     result.nights = nights_df.merge(agree, on=["subject_id", "night"], how="left")
     say("")
     say(_format_table(result.nights))
@@ -221,6 +232,8 @@ def _format_table(df: pd.DataFrame) -> str:
         "mean_hr_bpm": "HR bpm",
         "mean_br_per_min": "BR /min",
         "sleep_score": "score",
+        "pauses_per_hour": "pauses/h",
+        "true_pauses_per_hour": "truth /h",
         "agreement_pct": "agree %",
         "sleep_wake_pct": "S/W agree %",
     }

@@ -27,7 +27,8 @@ def test_the_report_is_one_self_contained_file(home: tuple[Settings, str], tmp_p
     for part in ('id="hypnogram"', 'id="hr-trace"', 'id="br-trace"', 'id="stages"', 'id="score"', "hr-mlp-v1"):
         assert part in text
     assert "uPlot" in text  # the chart library, inlined
-    assert 'id="cvhr"' in text  # the strap sends RR: the night has the apnoea screen
+    assert 'id="screen-cvhr_per_hour"' in text  # the strap sends RR: the night has the heart-rate screen
+    assert 'id="screen-pauses_per_hour"' in text and 'id="bed-exits"' in text  # and the bed its pauses
 
 
 @pytest.mark.browser

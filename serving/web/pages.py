@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from core.apnoea_screens import apnoea_screens
 from core.errors import ConfigError
 from core.sleep_stages import SleepStage
 
@@ -142,6 +143,7 @@ def render_report(detail: dict[str, Any], *, tz: str = "UTC", nav: bool = False,
         .get_template("report.html.j2")
         .render(
             s=detail["summary"],
+            screens=apnoea_screens(detail["summary"]),
             model=detail["model"],
             stages=_STAGES,
             assets=load_assets(),
