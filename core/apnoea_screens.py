@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = ["SEVERITY_BANDS", "apnoea_screens", "severity"]
@@ -31,22 +32,35 @@ __all__ = ["SEVERITY_BANDS", "apnoea_screens", "severity"]
 #: (upper bound per hour, band), AASM severity of an apnoea-hypopnoea index.
 SEVERITY_BANDS: Final = ((5.0, "normal"), (15.0, "mild"), (30.0, "moderate"), (math.inf, "severe"))
 
+
+@dataclass(frozen=True, slots=True)
+class _Screen:
+    name: str
+    device: str
+    measures: str
+    validated: str
+    lo_per_hour: float  # the range of true values it was validated on
+    hi_per_hour: float
+
+
 _SCREENS: Final = {
-    "pauses_per_hour": {
-        "name": "breathing pauses",
-        "device": "bed sensor",
-        "measures": "episodes of 10 s or more without breathing movement, per hour of sleep",
-        "validated": "within 1/h of the simulator's truth on nights of 0-31 per hour (sleepstack evaluate report)",
-        "range": (0.0, 31.0),
-    },
-    "cvhr_per_hour": {
-        "name": "heart-rate cycles (CVHR)",
-        "device": "chest strap",
-        "measures": "cycles of heart rate that apnoeas leave in the beat-to-beat intervals, per hour of sleep",
-        "validated": "on 10 slpdb apnoea patients at 15-70 scored events per hour: ranks them (Spearman 0.84), "
+    "pauses_per_hour": _Screen(
+        "breathing pauses",
+        "bed sensor",
+        "episodes of 10 s or more without breathing movement, per hour of sleep",
+        "within 1/h of the simulator's truth on nights of 0-31 per hour (sleepstack evaluate report)",
+        0.0,
+        31.0,
+    ),
+    "cvhr_per_hour": _Screen(
+        "heart-rate cycles (CVHR)",
+        "chest strap",
+        "cycles of heart rate that apnoeas leave in the beat-to-beat intervals, per hour of sleep",
+        "on 10 slpdb apnoea patients at 15-70 scored events per hour: ranks them (Spearman 0.84), "
         "undercounts severe nights (sleepstack evaluate cvhr)",
-        "range": (15.0, 70.0),
-    },
+        15.0,
+        70.0,
+    ),
 }
 
 
@@ -66,18 +80,20 @@ def apnoea_screens(summary: Mapping[str, Any]) -> dict[str, Any]:
     was validated on).
     """
     screens = []
-    for key, info in _SCREENS.items():
+    for key, screen in _SCREENS.items():
         value = summary.get(key)
         if value is None or not math.isfinite(float(value)):
             continue
-        lo, hi = info["range"]
         outside = None
-        if not lo <= float(value) <= hi:
-            outside = f"{float(value):.1f}/h is outside the {lo:g}-{hi:g}/h it was validated on"
+        if not screen.lo_per_hour <= float(value) <= screen.hi_per_hour:
+            outside = f"{float(value):.1f}/h is outside the {screen.lo_per_hour:g}-{screen.hi_per_hour:g}/h it was validated on"
         screens.append(
             {
                 "key": key,
-                **{k: v for k, v in info.items() if k != "range"},
+                "name": screen.name,
+                "device": screen.device,
+                "measures": screen.measures,
+                "validated": screen.validated,
                 "value": float(value),
                 "band": severity(float(value)),
                 "outside_validation": outside,
