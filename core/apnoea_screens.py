@@ -84,9 +84,10 @@ def apnoea_screens(summary: Mapping[str, Any]) -> dict[str, Any]:
         value = summary.get(key)
         if value is None or not math.isfinite(float(value)):
             continue
+        lo, hi = screen.lo_per_hour, screen.hi_per_hour
         outside = None
-        if not screen.lo_per_hour <= float(value) <= screen.hi_per_hour:
-            outside = f"{float(value):.1f}/h is outside the {screen.lo_per_hour:g}-{screen.hi_per_hour:g}/h it was validated on"
+        if not lo <= float(value) <= hi:
+            outside = f"{float(value):.1f}/h is outside the {lo:g}-{hi:g}/h it was validated on"
         screens.append(
             {
                 "key": key,
