@@ -82,6 +82,8 @@ class FakePeripheral:
     fs_hz: int = 100
     samples_per_frame: int = 50
     speed: float | None = None
+    #: the subject who wore it, when the recording says (``simulate --recording`` does)
+    subject_id: str | None = None
     # playback state
     cursor: int = 0
     refuse_left: int = 0
@@ -361,7 +363,8 @@ def _int(obj: dict[str, Any], key: str, where: str, *, minimum: int | None = Non
 def load_recording(path: Path) -> FakePeripheral:
     """A peripheral from a JSON-lines recording.
 
-    First line: ``{"address": ..., "kind": "strap"|"bed", "name": ...}``; then one object
+    First line: ``{"address": ..., "kind": "strap"|"bed", "name": ..., "subject_id": ...}``
+    (``subject_id`` optional: who wore the device); then one object
     per notification ``{"t_ms": ..., "hex": "..."}`` or link loss ``{"drop_ms": ...,
     "refuse": 1}``. A file that is not such a recording raises :class:`DatasetError`
     naming the file and line.
@@ -390,7 +393,12 @@ def load_recording(path: Path) -> FakePeripheral:
         except ValueError:
             raise DatasetError(where, f"'hex' is not a hex string: {str(o['hex'])[:16]!r}") from None
         script.append((_int(o, "t_ms", where), payload))
-    return FakePeripheral(address=head["address"], kind=head["kind"], script=script, name=str(head.get("name", "")))
+    subject = head.get("subject_id")
+    if subject is not None and (not isinstance(subject, str) or not subject):
+        raise DatasetError(f"{path}:{n0}", f"'subject_id' must be a non-empty string, got {subject!r}")
+    return FakePeripheral(
+        address=head["address"], kind=head["kind"], script=script, name=str(head.get("name", "")), subject_id=subject
+    )
 
 
 def rebased(p: FakePeripheral, shift_ms: int, *, after_ms: int | None = None) -> FakePeripheral:
@@ -417,7 +425,8 @@ def rebased(p: FakePeripheral, shift_ms: int, *, after_ms: int | None = None) ->
 
 def recording_lines(p: FakePeripheral) -> Iterable[str]:
     """The JSON-lines form :func:`load_recording` reads."""
-    yield json.dumps({"address": p.address, "kind": p.kind, "name": p.name})
+    head = {"address": p.address, "kind": p.kind, "name": p.name}
+    yield json.dumps(head | ({"subject_id": p.subject_id} if p.subject_id else {}))
     for item in p.script:
         if isinstance(item, Drop):
             yield json.dumps({"drop_ms": item.down_ms, "refuse": item.refuse})

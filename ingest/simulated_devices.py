@@ -70,7 +70,7 @@ def simulated_peripherals(
     :data:`MALFORMED_HRM` ten minutes into its first night.
     """
     rng = np.random.default_rng(seed)
-    scripts: dict[tuple[str, str], list[ScriptItem]] = {}
+    scripts: dict[tuple[str, str, str], list[ScriptItem]] = {}  # (address, kind, subject) -> script
     for k, night in enumerate(sorted(nights, key=lambda n: (n.config.subject_id, n.t0_ms))):
         subject = night.config.subject_id
         strap: list[ScriptItem] = [(t, encode_hrm(m)) for t, m in strap_measurements(night)]
@@ -82,11 +82,18 @@ def simulated_peripherals(
         for script in (strap, bed) if drop_ms > 0 else ():
             at = int(rng.integers(len(script) // 10, 9 * len(script) // 10))
             script.insert(at, Drop(drop_ms, refuse=int(rng.integers(1, 4))))
-        scripts.setdefault((strap_address(subject), "strap"), []).extend(strap)
-        scripts.setdefault((bed_address(subject), "bed"), []).extend(bed)
+        scripts.setdefault((strap_address(subject), "strap", subject), []).extend(strap)
+        scripts.setdefault((bed_address(subject), "bed", subject), []).extend(bed)
     return [
-        FakePeripheral(address=addr, kind=kind, script=script, name=addr, samples_per_frame=samples_per_frame)
-        for (addr, kind), script in scripts.items()
+        FakePeripheral(
+            address=addr,
+            kind=kind,
+            script=script,
+            name=addr,
+            samples_per_frame=samples_per_frame,
+            subject_id=subject,
+        )
+        for (addr, kind, subject), script in scripts.items()
     ]
 
 
@@ -124,7 +131,7 @@ def collect_simulated(
     """Collect ``nights`` over the fake BLE backend into ``spool`` and send it all."""
     peripherals = simulated_peripherals(nights, seed=seed, drop_ms=drop_ms, malformed=malformed)
     world = FakeBleWorld(peripherals)
-    targets = [DeviceTarget(p.address, p.address.split("-", 1)[1]) for p in peripherals]
+    targets = [DeviceTarget(p.address, str(p.subject_id)) for p in peripherals]
     collector = Collector(
         spool, targets, backend=world.client_backend(), clock=world.clock_ms, backoff_base_s=0.01, backoff_max_s=0.1
     )

@@ -260,3 +260,23 @@ def test_the_batch_bench_times_every_query_it_can_on_its_synthetic_year(tmp_path
     timed = {k for k, v in figures.items() if isinstance(v, float)} - {"engine_open"}
     assert timed | set(figures["not_timed"]) == set(query_names())
     assert figures["not_timed"] == ["night_epochs"]  # the year holds nights, not epochs
+
+
+def test_sql_command_binds_params_and_lists_queries(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sleepstack.cli import main
+
+    argv = ["sql", "night_list", "--lake", str(lake), "--param", "subject=s001", "--param", "limit=1"]
+    assert main(argv) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 2 and "s001" in rows[1] and "2026-01-06" in rows[1]  # newest first, one row
+    assert main(["sql", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "night_list" in listing and "--param limit=... --param subject=..." in listing
+    assert "night_summary" in listing and "pauses_per_hour" in listing  # the catalog's tables and columns
+    for argv, flag in (
+        (["sql", "night_list", "--lake", str(lake), "--param", "subject"], "--param"),
+        (["sql", "night_list", "--lake", str(lake), "--param", "subject=s001"], ":limit"),
+        (["sql"], "QUERY"),
+    ):
+        assert main(argv) == 2, argv
+        assert flag in capsys.readouterr().err

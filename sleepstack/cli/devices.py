@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.epochs import night_of
 from core.errors import DatasetError, DecodeError, UsageError
 from sleepstack import wiring
 from sleepstack.settings import Settings
@@ -71,6 +72,7 @@ def run_collect(
     duration_s: float | None,
     max_spool_mib: int,
     speed: float | None = None,
+    replay_clock: ReplayClock = "as-recorded",
 ) -> int:
     from bleak.backends.client import BaseBleakClient
 
@@ -85,9 +87,10 @@ def run_collect(
     world: FakeBleWorld | None = None
     spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
     if replays:
-        world = FakeBleWorld(_replayed(replays, spool, speed))
+        world = FakeBleWorld(_replayed(replays, spool, speed, replay_clock, settings.tz))
         backend, clock = world.client_backend(), world.clock_ms
-        targets += [DeviceTarget(a, subject) for a in world.peripherals if a not in {t.address for t in targets}]
+        named = {t.address for t in targets}
+        targets += [DeviceTarget(a, p.subject_id or subject) for a, p in world.peripherals.items() if a not in named]
     left = spool.backlog()
     if left["notifications"] or left["outbox"]:
         print(f"spool holds a backlog from an earlier run: {left}; sending it first")
@@ -118,13 +121,22 @@ def run_collect(
     return 0
 
 
-def _replayed(replays: list[Path], spool: Any, speed: float | None) -> list[Any]:
+#: How a replay's clock is set: moved by whole days to the latest day it ends before now,
+#: kept as recorded, or moved to start at a given instant (ms UTC).
+ReplayClock = str | int
+
+
+def _replayed(replays: list[Path], spool: Any, speed: float | None, clock: ReplayClock, tz: str) -> list[Any]:
     """The recordings as peripherals, resumed after what the spool already holds of them.
 
-    With ``speed`` they play ``speed`` times faster than real time, their times shifted so
-    the recording starts now (bed frames' device times too; the shift is kept in the spool,
-    so an interrupted replay resumes on the same clock); the contract's clock-skew rules
-    hold because receive and device times move together.
+    ``clock``: ``"latest"`` shifts every time by whole days so the recording ends at the
+    latest before now (the time of day, hence each night in the subjects' zone and the
+    bed sensor's phase against the 30-s grid, stay as recorded, and nothing lands in the
+    future); ``"as-recorded"`` keeps the times; an int (ms UTC) moves the first
+    notification there. Bed frames' device times move with receive times, so the
+    contract's clock-skew rules hold. The shift is kept in the spool, so an interrupted
+    replay resumes on the same clock. With ``speed`` they play ``speed`` times faster than
+    real time. Prints the nights the replay fills, to stage.
     """
     from ingest.collector import wall_clock_ms
     from ingest.fake_ble import load_recording, rebased
@@ -133,20 +145,59 @@ def _replayed(replays: list[Path], spool: Any, speed: float | None) -> list[Any]
         peripherals = [load_recording(p) for p in replays]
     except DatasetError as exc:
         raise UsageError("--replay", str(exc)) from None
-    first = min((item[0] for p in peripherals for item in p.script if isinstance(item, tuple)), default=0)
-    shift = 0
-    if speed:
-        key = f"replay_shift_ms:{first}"
-        shift = spool.meta(key) or 0
-        if not shift:
-            shift = wall_clock_ms() - first
-            spool.set_meta(key, shift)
+    times = [item[0] for p in peripherals for item in p.script if isinstance(item, tuple)]
+    if not times:
+        raise UsageError("--replay", "the recordings hold no notification")
+    first, last = min(times), max(times)
+    key = replay_shift_key(first, clock)
+    shift = spool.meta(key)
+    if shift is None:
+        if clock == "latest":
+            shift = (wall_clock_ms() - last) // _DAY_MS * _DAY_MS
+        elif clock == "as-recorded":
+            shift = 0
+        else:
+            shift = int(clock) - first
+        spool.set_meta(key, shift)
     out = []
     for p in peripherals:
         q = rebased(p, shift, after_ms=spool.last_receive_ms(p.address))
         q.speed = speed
         out.append(q)
+    nights = sorted({night_of(t, tz) for t in [*range(first + shift, last + shift, 3_600_000), last + shift]})
+    print(
+        f"replaying {len(out)} recordings from {_iso(first + shift, tz)} to {_iso(last + shift, tz)} ({tz});"
+        f" nights to stage: {', '.join(nights)}"
+    )
     return out
+
+
+_DAY_MS = 86_400_000
+
+
+def replay_shift_key(first_ms: int, clock: ReplayClock) -> str:
+    """The spool's meta key holding the time shift of a replay whose first notification is at ``first_ms``."""
+    return f"replay_shift_ms:{first_ms}:{clock}"
+
+
+def _iso(t_ms: int, tz: str) -> str:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(t_ms / 1000, tz=UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _start(text: str) -> int:
+    """``--start``: an ISO 8601 instant with its offset (2026-01-05T22:00+01:00), as ms UTC."""
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date and time") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset: write e.g. {text}+00:00")
+    return int(when.timestamp() * 1000)
 
 
 def _stats(c: Collector) -> dict[str, object]:
@@ -191,7 +242,22 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         max_spool_mib=args.max_spool_mib,
         speed=args.speed,
+        replay_clock=_replay_clock(args),
     )
+
+
+def _replay_clock(args: argparse.Namespace) -> ReplayClock:
+    if args.start is not None and args.as_recorded:
+        raise UsageError("--start", "give --start or --as-recorded, not both")
+    if (args.start is not None or args.as_recorded) and not args.replay:
+        raise UsageError(
+            "--start" if args.start is not None else "--as-recorded", "sets a replay's clock: add --replay FILE"
+        )
+    if args.start is not None:
+        return int(args.start)
+    if args.as_recorded or not args.speed:
+        return "as-recorded"
+    return "latest"
 
 
 def _cmd_ble(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,8 +317,20 @@ def register(sub: Any) -> None:
     s.add_argument("--timeout", type=float, default=5.0, help="scan time, s")
     s.add_argument("--device", action="append", default=[], help="ADDR or ADDR=SUBJECT (repeatable)")
     s.add_argument("--subject", default="s001", help="subject of devices given without =SUBJECT")
-    s.add_argument("--replay", action="append", default=[], help="JSON-lines recording to play (fake BLE backend)")
-    s.add_argument("--speed", type=_speed, help="replay X times faster than real time, rebased to start now")
+    s.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        help="JSON-lines recording to play (fake BLE backend); its devices go to the subject the recording names",
+    )
+    s.add_argument(
+        "--speed",
+        type=_speed,
+        help="replay X times faster than real time; its clock moves by whole days to the latest day the "
+        "recording ends before now, so each night stays one night (unless --start or --as-recorded)",
+    )
+    s.add_argument("--start", type=_start, help="replay: move the recording to start at this ISO 8601 instant")
+    s.add_argument("--as-recorded", action="store_true", help="replay: keep the recording's own times")
     s.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     s.add_argument("--max-spool-mib", type=int, default=2048, help="spool size bound, MiB")
     s.set_defaults(func=_cmd_collect)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.epochs import night_of
 from core.errors import NoDataError, QueryError, UsageError
-from sleepstack.cli._helpers import rr_argument
+from sleepstack.cli._helpers import command, rr_argument
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -24,7 +25,8 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     rr = rr_argument(args.rr)
     if args.recording:
-        return _write_recordings(Path(args.recording), cohort(args.subjects, args.nights, args.seed, rr), args.seed)
+        configs = cohort(args.subjects, args.nights, args.seed, rr)
+        return _write_recordings(Path(args.recording), configs, args.seed, settings)
     out = Path(args.out or settings.home / "sim")
     out.mkdir(parents=True, exist_ok=True)
     n_records = 0
@@ -50,7 +52,7 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _write_recordings(out: Path, configs: list[Any], seed: int) -> int:
+def _write_recordings(out: Path, configs: list[Any], seed: int, settings: Settings) -> int:
     """The cohort as BLE notification recordings, one JSON-lines file per device (``collect --replay``)."""
     from core.simulate import simulate_night
     from ingest.fake_ble import recording_lines
@@ -62,8 +64,12 @@ def _write_recordings(out: Path, configs: list[Any], seed: int) -> int:
     peripherals = simulated_peripherals([simulate_night(c) for c in configs], seed=seed, malformed=True)
     for p in peripherals:
         (out / f"{p.address}.jsonl").write_text("\n".join(recording_lines(p)) + "\n")
-    names = " ".join(f"--replay {out / p.address}.jsonl" for p in peripherals)
-    print(f"wrote {len(peripherals)} recordings to {out}; play them with: sleepstack collect {names}")
+    nights = sorted({night_of(c.t0_ms, settings.tz) for c in configs})
+    replays = [a for p in peripherals for a in ("--replay", out / f"{p.address}.jsonl")]
+    print(f"wrote {len(peripherals)} recordings to {out}: nights {', '.join(nights)} as recorded ({settings.tz})")
+    print("play them on the running stack (collect --speed moves them to the latest days they fit before now):")
+    print(f"  {command('stack', 'up', home=settings.home)}")
+    print(f"  {command('collect', *replays, '--speed', '60', home=settings.home)}")
     return 0
 
 
@@ -114,6 +120,11 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from serving.sql_engine import load_query
     from sleepstack.wiring import sql_engine
 
+    if args.list:
+        _print_query_list()
+        return 0
+    if not args.query:
+        raise UsageError("QUERY", "name a query (sql --list shows them) or give a .sql file")
     if args.query.endswith(".sql"):
         source, text = args.query, _sql_text(args.query)
     else:
@@ -121,13 +132,52 @@ def _cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
             source, text = f"query {args.query}", load_query(args.query)
         except QueryError as exc:
             raise UsageError("QUERY", f"{exc} (or give a .sql file)") from None
+    params = dict(_param(p) for p in args.param)
     engine = sql_engine(settings, Path(args.lake) if args.lake else None)
     try:
-        rows = engine.query(text)
+        rows = engine.query(text, params)
     except QueryError as exc:
         raise QueryError(f"{source}: {exc}") from None
     print(rows.to_string(index=False))
     return 0
+
+
+def _param(text: str) -> tuple[str, str | int | float]:
+    """``NAME=VALUE`` (a decimal number binds as a number, anything else as text) or ``NAME:text=VALUE``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError("--param", f"{text!r} is not NAME=VALUE (e.g. subject=s001, limit=10)")
+    if name.endswith(":text"):
+        return name.removesuffix(":text"), value
+    if not name.isidentifier():
+        raise UsageError("--param", f"{name!r} is not a parameter name (letters, digits, _)")
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
+
+
+def _print_query_list() -> None:
+    """Every named query with its parameters, then the catalog's tables and columns."""
+    import sqlglot
+    from sqlglot import expressions as exp
+
+    from serving.catalog import CATALOG
+    from serving.sql_engine import load_query, query_names
+
+    print("named queries (sleepstack sql NAME [--param NAME=VALUE ...]):")
+    for name in query_names():
+        text = load_query(name)
+        placeholders = sorted({str(p.this) for p in sqlglot.parse_one(text, read="athena").find_all(exp.Placeholder)})
+        summary = next((ln.removeprefix("--").strip() for ln in text.splitlines() if ln.startswith("--")), "")
+        params = " ".join(f"--param {p}=..." for p in placeholders)
+        print(f"  {name:<26} {params:<44} {summary}")
+    print("tables (write sleepstack.<table>):")
+    for t in CATALOG:
+        cols = ", ".join(c for c, _, _ in t.columns)
+        print(f"  {t.name:<26} partitioned by {t.partition}; {cols}")
 
 
 def _sql_text(name: str) -> str:
@@ -190,8 +240,16 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_batch)
 
     s = sub.add_parser("sql", help="run a named serving query (or a .sql file) on the local lake")
-    s.add_argument("query")
-    s.add_argument("--lake")
+    s.add_argument("query", nargs="?", help="a named query (sql --list shows them) or a .sql file")
+    s.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a value for the query's :NAME (repeatable); a decimal number binds as a number, NAME:text=VALUE as text",
+    )
+    s.add_argument("--list", action="store_true", help="list the named queries with their parameters, and the tables")
+    s.add_argument("--lake", help="lake directory (default $SLEEPSTACK_HOME/lake)")
     s.set_defaults(func=_cmd_sql)
 
     s = sub.add_parser("catalog", help="table definitions generated from the contract (template, Athena DDL)")
