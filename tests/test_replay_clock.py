@@ -1,4 +1,4 @@
-"""``collect --replay``: the recording's clock (latest day before now, as recorded, or a given start) and its subjects."""
+"""``collect --replay``: the recording's clock (latest day before now, as recorded, or a start) and subjects."""
 
 from __future__ import annotations
 
