@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools demo test test-fast lint format clean opensearch
+.PHONY: setup tools demo test test-fast lint format clean opensearch notebooks
 
 CHECKOV_VERSION ?= 3.3.30
 
@@ -47,6 +47,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile
+
+# JupyterLab (the notebooks extra) on the notebooks, loopback only; it prints its address with a token
+notebooks: setup
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow and not spark and not integration and not browser"

@@ -44,11 +44,13 @@ __all__ = [
     "BED_NOISE_COUNTS",
     "FIRST_NIGHT",
     "FIRST_NIGHT_T0_MS",
+    "MAX_NIGHT_MS",
     "GroundTruthEpochs",
     "SimConfig",
     "SimulatedNight",
     "bed_notifications",
     "cohort",
+    "latest_first_night",
     "night_records",
     "simulate_night",
     "strap_measurements",
@@ -437,22 +439,30 @@ def night_records(
 
 #: The evening of the first simulated night (demo, benchmarks, evaluation).
 FIRST_NIGHT: Final = date(2026, 1, 5)
+#: A simulated night ends within this long after lights-off (sleep onset, at most five cycles, waking).
+MAX_NIGHT_MS: Final = 10 * 3_600_000
 #: 22:00 UTC on the first night: lights-off of single-night simulations, ms since the epoch.
 FIRST_NIGHT_T0_MS: Final = int(datetime(2026, 1, 5, 22, tzinfo=UTC).timestamp() * 1000)
 
 
 def cohort(
-    subjects: int, nights: int, seed: int, rr_source_ms: npt.NDArray[np.float64] | None = None
+    subjects: int,
+    nights: int,
+    seed: int,
+    rr_source_ms: npt.NDArray[np.float64] | None = None,
+    first_night: date = FIRST_NIGHT,
 ) -> list[SimConfig]:
     """Deterministic cohort: subject k, night j; lights-off between 22:00 and 23:30 UTC.
 
     ``rr_source_ms``: an optional real RR series (ms, shape (n_beats,)) driving every night's beats.
+    ``first_night``: the evening of night 0; the nights themselves (seeds, apnoea rates,
+    lights-off times of day) do not depend on it.
     """
     rng = np.random.default_rng(seed)
     out = []
     for s in range(subjects):
         for n in range(nights):
-            day = FIRST_NIGHT + timedelta(days=n)
+            day = first_night + timedelta(days=n)
             lights_off = datetime(day.year, day.month, day.day, 22, tzinfo=UTC) + timedelta(
                 minutes=int(rng.integers(0, 90))
             )
@@ -466,3 +476,18 @@ def cohort(
                 )
             )
     return out
+
+
+def latest_first_night(nights: int, now_ms: int) -> date:
+    """The ``first_night`` of the latest :func:`cohort` of ``nights`` nights that has ended by ``now_ms``.
+
+    Its last night's lights-off is at most 23:30 UTC and the night at most
+    :data:`MAX_NIGHT_MS` long, so every sample lies before ``now_ms``: last night when
+    that night is over, the night before otherwise.
+    """
+    now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    last = now.date() - timedelta(days=1)
+    latest_end = datetime(last.year, last.month, last.day, 23, 30, tzinfo=UTC) + timedelta(milliseconds=MAX_NIGHT_MS)
+    if latest_end > now:
+        last -= timedelta(days=1)
+    return last - timedelta(days=nights - 1)

@@ -14,14 +14,13 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 SETUP = """\
+%matplotlib inline
 import sys
 from pathlib import Path
 
 ROOT = Path.cwd() if (Path.cwd() / "core").is_dir() else Path.cwd().parent
 sys.path.insert(0, str(ROOT))
 SLEEP_ACCEL = ROOT.parent / "shared" / "data" / "sleep-accel"
-import matplotlib
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

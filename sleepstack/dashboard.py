@@ -84,13 +84,13 @@ def read_token(settings: Settings) -> str | None:
         return None
 
 
-def token(settings: Settings) -> str:
-    """This home's dashboard token, made (owner-only) at first use."""
+def token(settings: Settings, *, keep: str | None = None) -> str:
+    """This home's dashboard token, made (owner-only) at first use; ``keep``: the value to make it with."""
     path = _token_path(settings)
     if (found := read_token(settings)) is not None:
         return found
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    new = secrets.token_urlsafe(32)
+    new = keep or secrets.token_urlsafe(32)
     with contextlib.suppress(FileExistsError):  # two starting at once: the first one's token wins
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -12,8 +12,10 @@ consume concurrently; ``stack wait --idle``; the scheduler stages the nights (Py
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from tqdm import tqdm
 
 from core.epochs import EPOCH_S, night_of
 from core.errors import NoDataError
-from core.simulate import SimulatedNight, cohort, simulate_night
+from core.simulate import SimulatedNight, cohort, latest_first_night, simulate_night
 from ingest.producer import KinesisProducer
 from ingest.simulated_devices import collect_simulated
 from ingest.spool import Spool
@@ -33,7 +35,8 @@ from local.duckdb_sql import LocalSqlEngine
 from local.kinesis import check_tools
 from serving.sql_engine import load_query
 from sleepstack import wiring
-from sleepstack.dashboard import dashboard_url
+from sleepstack.dashboard import dashboard_url, read_token, token
+from sleepstack.hints import command
 from sleepstack.settings import Settings
 from sleepstack.stack import reconcile, request_stage, stack_down, stack_status, stack_up, wait_idle
 from speed_layer.store import LiveStore
@@ -105,6 +108,7 @@ def run_demo(
     environment: str = "dev",
     progress: bool = True,
     keep_running: bool = False,
+    first_night: date | None = None,
     say: Callable[[str], Any] = print,
 ) -> DemoResult:
     """Run the cohort through the always-on local stack under ``home`` (wiped first).
@@ -112,19 +116,35 @@ def run_demo(
     The stack's services (stream, speed layer, delivery, scheduler) run as they would all
     night; the simulated devices are collected while they consume; the nights are staged by
     the stack's scheduler. With ``keep_running`` the stack stays up afterwards.
+    ``first_night``: the first night's evening; by default the cohort's nights are the
+    latest that have ended (:func:`core.simulate.latest_first_night`), so the last one is
+    last night. A demo stack already running in ``home`` is stopped and its home wiped,
+    which the demo says; the dashboard keeps its token, so an open address stays valid.
     """
     check_tools(java=True)
+    kept_token: str | None = None
     if home.exists():
-        stack_down(Settings.from_env({"SLEEPSTACK_HOME": str(home)}))
+        old = Settings.from_env({"SLEEPSTACK_HOME": str(home)})
+        running = any(s.get("state") != "stopped" for s in stack_status(old)["services"].values())
+        say(
+            f"{'stopping the demo stack running in' if running else 'starting afresh in'} {home}:"
+            " its data is replaced by a new demo cohort (the dashboard keeps its address and token)"
+        )
+        stack_down(old)
+        kept_token = read_token(old)
         shutil.rmtree(home)
     home.mkdir(parents=True)
     settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment})
+    token(settings, keep=kept_token)
+    if first_night is None:
+        first_night = latest_first_night(nights, int(time.time() * 1000))
     status = stack_up(settings)
     try:
-        return _run(settings, status, subjects, nights, seed, progress, say)
+        return _run(settings, status, subjects, nights, seed, progress, say, first_night)
     finally:
         if keep_running:
-            say(f"the stack keeps running: SLEEPSTACK_HOME={home} sleepstack stack status | stack down")
+            status_cmd, down_cmd = command("stack", "status", home=home), command("stack", "down", home=home)
+            say(f"the stack keeps running: {status_cmd}; stop it with {down_cmd}")
             say(f"dashboard (live vitals, alerts and the staged nights): {dashboard_url(settings)}")
         else:
             stack_down(settings)
@@ -138,6 +158,7 @@ def _run(
     seed: int,
     progress: bool,
     say: Callable[[str], Any],
+    first_night: date,
 ) -> DemoResult:
     home, lake = settings.home, settings.lake
     stream = wiring.stream_name(settings)
@@ -148,7 +169,8 @@ def _run(
     say(f"watch the nights live: {dashboard_url(settings)}")
 
     # simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> the running stack
-    configs = cohort(subjects, nights, seed)
+    configs = cohort(subjects, nights, seed, first_night=first_night)
+    say(f"simulating {subjects} subjects x {nights} nights: {', '.join(sorted({night_of(c.t0_ms) for c in configs}))}")
     sims = []
     truth = []
     for cfg in tqdm(configs, desc="simulate", unit="night", disable=not progress):

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.nightly_job import run_nightly
+from core.simulate import FIRST_NIGHT
 from local.spark import local_spark
 from sleepstack.demo import BAD_RECORDS, run_demo
 
@@ -36,7 +37,9 @@ def _read(path: Path) -> pd.DataFrame:
 
 def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:
     lines: list[str] = []
-    result = run_demo(tmp_path / "demo", subjects=1, nights=2, seed=3, progress=False, say=lines.append)
+    result = run_demo(
+        tmp_path / "demo", subjects=1, nights=2, seed=3, progress=False, first_night=FIRST_NIGHT, say=lines.append
+    )
     assert lines[-1] == result.reconciliation_line()
     assert result.produced > 40_000
     assert result.produced == result.streamed == result.speed_layer == result.landed

@@ -81,3 +81,22 @@ def test_real_rr_series_drives_the_beats() -> None:
     beat_rr = np.diff(night.beat_t_s) * 1000
     assert beat_rr.min() >= 250 and beat_rr.max() <= 2500
     assert np.isin(np.round(beat_rr[:200], 3), np.round(rr, 3)).mean() > 0.95
+
+
+def test_the_demo_cohort_is_the_latest_that_has_ended() -> None:
+    from datetime import UTC, date, datetime
+
+    from core.simulate import MAX_NIGHT_MS, cohort, latest_first_night
+
+    def ms(*args: int) -> int:
+        return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+    assert latest_first_night(2, ms(2026, 12, 4, 10, 0)) == date(2026, 12, 2)  # last night is over by 09:30
+    assert latest_first_night(2, ms(2026, 12, 4, 8, 0)) == date(2026, 12, 1)  # it may not be yet
+    now = ms(2026, 12, 4, 10, 0)
+    configs = cohort(3, 2, 7, first_night=latest_first_night(2, now))
+    assert all(c.t0_ms + MAX_NIGHT_MS <= now for c in configs)
+    # the date moves the nights, never their content
+    same = cohort(3, 2, 7)
+    assert [c.seed for c in configs] == [c.seed for c in same]
+    assert [(c.t0_ms - s.t0_ms) % 86_400_000 for c, s in zip(configs, same, strict=True)] == [0] * 6

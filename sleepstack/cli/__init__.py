@@ -14,17 +14,32 @@ import argparse
 import logging
 import os
 import sys
+from typing import NoReturn
 
-from core.errors import SleepstackError
+from core.errors import SleepstackError, UsageError
 from sleepstack.cli import bench, dashboard, devices, model, operations, pipeline
 from sleepstack.settings import Settings
 
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals are :class:`UsageError`: one sentence and exit 2, like every bad input.
+
+    The usage goes to ``-h``; the error names the command and what is wrong, e.g.
+    ``sleepstack: error: sleepstack stack stage: the following arguments are required: --night``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sleepstack", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true")
+    from importlib.metadata import version
+
+    p = _Parser(prog="sleepstack", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO (counts and positions, never health data)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version('sleepstack')}")
     sub = p.add_subparsers(dest="command", required=True)
     for group in (pipeline, devices, operations, dashboard, model, bench):
         group.register(sub)
@@ -38,7 +53,11 @@ PRIVATE_UMASK = 0o077
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"sleepstack: error: {exc} (-h for help)", file=sys.stderr)
+        return exc.exit_code
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
-import shutil
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.errors import DatasetError, UsageError
 
-__all__ = ["command", "print_figures", "rr_argument", "utc"]
+__all__ = ["print_figures", "rr_argument", "utc"]
 
 
 def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
@@ -40,23 +37,3 @@ def rr_argument(path: str | None) -> Any:
         return read_rr_ms(Path(path))
     except DatasetError as exc:
         raise UsageError("--rr", str(exc)) from None
-
-
-def command(*args: str | Path, home: Path | None = None) -> str:
-    """A ``sleepstack`` command line that works when pasted into a shell here.
-
-    The program is ``sleepstack`` when it is on ``PATH``, else this interpreter's
-    ``sleepstack`` script (``.venv/bin/sleepstack``, relative to the current directory
-    when under it); ``home`` (a non-default ``SLEEPSTACK_HOME``) is set in front.
-    """
-    program = "sleepstack"
-    script = Path(sys.executable).parent / "sleepstack"
-    if shutil.which("sleepstack") is None and script.exists():
-        try:
-            program = str(script.relative_to(Path.cwd()))
-        except ValueError:
-            program = str(script)
-    words = shlex.join([program, *map(str, args)])
-    if home is not None and home.resolve() != (Path.cwd() / ".sleepstack").resolve():
-        return f"SLEEPSTACK_HOME={shlex.quote(str(home))} {words}"
-    return words

@@ -15,15 +15,14 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.which == "speed":
         from sleepstack.bench.speed import bench_speed_latency, bench_speed_throughput
 
-        figures = bench_speed_throughput(records=args.records or 10_000, rounds=args.rounds)
+        figures = bench_speed_throughput(records=args.records, rounds=args.rounds)
         if args.latency_seconds > 0:
             figures.update(bench_speed_latency(seconds=args.latency_seconds))
     elif args.which == "batch":
         from sleepstack.bench.batch import bench_batch
 
-        counts = tuple(int(c) for c in args.nights.split(","))
         figures = bench_batch(
-            counts, query_subjects=args.query_subjects, query_days=args.query_days, rounds=args.rounds
+            args.nights, query_subjects=args.query_subjects, query_days=args.query_days, rounds=args.rounds
         )
     elif args.which == "opensearch":
         from sleepstack.bench.opensearch import bench_opensearch
@@ -36,21 +35,45 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from sleepstack.bench.ingest import bench_ingest
 
-        figures = bench_ingest(records=args.records or 20_000, rounds=args.rounds, synchronous=args.synchronous)
+        figures = bench_ingest(records=args.records, rounds=args.rounds, synchronous=args.synchronous)
     print_figures(figures, as_json=args.json)
     return 0
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """``--nights``: positive whole numbers, comma-separated."""
+    try:
+        counts = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be 1 or more")
+    return counts
+
+
 def register(sub: Any) -> None:
     s = sub.add_parser("bench", help="benchmarks (print figures)")
-    s.add_argument("which", choices=["ingest", "speed", "batch", "dashboard", "opensearch"])
-    s.add_argument("--requests", type=int, default=50, help="dashboard: timed requests per API route")
-    s.add_argument("--nights", default="10,100,1000", help="batch: subject-night counts to stage")
-    s.add_argument("--query-subjects", type=int, default=100, help="batch: subjects in the query year")
-    s.add_argument("--query-days", type=int, default=365, help="batch: nights per subject in the query year")
-    s.add_argument("--records", type=int, help="records (ingest: 20,000; speed: one 10,000-record batch)")
-    s.add_argument("--rounds", type=int, default=3)
-    s.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")
-    s.add_argument("--latency-seconds", type=float, default=90.0, help="speed: real-time replay length (0: skip)")
-    s.add_argument("--json", action="store_true")
+    which = s.add_subparsers(dest="which", required=True, metavar="BENCHMARK")
+
+    def bench(name: str, help_text: str, *, rounds: int = 3) -> argparse.ArgumentParser:
+        b: argparse.ArgumentParser = which.add_parser(name, help=help_text)
+        b.add_argument("--rounds", type=int, default=rounds, help="repetitions; figures are medians")
+        b.add_argument("--json", action="store_true", help="one JSON object")
+        return b
+
+    b = bench("ingest", "collector -> spool -> sender -> stream: records/s, PUT units and bytes per bed-night")
+    b.add_argument("--records", type=int, default=20_000, help="records to send")
+    b.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help="spool durability")
+    b = bench("speed", "the Lambda handler's throughput per batch, and end-to-end latency of a real-time replay")
+    b.add_argument("--records", type=int, default=10_000, help="records in the timed batch")
+    b.add_argument("--latency-seconds", type=float, default=90.0, help="real-time replay length (0: skip)")
+    b = bench("batch", "the nightly job's nights/min, and the serving queries' latency on a year of nights")
+    b.add_argument(
+        "--nights", type=_counts, default=(10, 100, 1000), help="subject-night counts to stage, comma-separated"
+    )
+    b.add_argument("--query-subjects", type=int, default=100, help="subjects in the query year")
+    b.add_argument("--query-days", type=int, default=365, help="nights per subject in the query year")
+    b = bench("dashboard", "the dashboard API's latency per route and its pages' load time")
+    b.add_argument("--requests", type=int, default=50, help="timed requests per API route")
+    bench("opensearch", "bulk indexing and live queries against a real OpenSearch node")
     s.set_defaults(func=_cmd_bench)

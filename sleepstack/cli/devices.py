@@ -308,8 +308,11 @@ def _speed(text: str) -> float:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("ble", help="decode Bluetooth payloads (hex)")
-    s.add_argument("action", choices=["decode-hrm", "decode-bed"], help="0x2A37 Heart Rate Measurement or bed frame")
-    s.add_argument("hex", help="payload as hex, e.g. 1648e803")
+    acts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("decode-hrm", help="a Heart Rate Measurement (0x2A37) as JSON")
+    a.add_argument("hex", help="payload as hex, e.g. 1648e803")
+    a = acts.add_parser("decode-bed", help="a sleepstack bed-sensor frame as JSON")
+    a.add_argument("hex", help="payload as hex")
     s.set_defaults(func=_cmd_ble)
 
     s = sub.add_parser("collect", help="record BLE straps and bed sensors all night into the spool and Kinesis")

@@ -92,12 +92,6 @@ def _check_staging_args(args: argparse.Namespace) -> None:
     if not args.dir:
         layout = "meta.csv, rr/ and stages/" if slpdb else "heart_rate/ and labels/"
         raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
-    if args.source == "rr" and not slpdb:
-        raise UsageError("--source", "rr needs beat-to-beat intervals: evaluate slpdb")
-    if args.also_train_on and not slpdb:
-        raise UsageError("--also-train-on", "pools sleep-accel into slpdb's folds: evaluate slpdb DIR --cv K")
-    if args.anchor and not slpdb:
-        raise UsageError("--anchor", "the anchor stages slpdb records: evaluate slpdb DIR --anchor sleepecg")
     if args.anchor and (args.cv is not None or args.model or args.also_train_on):
         raise UsageError("--anchor", "scores a pretrained model: leave out --cv, --model and --also-train-on")
     if args.members is not None and args.members < 1:
@@ -178,45 +172,54 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("evaluate", help="measure accuracy and print figures")
-    s.add_argument(
-        "what",
-        choices=["vitals", "sleep-accel", "slpdb", "cvhr", "report"],
-        help="bed vitals vs simulator truth; staging vs PSG (sleep-accel; slpdb-rr); "
-        "cvhr: the apnoea screening index vs slpdb-rr's scored respiratory events; "
-        "report: every number of the night report vs the simulator's truth, through both layers",
-    )
-    s.add_argument("dir", nargs="?", help="sleep-accel / slpdb / cvhr: dataset directory")
-    s.add_argument("--cv", type=int, help="leave-subjects-out CV with this many folds (0: one per subject)")
-    s.add_argument("--model", help="sleep-accel / slpdb: a model JSON file (default: the committed model)")
-    s.add_argument(
-        "--source",
-        choices=["hr", "rr"],
-        default="hr",
-        help="slpdb: stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v3 model)",
-    )
-    s.add_argument(
-        "--also-train-on",
-        help="slpdb --cv: a sleep-accel directory whose subjects join the folds (figures per corpus and pooled)",
-    )
-    s.add_argument(
-        "--anchor",
-        choices=["sleepecg"],
-        help="slpdb: score SleepECG's pretrained wrn-gru-mesa on the same records (needs the anchors extra)",
-    )
-    s.add_argument("--train-seed", type=int, default=0, help="slpdb --cv: the first training seed (the spread)")
-    s.add_argument("--members", type=int, help="slpdb --cv: networks per model (default: as committed, hr 1, rr 3)")
-    s.add_argument("--rr", help="vitals: real RR series driving the simulated beats (li2024 CSV or ms per line)")
-    s.add_argument("--nights", type=int, help="report: simulated nights to audit (default 6: every scenario once)")
-    s.add_argument("--seed", type=int, default=1, help="vitals / report: the simulation's seed")
-    s.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    what = s.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    def evaluate(name: str, help_text: str, dataset: str | None = None) -> argparse.ArgumentParser:
+        e: argparse.ArgumentParser = what.add_parser(name, help=help_text)
+        if dataset:
+            e.add_argument("dir", nargs="?", help=f"the {dataset} directory")
+        e.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+        return e
+
+    e = evaluate("vitals", "bed vitals against the simulator's truth, and staging on a simulated strap night")
+    e.add_argument("--rr", help="real RR series driving the simulated beats (li2024 CSV or ms per line)")
+    e.add_argument("--seed", type=int, default=1, help="the simulation's seed")
+    for name, dataset in (("sleep-accel", "sleep-accel dataset"), ("slpdb", "slpdb-rr dataset")):
+        e = evaluate(name, f"staging against polysomnography ({dataset})", dataset)
+        e.add_argument("--cv", type=int, help="leave-subjects-out CV with this many folds (0: one per subject)")
+        e.add_argument("--model", help="a model JSON file (default: the committed model)")
+        if name == "slpdb":
+            e.add_argument(
+                "--source",
+                choices=["hr", "rr"],
+                default="hr",
+                help="stage from heart rate alone, or from heart rate and beat-to-beat HRV (the rr-mlp-v3 model)",
+            )
+            e.add_argument(
+                "--also-train-on",
+                help="--cv: a sleep-accel directory whose subjects join the folds (figures per corpus and pooled)",
+            )
+            e.add_argument(
+                "--anchor",
+                choices=["sleepecg"],
+                help="score SleepECG's pretrained wrn-gru-mesa on the same records (needs the anchors extra)",
+            )
+            e.add_argument("--train-seed", type=int, default=0, help="--cv: the first training seed (the spread)")
+            e.add_argument("--members", type=int, help="--cv: networks per model (default: as committed, hr 1, rr 3)")
+        else:
+            e.set_defaults(source="hr", also_train_on=None, anchor=None, train_seed=0, members=None)
+    evaluate("cvhr", "the CVHR apnoea screening index against slpdb-rr's scored respiratory events", "slpdb-rr")
+    e = evaluate("report", "every number of the night report against the simulator's truth, through both layers")
+    e.add_argument("--nights", type=int, help="simulated nights to audit (default 6: every scenario once)")
+    e.add_argument("--seed", type=int, default=1, help="the simulation's first seed")
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser(
         "train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v3 on slpdb-rr and sleep-accel"
     )
-    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v3"], default="hr-mlp-v1")
+    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v3"], default="hr-mlp-v1", help="which model to train")
     s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
     s.add_argument("--sleep-accel", help="rr-mlp-v3: the sleep-accel directory (default ../shared/data/sleep-accel)")
     s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/<model>.json)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="the training seed")
     s.set_defaults(func=_cmd_train)

@@ -40,8 +40,6 @@ def _cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         stack.wait_idle(settings, timeout_s=args.timeout)
         print("idle: every consumer at the stream's tip, the delivery flushed")
     elif args.action == "stage":
-        if not args.night:
-            raise UsageError("--night", "name the night(s) to stage: YYYY-MM-DD[,...] or 'yesterday'")
         run = stack.request_stage(settings, args.night)
         print(" ".join(run.get("said") or [f"batch run exited {run.get('exit')}"]))
         return 0 if run.get("exit") == 0 else 1
@@ -94,8 +92,23 @@ def _cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
+    import re
+
+    from core.errors import NoDataError
+    from serving.web.api import SUBJECT_PATTERN
+    from sleepstack.stack import stack_status
     from sleepstack.wiring import live_queries
 
+    if not re.match(SUBJECT_PATTERN, args.subject):
+        raise UsageError("--subject", f"{args.subject!r} is not a subject id (letters, digits, ._:-)")
+    if not settings.opensearch_url:
+        running = any(svc.get("state") == "running" for svc in stack_status(settings)["services"].values())
+        if not (settings.home / "serving" / "live.sqlite").is_file():
+            raise NoDataError(
+                f"no live store in {settings.home}: start the stack (sleepstack stack up) and collect first"
+            )
+        if not running:
+            print(f"the local stack in {settings.home} is not running: these are the last vitals it indexed")
     store = live_queries(settings)
     vitals = store.latest("vitals", args.subject, n=4)
     figures = {
@@ -181,44 +194,59 @@ def _cmd_package(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: Any) -> None:
     s = sub.add_parser("stack", help="the always-on local stack: up, down, status, wait --idle, stage")
-    s.add_argument("action", choices=["up", "down", "status", "wait", "stage"])
-    s.add_argument("--port", type=_port, default=0, help="up: the stream's port, kept for this home (0: any free)")
-    s.add_argument(
+    acts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("up", help="start the supervisor and every service; returns once each has reported")
+    a.add_argument("--port", type=_port, default=0, help="the stream's port, kept for this home (0: any free)")
+    a.add_argument(
         "--live-store",
         choices=["embedded", "opensearch"],
-        help="up: the live store (default $SLEEPSTACK_LIVE_STORE or embedded); opensearch: a local node",
+        help="the live store (default $SLEEPSTACK_LIVE_STORE or embedded); opensearch: a local node",
     )
-    s.add_argument("--json", action="store_true", help="status: one JSON object")
-    s.add_argument("--idle", action="store_true", help="wait: until every consumer is at the tip and flushed")
-    s.add_argument("--timeout", type=float, default=300.0, help="wait: give up after this many seconds")
-    s.add_argument("--night", help="stage: YYYY-MM-DD[,...] or 'yesterday', staged by the stack's scheduler")
+    acts.add_parser("down", help="stop the services gracefully: consumers checkpoint, the delivery flushes")
+    a = acts.add_parser("status", help="each service's state, restarts and figures, each consumer's lag")
+    a.add_argument("--json", action="store_true", help="one JSON object")
+    a = acts.add_parser("wait", help="block until the stack is idle")
+    a.add_argument("--idle", action="store_true", help="until every consumer is at the tip and the delivery flushed")
+    a.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    a = acts.add_parser("stage", help="have the stack's scheduler stage nights now")
+    a.add_argument(
+        "--night",
+        required=True,
+        help="YYYY-MM-DD[,...] (a night's evening) or 'yesterday': the most recent night that has closed "
+        "(nights run noon to noon in SLEEPSTACK_TZ)",
+    )
     s.set_defaults(func=_cmd_stack)
 
     s = sub.add_parser("reconcile", help="counts at every hop for what was collected into this home")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=_cmd_reconcile)
 
     s = sub.add_parser("live", help="a subject's latest vitals and open alerts from the live store")
-    s.add_argument("--subject", required=True)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--subject", required=True, help="the subject's pseudonymous id")
+    s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=_cmd_live)
 
     s = sub.add_parser(
         "opensearch",
         help="set up a cluster (templates, policies, dashboards), export the dashboards, or install a local node",
     )
-    s.add_argument("action", choices=["setup", "export", "install"])
-    s.add_argument("--url", help="OpenSearch endpoint (default $OPENSEARCH_URL)")
-    s.add_argument("--dashboards-url", help="OpenSearch Dashboards URL (default $OPENSEARCH_DASHBOARDS_URL)")
-    s.add_argument("--retention-days", action="append", default=[], help="KIND=DAYS (vitals, alerts, samples)")
-    s.add_argument("--replicas", type=int, default=1)
-    s.add_argument(
+    acts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("setup", help="index templates, ISM policies, roles and dashboards on a cluster")
+    a.add_argument("--url", help="OpenSearch endpoint (default $OPENSEARCH_URL)")
+    a.add_argument("--dashboards-url", help="OpenSearch Dashboards URL (default $OPENSEARCH_DASHBOARDS_URL)")
+    a.add_argument(
+        "--retention-days", action="append", default=[], help="KIND=DAYS (vitals, alerts, samples; repeatable)"
+    )
+    a.add_argument("--replicas", type=int, default=1, help="replicas per index (0 on a single node)")
+    a.add_argument(
         "--writer-role-arn",
         action="append",
         default=[],
         help="IAM role to map to the index-writer role (fine-grained access control; the speed-layer role)",
     )
-    s.add_argument("--out", default="sleepstack-dashboards.ndjson", help="export: NDJSON file to write")
+    a = acts.add_parser("export", help="write the OpenSearch Dashboards saved objects (NDJSON)")
+    a.add_argument("--out", default="sleepstack-dashboards.ndjson", help="NDJSON file to write")
+    acts.add_parser("install", help="fetch and unpack a local OpenSearch node (Maven Central, SHA-256 checked)")
     s.set_defaults(func=_cmd_opensearch)
 
     s = sub.add_parser("package", help="build the Lambda zip and the Glue wheel and script (build/)")

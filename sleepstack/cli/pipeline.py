@@ -10,7 +10,8 @@ from typing import Any
 
 from core.epochs import night_of
 from core.errors import NoDataError, QueryError, UsageError
-from sleepstack.cli._helpers import command, rr_argument
+from sleepstack.cli._helpers import rr_argument
+from sleepstack.hints import command
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -206,11 +207,22 @@ def _cmd_catalog(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """A count of subjects or nights for argparse: 1 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: give 1 or more")
+    return n
+
+
 def register(sub: Any) -> None:
     s = sub.add_parser("simulate", help="simulate nights: wire records + ground truth files")
-    s.add_argument("--subjects", type=int, default=3)
-    s.add_argument("--nights", type=int, default=2)
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--subjects", type=_count, default=3, help="subjects to simulate (1 or more)")
+    s.add_argument("--nights", type=_count, default=2, help="nights per subject (1 or more)")
+    s.add_argument("--seed", type=int, default=7, help="the cohort's seed (the same seed, the same nights)")
     s.add_argument("--rr", help="real RR series to drive the beats (li2024 CSV or one interval in ms per line)")
     s.add_argument("--out", help="output directory (default $SLEEPSTACK_HOME/sim)")
     s.add_argument(
@@ -221,22 +233,27 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_simulate)
 
     s = sub.add_parser("demo", help="run the whole pipeline on a simulated cohort, locally")
-    s.add_argument("--subjects", type=int, default=3)
-    s.add_argument("--nights", type=int, default=2)
-    s.add_argument("--seed", type=int, default=7)
-    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--subjects", type=_count, default=3, help="subjects to simulate (1 or more)")
+    s.add_argument("--nights", type=_count, default=2, help="nights per subject, the last one last night")
+    s.add_argument("--seed", type=int, default=7, help="the cohort's seed (the same seed, the same nights)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bars")
     s.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards (stack down stops it)")
     s.set_defaults(func=_cmd_demo)
 
     s = sub.add_parser("batch", help="nightly staging job on local Spark")
-    bsub = s.add_subparsers(dest="action", required=True)
-    r = bsub.add_parser("run")
-    r.add_argument("--night", required=True, help="YYYY-MM-DD (the night's first noon), or 'yesterday'")
-    r.add_argument("--lake")
-    r = bsub.add_parser("backfill")
-    r.add_argument("--from", dest="start", required=True)
-    r.add_argument("--to", dest="end", required=True)
-    r.add_argument("--lake")
+    bsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = bsub.add_parser("run", help="stage nights (and any night that has gained late data)")
+    r.add_argument(
+        "--night",
+        required=True,
+        help="YYYY-MM-DD[,...] (a night's evening; nights run noon to noon in SLEEPSTACK_TZ), or 'yesterday': "
+        "the most recent night that has closed",
+    )
+    r.add_argument("--lake", help="lake directory (default $SLEEPSTACK_HOME/lake)")
+    r = bsub.add_parser("backfill", help="stage every night in a range again (replaces their partitions)")
+    r.add_argument("--from", dest="start", required=True, help="first night, YYYY-MM-DD")
+    r.add_argument("--to", dest="end", required=True, help="last night, YYYY-MM-DD (inclusive)")
+    r.add_argument("--lake", help="lake directory (default $SLEEPSTACK_HOME/lake)")
     s.set_defaults(func=_cmd_batch)
 
     s = sub.add_parser("sql", help="run a named serving query (or a .sql file) on the local lake")
