@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 
 CHECKOV_VERSION ?= 3.3.30
 
-setup: tools $(VENV)/.installed infra/local/node_modules/.installed serving/web/node_modules/.installed .venv-checkov/.installed
+setup: tools $(VENV)/.installed infra/local/node_modules/.installed serving/web/node_modules/.installed
 
 tools:
 	@command -v node >/dev/null || { echo "Node.js (20+) is required for the local Kinesis stream: apt-get install nodejs npm"; exit 1; }
@@ -17,7 +17,8 @@ tools:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the editable install's notice about same-named folders is setuptools' note on every -e install, not ours
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 # checkov pins its own boto3/packaging versions, so it lives in a venv of its own
@@ -45,12 +46,13 @@ opensearch: setup
 demo: setup
 	$(BIN)/sleepstack demo --keep-running
 
-test: setup
+# the whole suite: the infra tests' checkov and the integration suite's OpenSearch node are fetched first
+test: setup .venv-checkov/.installed opensearch
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # JupyterLab (the notebooks extra) on the notebooks, loopback only; it prints its address with a token
 notebooks: setup
-	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/python -m pip install -q -e '.[notebooks]'
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --notebook-dir=notebooks
 
 test-fast: setup
