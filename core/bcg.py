@@ -84,7 +84,10 @@ class BedSensorProfile:
     noise_floor_counts: float = 15.0  # std of the empty-bed signal
     presence_factor: float = 3.0  # in bed when band amplitude > factor x noise floor
     movement_std_counts: float = 350.0  # a 1-s segment with larger detrended std is movement
-    max_movement_for_hr: float = 0.2  # skip HR when more of the window is movement
+    #: skip a 10-s window's HR when more of it is movement: one second of gross movement
+    #: already breaks the beat rhythm's autocorrelation (windows at 0.2 gave 100-150 bpm
+    #: spikes at wake transitions while the truth stayed near 70)
+    max_movement_for_hr: float = 0.0
     pause_floor_counts: float = 75.0  # respiratory excursion below this is never breathing
 
 

@@ -122,7 +122,7 @@ def bed_epoch_vitals(
     ``samples``: shape (n,), ADC counts, first sample at ``t0_ms`` (any phase against the
     30-s grid). An epoch the run covers but for at most :data:`EDGE_SLACK_S` is computed
     (the gap mirrored in from its neighbouring samples); one it covers less is skipped.
-    Heart rate is the median of the 10-s windows not spoiled by movement; breathing rate
+    Heart rate is the median of the 10-s windows without a second of gross movement; breathing rate
     uses the whole epoch. Both are null when nobody is in bed.
     """
     (docs,) = bed_runs_vitals([BedRun(samples, fs_hz, t0_ms, subject_id, device_id, record_id)], profile)

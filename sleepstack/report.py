@@ -52,6 +52,10 @@ def write_report(settings: Settings, subject_id: str, night: str, out: Path, *, 
     return written
 
 
+#: A4's width less two 12-mm margins, in CSS pixels (96 per inch).
+_PRINT_WIDTH_PX: Final = int((210 - 24) / 25.4 * 96)
+
+
 def print_pdf(html: Path, pdf: Path, chromium: str, *, timeout_s: float = 30.0) -> Path:
     """Print ``html`` to ``pdf`` (A4) with headless Chromium once its charts are drawn."""
     if not Path(chromium).is_file():
@@ -67,10 +71,18 @@ def print_pdf(html: Path, pdf: Path, chromium: str, *, timeout_s: float = 30.0) 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_FLAGS))
             try:
-                page = browser.new_page()
+                # laid out at the printed width (A4 less the 12-mm margins, at 96 px per inch), so the
+                # charts are drawn for the page and nothing is cut at its right edge
+                page = browser.new_page(viewport={"width": _PRINT_WIDTH_PX, "height": 1000})
+                page.emulate_media(media="print")
                 page.goto(html.resolve().as_uri())
                 page.wait_for_function("document.body.dataset.ready === '1'", timeout=timeout_s * 1000)
-                page.pdf(path=str(pdf), format="A4", print_background=True, margin={"top": "12mm", "bottom": "12mm"})
+                page.pdf(
+                    path=str(pdf),
+                    format="A4",
+                    print_background=True,
+                    margin={"top": "12mm", "bottom": "12mm", "left": "12mm", "right": "12mm"},
+                )
             finally:
                 browser.close()
     except PlaywrightError as exc:

@@ -8,10 +8,15 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from hypothesis import settings as hypothesis_settings
 from moto import mock_aws
 
 from core.kpl import aggregate, unpack
 from core.simulate import SimConfig, SimulatedNight, simulate_night
+
+# property tests keep no example database in the checkout (a test run leaves no files behind)
+hypothesis_settings.register_profile("sleepstack", database=None)
+hypothesis_settings.load_profile("sleepstack")
 
 #: Real recorded data beside the checkout (see ../shared/data/README.md).
 #: The checkout; tests read its files (the template, the notebooks) directly.

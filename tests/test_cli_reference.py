@@ -117,3 +117,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.startswith("sleepstack ")
+
+
+def test_a_refused_replay_creates_no_spool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "rec.jsonl").write_text('{"address": "AA:01", "kind": "toaster"}\n')
+    assert _run(["collect", "--replay", "{tmp}/rec.jsonl"], tmp_path, monkeypatch) == 2
+    assert "--replay" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.jsonl"]  # no home, no spool

@@ -13,7 +13,7 @@ from ingest.fake_ble import load_recording, recording_lines
 from ingest.simulated_devices import simulated_peripherals
 from ingest.spool import Spool
 from sleepstack.cli import main
-from sleepstack.cli.devices import _replayed
+from sleepstack.cli.devices import _load_recordings, _replayed
 
 DAY_MS = 86_400_000
 
@@ -43,23 +43,23 @@ def test_latest_moves_by_whole_days_to_end_before_now(
 ) -> None:
     spool = Spool(tmp_path / "spool.sqlite")
     recorded = _times([load_recording(p) for p in recordings])
-    played = _times(_replayed(recordings, spool, 60.0, "latest", "Europe/Berlin"))
+    played = _times(_replayed(_load_recordings(recordings), spool, 60.0, "latest", "Europe/Berlin"))
     shift = played[0] - recorded[0]
     assert shift % DAY_MS == 0 and shift > 0  # whole days: the time of day and the 30-s phase are kept
     now = time.time() * 1000
     assert max(played) <= now < max(played) + DAY_MS  # the latest day it fits, never in the future
     night = night_of(min(played), "Europe/Berlin")
     assert f"nights to stage: {night}" in capsys.readouterr().out
-    again = _times(_replayed(recordings, spool, 60.0, "latest", "Europe/Berlin"))
+    again = _times(_replayed(_load_recordings(recordings), spool, 60.0, "latest", "Europe/Berlin"))
     assert again == played  # the shift is kept in the spool: a resumed replay runs on the same clock
 
 
 def test_as_recorded_and_start(recordings: list[Path], tmp_path: Path) -> None:
     recorded = _times([load_recording(p) for p in recordings])
     spool = Spool(tmp_path / "spool.sqlite")
-    assert _times(_replayed(recordings, spool, None, "as-recorded", "UTC")) == recorded
+    assert _times(_replayed(_load_recordings(recordings), spool, None, "as-recorded", "UTC")) == recorded
     start = FIRST_NIGHT_T0_MS + 3 * DAY_MS + 1234
-    assert min(_times(_replayed(recordings, spool, None, start, "UTC"))) == start
+    assert min(_times(_replayed(_load_recordings(recordings), spool, None, start, "UTC"))) == start
 
 
 @pytest.mark.parametrize(

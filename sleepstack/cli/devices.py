@@ -82,12 +82,13 @@ def run_collect(
     from ingest.spool import Spool
 
     targets = parse_devices(devices, subject)
+    recordings = _load_recordings(replays)  # a bad recording is refused before anything is created
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
     spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
-    if replays:
-        world = FakeBleWorld(_replayed(replays, spool, speed, replay_clock, settings.tz))
+    if recordings:
+        world = FakeBleWorld(_replayed(recordings, spool, speed, replay_clock, settings.tz))
         backend, clock = world.client_backend(), world.clock_ms
         named = {t.address for t in targets}
         targets += [DeviceTarget(a, p.subject_id or subject) for a, p in world.peripherals.items() if a not in named]
@@ -126,8 +127,21 @@ def run_collect(
 ReplayClock = str | int
 
 
-def _replayed(replays: list[Path], spool: Any, speed: float | None, clock: ReplayClock, tz: str) -> list[Any]:
-    """The recordings as peripherals, resumed after what the spool already holds of them.
+def _load_recordings(replays: list[Path]) -> list[Any]:
+    """The ``--replay`` files as peripherals; a file that is not a recording is a usage error naming it."""
+    from ingest.fake_ble import load_recording
+
+    try:
+        peripherals = [load_recording(p) for p in replays]
+    except DatasetError as exc:
+        raise UsageError("--replay", str(exc)) from None
+    if replays and not any(isinstance(item, tuple) for p in peripherals for item in p.script):
+        raise UsageError("--replay", "the recordings hold no notification")
+    return peripherals
+
+
+def _replayed(peripherals: list[Any], spool: Any, speed: float | None, clock: ReplayClock, tz: str) -> list[Any]:
+    """The loaded recordings (:func:`_load_recordings`), resumed after what the spool already holds of them.
 
     ``clock``: ``"latest"`` shifts every time by whole days so the recording ends at the
     latest before now (the time of day, hence each night in the subjects' zone and the
@@ -139,15 +153,9 @@ def _replayed(replays: list[Path], spool: Any, speed: float | None, clock: Repla
     real time. Prints the nights the replay fills, to stage.
     """
     from ingest.collector import wall_clock_ms
-    from ingest.fake_ble import load_recording, rebased
+    from ingest.fake_ble import rebased
 
-    try:
-        peripherals = [load_recording(p) for p in replays]
-    except DatasetError as exc:
-        raise UsageError("--replay", str(exc)) from None
     times = [item[0] for p in peripherals for item in p.script if isinstance(item, tuple)]
-    if not times:
-        raise UsageError("--replay", "the recordings hold no notification")
     first, last = min(times), max(times)
     key = replay_shift_key(first, clock)
     shift = spool.meta(key)

@@ -136,19 +136,20 @@ function subjectPage() {
         ],
       }),
       SleepCharts.timeSeries(el("hrv"), {
-        title: "HRV (strap RMSSD)", unit: "ms", rows: data, bands,
+        title: "HRV (strap RMSSD)", unit: "ms", rows: data, bands, empty: "no strap beat-to-beat intervals: HRV needs them",
         series: [{ label: "RMSSD (ms)", colour: "#8e44ad", key: "rmssd" }],
       }),
       SleepCharts.timeSeries(el("br"), {
-        title: "Breathing rate", unit: "/min", rows: data, bands,
+        title: "Breathing rate", unit: "/min", rows: data, bands, empty: "no bed sensor: breathing rate needs one",
         series: [{ label: "breaths/min", colour: "#16a085", key: "br" }],
       }),
       SleepCharts.timeSeries(el("movement"), {
-        title: "Movement", unit: "index", rows: data, bands, range: [0, 1],
+        title: "Movement (share of each epoch's seconds with gross body movement)", unit: "0-1", rows: data,
+        bands, range: [0, 1], empty: "no bed sensor: movement needs one",
         series: [{ label: "movement (0-1)", colour: "#2c3e50", key: "mv" }],
       }),
       SleepCharts.timeSeries(el("presence"), {
-        title: "In bed", unit: "", rows: data, bands, range: [-0.1, 1.1], height: 110,
+        title: "In bed", unit: "", rows: data, bands, range: [-0.1, 1.1], height: 110, empty: "no bed sensor: presence needs one",
         series: [{ label: "presence (1 = in bed)", colour: "#27ae60", key: "pres" }],
       }),
     ];
@@ -178,7 +179,8 @@ function subjectPage() {
     fillTable(document.querySelector("#subject-alerts tbody"), alerts, (a) => {
       const tr = document.createElement("tr");
       tr.className = a.status;
-      for (const v of [a.kind, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), fmt(a.value)]) {
+      const value = SleepCharts.alertFigure(a.kind, a.value);
+      for (const v of [a.kind, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value]) {
         tr.appendChild(cell(v));
       }
       return tr;
@@ -226,7 +228,8 @@ function alertsPage() {
       const who = document.createElement("td");
       who.appendChild(link(`/subjects/${encodeURIComponent(a.subject_id)}`, a.subject_id));
       tr.appendChild(who);
-      for (const v of [a.kind, a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), fmt(a.value), fmt(a.threshold)]) {
+      const [value, threshold] = [a.value, a.threshold].map((v) => SleepCharts.alertFigure(a.kind, v));
+      for (const v of [a.kind, a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value, threshold]) {
         tr.appendChild(cell(v));
       }
       return tr;

@@ -37,13 +37,41 @@ const SleepCharts = (() => {
   }
   const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
 
+  // Time axes in the subjects' zone, 24-hour (23:30, 00:00, ...), and the cursor's time in full.
+  function clock(ts) {
+    return new Intl.DateTimeFormat("sv-SE", { timeZone: zone, hour: "2-digit", minute: "2-digit", hour12: false })
+      .format(new Date(ts * 1000));
+  }
+  const timeAxis = () => ({ values: (u, splits) => splits.map(clock) });
+  const timeSeriesX = () => ({ value: (u, v) => (v == null ? "–" : time(v * 1000)) });
+
+  // A panel without data says why instead of showing an empty grid.
+  function noteIfEmpty(el, series, empty) {
+    el.querySelector(".empty-note")?.remove();
+    if (series.length && series.every((s) => s.every((v) => v == null))) {
+      const note = document.createElement("p");
+      note.className = "empty-note";
+      note.textContent = empty;
+      el.appendChild(note);
+      el.dataset.empty = "1";
+    } else {
+      delete el.dataset.empty;
+    }
+  }
+
+  // The panel's content width: its client width less its padding (the chart must not overflow it).
   function width(el) {
-    return Math.max(320, el.clientWidth || 800);
+    const style = getComputedStyle(el);
+    const inner = el.clientWidth - parseFloat(style.paddingLeft || "0") - parseFloat(style.paddingRight || "0");
+    return Math.max(320, Math.floor(inner) || 800);
   }
 
   // A panel of one or more series on a shared time axis.
   // series: [{label, colour, key}], rows: [{t, <key>: value}] sorted by t.
-  function timeSeries(el, { title, unit, series, rows, bands = () => [], range = null, height = 180 }) {
+  // empty: what the panel says when none of its series has a value (why there is nothing to draw).
+  function timeSeries(
+    el, { title, unit, series, rows, bands = () => [], range = null, height = 180, empty = "no data in this time range" },
+  ) {
     const opts = {
       title,
       width: width(el),
@@ -51,15 +79,22 @@ const SleepCharts = (() => {
       tzDate,
       plugins: [bandsPlugin(bands)],
       scales: { x: { time: true }, y: range ? { range } : { auto: true } },
-      axes: [{}, { label: unit, size: 60 }],
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, dash: s.dash, spanGaps: false }))],
+      axes: [timeAxis(), { label: unit, size: 60 }],
+      series: [
+        timeSeriesX(),
+        ...series.map((s) => ({ label: s.label, stroke: s.colour, width: 1.5, dash: s.dash, spanGaps: false })),
+      ],
     };
-    const chart = new uPlot(opts, toData(series, rows), el);
+    const data = toData(series, rows);
+    const chart = new uPlot(opts, data, el);
+    noteIfEmpty(el, data.slice(1), empty);
     const api = {
       chart,
       points: () => chart.data[0].length,
       setRows(newRows) {
-        chart.setData(toData(series, newRows));
+        const next = toData(series, newRows);
+        chart.setData(next);
+        noteIfEmpty(el, next.slice(1), empty);
         el.dataset.points = String(chart.data[0].length);
       },
       redraw() {
@@ -86,7 +121,7 @@ const SleepCharts = (() => {
       tzDate,
       scales: { x: { time: true }, y: { range: [-0.5, 3.5] } },
       axes: [
-        {},
+        timeAxis(),
         {
           size: 60,
           splits: () => [0, 1, 2, 3],
@@ -94,7 +129,7 @@ const SleepCharts = (() => {
         },
       ],
       series: [
-        {},
+        timeSeriesX(),
         {
           label: "stage",
           stroke: "#1f4e79",
@@ -123,6 +158,14 @@ const SleepCharts = (() => {
     return f.format(new Date(ms));
   }
 
+  // An alert's value or threshold with its unit: heart rates in bpm, pause lengths in s.
+  const ALERT_UNITS = { hr_high: "bpm", hr_low: "bpm", breathing_pause: "s" };
+  function alertFigure(kind, v) {
+    if (v == null || Number.isNaN(v)) return "–";
+    const unit = ALERT_UNITS[kind];
+    return unit ? `${fmt(v)} ${unit}` : fmt(v);
+  }
+
   function ago(ms, now = Date.now()) {
     const s = Math.max(0, Math.round((now - ms) / 1000));
     if (s < 120) return `${s} s ago`;
@@ -131,5 +174,5 @@ const SleepCharts = (() => {
     return `${Math.round(s / 86400)} days ago`;
   }
 
-  return { timeSeries, hypnogram, fmt, time, ago, setZone, STAGES, STAGE_COLOURS };
+  return { timeSeries, hypnogram, fmt, time, ago, alertFigure, setZone, STAGES, STAGE_COLOURS };
 })();

@@ -14,12 +14,14 @@
     unit: "bpm",
     series: [{ label: "heart rate (bpm)", colour: "#c0392b", key: "hr" }],
     rows,
+    empty: "no heart rate this night: neither a strap nor a bed sensor measured one",
   });
   SleepCharts.timeSeries(document.getElementById("br-trace"), {
     title: "Breathing rate",
     unit: "/min",
     series: [{ label: "breathing rate (/min)", colour: "#16a085", key: "br" }],
     rows,
+    empty: "no bed sensor this night: breathing rate needs one (a chest strap does not measure it)",
   });
   document.body.dataset.ready = "1";
 })();
