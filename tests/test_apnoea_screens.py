@@ -39,3 +39,12 @@ def test_agreeing_screens_carry_no_note_and_a_high_pause_rate_is_flagged() -> No
     assert apnoea_screens({"pauses_per_hour": 20.0, "cvhr_per_hour": 22.0})["note"] is None
     (pauses,) = apnoea_screens({"pauses_per_hour": 45.0})["screens"]
     assert pauses["band"] == "severe" and "outside the 0-31/h" in pauses["outside_validation"]
+
+
+def test_implausible_stage_shares_are_flagged() -> None:
+    from core.stage_norms import stage_share_flags
+
+    assert stage_share_flags({"light_pct": 55.0, "deep_pct": 20.0, "rem_pct": 25.0}) == {}
+    flags = stage_share_flags({"light_pct": 72.0, "deep_pct": 18.0, "rem_pct": 2.1})
+    assert list(flags) == ["rem"] and "outside the 10-35 %" in flags["rem"]
+    assert stage_share_flags({"light_pct": None, "deep_pct": math.nan}) == {}

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from core.apnoea_screens import apnoea_screens
+from core.stage_norms import stage_share_flags
 from core.errors import ConfigError
 from core.sleep_stages import SleepStage
 
@@ -144,6 +145,7 @@ def render_report(detail: dict[str, Any], *, tz: str = "UTC", nav: bool = False,
         .render(
             s=detail["summary"],
             screens=apnoea_screens(detail["summary"]),
+            stage_flags=stage_share_flags(detail["summary"]),
             model=detail["model"],
             stages=_STAGES,
             assets=load_assets(),
