@@ -27,9 +27,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from core.apnoea_screens import apnoea_screens
-from core.stage_norms import stage_share_flags
 from core.errors import ConfigError
 from core.sleep_stages import SleepStage
+from core.stage_norms import stage_share_flags
 
 __all__ = ["Assets", "load_assets", "render_page", "render_report", "vendor_dir"]
 
