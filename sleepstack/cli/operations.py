@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,10 @@ def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
                 f"no live store in {settings.home}: start the stack (sleepstack stack up) and collect first"
             )
         if not running:
-            print(f"the local stack in {settings.home} is not running: these are the last vitals it indexed")
+            print(
+                f"the local stack in {settings.home} is not running: these are the last vitals it indexed",
+                file=sys.stderr,  # stdout stays the figures (--json parses)
+            )
     store = live_queries(settings)
     vitals = store.latest("vitals", args.subject, n=4)
     figures = {
