@@ -73,6 +73,8 @@ def run_collect(
     max_spool_mib: int,
     speed: float | None = None,
     replay_clock: ReplayClock = "as-recorded",
+    as_json: bool = False,
+    progress: bool = True,
 ) -> int:
     from bleak.backends.client import BaseBleakClient
 
@@ -103,7 +105,7 @@ def run_collect(
     sending.start()
     print(f"recording {', '.join(f'{t.address} ({t.subject_id})' for t in targets)}; Ctrl-C stops")
     try:
-        asyncio.run(_run(collector, duration_s, world))
+        asyncio.run(_run(collector, duration_s, world, progress=progress))
         if world is None:
             spool.frame_all(now_ms=clock())
         else:
@@ -114,12 +116,37 @@ def run_collect(
     deadline = time.monotonic() + 30
     sender.drain(stop=lambda: time.monotonic() > deadline)
     sent = {"kinesis_records": sender.stats.kinesis_records, "put_units": sender.stats.put_units}
-    print(
-        json.dumps(
-            {"collector": _stats(collector), "spool": spool.counters(), "sender": sent, "backlog": spool.backlog()}
-        )
-    )
+    if as_json:
+        figures = {
+            "collector": _stats(collector),
+            "spool": spool.counters(),
+            "sender": sent,
+            "backlog": spool.backlog(),
+        }
+        print(json.dumps(figures))
+    else:
+        print(_summary_line(collector, spool, world))
     return 0
+
+
+def _summary_line(collector: Collector, spool: Any, world: FakeBleWorld | None) -> str:
+    """The readable closing line, as the demo prints it (``ble: notified=... -> records=... sent=...``)."""
+    from ingest.simulated_devices import IngestResult
+
+    c = spool.counters()
+    peripherals = list(world.peripherals.values()) if world else []
+    return IngestResult(
+        notified=sum(p.delivered for p in peripherals) if world else collector.stats.notifications,
+        lost_on_air=sum(p.lost for p in peripherals),
+        received=c.get("received", 0),
+        quarantined=c.get("quarantined", 0),
+        records=c.get("records", 0),
+        sent=c.get("sent", 0),
+        drops=collector.stats.drops,
+        reconnects=max(0, collector.stats.connects - len(peripherals or collector.targets)),
+        bed_gaps=c.get("bed_gaps", 0),
+        bed_gap_samples=c.get("bed_gap_samples", 0),
+    ).summary_line()
 
 
 #: How a replay's clock is set: moved by whole days to the latest day it ends before now,
@@ -220,21 +247,33 @@ def _stats(c: Collector) -> dict[str, object]:
     }
 
 
-async def _run(collector: Collector, duration_s: float | None, world: FakeBleWorld | None) -> None:
+async def _run(
+    collector: Collector, duration_s: float | None, world: FakeBleWorld | None, *, progress: bool = True
+) -> None:
+    from tqdm import tqdm
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    total = sum(sum(1 for it in p.script if isinstance(it, tuple)) for p in world.peripherals.values()) if world else 0
+    # a replay shows its progress (stderr): notifications played of the recordings' total
+    bar = tqdm(total=total, desc="replay", unit="notif", disable=not (world and progress), leave=False)
 
     async def until() -> None:
         t_end = None if duration_s is None else loop.time() + duration_s
         while not stop.is_set():
             await asyncio.sleep(0.2)
+            if world is not None:
+                bar.update(sum(p.delivered + p.lost for p in world.peripherals.values()) - bar.n)
             if (t_end is not None and loop.time() >= t_end) or (world is not None and world.all_finished):
                 stop.set()
 
-    await asyncio.gather(collector.run(stop), until())
+    try:
+        await asyncio.gather(collector.run(stop), until())
+    finally:
+        bar.close()
 
 
 def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
@@ -251,6 +290,8 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
         max_spool_mib=args.max_spool_mib,
         speed=args.speed,
         replay_clock=_replay_clock(args),
+        as_json=args.json,
+        progress=not args.no_progress,
     )
 
 
@@ -344,4 +385,6 @@ def register(sub: Any) -> None:
     s.add_argument("--as-recorded", action="store_true", help="replay: keep the recording's own times")
     s.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     s.add_argument("--max-spool-mib", type=int, default=2048, help="spool size bound, MiB")
+    s.add_argument("--json", action="store_true", help="end with the figures as one JSON object, not the summary line")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar while replaying")
     s.set_defaults(func=_cmd_collect)
