@@ -19,7 +19,8 @@ sleep nor as time in bed; RR gaps, ectopic runs, zeros and out-of-order beats le
 epochs without HRV features (cleaned by :func:`core.hrv.clean_rr`), staged from heart
 rate; the night summary reports the heart-rate and the HRV coverage of its in-bed epochs
 (``coverage_pct``, ``rr_coverage_pct``) and the model (``method``), and a night with
-under an hour of heart rate in bed is ``insufficient`` with the reason in ``status_reason``.
+under four hours in bed, or under an hour of heart rate in bed, is ``insufficient`` with
+the reason in ``status_reason`` (its epochs are still staged).
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ NIGHT_COLUMNS: Final = (
     ("method", "string"),
 )
 _MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate to be staged
+#: ... and four hours in bed to be scored: the AASM's minimum of technically adequate
+#: recording for a home sleep test; shorter, TST-based figures and the sleep score would
+#: rank a nap above a full night
+_MIN_SCORED_EPOCHS: Final = 480
 _MAX_BRIDGED_EPOCHS: Final = 10  # gaps without any data longer than 5 min stay unscored
 UNSCORED_LABEL: Final = "unscored"
 
@@ -253,8 +258,8 @@ def _insufficiency(span: pd.DataFrame) -> str | None:
     with_hr = int(span["hr_bpm"].notna().sum())
     if with_hr == 0:
         return "no heart rate in bed"
-    if len(span) < _MIN_EPOCHS:
-        return f"under 1 h in bed ({len(span) * EPOCH_MS / 60000:.0f} min)"
+    if len(span) < _MIN_SCORED_EPOCHS:
+        return f"under 4 h in bed ({len(span) * EPOCH_MS / 60000:.0f} min): too short to score a night"
     if with_hr < _MIN_EPOCHS:
         return f"under 1 h of heart rate in bed ({with_hr * EPOCH_MS / 60000:.0f} min)"
     return None

@@ -10,7 +10,7 @@ from sleepstack.bench.fixtures import bench_settings, index_and_stage, simulated
 from sleepstack.settings import Settings
 
 SUBJECTS = ("s001", "s002", "s003")
-HOURS = 2.0
+HOURS = 4.5  # a night is scored from 4 h in bed
 
 
 @cache

@@ -75,7 +75,7 @@ def test_full_night_summary_and_agreement(strap: bool) -> None:
 
 
 def test_rr_staging_is_opt_in() -> None:
-    epochs = stage_subject_night(_raw(hours=3), rr_staging=True)
+    epochs = stage_subject_night(_raw(hours=4.5), rr_staging=True)
     row = summarize_night(epochs).iloc[0]
     assert row["method"] == RR_MODEL and set(epochs["method"]) == {RR_MODEL} and row["status"] == "staged"
     # on the simulator's heart it calls more wake than the heart-rate model (README: staging from RR)
@@ -84,6 +84,10 @@ def test_rr_staging_is_opt_in() -> None:
 def test_short_or_empty_nights_have_a_defined_outcome() -> None:
     summary = summarize_night(stage_subject_night(_raw(hours=0.5)))
     assert summary.iloc[0]["status"] == "insufficient" and pd.isna(summary.iloc[0]["total_sleep_time_min"])
+    # an hour in bed is staged but not scored: a nap must not outscore a full night
+    nap = summarize_night(stage_subject_night(_raw(hours=1.2))).iloc[0]
+    assert nap["status"] == "insufficient" and nap["status_reason"].startswith("under 4 h in bed")
+    assert pd.isna(nap["sleep_score"]) and pd.isna(nap["total_sleep_time_min"])
     assert stage_subject_night(_raw().iloc[0:0]).empty
 
 

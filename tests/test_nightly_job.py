@@ -64,7 +64,7 @@ def test_bad_nights_get_defined_outcomes_reruns_are_identical_and_late_data_rest
     assert nights.loc["s-good", "status"] == "staged" and nights.loc["s-good", "coverage_pct"] > 95
     assert nights.loc["s-good", "pauses_per_hour"] >= 0 and 0 <= nights.loc["s-good", "sleep_score"] <= 100
     assert nights.loc["s-short", "status"] == "insufficient"
-    assert nights.loc["s-short", "status_reason"].startswith("under 1 h in bed")
+    assert nights.loc["s-short", "status_reason"].startswith("under 4 h in bed")
     assert nights.loc["s-gappy", "status"] == "staged" and pd.isna(nights.loc["s-gappy", "pauses_per_hour"])
     epochs = _table(lake / "curated" / "epochs")
     gappy_epochs = epochs[epochs["subject_id"] == "s-gappy"]

@@ -15,7 +15,7 @@ from tests.dashboard_helpers import fill_home
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str]:
-    return fill_home(tmp_path_factory.mktemp("report"), hours=1.5)
+    return fill_home(tmp_path_factory.mktemp("report"), hours=4.5)
 
 
 def test_the_report_is_one_self_contained_file(home: tuple[Settings, str], tmp_path: Path) -> None:

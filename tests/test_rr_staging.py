@@ -51,7 +51,7 @@ def test_notification_beats_end_at_the_notification_oldest_first() -> None:
 
 
 def test_a_strap_night_with_rr_is_staged_by_the_rr_model_when_asked(rng: np.random.Generator) -> None:
-    rows = _strap_rows(*_steady_beats(3, rng))
+    rows = _strap_rows(*_steady_beats(4.5, rng))
     by_default = summarize_night(stage_subject_night(rows)).iloc[0]
     assert by_default["method"] == DEFAULT_MODEL and by_default["rr_coverage_pct"] > 95
     epochs = stage_subject_night(rows, rr_staging=True)
@@ -60,7 +60,7 @@ def test_a_strap_night_with_rr_is_staged_by_the_rr_model_when_asked(rng: np.rand
     assert night["method"] == RR_MODEL and night["rr_coverage_pct"] > 95 and night["status"] == "staged"
     assert 0 <= night["cvhr_per_hour"] < 5  # steady heart rate: no apnoea cycles
     # the same night without its intervals: heart rate alone, by the heart-rate model
-    rows = _strap_rows(*_steady_beats(3, rng))
+    rows = _strap_rows(*_steady_beats(4.5, rng))
     rows["rr_ms"] = [[] for _ in range(len(rows))]
     hr_only = summarize_night(stage_subject_night(rows, rr_staging=True)).iloc[0]
     assert hr_only["method"] == DEFAULT_MODEL and hr_only["rr_coverage_pct"] == 0
@@ -68,7 +68,7 @@ def test_a_strap_night_with_rr_is_staged_by_the_rr_model_when_asked(rng: np.rand
 
 
 def _bad(kind: str, rng: np.random.Generator) -> pd.DataFrame:
-    t, rr = _steady_beats(3, rng)
+    t, rr = _steady_beats(4.5, rng)
     if kind == "short":  # 45 min
         return _strap_rows(t[t < 2700], rr[t < 2700])
     if kind == "gap":  # the strap off for 40 min: no notifications at all
@@ -100,7 +100,7 @@ def test_bad_rr_has_a_defined_outcome(kind: str, rng: np.random.Generator) -> No
     assert night["method"] in (DEFAULT_MODEL, RR_MODEL) and 0 <= night["rr_coverage_pct"] <= 100
     with_rr = epochs["rr_window"].astype(bool)
     if kind == "short":
-        assert night["status"] == "insufficient" and "under 1 h" in night["status_reason"]
+        assert night["status"] == "insufficient" and "under 4 h" in night["status_reason"]
         assert night["method"] == DEFAULT_MODEL  # 45 min < MIN_RR_EPOCHS of HRV: the heart-rate model
         assert with_rr.sum() < MIN_RR_EPOCHS and pd.isna(night["cvhr_per_hour"])
     elif kind == "gap":
