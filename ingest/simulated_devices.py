@@ -110,6 +110,24 @@ class IngestResult:
     bed_gaps: int
     bed_gap_samples: int
 
+    @classmethod
+    def of(cls, collector: Collector, spool: Spool, peripherals: Sequence[FakePeripheral] = ()) -> IngestResult:
+        """A collection's figures: the played ``peripherals``' (or, recording real devices, the
+        collector's own count of notifications) and the spool's."""
+        c = spool.counters()
+        return cls(
+            notified=sum(p.delivered for p in peripherals) if peripherals else collector.stats.notifications,
+            lost_on_air=sum(p.lost for p in peripherals),
+            received=c.get("received", 0),
+            quarantined=c.get("quarantined", 0),
+            records=c.get("records", 0),
+            sent=c.get("sent", 0),
+            drops=collector.stats.drops,
+            reconnects=max(0, collector.stats.connects - len(collector.targets)),
+            bed_gaps=c.get("bed_gaps", 0),
+            bed_gap_samples=c.get("bed_gap_samples", 0),
+        )
+
     def summary_line(self) -> str:
         return (
             f"ble: notified={self.notified} lost_on_air={self.lost_on_air} received={self.received}"
@@ -151,19 +169,7 @@ def collect_simulated(
         done.set()
         sending.join()
     sender.drain()  # whatever the background sender had not reached yet
-    c = spool.counters()
-    return IngestResult(
-        notified=sum(p.delivered for p in peripherals),
-        lost_on_air=sum(p.lost for p in peripherals),
-        received=c.get("received", 0),
-        quarantined=c.get("quarantined", 0),
-        records=c.get("records", 0),
-        sent=c.get("sent", 0),
-        drops=collector.stats.drops,
-        reconnects=collector.stats.connects - len(targets),
-        bed_gaps=c.get("bed_gaps", 0),
-        bed_gap_samples=c.get("bed_gap_samples", 0),
-    )
+    return IngestResult.of(collector, spool, peripherals)
 
 
 async def _collect(world: FakeBleWorld, collector: Collector, total: int, progress: bool) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 
 from core.errors import DatasetError, UsageError
 
-__all__ = ["print_figures", "rr_argument", "utc"]
+#: ``--night``'s help wherever a command names nights.
+NIGHT_HELP = (
+    "YYYY-MM-DD[,...] (a night's evening; nights run noon to noon in SLEEPSTACK_TZ), or 'yesterday': "
+    "the most recent night that has closed"
+)
+
+__all__ = ["NIGHT_HELP", "print_figures", "rr_argument", "utc"]
 
 
 def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sleepstack.cli._helpers import NIGHT_HELP
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -56,7 +57,7 @@ def register(sub: Any) -> None:
 
     s = sub.add_parser("report", help="a night's self-contained HTML report (and PDF) from the curated tables")
     s.add_argument("--subject", required=True, help="the subject's pseudonymous id")
-    s.add_argument("--night", required=True, help="YYYY-MM-DD (the night's evening) or 'yesterday'")
+    s.add_argument("--night", required=True, help=NIGHT_HELP)
     s.add_argument("--out", help="HTML file to write (default sleepstack-night-SUBJECT-NIGHT.html)")
     s.add_argument("--pdf", action="store_true", help="also print it to PDF (the same name, .pdf) with Chromium")
     s.set_defaults(func=_cmd_report)

@@ -125,28 +125,10 @@ def run_collect(
         }
         print(json.dumps(figures))
     else:
-        print(_summary_line(collector, spool, world))
+        from ingest.simulated_devices import IngestResult
+
+        print(IngestResult.of(collector, spool, list(world.peripherals.values()) if world else ()).summary_line())
     return 0
-
-
-def _summary_line(collector: Collector, spool: Any, world: FakeBleWorld | None) -> str:
-    """The readable closing line, as the demo prints it (``ble: notified=... -> records=... sent=...``)."""
-    from ingest.simulated_devices import IngestResult
-
-    c = spool.counters()
-    peripherals = list(world.peripherals.values()) if world else []
-    return IngestResult(
-        notified=sum(p.delivered for p in peripherals) if world else collector.stats.notifications,
-        lost_on_air=sum(p.lost for p in peripherals),
-        received=c.get("received", 0),
-        quarantined=c.get("quarantined", 0),
-        records=c.get("records", 0),
-        sent=c.get("sent", 0),
-        drops=collector.stats.drops,
-        reconnects=max(0, collector.stats.connects - len(peripherals or collector.targets)),
-        bed_gaps=c.get("bed_gaps", 0),
-        bed_gap_samples=c.get("bed_gap_samples", 0),
-    ).summary_line()
 
 
 #: How a replay's clock is set: moved by whole days to the latest day it ends before now,

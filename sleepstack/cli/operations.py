@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError
-from sleepstack.cli._helpers import utc
+from sleepstack.cli._helpers import NIGHT_HELP, utc
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -213,12 +213,7 @@ def register(sub: Any) -> None:
     a.add_argument("--idle", action="store_true", help="until every consumer is at the tip and the delivery flushed")
     a.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     a = acts.add_parser("stage", help="have the stack's scheduler stage nights now")
-    a.add_argument(
-        "--night",
-        required=True,
-        help="YYYY-MM-DD[,...] (a night's evening) or 'yesterday': the most recent night that has closed "
-        "(nights run noon to noon in SLEEPSTACK_TZ)",
-    )
+    a.add_argument("--night", required=True, help=NIGHT_HELP)
     s.set_defaults(func=_cmd_stack)
 
     s = sub.add_parser("reconcile", help="counts at every hop for what was collected into this home")

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.epochs import night_of
 from core.errors import NoDataError, QueryError, UsageError
-from sleepstack.cli._helpers import rr_argument
+from sleepstack.cli._helpers import NIGHT_HELP, rr_argument
 from sleepstack.hints import command
 from sleepstack.settings import Settings
 
@@ -243,12 +243,7 @@ def register(sub: Any) -> None:
     s = sub.add_parser("batch", help="nightly staging job on local Spark")
     bsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     r = bsub.add_parser("run", help="stage nights (and any night that has gained late data)")
-    r.add_argument(
-        "--night",
-        required=True,
-        help="YYYY-MM-DD[,...] (a night's evening; nights run noon to noon in SLEEPSTACK_TZ), or 'yesterday': "
-        "the most recent night that has closed",
-    )
+    r.add_argument("--night", required=True, help=NIGHT_HELP)
     r.add_argument("--lake", help="lake directory (default $SLEEPSTACK_HOME/lake)")
     r = bsub.add_parser("backfill", help="stage every night in a range again (replaces their partitions)")
     r.add_argument("--from", dest="start", required=True, help="first night, YYYY-MM-DD")
