@@ -135,10 +135,16 @@ class Settings:
             SLEEPSTACK_SEND_LINGER_MS=str(self.send_linger_ms),
             SLEEPSTACK_STAGING_RR="on" if self.staging_rr else "off",
         )
-        if self.opensearch_url:
-            env["OPENSEARCH_URL"] = self.opensearch_url
-        if self.opensearch_dist:
-            env["SLEEPSTACK_OPENSEARCH_DIST"] = str(self.opensearch_dist)
+        # these settings' own values, never ones the parent merely inherited: a demo built from
+        # its own settings must not send its children to an OpenSearch the caller's shell names
+        for key, value in (
+            ("OPENSEARCH_URL", self.opensearch_url),
+            ("SLEEPSTACK_OPENSEARCH_DIST", self.opensearch_dist),
+        ):
+            if value:
+                env[key] = str(value)
+            else:
+                env.pop(key, None)
         return env
 
     @property

@@ -53,9 +53,7 @@ class HandlerStats:
     documents: int = 0
     quarantined: int = 0
     bytes: int = 0
-    #: valid records whose effect is not a document of their own (bed frames covering no
-    #: complete epoch, records behind their device's watermark)
-    without_documents: set[str] = field(default_factory=set)
+    #: valid records behind their device's watermark (redeliveries), counted, not applied
     behind: int = 0
     alerts: int = 0
     #: documents the store refused for good (dead-lettered)
@@ -94,7 +92,6 @@ class SpeedLayerHandler:
             self.stats.documents += len(applied.docs)
             self.stats.alerts += sum(1 for kind, _ in applied.docs if kind == "alerts")
             self.stats.behind += len(applied.behind)
-            self.stats.without_documents.update(applied.without_documents, applied.behind)
         return dict(response)
 
     def _record_handler(self, decoded: list[tuple[int, Record]]) -> Callable[[KinesisStreamRecord], None]:
