@@ -6,7 +6,7 @@
 | ``SLEEPSTACK_HOME`` | local state: lake, stores, checkpoints, dead letters | ``./.sleepstack`` |
 | ``SLEEPSTACK_ENV`` | environment name used in resource names (template parameter) | ``dev`` |
 | ``SLEEPSTACK_TZ`` | subjects' time zone, for noon-to-noon nights | ``UTC`` |
-| ``AWS_REGION`` | region of the AWS clients (local: a label only) | ``us-east-1`` |
+| ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``) | region of the AWS clients (local: a label only) | ``us-east-1`` |
 | ``OPENSEARCH_URL`` | live store: an OpenSearch endpoint instead of the embedded store | unset |
 | ``SLEEPSTACK_ATHENA_WORKGROUP`` / ``SLEEPSTACK_ATHENA_S3_STAGING`` | Athena (aws) | ``primary`` / unset |
 | ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |

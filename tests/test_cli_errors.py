@@ -166,12 +166,14 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     assert done.stderr.startswith("sleepstack: error: --replay:")
 
 
-def test_a_child_never_inherits_an_opensearch_the_settings_do_not_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_child_never_inherits_an_opensearch_the_settings_do_not_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from sleepstack.settings import Settings
 
     monkeypatch.setenv("OPENSEARCH_URL", "https://somewhere.example:9200")
     monkeypatch.setenv("SLEEPSTACK_OPENSEARCH_DIST", "/opt/opensearch")
-    demo = Settings.from_env({"SLEEPSTACK_HOME": "/tmp/x"})  # the demo's own settings: the embedded store
+    demo = Settings.from_env({"SLEEPSTACK_HOME": str(tmp_path)})  # the demo's own settings: the embedded store
     env = demo.child_env()
     assert "OPENSEARCH_URL" not in env and "SLEEPSTACK_OPENSEARCH_DIST" not in env
     assert Settings.from_env().child_env()["OPENSEARCH_URL"] == "https://somewhere.example:9200"
