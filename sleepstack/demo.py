@@ -33,13 +33,13 @@ from ingest.simulated_devices import collect_simulated
 from ingest.spool import Spool
 from local.duckdb_sql import LocalSqlEngine
 from local.kinesis import check_tools
+from local.live_store import LocalLiveStore
 from serving.sql_engine import load_query
 from sleepstack import wiring
 from sleepstack.dashboard import dashboard_url, read_token, token
 from sleepstack.hints import command
 from sleepstack.settings import Settings
 from sleepstack.stack import reconcile, request_stage, stack_down, stack_status, stack_up, wait_idle
-from speed_layer.store import LiveStore
 
 __all__ = ["BAD_RECORDS", "DemoResult", "run_demo", "truth_table"]
 
@@ -84,6 +84,8 @@ class DemoResult:
     speed_layer: int = 0
     landed: int = 0
     duplicated: int = 0
+    #: the speed layer's bed epoch-vitals documents (a bed clock off the 30-s grid must not lose them)
+    bed_vitals: int = 0
     quarantined_speed: int = 0
     quarantined_delivery: int = 0
     nights: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -202,13 +204,11 @@ def _run(
         raise NoDataError(f"the scheduler's batch run failed: {' '.join(run.get('said') or [])}")
     counts = reconcile(settings)
     result.produced, result.streamed, result.speed_layer = counts["produced"], counts["streamed"], counts["speed_layer"]
-    from local.live_store import LocalLiveStore
-
     _serve(home, lake, LocalLiveStore(home / "serving" / "live.sqlite"), result, say)
     return result
 
 
-def _serve(home: Path, lake: Path, store: LiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
+def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
     """Count what landed, run the analyst query and compare stages with the ground truth."""
     sql = LocalSqlEngine(lake)
     counts = sql.query("SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records")
@@ -232,7 +232,11 @@ def _serve(home: Path, lake: Path, store: LiveStore, result: DemoResult, say: Ca
     say(_format_table(result.nights))
     say("")
     vitals, alerts, strap = store.count("vitals"), store.count("alerts"), store.count("samples")
-    say(f"live store: {vitals} epoch-vitals docs, {alerts} alerts, {strap} strap heart-rate docs")
+    result.bed_vitals = sum(1 for kind, _, body in store.dump() if kind == "vitals" and '"source":"bed"' in body)
+    say(
+        f"live store: {vitals} epoch-vitals docs ({result.bed_vitals} from bed sensors), {alerts} alerts,"
+        f" {strap} strap heart-rate docs"
+    )
     say(
         f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"
         f" (of {len(BAD_RECORDS)} contract-breaking records sent;"

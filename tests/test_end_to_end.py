@@ -49,6 +49,7 @@ def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:
     # staging accuracy is measured on real PSG (test_staging_model); on simulated physiology
     # the plumbing must still separate sleep from wake
     assert (result.nights["sleep_wake_pct"] > 80).all()
+    assert result.bed_vitals > 1500  # two nights of bed epochs: every bed frame yields its epoch
     # breathing pauses per hour: the simulator's apnoeas per hour of its sleep, within 1/h (issue 31)
     assert (result.nights["true_pauses_per_hour"] > 0).all()
     assert ((result.nights["pauses_per_hour"] - result.nights["true_pauses_per_hour"]).abs() <= 1.0).all()
