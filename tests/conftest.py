@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -9,12 +10,15 @@ import boto3
 import numpy as np
 import pytest
 from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from moto import mock_aws
 
 from core.kpl import aggregate, unpack
 from core.simulate import SimConfig, SimulatedNight, simulate_night
 
-# property tests keep no example database in the checkout (a test run leaves no files behind)
+# property tests keep nothing in the checkout (a test run leaves no files behind): no example
+# database, and Hypothesis's own cache under the system's temporary directory
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "sleepstack-hypothesis")
 hypothesis_settings.register_profile("sleepstack", database=None)
 hypothesis_settings.load_profile("sleepstack")
 
