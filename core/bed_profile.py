@@ -1,7 +1,7 @@
 """The sleepstack Bed Sensor BLE profile (v1): UUIDs, frame layout, decoder and encoder.
 
 No Bluetooth SIG profile exists for under-mattress ballistocardiography, so sleepstack
-defines one (documented in the README, "Bed-sensor BLE profile"). A sensor exposes one
+defines one (documented in docs/operator.md, "Bed-sensor BLE profile"). A sensor exposes one
 primary service with three characteristics:
 
 ==================  ======================================  ==========  =======================

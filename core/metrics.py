@@ -32,7 +32,7 @@ awakenings longer than 5 min    15      <= 1            >= 4
 ==============================  ======  ==============  ==================
 
 Stage shares are deliberately not scored: staging from heart rate agrees with PSG at
-kappa ~0.4 (README), too little to judge a night on its deep or REM minutes.
+kappa ~0.4 (docs/science.md), too little to judge a night on its deep or REM minutes.
 
 Inputs: ``stages`` shape (n_epochs,), :class:`~core.sleep_stages.SleepStage` codes or ``-1``
 (unscored) of consecutive 30-s epochs; times in minutes.

@@ -11,7 +11,7 @@ Method: each 30-s epoch is staged by a :class:`core.stage_classifier.StageModel`
   rate within the same night. It is opt-in because its only beat-to-beat training and
   validation nights are of apnoea patients: it stages them better (κ) than the heart-rate
   model, but its total sleep time is further off, there and on the simulator's healthy
-  nights (README, "Staging from beat-to-beat intervals").
+  nights (docs/science.md, "Staging from beat-to-beat intervals").
 
 When a bed sensor is there, two of its signals override the model with wake, as
 actigraphy does (Cole R.J. et al., SLEEP 15:461-469, 1992; Sadeh A. et al., SLEEP

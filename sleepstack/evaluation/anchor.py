@@ -5,7 +5,7 @@ stages wake / NREM / REM from heartbeat times, age and sex, trained on 1,971 MES
 It is an optional extra (``pip install -e '.[anchors]'``: sleepecg, keras 3 and jax for
 keras's backend) and never part of the product: ``sleepstack evaluate slpdb DIR --anchor
 sleepecg`` scores it on the same records and with the same figures as our models, so the
-README's table has both rows from one command.
+docs/science.md's table has both rows from one command.
 
 Inputs per record: the heartbeat times (the first beat's start, then every interval's
 end, s from the record's start), the record's start clock time, age and sex from
