@@ -5,6 +5,11 @@
   ``sleepstack dashboard`` in its own process, with the bearer token, ``requests`` times
   after a warm-up; p50/p95/max in ms (goal p95 ≤ 50 ms).
   The cohort (``/api/subjects``) and a night's epochs from the curated tables likewise.
+* **Concurrent**: 10 clients poll the live view as the subject page does (the last two
+  minutes of vitals, again and again) while one client reads a night's staged epochs from
+  the curated tables (a DuckDB query over Parquet) in a loop; the live polls' p50/p95 with
+  and without that reader, side by side (goal: live p95 under load ≤ 100 ms). A route that
+  blocked the server's event loop would make every poll wait for the slow query.
 * **Pages**: headless Chromium (Debian's, through Playwright) opens the subject page and
   the night page ``loads`` times each; "ready" is when the page has drawn its charts with
   the night's data (``document.body.dataset.ready``), from the navigation's start, median
@@ -21,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -64,6 +70,37 @@ def _api(address: str, token: str, path: str, requests: int) -> dict[str, Any]:
     return {**_timings(secs), "bytes": size}
 
 
+def _poll(address: str, token: str, path: str, stop: threading.Event, out: list[float]) -> None:
+    while not stop.is_set():
+        t = time.perf_counter()
+        _get(address + path, token)
+        out.append((time.perf_counter() - t) * 1000)
+
+
+def _concurrent(address: str, token: str, live: str, slow: str, seconds: float, clients: int = 10) -> dict[str, Any]:
+    """Live polls' latency from ``clients`` threads, alone and while one more thread reads ``slow``."""
+    figures: dict[str, Any] = {}
+    for case, extra in (("live_alone", None), ("live_with_slow_reader", slow)):
+        stop = threading.Event()
+        lat: list[list[float]] = [[] for _ in range(clients)]
+        slow_lat: list[float] = []
+        threads = [threading.Thread(target=_poll, args=(address, token, live, stop, lat[k])) for k in range(clients)]
+        if extra:
+            threads.append(threading.Thread(target=_poll, args=(address, token, extra, stop, slow_lat)))
+        for th in threads:
+            th.start()
+        time.sleep(seconds)
+        stop.set()
+        for th in threads:
+            th.join()
+        polls = [v for per in lat for v in per]
+        figures[case] = {**_timings(polls), "polls": len(polls)}
+        if extra:
+            figures[case]["slow_reader"] = {**_timings(slow_lat), "requests": len(slow_lat)}
+    figures["p95_ratio"] = round(figures["live_with_slow_reader"]["p95_ms"] / figures["live_alone"]["p95_ms"], 2)
+    return figures
+
+
 def _pages(address: str, token: str, paths: dict[str, str], loads: int, chromium: str) -> dict[str, Any]:
     if not Path(chromium).is_file():
         return {"skipped": f"{chromium} is not installed (apt-get install chromium)"}
@@ -91,7 +128,9 @@ def _pages(address: str, token: str, paths: dict[str, str], loads: int, chromium
     return out
 
 
-def bench_dashboard(requests: int = 50, loads: int = 5, subjects: int = 3) -> dict[str, Any]:
+def bench_dashboard(
+    requests: int = 50, loads: int = 5, subjects: int = 3, concurrent_seconds: float = 10.0
+) -> dict[str, Any]:
     from core.epochs import night_bounds_ms
     from sleepstack.dashboard import token
 
@@ -109,6 +148,9 @@ def bench_dashboard(requests: int = 50, loads: int = 5, subjects: int = 3) -> di
                 "subjects": _api(address, tok, "/api/subjects", requests),
                 "night_epochs": _api(address, tok, f"/api/nights/d001/{night}/epochs", requests),
             }
+            midnight = end - 12 * 3_600_000  # a live poll: two minutes of vitals, as the subject page asks each second
+            last = f"/api/subjects/d002/vitals?start_ms={midnight}&end_ms={midnight + 120_000}"
+            concurrent = _concurrent(address, tok, last, f"/api/nights/d001/{night}/epochs", concurrent_seconds)
             pages = _pages(
                 address, tok, {"subject": "/subjects/d001", "night": f"/nights/d001/{night}"}, loads, settings.chromium
             )
@@ -119,6 +161,8 @@ def bench_dashboard(requests: int = 50, loads: int = 5, subjects: int = 3) -> di
         "requests": requests,
         "api": api,
         "goal_api_p95_ms": 50,
+        "concurrent": concurrent,
+        "goal_concurrent_live_p95_ms": 100,
         "page_loads": loads,
         "pages": pages,
         "goal_page_ready_ms": 1000,

@@ -31,7 +31,9 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     elif args.which == "dashboard":
         from sleepstack.bench.dashboard import bench_dashboard
 
-        figures = bench_dashboard(requests=args.requests, loads=args.rounds + 2)
+        figures = bench_dashboard(
+            requests=args.requests, loads=args.rounds + 2, concurrent_seconds=args.concurrent_seconds
+        )
     else:
         from sleepstack.bench.ingest import bench_ingest
 
@@ -75,5 +77,11 @@ def register(sub: Any) -> None:
     b.add_argument("--query-days", type=int, default=365, help="nights per subject in the query year")
     b = bench("dashboard", "the dashboard API's latency per route and its pages' load time")
     b.add_argument("--requests", type=int, default=50, help="timed requests per API route")
+    b.add_argument(
+        "--concurrent-seconds",
+        type=float,
+        default=10.0,
+        help="how long 10 clients poll the live view, alone and beside a slow night reader",
+    )
     bench("opensearch", "bulk indexing and live queries against a real OpenSearch node")
     s.set_defaults(func=_cmd_bench)
