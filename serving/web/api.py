@@ -21,7 +21,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from core.epochs import night_bounds_ms, night_of
+from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query

@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from core.apnoea_screens import apnoea_screens
 from core.errors import ConfigError
-from core.sleep_stages import SleepStage
-from core.stage_norms import stage_share_flags
+from core.nights.apnoea_screens import apnoea_screens
+from core.nights.stage_norms import stage_share_flags
+from core.nights.stages import SleepStage
 
 __all__ = ["Assets", "load_assets", "render_page", "render_report", "vendor_dir"]
 
