@@ -8,7 +8,7 @@ from typing import Final
 import pyarrow as pa
 
 from core.contract import RAW_FIELDS, FieldSpec, FieldType
-from core.vitals import EPOCH_VITALS_FIELDS
+from core.signals.vitals import EPOCH_VITALS_FIELDS
 
 __all__ = ["RAW_SCHEMA", "arrow_schema", "epoch_vitals_schema"]
 

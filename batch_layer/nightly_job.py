@@ -15,7 +15,7 @@ again in the same run, so a strap that uploads its spool days late corrects its 
 
 Conflicts: a record id that names two contents in the raw data (an old lake, a bug) is
 counted per night in the state table (``record_conflicts``) and in the result; staging
-keeps one copy deterministically (:mod:`core.record_conflicts`).
+keeps one copy deterministically (:mod:`core.contract.conflicts`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Any, Final
 
 import pandas as pd
 
+from batch_layer.stage_models import bundled
 from core.contract import spark_ddl
-from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 
 __all__ = ["LOOKBACK_DAYS", "NightlyResult", "pending_nights", "raw_dates_for", "run_nightly"]
 
@@ -45,7 +46,7 @@ class NightlyResult:
     subject_nights: int
     epochs: int
     reprocessed: list[str] = field(default_factory=list)  # nights staged again because late data arrived
-    #: contents beyond the first under a record id in the raw data (one kept, :mod:`core.record_conflicts`)
+    #: contents beyond the first under a record id in the raw data (one kept, :mod:`core.contract.conflicts`)
     record_conflicts: int = 0
 
 
@@ -136,7 +137,7 @@ def run_nightly(
     raw = raw.drop("dt")
 
     def stage(night: pd.DataFrame) -> pd.DataFrame:  # type hints: how Spark reads a grouped-map function
-        return stage_subject_night(night, rr_staging=rr_staging)
+        return stage_subject_night(night, models=bundled(), rr_staging=rr_staging)
 
     epochs = raw.groupBy("subject_id", "night").applyInPandas(stage, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()

@@ -10,21 +10,23 @@ __all__ = [
     "DatasetError",
     "DecodeError",
     "EmptyTableError",
+    "InputError",
     "NoDataError",
     "QueryError",
     "SleepstackError",
-    "UsageError",
 ]
 
 
 class SleepstackError(Exception):
     """Base class of every error sleepstack raises on purpose.
 
-    ``exit_code`` is what the command line exits with: 1 for a run that failed, 2 for input
-    that is wrong (the subclasses for bad input say so).
+    ``bad_input`` says whose the fault is: ``True`` when what the caller gave (a record, a
+    payload, a file, an argument, a setting, a query) is wrong, ``False`` when a run failed
+    on good input. Callers map it to their own outcome (the command line to its exit code,
+    the HTTP API to 4xx or 5xx).
     """
 
-    exit_code: ClassVar[int] = 1
+    bad_input: ClassVar[bool] = False
 
 
 class ContractError(SleepstackError, ValueError):
@@ -34,7 +36,7 @@ class ContractError(SleepstackError, ValueError):
     unreadable), ``reason`` says what is wrong with it.
     """
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
@@ -50,7 +52,7 @@ class DecodeError(SleepstackError, ValueError):
     them.
     """
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
     def __init__(self, what: str, reason: str, payload: bytes | bytearray | memoryview = b"") -> None:
         self.what = what
@@ -62,7 +64,7 @@ class DecodeError(SleepstackError, ValueError):
 class DatasetError(SleepstackError, ValueError):
     """A file of a reference dataset (e.g. sleep-accel) is missing or malformed; ``path`` names it."""
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
@@ -70,14 +72,14 @@ class DatasetError(SleepstackError, ValueError):
         super().__init__(f"{path}: {reason}")
 
 
-class UsageError(SleepstackError, ValueError):
-    """A command-line argument (or other input a user typed) is invalid.
+class InputError(SleepstackError, ValueError):
+    """An argument a caller gave (a command-line flag, a job argument, a query parameter) is invalid.
 
     ``what`` names the flag or argument (e.g. ``"--night"``), ``reason`` says what is wrong
     with the value given.
     """
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
     def __init__(self, what: str, reason: str) -> None:
         self.what = what
@@ -88,7 +90,7 @@ class UsageError(SleepstackError, ValueError):
 class ConfigError(SleepstackError, ValueError):
     """A setting (an environment variable) is missing or invalid; ``name`` names it."""
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
@@ -99,7 +101,7 @@ class ConfigError(SleepstackError, ValueError):
 class QueryError(SleepstackError, ValueError):
     """An analyst's SQL is refused (not a single read-only query on the lake's tables) or fails."""
 
-    exit_code: ClassVar[int] = 2
+    bad_input: ClassVar[bool] = True
 
 
 class NoDataError(SleepstackError):
@@ -109,4 +111,4 @@ class NoDataError(SleepstackError):
 class EmptyTableError(QueryError, NoDataError):
     """A query reads a table that holds no data yet (nothing delivered or staged)."""
 
-    exit_code: ClassVar[int] = 1
+    bad_input: ClassVar[bool] = False

@@ -21,7 +21,7 @@ def main(argv: list[str]) -> None:
     from pyspark.context import SparkContext
 
     from batch_layer.nightly_job import run_nightly
-    from core.epochs import resolve_nights
+    from core.contract.epochs import resolve_nights
 
     args = getResolvedOptions(argv, ["RAW_PATH", "CURATED_PATH", "NIGHTS", "TZ", "STAGING_RR"])
     if args["STAGING_RR"] not in ("on", "off"):

@@ -4,7 +4,7 @@ Kinesis bills PUT payload units of 25 KB and Firehose rounds every record up to 
 one Kinesis record per 1-Hz strap notification (~290 bytes) pays mostly for rounding. As
 the Kinesis Producer Library does, the sender packs the records bound for one shard — of
 one device or of several, each user record keeping its device as its partition key — in
-order, into aggregates (:mod:`core.kpl`) of at most ``max_bytes`` (default
+order, into aggregates (:mod:`core.contract.kpl`) of at most ``max_bytes`` (default
 :data:`PUT_UNIT_BYTES`, one PUT payload unit). The aggregate's own partition key is its
 first record's device, whose hash lands on that shard, so every device's records stay in
 order on its one shard. Which shard a key hashes to comes from :class:`ShardMap` (the
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
 from core.contract import Record, to_wire
-from core.kpl import aggregate, header_size, key_size, record_size
+from core.contract.kpl import aggregate, header_size, key_size, record_size
 
 __all__ = [
     "DEFAULT_LINGER_MS",

@@ -36,14 +36,14 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
-from core.bed_profile import BED_CLOCK_UUID, BED_FRAME_UUID, BED_SERVICE_UUID, encode_clock
-from core.errors import DecodeError
-from core.hrm import (
+from core.ble.bed_profile import BED_CLOCK_UUID, BED_FRAME_UUID, BED_SERVICE_UUID, encode_clock
+from core.ble.hrm import (
     BODY_SENSOR_LOCATION_UUID,
     HEART_RATE_MEASUREMENT_UUID,
     HEART_RATE_SERVICE_UUID,
     decode_body_sensor_location,
 )
+from core.errors import DecodeError
 from ingest.spool import Notification, Spool, SpoolFullError
 
 __all__ = ["Collector", "CollectorStats", "DeviceTarget", "scan", "wall_clock_ms"]

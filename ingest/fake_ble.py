@@ -35,7 +35,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 
-from core.bed_profile import (
+from core.ble.bed_profile import (
     BED_CLOCK_UUID,
     BED_FRAME_UUID,
     BED_INFO_UUID,
@@ -44,8 +44,8 @@ from core.bed_profile import (
     encode_bed_frame,
     encode_sensor_info,
 )
+from core.ble.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
 from core.errors import DatasetError
-from core.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
 
 __all__ = [
     "Drop",

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from core.bed_profile import encode_bed_frame
-from core.hrm import encode_hrm
-from core.simulate import SimulatedNight, bed_notifications, strap_measurements
+from core.ble.bed_profile import encode_bed_frame
+from core.ble.hrm import encode_hrm
 from ingest.collector import Collector, DeviceTarget
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, ScriptItem
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
 from ingest.spool import Spool
+from simulator.nights import SimulatedNight, bed_notifications, strap_measurements
 
 __all__ = [
     "MALFORMED_HRM",

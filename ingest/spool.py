@@ -5,7 +5,7 @@ every step is one SQLite transaction, so a ``kill -9`` at any instant loses noth
 
 1. ``notifications``: raw payloads as received (device, subject, kind, receive stamp);
 2. :meth:`Spool.frame` decodes them into contract records (straps 1:1, bed notifications
-   re-framed on the epoch grid by :class:`core.device_records.BedFramer`) and, in the same
+   re-framed on the epoch grid by :class:`core.ble.device_records.BedFramer`) and, in the same
    transaction, writes the records to ``outbox``, persists the framer's open frames in
    ``open_frames``, moves undecodable payloads to ``quarantine`` (with the reason; logged
    in hex) and deletes the notifications it consumed;
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from core.bed_profile import decode_bed_frame
+from core.ble.bed_profile import decode_bed_frame
+from core.ble.device_records import BedFramer, FramerCounts, OpenFrame, strap_sample
+from core.ble.hrm import decode_hrm
 from core.contract import SCHEMA_VERSION, Record, to_wire, validate
-from core.device_records import BedFramer, FramerCounts, OpenFrame, strap_sample
 from core.errors import ContractError, DecodeError, SleepstackError
-from core.hrm import decode_hrm
 
 __all__ = ["KINDS", "Notification", "OutboxEntry", "Spool", "SpoolFullError"]
 
@@ -237,7 +237,7 @@ class Spool:
         """Decode up to ``limit`` spooled notifications into outbox records; returns how many.
 
         Once every spooled notification is framed, the open bed frames idle at ``now_ms``
-        are closed (:meth:`core.device_records.BedFramer.close_idle`), and with
+        are closed (:meth:`core.ble.device_records.BedFramer.close_idle`), and with
         ``end_of_stream`` (a recording has ended) every open frame is. Never otherwise: a
         collector that stops keeps its open frames for the next run, so framing stays a
         pure function of the notifications (same stream, same frames, one content per id).

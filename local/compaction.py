@@ -5,7 +5,7 @@ objects (Firehose: one per buffer interval per partition). Small files make ever
 pay per-object overhead, so once a partition has more than ``min_files`` small objects
 they are merged: rows are read, duplicates by ``record_id`` dropped (a redelivery can
 land a record twice; where copies differ a deterministic one is kept and the conflict
-counted, :mod:`core.record_conflicts`), sorted by subject and event time (better compression and
+counted, :mod:`core.contract.conflicts`), sorted by subject and event time (better compression and
 row-group pruning), and written as files of at most ``target_bytes`` of input each.
 Objects already at least half the target are left alone.
 
@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_layer.lake_schema import RAW_SCHEMA
-from core.record_conflicts import drop_duplicate_records
+from core.contract.conflicts import drop_duplicate_records
 
 __all__ = ["CompactionStats", "compact_partition"]
 
@@ -58,7 +58,7 @@ def _groups(files: list[Path], target_bytes: int) -> list[list[Path]]:
 
 
 def _dedupe(table: pa.Table) -> tuple[pa.Table, int]:
-    """One row per record id (:func:`core.record_conflicts.drop_duplicate_records` on the repeated ones)."""
+    """One row per record id (:func:`core.contract.conflicts.drop_duplicate_records` on the repeated ones)."""
     ids = table["record_id"].to_numpy(zero_copy_only=False)
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     repeated = counts[inverse] > 1

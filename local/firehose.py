@@ -9,7 +9,7 @@ conversion to Parquet and dynamic partitioning:
   pattern) and ``!{partitionKeyFromLambda:<key>}`` / ``!{partitionKeyFromQuery:<key>}``
   (keys extracted from the record, as the transformation Lambda or a JQ query would:
   ``dt`` = event date, ``kind``, ``subject_id``; :mod:`batch_layer.raw_landing`);
-* de-aggregation of KPL records (:mod:`core.kpl`), as Firehose does for a Kinesis source:
+* de-aggregation of KPL records (:mod:`core.contract.kpl`), as Firehose does for a Kinesis source:
   each user record becomes its own row;
 * an error output prefix with ``!{firehose:error-output-type}``: a user record the
   Parquet conversion cannot read (it breaks the contract) lands there with its reason
@@ -40,8 +40,8 @@ import pyarrow.parquet as pq
 from batch_layer.lake_schema import RAW_SCHEMA
 from batch_layer.raw_landing import partition_keys
 from core.contract import from_wire, to_row
+from core.contract.kpl import AggregateError, unpack
 from core.errors import ContractError
-from core.kpl import AggregateError, unpack
 from dead_letters import DeadLetterSink, dead_letter
 from local.compaction import compact_partition
 from local.shard_reader import Checkpoints, ShardReader, shard_ids

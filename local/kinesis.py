@@ -5,9 +5,9 @@ its streams on disk under ``$SLEEPSTACK_HOME/stream`` (LevelDB, through kinesali
 ``leveldown`` module), so acknowledged records survive restarts and crashes; records older
 than the stream's retention (24 h, as on Kinesis) are trimmed as they are read. Streams
 are created with the names and shard counts of ``infra/template.yaml``. The port is
-chosen once and remembered (``stream-port.json``), so a collector started before a
-restart keeps sending to the same endpoint. The running server's pid and port are in
-``$SLEEPSTACK_HOME/stack.json``.
+chosen once and remembered (:attr:`local.home.Home.stream_port`), so a collector started
+before a restart keeps sending to the same endpoint. The running server's pid and port
+are in :attr:`local.home.Home.stream_server`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from local.home import Home
 from local.supervisor import pid_alive
 from local.template import TEMPLATE_PATH, StreamSpec, load_template, stream_specs
 
-__all__ = ["LOCAL_REGION", "LocalStack", "StackError", "check_tools", "local_kinesis_client"]
+__all__ = ["LOCAL_REGION", "KinesaliteServer", "StackError", "check_tools", "local_kinesis_client"]
 
 #: The region label of every local stand-in (kinesalite accepts any; ARNs carry it).
 LOCAL_REGION: Final = "us-east-1"
@@ -68,24 +69,28 @@ def check_tools(*, java: bool = False) -> None:
 
 
 @dataclass
-class LocalStack:
-    """The kinesalite server of one ``home``: on disk when ``durable`` (the default)."""
+class KinesaliteServer:
+    """The kinesalite server of one home, the local stack's stream: on disk when ``durable`` (the default)."""
 
-    home: Path
+    home: Home
     region: str = LOCAL_REGION
     durable: bool = True
 
     @property
     def _state_file(self) -> Path:
-        return self.home / "stack.json"
+        return self.home.stream_server
 
     @property
     def _port_file(self) -> Path:
-        return self.home / "stream-port.json"
+        return self.home.stream_port
 
     @property
     def data_dir(self) -> Path:
-        return self.home / "stream"
+        return self.home.stream_data
+
+    @property
+    def _log(self) -> Path:
+        return self.home.log("kinesalite")
 
     def saved_port(self) -> int:
         """The port this home's stream listened on before (0: none yet)."""
@@ -99,7 +104,7 @@ class LocalStack:
         saved = self.saved_port()
         if saved not in (0, port):
             raise StackError(f"this home's stream already listens on {saved}; collectors send there")
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.root.mkdir(parents=True, exist_ok=True)
         self._port_file.write_text(json.dumps({"port": port}))
 
     def launch(self, port: int = 0, *, timeout_s: float = 15.0) -> tuple[subprocess.Popen[bytes], int]:
@@ -110,12 +115,13 @@ class LocalStack:
         """
         check_tools()
         port = port or self.saved_port()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.root.mkdir(parents=True, exist_ok=True)
         argv = ["node", str(_SERVER_JS), str(port)]
         if self.durable:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             argv.append(str(self.data_dir))
-        log = (self.home / "kinesalite.log").open("ab")
+        self._log.parent.mkdir(parents=True, exist_ok=True)
+        log = self._log.open("ab")
         proc = subprocess.Popen(argv, cwd=_NODE_DIR, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         assert proc.stdout is not None  # noqa: S101 - Popen contract with stdout=PIPE
         deadline = time.monotonic() + timeout_s
@@ -127,7 +133,7 @@ class LocalStack:
         if not line:
             proc.kill()
             proc.wait()
-            err = (self.home / "kinesalite.log").read_text(errors="replace").strip().splitlines()
+            err = self._log.read_text(errors="replace").strip().splitlines()
             raise StackError(f"kinesalite did not start on 127.0.0.1:{port}: {err[-1] if err else 'timed out'}")
         actual = int(json.loads(line)["port"])
         self.keep_port(actual)
@@ -144,7 +150,7 @@ class LocalStack:
     def endpoint(self) -> str:
         state = self.state()
         if state is None:
-            raise StackError("the local stack is not running: start it with `sleepstack stack up`")
+            raise StackError("the local stream is not running: start the stack with `sleepstack stack up`")
         return f"http://127.0.0.1:{state['port']}"
 
     def up(self, *, port: int = 0, environment: str = "dev", timeout_s: float = 15.0) -> str:
@@ -168,7 +174,7 @@ class LocalStack:
             )
 
     def down(self) -> bool:
-        """Stop the stack; returns whether one was running."""
+        """Stop the server; returns whether one was running."""
         state = self.state()
         self._state_file.unlink(missing_ok=True)
         if state is None:

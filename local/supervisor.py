@@ -5,9 +5,9 @@ supervisor restarts a service that exits or is killed, after an exponential back
 (1 s doubling to 60 s; back to 1 s once it has stayed up a minute), and counts its
 restarts. On SIGTERM it stops the services in reverse order of start, each with SIGTERM
 (so a consumer checkpoints and the delivery flushes its buffers) and SIGKILL after a
-grace period. Its state is ``<run>/supervisor.json``, rewritten atomically every half
-second: per service its pid, state, restarts, last exit and start time. Each service
-writes its own heartbeat, ``<run>/<name>.json`` (:func:`write_heartbeat`).
+grace period. Its state (``state_path``, :attr:`local.home.Home.supervisor_state`) is
+rewritten atomically every half second: per service its pid, state, restarts, last exit
+and start time. Each service writes its own heartbeat (:class:`local.control.Heartbeat`).
 
 A child whose supervisor dies (kill -9) notices that its parent is gone and exits
 (:func:`orphaned`), so a later ``stack up`` starts from a clean slate.
@@ -16,7 +16,6 @@ A child whose supervisor dies (kill -9) notices that its parent is gone and exit
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -26,42 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from local.control import write_json
+
 __all__ = [
     "ServiceSpec",
     "Supervisor",
     "orphaned",
     "pid_alive",
-    "read_json",
     "wait_gone",
-    "write_heartbeat",
-    "write_json",
 ]
 
 BACKOFF_BASE_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
 HEALTHY_AFTER_S: Final = 60.0  # a service up this long starts its backoff afresh
 STOP_GRACE_S: Final = 30.0
-
-
-def write_json(path: Path, obj: dict[str, Any]) -> None:
-    """Replace ``path`` with ``obj`` as JSON atomically (write, fsync-free rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        out: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return out
-
-
-def write_heartbeat(run_dir: Path, name: str, **figures: Any) -> None:
-    """A service's heartbeat: its pid, the time (ms) and whatever figures it reports."""
-    write_json(run_dir / f"{name}.json", {"pid": os.getpid(), "heartbeat_ms": int(time.time() * 1000), **figures})
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -118,11 +95,13 @@ class _Running:
 
 
 class Supervisor:
-    """Runs ``specs`` until SIGTERM/SIGINT; the state goes to ``run_dir/supervisor.json``."""
+    """Runs ``specs`` until SIGTERM/SIGINT; its state goes to ``state_path``."""
 
-    def __init__(self, specs: Sequence[ServiceSpec], run_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, specs: Sequence[ServiceSpec], state_path: Path, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.services = [_Running(s) for s in specs]
-        self.run_dir = run_dir
+        self.state_path = state_path
         self.clock = clock
         self._stopping = False
 
@@ -178,7 +157,7 @@ class Supervisor:
         while not self._stopping:
             for svc in self.services:
                 self._check(svc)
-            write_json(self.run_dir / "supervisor.json", self.status())
+            write_json(self.state_path, self.status())
             time.sleep(0.5)
         self._stop_all()
 
@@ -201,7 +180,7 @@ class Supervisor:
                     proc.kill()  # safe: every service is built to survive kill -9
                     proc.wait()
                 svc.last_exit, svc.proc, svc.state = proc.returncode, None, "stopped"
-            write_json(self.run_dir / "supervisor.json", self.status())
+            write_json(self.state_path, self.status())
         status = self.status()
         status["state"] = "stopped"
-        write_json(self.run_dir / "supervisor.json", status)
+        write_json(self.state_path, status)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from core.contract import hive_columns
-from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 
 __all__ = ["CATALOG", "TableDef", "athena_ddl", "duckdb_view_sql", "render_template"]
 

@@ -34,11 +34,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from core.bed_profile import BedNotification
+from core.ble.bed_profile import BedNotification
+from core.ble.hrm import HeartRateMeasurement
 from core.contract import BedFrame, StrapSample
-from core.epochs import EPOCH_S
-from core.hrm import HeartRateMeasurement
-from core.sleep_stages import SleepStage
+from core.contract.epochs import EPOCH_S
+from core.nights.stages import SleepStage
 
 __all__ = [
     "BED_NOISE_COUNTS",

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from core.contract import BedFrame
-from core.simulate import SimulatedNight, night_records
-from core.vitals import bed_epoch_vitals
+from core.signals.vitals import bed_epoch_vitals
+from simulator.nights import SimulatedNight, night_records
 
 __all__ = ["bed_vitals_accuracy"]
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from batch_layer.stage_models import model_cards
 from core.errors import ConfigError
-from core.stage_classifier import model_cards
-from local.supervisor import read_json
+from local.control import ControlPlane
 from serving.live_queries import LiveQueries
 from serving.sql_engine import SqlEngine
 from sleepstack import wiring
@@ -74,7 +74,7 @@ class Listen:
 
 
 def _token_path(settings: Settings) -> Path:
-    return settings.home / "dashboard" / "token"
+    return settings.paths.dashboard_token
 
 
 def read_token(settings: Settings) -> str | None:
@@ -259,8 +259,8 @@ def serving(settings: Settings, listen: Listen, *, timeout_s: float = 30.0) -> I
 
 def dashboard_url(settings: Settings) -> str | None:
     """The running stack's dashboard address with its token (what a person opens), if it serves."""
-    beat = read_json(settings.home / "run" / "dashboard.json") or {}
-    address, tok = beat.get("url"), read_token(settings)
+    beat = ControlPlane(settings.paths).heartbeat("dashboard")
+    address, tok = beat.url if beat else None, read_token(settings)
     if not address or not tok:
         return None
     return f"{address}/?token={tok}"

@@ -25,16 +25,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from core.epochs import EPOCH_S, night_of
+from core.contract.epochs import EPOCH_S, night_of
 from core.errors import NoDataError
-from core.simulate import SimulatedNight, cohort, latest_first_night, simulate_night
 from ingest.producer import KinesisProducer
 from ingest.simulated_devices import collect_simulated
 from ingest.spool import Spool
 from local.duckdb_sql import LocalSqlEngine
+from local.home import Home
 from local.kinesis import check_tools
 from local.live_store import LocalLiveStore
 from serving.sql_engine import load_query
+from simulator.nights import SimulatedNight, cohort, latest_first_night, simulate_night
 from sleepstack import wiring
 from sleepstack.dashboard import dashboard_url, read_token, token
 from sleepstack.hints import command
@@ -119,7 +120,7 @@ def run_demo(
     night; the simulated devices are collected while they consume; the nights are staged by
     the stack's scheduler. With ``keep_running`` the stack stays up afterwards.
     ``first_night``: the first night's evening; by default the cohort's nights are the
-    latest that have ended (:func:`core.simulate.latest_first_night`), so the last one is
+    latest that have ended (:func:`simulator.nights.latest_first_night`), so the last one is
     last night. A demo stack already running in ``home`` is stopped and its home wiped,
     which the demo says; the dashboard keeps its token, so an open address stays valid.
     """
@@ -162,7 +163,7 @@ def _run(
     say: Callable[[str], Any],
     first_night: date,
 ) -> DemoResult:
-    home, lake = settings.home, settings.lake
+    home, lake = settings.paths, settings.lake
     stream = wiring.stream_name(settings)
     client = wiring.kinesis_client(settings)
     result = DemoResult()
@@ -179,11 +180,9 @@ def _run(
         sim = simulate_night(cfg)
         sims.append(sim)
         truth.append(truth_table(sim))
-    (home / "truth").mkdir()
-    pq.write_table(pa.concat_tables(truth), home / "truth" / "epochs.parquet")
-    ingest = collect_simulated(
-        sims, Spool(home / "spool" / "collector.sqlite"), KinesisProducer(client, stream), seed=seed, progress=progress
-    )
+    home.truth.mkdir()
+    pq.write_table(pa.concat_tables(truth), home.truth / "epochs.parquet")
+    ingest = collect_simulated(sims, Spool(home.spool), KinesisProducer(client, stream), seed=seed, progress=progress)
     say(ingest.summary_line())
     KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
     live = stack_status(settings)["stores"]
@@ -204,17 +203,17 @@ def _run(
         raise NoDataError(f"the scheduler's batch run failed: {' '.join(run.get('said') or [])}")
     counts = reconcile(settings)
     result.produced, result.streamed, result.speed_layer = counts["produced"], counts["streamed"], counts["speed_layer"]
-    _serve(home, lake, LocalLiveStore(home / "serving" / "live.sqlite"), result, say)
+    _serve(home, lake, LocalLiveStore(home.live_db), result, say)
     return result
 
 
-def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
+def _serve(home: Home, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:
     """Count what landed, run the analyst query and compare stages with the ground truth."""
     sql = LocalSqlEngine(lake)
     counts = sql.query("SELECT count(*) AS n, count(DISTINCT record_id) AS d FROM sleepstack.raw_records")
     result.landed, result.duplicated = int(counts["d"][0]), int(counts["n"][0] - counts["d"][0])
     nights_df = sql.query(load_query("night_summaries"))
-    sql.con.register("truth", pq.read_table(home / "truth" / "epochs.parquet"))
+    sql.con.register("truth", pq.read_table(home.truth / "epochs.parquet"))
     agree = sql.con.execute(
         "SELECT e.subject_id, e.night,"
         " round(100 * avg(CASE WHEN e.stage = t.stage THEN 1 ELSE 0 END), 1) AS agreement_pct,"
@@ -240,7 +239,7 @@ def _serve(home: Path, lake: Path, store: LocalLiveStore, result: DemoResult, sa
     say(
         f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"
         f" (of {len(BAD_RECORDS)} contract-breaking records sent;"
-        f" reasons under {home / 'dead-letters'} and {lake / 'errors'})"
+        f" reasons under {home.dead_letters} and {lake / 'errors'})"
     )
     say(result.reconciliation_line())
 

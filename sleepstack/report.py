@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from core.epochs import resolve_nights
-from core.errors import ConfigError, NoDataError, UsageError
-from core.stage_classifier import model_cards
+from batch_layer.stage_models import model_cards
+from core.contract.epochs import resolve_nights
+from core.errors import ConfigError, InputError, NoDataError
 from serving.web.api import SUBJECT_PATTERN, night_detail
 from serving.web.pages import render_report
 from sleepstack import wiring
@@ -36,10 +36,10 @@ def write_report(settings: Settings, subject_id: str, night: str, out: Path, *, 
     from datetime import UTC, datetime
 
     if not re.match(SUBJECT_PATTERN, subject_id):
-        raise UsageError("--subject", f"{subject_id!r} is not a subject id (letters, digits, ._:-)")
+        raise InputError("--subject", f"{subject_id!r} is not a subject id (letters, digits, ._:-)")
     nights = resolve_nights(night, settings.tz, datetime.now(tz=UTC), arg="--night")
     if len(nights) != 1:
-        raise UsageError("--night", f"name one night, not {len(nights)}")
+        raise InputError("--night", f"name one night, not {len(nights)}")
     night = nights[0]
     detail = night_detail(wiring.sql_engine(settings), subject_id, night, model_cards())
     if detail is None:

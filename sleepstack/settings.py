@@ -19,7 +19,7 @@
 | ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
 | ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``800`` |
 | ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
-| ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.alerts.AlertRules`) | ``{}`` |
+| ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
-from core.alerts import AlertRules
 from core.errors import ConfigError
+from core.live.alerts import AlertRules
+
+if TYPE_CHECKING:
+    from local.home import Home
 
 __all__ = ["LiveStoreKind", "Settings", "Target", "use_keras_backend"]
 
@@ -148,8 +151,15 @@ class Settings:
         return env
 
     @property
+    def paths(self) -> Home:
+        """Every path under ``SLEEPSTACK_HOME`` (:class:`local.home.Home`; the Lambda has no home)."""
+        from local.home import Home
+
+        return Home(self.home)
+
+    @property
     def lake(self) -> Path:
-        return self.home / "lake"
+        return self.paths.lake
 
     @property
     def template(self) -> Path:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import NoDataError
+from local.control import ControlPlane
 from local.kinesis import StackError, check_tools
-from local.supervisor import pid_alive, read_json, wait_gone, write_json
-from sleepstack.services import PYTHON_SERVICES, SERVICES, Ledger, run_dir
+from local.supervisor import pid_alive, wait_gone
+from sleepstack.services import PYTHON_SERVICES, SERVICES
 from sleepstack.settings import Settings
 
 __all__ = ["StackTimeoutError", "reconcile", "request_stage", "stack_down", "stack_status", "stack_up", "wait_idle"]
@@ -34,7 +35,7 @@ class StackTimeoutError(StackError):
 
 
 def _supervisor(settings: Settings) -> dict[str, Any] | None:
-    state = read_json(run_dir(settings) / "supervisor.json")
+    state = ControlPlane(settings.paths).supervisor_state()
     if state is None or state.get("state") == "stopped" or not pid_alive(state.get("pid")):
         return None
     return state
@@ -43,20 +44,22 @@ def _supervisor(settings: Settings) -> dict[str, Any] | None:
 def stack_status(settings: Settings) -> dict[str, Any]:
     """Per service pid, state, restarts and heartbeat; per consumer its lag; counts in the stores."""
     sup = _supervisor(settings)
+    control = ControlPlane(settings.paths)
     now_ms = int(time.time() * 1000)
     services: dict[str, Any] = {}
     extra = [n for n in (sup or {}).get("services", {}) if n not in SERVICES]  # the opensearch node
     for name in (*SERVICES, *extra):
         entry = dict((sup or {}).get("services", {}).get(name, {"state": "stopped", "restarts": 0, "pid": None}))
-        beat = read_json(run_dir(settings) / f"{name}.json") if name in PYTHON_SERVICES else None
+        beat = control.heartbeat(name) if name in PYTHON_SERVICES else None
         if sup is None:
             entry.update(state="stopped", pid=None)
         if beat is not None and sup is not None:
-            entry["heartbeat_ms"] = beat.get("heartbeat_ms")
-            entry["figures"] = {k: v for k, v in beat.items() if k not in ("pid", "heartbeat_ms", "state")}
-            if beat.get("state") == "stalled":
+            entry["heartbeat_ms"] = beat.at_ms
+            entry["figures"] = dict(beat.figures)
+            entry["figures"].update({k: v for k, v in (("error", beat.error), ("url", beat.url)) if v is not None})
+            if beat.state == "stalled":
                 entry["state"] = "stalled"
-            elif now_ms - int(beat.get("heartbeat_ms", 0)) > STALE_HEARTBEAT_MS and entry.get("state") == "running":
+            elif now_ms - beat.at_ms > STALE_HEARTBEAT_MS and entry.get("state") == "running":
                 entry["state"] = "unresponsive"
         services[name] = entry
     if services["dashboard"].get("state") == "running":
@@ -90,7 +93,7 @@ def stack_status(settings: Settings) -> dict[str, Any]:
 
 def _store_counts(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    live = settings.home / "serving" / "live.sqlite"
+    live = settings.paths.live_db
     if live.exists() and not settings.opensearch_url and settings.live_store == "embedded":
         from local.live_store import LocalLiveStore
 
@@ -114,10 +117,10 @@ def stack_up(settings: Settings, *, timeout_s: float | None = None) -> dict[str,
     if timeout_s is None:
         timeout_s = 180.0 if settings.live_store == "opensearch" else 90.0
     if _supervisor(settings) is None:
-        logs = settings.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        (run_dir(settings) / "supervisor.json").unlink(missing_ok=True)
-        with (logs / "supervisor.log").open("ab") as out:
+        home = settings.paths
+        home.logs.mkdir(parents=True, exist_ok=True)
+        home.supervisor_state.unlink(missing_ok=True)
+        with home.log("supervisor").open("ab") as out:
             subprocess.Popen(
                 [sys.executable, "-m", "sleepstack.services", "supervisor"],
                 stdout=out,
@@ -142,7 +145,7 @@ def stack_up(settings: Settings, *, timeout_s: float | None = None) -> dict[str,
         ):
             return status
         time.sleep(0.3)
-    tail = _log_tail(settings.home / "logs" / "supervisor.log")
+    tail = _log_tail(settings.paths.log("supervisor"))
     raise StackTimeoutError(f"the local stack did not come up within {timeout_s:.0f} s: {tail}")
 
 
@@ -158,9 +161,9 @@ def stack_down(settings: Settings, *, timeout_s: float = 120.0) -> bool:
     """Stop the supervisor gracefully (delivery flushes, consumers checkpoint); whether one was running."""
     sup = _supervisor(settings)
     if sup is None:
-        from local.kinesis import LocalStack
+        from local.kinesis import KinesaliteServer
 
-        return LocalStack(settings.home).down()  # a stream started alone (tests, benchmarks)
+        return KinesaliteServer(settings.paths).down()  # a stream started alone (tests, benchmarks)
     os.kill(int(sup["pid"]), signal.SIGTERM)
     if not wait_gone(int(sup["pid"]), timeout_s):
         raise StackError(f"the supervisor (pid {sup['pid']}) did not stop within {timeout_s:.0f} s")
@@ -171,8 +174,7 @@ def wait_idle(settings: Settings, *, timeout_s: float = 300.0) -> dict[str, Any]
     """Return once every consumer has read all records put before the call and the delivery has flushed."""
     if _supervisor(settings) is None:
         raise StackError("the local stack is not running: start it with `sleepstack stack up`")
-    t0_ms = int(time.time() * 1000)
-    write_json(run_dir(settings) / "flush-request.json", {"requested_ms": t0_ms})
+    t0_ms = ControlPlane(settings.paths).request_flush().requested_ms
     deadline = time.monotonic() + timeout_s
     behind: list[str] = []
     while time.monotonic() < deadline:
@@ -195,14 +197,13 @@ def request_stage(settings: Settings, nights: str, *, timeout_s: float = 900.0) 
     """Ask the scheduler to stage ``nights`` now and wait for its run; returns the run's record."""
     if _supervisor(settings) is None:
         raise StackError("the local stack is not running: start it with `sleepstack stack up`")
-    asked = int(time.time() * 1000)
-    write_json(run_dir(settings) / "stage-request.json", {"requested_ms": asked, "nights": nights})
+    control = ControlPlane(settings.paths)
+    asked = control.request_stage(nights).requested_ms
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = read_json(run_dir(settings) / "scheduler-state.json") or {}
-        if int(state.get("served_request_ms") or 0) >= asked:
-            run: dict[str, Any] = state["runs"][-1]
-            return run
+        state = control.scheduler_state()
+        if int(state.served_request_ms or 0) >= asked and state.runs:
+            return state.runs[-1]
         time.sleep(0.5)
     raise StackTimeoutError(f"the scheduler did not stage {nights} within {timeout_s:.0f} s")
 
@@ -210,14 +211,15 @@ def request_stage(settings: Settings, nights: str, *, timeout_s: float = 900.0) 
 def reconcile(settings: Settings) -> dict[str, int]:
     """The demo's counts for everything collected into this home: produced .. landed, lost, duplicated."""
     from ingest.spool import Spool
+    from local.ledger import Ledger
 
-    spool_path = settings.home / "spool" / "collector.sqlite"
+    spool_path = settings.paths.spool
     if not spool_path.exists():
         raise NoDataError(f"nothing collected into {settings.home} yet ({spool_path} does not exist)")
     spool = Spool(spool_path)
     counters = spool.counters()
     spool.close()
-    ledger_path = settings.home / "serving" / "speed-ledger.sqlite"
+    ledger_path = settings.paths.ledger_db
     speed = Ledger(ledger_path).count() if ledger_path.exists() else 0
     landed = duplicated = 0
     if any((settings.lake / "raw").glob("dt=*/*.parquet")):

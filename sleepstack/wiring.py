@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.alerts import AlertRules
 from core.errors import ConfigError
+from core.live.alerts import AlertRules
 from dead_letters import DeadLetterSink, LocalDeadLetters, S3DeadLetters
 from sleepstack.settings import Settings
 from speed_layer.handler import SpeedLayerHandler
@@ -45,12 +45,12 @@ __all__ = [
 def local_endpoint(settings: Settings) -> str:
     """This home's local Kinesis endpoint: its port is kept across restarts, so a client made
     while the stream restarts simply retries. StackError when the stack was never started."""
-    from local.kinesis import LocalStack, StackError
+    from local.kinesis import KinesaliteServer, StackError
 
-    stack = LocalStack(settings.home)
-    if (state := stack.state()) is not None:
+    stream = KinesaliteServer(settings.paths)
+    if (state := stream.state()) is not None:
         return f"http://127.0.0.1:{state['port']}"
-    if port := stack.saved_port():
+    if port := stream.saved_port():
         return f"http://127.0.0.1:{port}"
     raise StackError("the local stack is not running: start it with `sleepstack stack up`")
 
@@ -128,7 +128,7 @@ def live_store(settings: Settings, path: Path | None = None) -> LiveStore:
         return OpenSearchLiveStore(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
     from local.live_store import LocalLiveStore
 
-    return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
+    return LocalLiveStore(path or settings.paths.live_db)
 
 
 def live_queries(settings: Settings, path: Path | None = None) -> LiveQueries:
@@ -139,7 +139,7 @@ def live_queries(settings: Settings, path: Path | None = None) -> LiveQueries:
         return OpenSearchLiveQueries(opensearch_client(settings.opensearch_url, sigv4_region=_sigv4_region(settings)))
     from local.live_store import LocalLiveStore
 
-    return LocalLiveStore(path or settings.home / "serving" / "live.sqlite")
+    return LocalLiveStore(path or settings.paths.live_db)
 
 
 def opensearch_dist(settings: Settings) -> Path:
@@ -175,7 +175,7 @@ def state_store(settings: Settings, path: Path | None = None) -> StateStore:
         return DynamoStateStore(boto3.client("dynamodb", region_name=settings.region), settings.state_table)
     from local.state_store import LocalStateStore
 
-    return LocalStateStore(path or settings.home / "serving" / "state.sqlite")
+    return LocalStateStore(path or settings.paths.state_db)
 
 
 def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:
@@ -185,7 +185,7 @@ def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLette
         import boto3
 
         return S3DeadLetters(boto3.client("s3", region_name=settings.region), settings.dead_letter_bucket)
-    return LocalDeadLetters(local_dir or settings.home / "dead-letters")
+    return LocalDeadLetters(local_dir or settings.paths.dead_letters)
 
 
 def speed_layer_handler(

@@ -1,7 +1,7 @@
 """The speed-layer Lambda handler (Kinesis event source, ReportBatchItemFailures).
 
 Thin: powertools' ``BatchProcessor`` hands over each Kinesis record; a KPL aggregate is
-unpacked into its user records (:mod:`core.kpl`; Lambda does not de-aggregate) and each
+unpacked into its user records (:mod:`core.contract.kpl`; Lambda does not de-aggregate) and each
 user record is decoded (:func:`processing.decode`). A user record that breaks the
 contract is quarantined to the dead-letter sink with its reason and counted, alone: its
 neighbours in the aggregate are applied. An aggregate that cannot be unpacked (bad
@@ -10,7 +10,7 @@ so bad input never blocks the shard. Any other error fails that Kinesis record; 
 then retries from the lowest failed sequence number, so no record at or after it is
 applied now (it will come again).
 
-The valid records then advance their devices' state (:mod:`core.live_epochs`): the
+The valid records then advance their devices' state (:mod:`core.live.epochs`): the
 documents are bulk-indexed first and the new states written after, so an invocation that
 dies half way is retried from the old state and rewrites the same documents (their ids
 are deterministic). If the store refuses documents the invocation raises and the batch
@@ -29,10 +29,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
-from core.alerts import AlertRules
 from core.contract import Record
+from core.contract.kpl import AggregateError, is_aggregated, unpack
 from core.errors import ContractError
-from core.kpl import AggregateError, is_aggregated, unpack
+from core.live.alerts import AlertRules
 from dead_letters import DeadLetterSink, dead_letter
 from speed_layer.processing import apply_records, decode
 from speed_layer.state_store import StateStore

@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from core.alerts import ALERT_FIELDS
 from core.contract import FieldSpec, FieldType
-from core.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
+from core.live.alerts import ALERT_FIELDS
+from core.signals.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
 from speed_layer.processing import DOC_KINDS, TIME_FIELD
 
 __all__ = [

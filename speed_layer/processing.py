@@ -2,7 +2,7 @@
 
 * :func:`decode` turns one Kinesis record into a validated contract record, or raises
   :class:`~core.errors.ContractError` naming what is wrong (the handler quarantines it).
-* :func:`apply_records` advances each device's state (:mod:`core.live_epochs`) with its
+* :func:`apply_records` advances each device's state (:mod:`core.live.epochs`) with its
   records, in stream order, and returns the documents to index.
 
 Document kinds and the time field each is placed by: ``vitals`` (epoch vitals of beds
@@ -17,9 +17,9 @@ from typing import Any, Final
 
 import orjson
 
-from core.alerts import AlertRules
 from core.contract import Record, from_wire
-from core.live_epochs import Advance, Doc, advance, bed_frames_vitals
+from core.live.alerts import AlertRules
+from core.live.epochs import Advance, Doc, advance, bed_frames_vitals
 
 __all__ = ["DOC_KINDS", "TIME_FIELD", "Applied", "apply_records", "decode"]
 

@@ -4,7 +4,7 @@ Lambda's tumbling windows were considered and not used: their windows follow arr
 time, not the clock-aligned epochs; their state is dropped at every window end (an
 epoch or an alert run straddling the end would be cut in two); and it is capped at 1 MB
 per shard. Instead each device's state (a few KB: the open strap epoch and the alert
-runs, :mod:`core.live_epochs`) is read at the start of an invocation and written after
+runs, :mod:`core.live.epochs`) is read at the start of an invocation and written after
 its documents are stored. Kinesis delivers a partition key (the device) to one
 invocation at a time and in order, so there is exactly one writer per device.
 

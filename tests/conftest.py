@@ -13,8 +13,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from moto import mock_aws
 
-from core.kpl import aggregate, unpack
-from core.simulate import SimConfig, SimulatedNight, simulate_night
+from core.contract.kpl import aggregate, unpack
+from simulator.nights import SimConfig, SimulatedNight, simulate_night
 
 # property tests keep nothing in the checkout (a test run leaves no files behind): no example
 # database, and Hypothesis's own cache under the system's temporary directory

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from core.apnoea_screens import apnoea_screens, severity
+from core.nights.apnoea_screens import apnoea_screens, severity
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_agreeing_screens_carry_no_note_and_a_high_pause_rate_is_flagged() -> No
 
 
 def test_implausible_stage_shares_are_flagged() -> None:
-    from core.stage_norms import stage_share_flags
+    from core.nights.stage_norms import stage_share_flags
 
     assert stage_share_flags({"light_pct": 55.0, "deep_pct": 20.0, "rem_pct": 25.0}) == {}
     flags = stage_share_flags({"light_pct": 72.0, "deep_pct": 18.0, "rem_pct": 2.1})

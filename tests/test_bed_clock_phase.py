@@ -3,7 +3,7 @@
 A real sensor's first sample after an epoch boundary comes 0 to one sample period late,
 its crystal drifts (±50 ppm is a common tolerance), and links drop notifications. Frames
 cut by the collector's framer must still yield each epoch's vitals, in both layers (the
-Lambda handler and the nightly job share :func:`core.vitals.bed_runs_vitals`).
+Lambda handler and the nightly job share :func:`core.signals.vitals.bed_runs_vitals`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bed_profile import BedNotification
-from core.device_records import BedFramer
-from core.epochs import EPOCH_MS
-from core.simulate import SimConfig, simulate_night
-from core.vitals import EDGE_SLACK_S, BedRun, bed_runs_vitals
+from core.ble.bed_profile import BedNotification
+from core.ble.device_records import BedFramer
+from core.contract.epochs import EPOCH_MS
+from core.signals.vitals import EDGE_SLACK_S, BedRun, bed_runs_vitals
+from simulator.nights import SimConfig, simulate_night
 from tests.conftest import T0_MS
 
 RATES = (50, 100, 250)  # Hz: the range the bed profile and the contract allow and sensors use

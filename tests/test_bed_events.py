@@ -1,13 +1,13 @@
-"""The night's breathing-pause episodes and bed exits (core.bed_events): one definition for both layers."""
+"""The night's breathing-pause episodes and bed exits (core.nights.bed_events): one definition for both layers."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.bed_events import bed_events, starts_per_epoch
-from core.epochs import EPOCH_MS
-from core.simulate import night_records
-from core.vitals import BedRun, bed_runs_vitals
+from core.contract.epochs import EPOCH_MS
+from core.nights.bed_events import bed_events, starts_per_epoch
+from core.signals.vitals import BedRun, bed_runs_vitals
+from simulator.nights import night_records
 from tests.conftest import T0_MS, sim_night
 
 

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bed_profile import BedNotification
+from core.ble.bed_profile import BedNotification
+from core.ble.device_records import BedFramer, strap_sample
+from core.ble.hrm import HeartRateMeasurement
 from core.contract import BedFrame, validate
-from core.device_records import BedFramer, strap_sample
-from core.epochs import EPOCH_MS
+from core.contract.epochs import EPOCH_MS
 from core.errors import DecodeError
-from core.hrm import HeartRateMeasurement
-from core.simulate import bed_notifications, night_records
+from simulator.nights import bed_notifications, night_records
 from tests.conftest import T0_MS, sim_night
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bed_profile import (
+from core.ble.bed_profile import (
     HEADER_BYTES,
     BedNotification,
     decode_bed_frame,
@@ -19,8 +19,8 @@ from core.bed_profile import (
     encode_bed_frame,
     encode_sensor_info,
 )
+from core.ble.hrm import HeartRateMeasurement, decode_body_sensor_location, decode_hrm, encode_hrm
 from core.errors import DecodeError
-from core.hrm import HeartRateMeasurement, decode_body_sensor_location, decode_hrm, encode_hrm
 from sleepstack.cli import main
 
 # ------------------------------------------------------------------ 0x2A37 worked examples

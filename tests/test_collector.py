@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from core.bed_profile import BED_CLOCK_UUID
+from core.ble.bed_profile import BED_CLOCK_UUID
 from core.contract import BedFrame, StrapSample, from_wire
-from core.simulate import night_records
 from ingest.collector import Collector, DeviceTarget, scan
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, load_recording, recording_lines
 from ingest.simulated_devices import MALFORMED_HRM, simulated_peripherals
 from ingest.spool import Spool
+from simulator.nights import night_records
 from tests.conftest import record_until_played, sim_night, user_records
 
 
@@ -147,7 +147,8 @@ def test_clock_value_is_utc_ms(tmp_path: Path) -> None:
 def test_collect_command_replays_a_recording_into_the_local_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from local.kinesis import LocalStack
+    from local.home import Home
+    from local.kinesis import KinesaliteServer
     from local.kinesis import local_kinesis_client as kinesis_client
     from sleepstack.cli import main
 
@@ -157,7 +158,7 @@ def test_collect_command_replays_a_recording_into_the_local_stream(
         paths.append(tmp_path / f"{p.address}.jsonl")
         paths[-1].write_text("\n".join(recording_lines(p)))
     monkeypatch.setenv("SLEEPSTACK_HOME", str(tmp_path / "home"))
-    stack = LocalStack(tmp_path / "home")
+    stack = KinesaliteServer(Home(tmp_path / "home"))
     client = kinesis_client(stack.up(), "us-east-1")
     try:
         argv = ["collect", "--subject", "s001", "--json", "--no-progress"]

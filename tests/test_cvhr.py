@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cvhr import Cvhr, cvhr_cycles
+from core.signals.cvhr import Cvhr, cvhr_cycles
 from sleepstack.cli import main
 from tests.conftest import DATA
 

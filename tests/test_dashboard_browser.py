@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from core.alerts import alert_id
-from core.vitals import doc_id
+from core.live.alerts import alert_id
+from core.signals.vitals import doc_id
 from sleepstack.dashboard import Listen, serving, token
 from sleepstack.report import CHROMIUM_FLAGS
 from sleepstack.settings import Settings

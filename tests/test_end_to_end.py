@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.nightly_job import run_nightly
-from core.simulate import FIRST_NIGHT
 from local.spark import local_spark
+from simulator.nights import FIRST_NIGHT
 from sleepstack.demo import BAD_RECORDS, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.integration]

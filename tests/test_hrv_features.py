@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.hrv_features import (
+from core.signals.hrv_features import (
     BASE_FEATURES,
     MIN_BEATS,
     RR_FEATURE_NAMES,
@@ -23,7 +23,7 @@ def _beats(rr_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _raw(beat_t: np.ndarray, rr: np.ndarray) -> np.ndarray:
     """The base features before the night's z-scoring (for checking values)."""
-    import core.hrv_features as hf
+    import core.signals.hrv_features as hf
 
     captured: dict[str, np.ndarray] = {}
     real = hf._robust_z

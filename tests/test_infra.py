@@ -21,7 +21,7 @@ import pytest
 from moto import mock_aws
 
 from core.contract import hive_columns
-from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from local.firehose import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
 from local.template import load_template
 from serving.catalog import CATALOG, render_template
@@ -263,7 +263,7 @@ def test_glue_job_and_lambda_point_at_the_packaged_artefacts(doc: dict[str, Any]
 def test_nightly_job_resolves_yesterday_in_the_subjects_zone(now_utc: str, tz: str, night: str) -> None:
     from datetime import UTC, datetime
 
-    from core.epochs import resolve_nights
+    from core.contract.epochs import resolve_nights
 
     now = datetime.fromisoformat(now_utc).replace(tzinfo=UTC)
     assert resolve_nights("yesterday", tz, now) == [night]
@@ -272,7 +272,7 @@ def test_nightly_job_resolves_yesterday_in_the_subjects_zone(now_utc: str, tz: s
 def test_nightly_job_rejects_a_bad_nights_argument_by_name() -> None:
     from datetime import UTC, datetime
 
-    from core.epochs import resolve_nights
+    from core.contract.epochs import resolve_nights
 
     now = datetime(2026, 1, 6, tzinfo=UTC)
     assert resolve_nights("2026-01-04, 2026-01-05", "UTC", now) == ["2026-01-04", "2026-01-05"]

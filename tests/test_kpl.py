@@ -11,7 +11,7 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.kpl import MAGIC, AggregateError, aggregate, deaggregate, is_aggregated, packed_size
+from core.contract.kpl import MAGIC, AggregateError, aggregate, deaggregate, is_aggregated, packed_size
 
 payloads = st.lists(st.binary(min_size=0, max_size=3000), min_size=1, max_size=40)
 

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.epochs import EPOCH_MS
-from core.simulate import SimConfig, simulate_night
-from core.sleep_stages import SleepStage
+from core.contract.epochs import EPOCH_MS
+from core.nights.stages import SleepStage
+from simulator.nights import SimConfig, simulate_night
 from sleepstack.evaluation.layers import Drop, LayersOutput, collected_records, run_layers
 from tests.conftest import T0_MS
 

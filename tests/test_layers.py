@@ -19,14 +19,15 @@ ADAPTERS = {"dead_letters", "ingest", "speed_layer", "batch_layer", "serving"}
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "infra": set(),
+    "simulator": {"core"},
     "dead_letters": {"core"},
-    "ingest": {"core"},
+    "ingest": {"core", "simulator"},
     "speed_layer": {"core", "dead_letters"},
     "batch_layer": {"core"},
     "serving": {"core", "speed_layer"},
     "local": {"core", "infra", *ADAPTERS},
     "glue_jobs": {"core", "batch_layer"},
-    "sleepstack": {"core", "infra", "local", "glue_jobs", *ADAPTERS},
+    "sleepstack": {"core", "infra", "local", "glue_jobs", "simulator", *ADAPTERS},
 }
 PACKAGES = set(ALLOWED)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from local import kinesis as local_stack
-from local.kinesis import LocalStack, StackError
+from local.home import Home
+from local.kinesis import KinesaliteServer, StackError
 from local.template import event_source_settings, load_template, stream_specs
 from sleepstack.settings import Settings
 from tests.conftest import REPO_ROOT
@@ -51,14 +52,14 @@ def test_port_in_use_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(StackError, match=f"127.0.0.1:{port}"):
-            LocalStack(tmp_path).up(port=port, timeout_s=10)
+            KinesaliteServer(Home(tmp_path)).up(port=port, timeout_s=10)
 
 
 @pytest.mark.integration
 def test_stack_up_creates_template_streams_and_down_stops_it(tmp_path: Path) -> None:
     from local.kinesis import local_kinesis_client as kinesis_client
 
-    stack = LocalStack(tmp_path)
+    stack = KinesaliteServer(Home(tmp_path))
     endpoint = stack.up()
     try:
         names = kinesis_client(endpoint, "us-east-1").list_streams()["StreamNames"]

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from batch_layer.stage_models import bundled
 from core.contract import BedFrame, from_wire, to_row, to_wire
-from core.epochs import night_of
-from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
-from core.simulate import night_records
-from core.stage_classifier import DEFAULT_MODEL, RR_MODEL
-from core.vitals import bed_epoch_vitals
+from core.contract.epochs import night_of
+from core.nights.classifier import DEFAULT_MODEL, RR_MODEL
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
+from core.signals.vitals import bed_epoch_vitals
+from simulator.nights import night_records
 from tests.conftest import sim_night
 
 
@@ -27,7 +28,7 @@ def _raw(hours: float | None = None, strap: bool = True) -> pd.DataFrame:
 
 def test_batch_agrees_with_speed_layer_epoch_for_epoch() -> None:
     raw = _raw(hours=1.5)
-    epochs = stage_subject_night(raw).set_index("epoch_start_ms")
+    epochs = stage_subject_night(raw, models=bundled()).set_index("epoch_start_ms")
     bed_rows = raw[raw["kind"] == "bed"]
     from core.contract import from_row
 
@@ -48,8 +49,10 @@ def test_batch_agrees_with_speed_layer_epoch_for_epoch() -> None:
 
 def test_duplicates_do_not_change_the_result() -> None:
     raw = _raw(hours=2)
-    once = stage_subject_night(raw)
-    twice = stage_subject_night(pd.concat([raw, raw.sample(frac=0.3, random_state=1)]).sample(frac=1, random_state=2))
+    once = stage_subject_night(raw, models=bundled())
+    twice = stage_subject_night(
+        pd.concat([raw, raw.sample(frac=0.3, random_state=1)]).sample(frac=1, random_state=2), models=bundled()
+    )
     pd.testing.assert_frame_equal(once.reset_index(drop=True), twice.reset_index(drop=True))
     assert list(once.columns) == [c for c, _ in EPOCH_COLUMNS]
 
@@ -57,7 +60,7 @@ def test_duplicates_do_not_change_the_result() -> None:
 @pytest.mark.parametrize("strap", [False, True])
 def test_full_night_summary_and_agreement(strap: bool) -> None:
     night = sim_night()
-    epochs = stage_subject_night(_raw(strap=strap))
+    epochs = stage_subject_night(_raw(strap=strap), models=bundled())
     summary = summarize_night(epochs)
     assert list(summary.columns) == [c for c, _ in NIGHT_COLUMNS]
     row = summary.iloc[0]
@@ -75,25 +78,25 @@ def test_full_night_summary_and_agreement(strap: bool) -> None:
 
 
 def test_rr_staging_is_opt_in() -> None:
-    epochs = stage_subject_night(_raw(hours=4.5), rr_staging=True)
+    epochs = stage_subject_night(_raw(hours=4.5), models=bundled(), rr_staging=True)
     row = summarize_night(epochs).iloc[0]
     assert row["method"] == RR_MODEL and set(epochs["method"]) == {RR_MODEL} and row["status"] == "staged"
     # on the simulator's heart it calls more wake than the heart-rate model (README: staging from RR)
 
 
 def test_short_or_empty_nights_have_a_defined_outcome() -> None:
-    summary = summarize_night(stage_subject_night(_raw(hours=0.5)))
+    summary = summarize_night(stage_subject_night(_raw(hours=0.5), models=bundled()))
     assert summary.iloc[0]["status"] == "insufficient" and pd.isna(summary.iloc[0]["total_sleep_time_min"])
     # an hour in bed is staged but not scored: a nap must not outscore a full night
-    nap = summarize_night(stage_subject_night(_raw(hours=1.2))).iloc[0]
+    nap = summarize_night(stage_subject_night(_raw(hours=1.2), models=bundled())).iloc[0]
     assert nap["status"] == "insufficient" and nap["status_reason"].startswith("under 4 h in bed")
     assert pd.isna(nap["sleep_score"]) and pd.isna(nap["total_sleep_time_min"])
-    assert stage_subject_night(_raw().iloc[0:0]).empty
+    assert stage_subject_night(_raw().iloc[0:0], models=bundled()).empty
 
 
 def test_strap_only_night_is_staged_from_heart_rate_alone() -> None:
     raw = _raw(hours=3)
-    epochs = stage_subject_night(raw[raw["kind"] == "strap"])
+    epochs = stage_subject_night(raw[raw["kind"] == "strap"], models=bundled())
     assert (epochs["hr_source"] == "strap").mean() > 0.9
     assert set(np.unique(epochs["stage"])) <= {0, 1, 2, 3}
 
@@ -101,7 +104,7 @@ def test_strap_only_night_is_staged_from_heart_rate_alone() -> None:
 def test_two_contents_under_one_id_keep_the_most_complete_whatever_the_order() -> None:
     import pandas as pd
 
-    from core.record_conflicts import drop_duplicate_records
+    from core.contract.conflicts import drop_duplicate_records
 
     whole = {"record_id": "a" * 32, "kind": "bed", "samples": [1] * 3000, "ingest_time_ms": 20}
     cut = {"record_id": "a" * 32, "kind": "bed", "samples": [1] * 2550, "ingest_time_ms": 10}

@@ -13,8 +13,8 @@ from batch_layer.lake_schema import RAW_SCHEMA
 from batch_layer.nightly_job import run_nightly
 from batch_layer.raw_landing import partition_keys
 from core.contract import Record, to_row
-from core.simulate import SimConfig, night_records, simulate_night
 from local.spark import local_spark
+from simulator.nights import SimConfig, night_records, simulate_night
 from tests.conftest import T0_MS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

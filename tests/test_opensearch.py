@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.alerts import ALERT_FIELDS
-from core.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
+from core.live.alerts import ALERT_FIELDS
+from core.signals.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
 from serving.live_queries import OpenSearchLiveQueries
 from speed_layer.dashboards import DASHBOARD_IDS, saved_objects, saved_objects_ndjson
 from speed_layer.indices import index_for, index_template, ism_policy, mapping
@@ -186,8 +186,8 @@ def test_every_document_field_is_mapped_explicitly() -> None:
 
 
 def test_real_documents_fit_their_mapping() -> None:
-    from core.alerts import AlertRules
-    from core.simulate import SimConfig, night_records, simulate_night
+    from core.live.alerts import AlertRules
+    from simulator.nights import SimConfig, night_records, simulate_night
     from speed_layer.processing import apply_records
     from tests.conftest import T0_MS
 

@@ -45,7 +45,9 @@ def test_lambda_zip_holds_the_handler_and_core_and_no_boto3(tmp_path: Path) -> N
     for pkg in ("core", "dead_letters", "speed_layer", "batch_layer", "sleepstack"):  # whole packages
         ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
         assert ours <= set(names), sorted(ours - set(names))
-    assert not any(n.startswith(("local/", "ingest/")) for n in names)  # no stand-ins, no collector
+    # no stand-ins, no collector, no simulator (tests and the demo use it; a function never does)
+    assert not any(n.startswith(("local/", "ingest/", "simulator/")) for n in names)
+    assert "core/nights/models/rr-mlp-v3.json" in names
     assert not any(n.startswith("boto3/") or "__pycache__" in n or n.endswith(".pyc") for n in names)
     assert 0 < zipped < unzipped
     again, _, _ = build_lambda(REPO_ROOT, tmp_path / "again", _no_dependencies)
@@ -72,13 +74,14 @@ def test_glue_wheel_installs_and_carries_core_and_the_batch_layer(tmp_path: Path
         check=False,
     )
     assert done.returncode == 0, done.stderr  # pip checks the RECORD hashes
-    assert (target / "batch_layer" / "nightly_job.py").exists() and (target / "core" / "nightly.py").exists()
+    assert (target / "batch_layer" / "nightly_job.py").exists() and (target / "core" / "nights" / "nightly.py").exists()
+    assert not (target / "simulator").exists() and not (target / "core" / "simulate.py").exists()
     meta = (target / "sleepstack_batch-0.1.0.dist-info" / "METADATA").read_text()
     assert "Requires-Dist: scipy" in meta and "pyspark" not in meta
     # the staging model's JSON travels with the code and loads from the installed wheel
     probe = (
-        f"import sys; sys.path.insert(0, {str(target)!r}); import core.night_staging as s; "
-        f"assert s.__file__.startswith({str(target)!r}), s.__file__; print(s.default_model().name)"
+        f"import sys; sys.path.insert(0, {str(target)!r}); import batch_layer.stage_models as s; "
+        f"assert s.__file__.startswith({str(target)!r}), s.__file__; print(s.bundled().hr.name)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "hr-mlp-v1", done.stderr
@@ -153,5 +156,5 @@ def test_a_non_editable_install_carries_every_package_and_its_data(tmp_path: Pat
         ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
         assert ours <= names, sorted(ours - names)
     data = {"infra/template.yaml", "infra/local/kinesalite-server.js", "infra/local/package-lock.json"}
-    data |= {"core/models/hr-mlp-v1.json", "serving/sql/night_summaries.sql"}
+    data |= {"core/nights/models/hr-mlp-v1.json", "serving/sql/night_summaries.sql"}
     assert data <= names, sorted(data - names)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.hrm import HeartRateMeasurement, encode_hrm
+from core.ble.hrm import HeartRateMeasurement, encode_hrm
 from dead_letters import LocalDeadLetters
 from ingest.collector import Collector, DeviceTarget
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, recording_lines

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sleepstack import settings as settings_module
-from sleepstack.cli import UsageError, _parser
+from sleepstack.cli import _parser
+from sleepstack.cli.errors import UsageError
 from sleepstack.reference import write_references
 from tests.conftest import REPO_ROOT
 

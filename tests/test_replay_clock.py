@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from core.epochs import night_of
-from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
+from core.contract.epochs import night_of
 from ingest.fake_ble import load_recording, recording_lines
 from ingest.simulated_devices import simulated_peripherals
 from ingest.spool import Spool
+from simulator.nights import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
 from sleepstack.cli import main
 from sleepstack.cli.devices import _load_recordings, _replayed
 

@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from batch_layer.stage_models import bundled
 from core.contract import StrapSample, to_row
-from core.epochs import EPOCH_MS, night_of
-from core.hrv import notification_beats
-from core.night_staging import MIN_RR_EPOCHS
-from core.nightly import stage_subject_night, summarize_night
-from core.simulate import FIRST_NIGHT_T0_MS
-from core.stage_classifier import DEFAULT_MODEL, RR_MODEL
+from core.contract.epochs import EPOCH_MS, night_of
+from core.nights.classifier import DEFAULT_MODEL, RR_MODEL
+from core.nights.nightly import stage_subject_night, summarize_night
+from core.nights.staging import MIN_RR_EPOCHS
+from core.signals.hrv import notification_beats
+from simulator.nights import FIRST_NIGHT_T0_MS
 from tests.conftest import DATA
 
 SLPDB = DATA / "slpdb-rr"
@@ -52,9 +53,9 @@ def test_notification_beats_end_at_the_notification_oldest_first() -> None:
 
 def test_a_strap_night_with_rr_is_staged_by_the_rr_model_when_asked(rng: np.random.Generator) -> None:
     rows = _strap_rows(*_steady_beats(4.5, rng))
-    by_default = summarize_night(stage_subject_night(rows)).iloc[0]
+    by_default = summarize_night(stage_subject_night(rows, models=bundled())).iloc[0]
     assert by_default["method"] == DEFAULT_MODEL and by_default["rr_coverage_pct"] > 95
-    epochs = stage_subject_night(rows, rr_staging=True)
+    epochs = stage_subject_night(rows, rr_staging=True, models=bundled())
     assert set(epochs["method"]) == {RR_MODEL} and epochs["rr_window"].mean() > 0.95
     night = summarize_night(epochs).iloc[0]
     assert night["method"] == RR_MODEL and night["rr_coverage_pct"] > 95 and night["status"] == "staged"
@@ -62,7 +63,7 @@ def test_a_strap_night_with_rr_is_staged_by_the_rr_model_when_asked(rng: np.rand
     # the same night without its intervals: heart rate alone, by the heart-rate model
     rows = _strap_rows(*_steady_beats(4.5, rng))
     rows["rr_ms"] = [[] for _ in range(len(rows))]
-    hr_only = summarize_night(stage_subject_night(rows, rr_staging=True)).iloc[0]
+    hr_only = summarize_night(stage_subject_night(rows, rr_staging=True, models=bundled())).iloc[0]
     assert hr_only["method"] == DEFAULT_MODEL and hr_only["rr_coverage_pct"] == 0
     assert pd.isna(hr_only["cvhr_per_hour"])  # no RR, no screening index
 
@@ -94,7 +95,7 @@ def _bad(kind: str, rng: np.random.Generator) -> pd.DataFrame:
 
 @pytest.mark.parametrize("kind", ["short", "gap", "ectopic_runs", "zeros", "out_of_order"])
 def test_bad_rr_has_a_defined_outcome(kind: str, rng: np.random.Generator) -> None:
-    epochs = stage_subject_night(_bad(kind, rng), rr_staging=True)
+    epochs = stage_subject_night(_bad(kind, rng), models=bundled(), rr_staging=True)
     night = summarize_night(epochs).iloc[0]
     assert set(epochs["stage"].dropna().astype(int)) <= {0, 1, 2, 3}
     assert night["method"] in (DEFAULT_MODEL, RR_MODEL) and 0 <= night["rr_coverage_pct"] <= 100
@@ -119,16 +120,15 @@ def test_bad_rr_has_a_defined_outcome(kind: str, rng: np.random.Generator) -> No
 def test_the_nightly_path_stages_a_real_record_as_the_evaluation_does() -> None:
     """An slpdb record sent as strap notifications: the nightly job rebuilds its beats from them and
     stages (nearly) every epoch as ``evaluate slpdb --source rr`` does from the record's beats."""
-    from core.night_staging import model_for
     from sleepstack.datasets.slpdb import read_record
     from sleepstack.evaluation.staging import slpdb_features
 
     rec = read_record(SLPDB, "slp04", "slp04")
     rows = _strap_rows(rec.beat_t_s, rec.rr_ms)
-    epochs = stage_subject_night(rows, rr_staging=True)
+    epochs = stage_subject_night(rows, rr_staging=True, models=bundled())
     assert set(epochs["method"]) == {RR_MODEL}
     ours = epochs.set_index((epochs["epoch_start_ms"] - T0) // EPOCH_MS)["stage"]
-    theirs = pd.Series(model_for("rr").predict(slpdb_features(rec, "rr")), index=np.arange(len(rec.stages)))
+    theirs = pd.Series(bundled().rr.predict(slpdb_features(rec, "rr")), index=np.arange(len(rec.stages)))
     both = ours.dropna().index.intersection(theirs.index)
     assert len(both) > 0.9 * len(theirs)
     assert (ours[both].astype(int) == theirs[both]).mean() > 0.85

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import sqlglot
 
-from core.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from local.duckdb_sql import LocalSqlEngine
 from serving.catalog import CATALOG
 from serving.sql_engine import AthenaSqlEngine, load_query, query_names

@@ -5,9 +5,9 @@ import time
 import numpy as np
 
 from core.contract import BedFrame, StrapSample, from_wire, to_wire
-from core.epochs import EPOCH_MS
-from core.simulate import SimConfig, night_records, simulate_night
-from core.sleep_stages import SleepStage
+from core.contract.epochs import EPOCH_MS
+from core.nights.stages import SleepStage
+from simulator.nights import SimConfig, night_records, simulate_night
 from sleepstack.datasets.rr_files import read_rr_ms
 from tests.conftest import T0_MS, require_data, sim_night
 
@@ -86,7 +86,7 @@ def test_real_rr_series_drives_the_beats() -> None:
 def test_the_demo_cohort_is_the_latest_that_has_ended() -> None:
     from datetime import UTC, date, datetime
 
-    from core.simulate import MAX_NIGHT_MS, cohort, latest_first_night
+    from simulator.nights import MAX_NIGHT_MS, cohort, latest_first_night
 
     def ms(*args: int) -> int:
         return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)

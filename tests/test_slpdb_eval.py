@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import DatasetError, UsageError
-from core.stage_classifier import load_model
+from batch_layer.stage_models import load_model
+from core.errors import DatasetError, InputError
 from sleepstack.cli import main
 from sleepstack.datasets.slpdb import SubjectInfo, epoch_mean_hr, list_records, read_record
 from sleepstack.evaluation.anchor import anchor_predictions, sleepecg_stager
@@ -100,7 +100,8 @@ ACCEL = DATA / "sleep-accel"
 @pytest.mark.slow
 def test_train_rebuilds_the_committed_rr_model() -> None:
     """As for hr-mlp-v1: byte for byte on one machine, the same decisions on (nearly) every epoch elsewhere."""
-    from core.stage_classifier import RR_MODEL, StageModel, model_resource
+    from batch_layer.stage_models import model_resource
+    from core.nights.classifier import RR_MODEL, StageModel
     from sleepstack.evaluation.staging import load_slpdb, slpdb_features, train_rr
 
     first, second = train_rr(SLPDB, ACCEL), train_rr(SLPDB, ACCEL)
@@ -159,7 +160,7 @@ def test_pooled_cross_validation_holds_out_subjects_of_both_corpora(corpus: Path
 
 
 def test_rr_model_trains_on_both_corpora_and_stages_without_rr(corpus: Path, accel: Path) -> None:
-    from core.night_staging import stage_hr
+    from core.nights.staging import stage_hr
     from sleepstack.datasets.sleep_accel import epoch_mean_hr as accel_hr
     from sleepstack.datasets.sleep_accel import read_night
     from sleepstack.evaluation.staging import train_rr
@@ -221,8 +222,8 @@ def test_anchor_input_errors_are_typed(
     assert main(["evaluate", "sleep-accel", str(corpus), "--anchor", "sleepecg"]) == 2
     assert "--anchor" in capsys.readouterr().err
     (corpus / "meta.csv").write_text("record,subject,start_clock,age_y,sex,weight_kg\nr1a,p1,23:00:00,50,M,90\n")
-    with pytest.raises(UsageError, match="no age and sex"):
+    with pytest.raises(InputError, match="no age and sex"):
         anchor_predictions(corpus, [read_record(corpus, "r2", "p2")], lambda *_: np.zeros(0))
     monkeypatch.setitem(sys.modules, "sleepecg.classification", None)  # the extra is not installed
-    with pytest.raises(UsageError, match="anchors extra"):
+    with pytest.raises(InputError, match="anchors extra"):
         sleepecg_stager()

@@ -15,16 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.alerts import AlertRules, AlertTracker, alert_id
 from core.contract import StrapSample, to_row, to_wire
-from core.epochs import EPOCH_MS
-from core.live_epochs import advance
-from core.nightly import _strap_vitals
-from core.simulate import SimConfig, night_records, simulate_night
+from core.contract.epochs import EPOCH_MS
+from core.live.alerts import AlertRules, AlertTracker, alert_id
+from core.live.epochs import advance
+from core.nights.nightly import _strap_vitals
 from dead_letters import LocalDeadLetters
 from local.event_source_mapping import LambdaContext, kinesis_event
 from local.live_store import LocalLiveStore
 from local.state_store import LocalStateStore
+from simulator.nights import SimConfig, night_records, simulate_night
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.processing import apply_records
 from tests.conftest import T0_MS, aggregate_one

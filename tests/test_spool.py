@@ -19,10 +19,10 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.bed_profile import BedNotification, encode_bed_frame
+from core.ble.bed_profile import BedNotification, encode_bed_frame
+from core.ble.hrm import HeartRateMeasurement, encode_hrm
 from core.contract import BedFrame, StrapSample, from_wire, make_record_id
-from core.hrm import HeartRateMeasurement, encode_hrm
-from core.kpl import deaggregate, is_aggregated
+from core.contract.kpl import deaggregate, is_aggregated
 from ingest.aggregation import PUT_UNIT_BYTES, ShardMap, pack
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender
@@ -254,7 +254,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, json
     from pathlib import Path
-    from core.hrm import HeartRateMeasurement, encode_hrm
+    from core.ble.hrm import HeartRateMeasurement, encode_hrm
     from ingest.spool import Notification, Spool
     spool = Spool(Path(sys.argv[1]))
     sent = open(sys.argv[2], "ab")

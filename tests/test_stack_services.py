@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import pyarrow.parquet as pq
 import pytest
 
-from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
 from ingest.fake_ble import recording_lines
 from ingest.simulated_devices import simulated_peripherals
 from ingest.spool import Spool
 from local.live_store import LocalLiveStore
+from simulator.nights import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
 from sleepstack.cli.devices import replay_shift_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.agreement import cohen_kappa, confusion, staging_agreement
+from batch_layer.stage_models import load_model, model_resource
 from core.errors import DatasetError
-from core.hr_features import FEATURE_NAMES, hr_epoch_features
-from core.night_staging import stage_hr
-from core.stage_classifier import DEFAULT_MODEL, StageModel, load_model, model_resource
+from core.nights.agreement import cohen_kappa, confusion, staging_agreement
+from core.nights.classifier import DEFAULT_MODEL, StageModel
+from core.nights.staging import stage_hr
+from core.signals.hr_features import FEATURE_NAMES, hr_epoch_features
 from sleepstack.datasets.sleep_accel import epoch_mean_hr, list_subjects, read_night
 from sleepstack.evaluation.staging import cross_validate, evaluate, load_corpus, train, training_set
 
@@ -61,7 +62,7 @@ def test_prediction_is_a_posterior_and_stages_are_valid() -> None:
     model = load_model()
     p = model.predict_proba(hr_epoch_features(hr))
     assert p.shape == (960, 4) and np.allclose(p.sum(axis=1), 1.0)
-    stages = stage_hr(hr)
+    stages = stage_hr(hr, model)
     assert stages.dtype == np.int8 and set(np.unique(stages)) <= {0, 1, 2, 3}
 
 

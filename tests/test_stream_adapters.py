@@ -14,7 +14,6 @@ import pytest
 from batch_layer.lake_schema import RAW_SCHEMA
 from batch_layer.raw_landing import firehose_transform, partition_keys
 from core.contract import to_row, to_wire
-from core.simulate import night_records
 from dead_letters import LocalDeadLetters
 from ingest.producer import KinesisProducer, ProducerError
 from local.compaction import compact_partition
@@ -23,6 +22,7 @@ from local.firehose import FirehoseDelivery, render_prefix
 from local.live_store import LocalLiveStore
 from local.shard_reader import Checkpoints
 from local.state_store import LocalStateStore
+from simulator.nights import night_records
 from speed_layer.handler import SpeedLayerHandler
 from tests.conftest import STREAM, FlakyClient, aggregate_one, read_stream, sim_night
 

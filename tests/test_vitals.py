@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from core.bcg import BedSensorProfile, breathing_rate_per_min, heart_rate_bpm, presence
 from core.contract import BedFrame
-from core.hrv import clean_rr, hrv_summary
-from core.simulate import BED_NOISE_COUNTS, night_records
-from core.vitals import BedRun, bed_epoch_vitals, bed_runs_vitals, doc_id, strap_epoch_vitals
-from core.vitals_accuracy import bed_vitals_accuracy
+from core.signals.bcg import BedSensorProfile, breathing_rate_per_min, heart_rate_bpm, presence
+from core.signals.hrv import clean_rr, hrv_summary
+from core.signals.vitals import BedRun, bed_epoch_vitals, bed_runs_vitals, doc_id, strap_epoch_vitals
+from simulator.nights import BED_NOISE_COUNTS, night_records
+from simulator.vitals_accuracy import bed_vitals_accuracy
 from tests.conftest import require_data, sim_night
 
 

@@ -33,11 +33,11 @@ from typing import Final
 
 import numpy as np
 
-from core.bed_profile import BedNotification
+from core.ble.bed_profile import BedNotification
+from core.ble.hrm import HeartRateMeasurement
 from core.contract import BedFrame, StrapSample
-from core.epochs import EPOCH_MS
+from core.contract.epochs import EPOCH_MS
 from core.errors import DecodeError
-from core.hrm import HeartRateMeasurement
 
 __all__ = ["IDLE_CLOSE_MS", "BedFramer", "FramerCounts", "OpenFrame", "check_measurement", "strap_sample"]
 

@@ -97,7 +97,7 @@ def decode_hrm(payload: bytes | bytearray | memoryview) -> HeartRateMeasurement:
     Rejects zero-length payloads, payloads shorter than their flags promise (heart rate,
     energy expended, RR present but absent) and an odd number of RR bytes. Values are
     decoded as sent: a heart rate or RR of 0 is the caller's to flag (see
-    :func:`core.device_records.strap_sample`).
+    :func:`core.ble.device_records.strap_sample`).
     """
     data = bytes(payload)
     if not data:

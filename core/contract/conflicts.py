@@ -2,7 +2,7 @@
 
 A record id names one content (kind | device | device time, :func:`core.contract.make_record_id`):
 replays and redeliveries repeat records byte for byte, and the collector's framing is a
-pure function of the notifications (:mod:`core.device_records`). A lake written before
+pure function of the notifications (:mod:`core.ble.device_records`). A lake written before
 that held, or a bug, can still hold two contents under one id; whoever meets them keeps
 the same one whatever the order they arrived in, and counts the conflict:
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import UsageError
+from core.errors import InputError
 
 __all__ = [
     "EPOCH_MS",
@@ -60,11 +60,11 @@ _DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _night_date(value: str, arg: str) -> date:
     if not _DATE.match(value):
-        raise UsageError(arg, f"{value!r} is not a date; give YYYY-MM-DD (the night's evening)")
+        raise InputError(arg, f"{value!r} is not a date; give YYYY-MM-DD (the night's evening)")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise UsageError(arg, f"{value!r} is not a calendar date") from None
+        raise InputError(arg, f"{value!r} is not a calendar date") from None
 
 
 def resolve_nights(spec: str, tz: str, now: datetime, *, arg: str = "--NIGHTS") -> list[str]:
@@ -80,7 +80,7 @@ def resolve_nights(spec: str, tz: str, now: datetime, *, arg: str = "--NIGHTS") 
         return [ended.isoformat()]
     nights = [n.strip() for n in spec.split(",") if n.strip()]
     if not nights:
-        raise UsageError(arg, f"{spec!r} names no night; give 'yesterday' or YYYY-MM-DD[,YYYY-MM-DD...]")
+        raise InputError(arg, f"{spec!r} names no night; give 'yesterday' or YYYY-MM-DD[,YYYY-MM-DD...]")
     return [_night_date(n, arg).isoformat() for n in nights]
 
 
@@ -88,5 +88,5 @@ def night_range(start: str, end: str, *, start_arg: str = "--from", end_arg: str
     """Every night from ``start`` to ``end`` inclusive (``YYYY-MM-DD``), checked."""
     first, last = _night_date(start, start_arg), _night_date(end, end_arg)
     if last < first:
-        raise UsageError(end_arg, f"{end} is before {start_arg} {start}")
+        raise InputError(end_arg, f"{end} is before {start_arg} {start}")
     return [(first + timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from core.contract import FieldType
 from core.contract import doc_field as _f
-from core.epochs import EPOCH_MS
+from core.contract.epochs import EPOCH_MS
 
 __all__ = ["ALERT_FIELDS", "AlertKind", "AlertRules", "AlertTracker", "alert_id"]
 

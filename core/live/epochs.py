@@ -15,7 +15,7 @@ however they are batched or redelivered:
 * a record behind the device's watermark — an epoch already closed, or a bed frame not
   after the last one — is a redelivery (or, rarely, a late sample) and is counted, not
   applied: the batch layer recomputes such nights from the raw lake;
-* alerts come from closed epochs only, through :class:`core.alerts.AlertTracker`.
+* alerts come from closed epochs only, through :class:`core.live.alerts.AlertTracker`.
 
 Documents are returned as ``(kind, document)`` with kind ``vitals``, ``alerts`` or
 ``samples`` (the per-notification heart-rate trace).
@@ -28,10 +28,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from core.alerts import AlertRules, AlertTracker
 from core.contract import BedFrame, Record, StrapSample
-from core.epochs import EPOCH_MS
-from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
+from core.contract.epochs import EPOCH_MS
+from core.live.alerts import AlertRules, AlertTracker
+from core.signals.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
 __all__ = ["STATE_VERSION", "Advance", "advance", "bed_frames_vitals", "strap_sample_doc"]
 
@@ -95,7 +95,7 @@ def _strap_doc(state: dict[str, Any], *, complete: bool) -> dict[str, Any]:
 def bed_frames_vitals(records: Iterable[Record]) -> dict[str, list[dict[str, Any]]]:
     """Epoch vitals of every bed frame among ``records``, by record id, computed together.
 
-    A batch's frames (from all its devices) go through :func:`core.vitals.bed_runs_vitals`
+    A batch's frames (from all its devices) go through :func:`core.signals.vitals.bed_runs_vitals`
     in one call; pass the result to :func:`advance` as ``bed_vitals``.
     """
     frames = [r for r in records if isinstance(r, BedFrame)]

@@ -1,6 +1,6 @@
 """Epoch-by-epoch agreement between two hypnograms: confusion matrices and Cohen's kappa.
 
-Inputs are :class:`~core.sleep_stages.SleepStage` codes of the same epochs, shape (n_epochs,);
+Inputs are :class:`~core.nights.stages.SleepStage` codes of the same epochs, shape (n_epochs,);
 kappa is Cohen's (Cohen J., Educ. Psychol. Meas. 20:37-46, 1960), pooled over whatever
 epochs are passed. ``staging_agreement`` reports the three usual granularities: four
 classes, wake/NREM/REM and sleep/wake.
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.epochs import EPOCH_S
-from core.sleep_stages import SleepStage, to_sleep_wake, to_three_class
+from core.contract.epochs import EPOCH_S
+from core.nights.stages import SleepStage, to_sleep_wake, to_three_class
 
 __all__ = ["cohen_kappa", "confusion", "staging_agreement"]
 

@@ -3,11 +3,11 @@
 A night can carry two screening figures that count different things:
 
 * ``pauses_per_hour`` (bed sensor): breathing-pause episodes, >= 10 s without respiratory
-  movement, per hour of sleep the sensor observed (:mod:`core.bed_events`). Measured
+  movement, per hour of sleep the sensor observed (:mod:`core.nights.bed_events`). Measured
   against the simulator's truth within 1/h on nights up to ~30/h (``sleepstack evaluate
   report``); not yet against scored polysomnography.
 * ``cvhr_per_hour`` (strap RR): the cyclic variation of heart rate apnoeas leave in the
-  beat-to-beat intervals (:mod:`core.cvhr`). Validated on 10 slpdb records of apnoea
+  beat-to-beat intervals (:mod:`core.signals.cvhr`). Validated on 10 slpdb records of apnoea
   patients, all at or above 15 scored events per hour (``sleepstack evaluate cvhr``):
   it ranks patients well but undercounts the most severe nights, and nights without
   apnoea were not in its validation, so a figure under 15/h is outside what it was

@@ -1,14 +1,14 @@
 """A night's breathing-pause episodes and bed exits: the alert rules' definitions, counted.
 
 Both layers count the same events. The speed layer raises them as alerts
-(:class:`core.alerts.AlertTracker` over each bed's epoch documents, as they arrive); the
+(:class:`core.live.alerts.AlertTracker` over each bed's epoch documents, as they arrive); the
 batch layer replays the night's bed documents through the same tracker
-(:func:`bed_events`) with the defaults of :class:`~core.alerts.AlertRules`:
+(:func:`bed_events`) with the defaults of :class:`~core.live.alerts.AlertRules`:
 
 * a **breathing pause** is an episode with no respiratory movement for at least 10 s
   (``pause_min_s``, the AASM minimum for an apnoea: Berry R.B. et al., AASM Manual for the
   Scoring of Sleep and Associated Events, v2.6, 2020), made of the still stretches that
-  :func:`core.bcg.breathing_pauses_rows` finds in each epoch, joined across window and
+  :func:`core.signals.bcg.breathing_pauses_rows` finds in each epoch, joined across window and
   epoch edges when under 1 s apart; seconds of gross movement are never still, and an
   epoch with nobody in bed ends the episode. The normal rest after each exhalation (1-3 s)
   is a still stretch, never an episode.
@@ -29,8 +29,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from core.alerts import AlertKind, AlertRules, AlertTracker
-from core.epochs import EPOCH_MS
+from core.contract.epochs import EPOCH_MS
+from core.live.alerts import AlertKind, AlertRules, AlertTracker
 
 __all__ = ["NIGHT_RULES", "BedEvents", "bed_events", "starts_per_epoch"]
 
@@ -49,7 +49,7 @@ class BedEvents:
 def bed_events(docs: Iterable[dict[str, Any]], rules: AlertRules = NIGHT_RULES) -> BedEvents:
     """Breathing-pause episodes and bed exits in one bed sensor's epoch documents.
 
-    ``docs``: epoch-vitals documents (:data:`core.vitals.EPOCH_VITALS_FIELDS`) of one
+    ``docs``: epoch-vitals documents (:data:`core.signals.vitals.EPOCH_VITALS_FIELDS`) of one
     device, in epoch order. An episode still open after the last document ends with it.
     """
     tracker = AlertTracker(rules)

@@ -1,7 +1,7 @@
 """A small neural network that stages 30-s epochs from heart-rate features.
 
-Model: standardised features (:mod:`core.hr_features`) -> one tanh hidden layer ->
-softmax over the four :class:`~core.sleep_stages.SleepStage` classes; a multilayer perceptron
+Model: standardised features (:mod:`core.signals.hr_features`) -> one tanh hidden layer ->
+softmax over the four :class:`~core.nights.stages.SleepStage` classes; a multilayer perceptron
 trained by L-BFGS on cross-entropy with an L2 penalty (Bishop, *Pattern Recognition and
 Machine Learning*, 2006, ch. 5). Training epochs are weighted by ``prior ** -0.5`` so the
 rare classes (wake, deep) are not drowned by light sleep. :meth:`StageModel.predict_proba`
@@ -26,16 +26,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
 
-from core.hr_features import FEATURE_NAMES
-from core.hrv_features import RR_FEATURE_NAMES
+from core.signals.hr_features import FEATURE_NAMES
+from core.signals.hrv_features import RR_FEATURE_NAMES
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -43,11 +41,8 @@ __all__ = [
     "MEMBERS",
     "RR_MODEL",
     "StageModel",
+    "StageModels",
     "fit_stage_model",
-    "load_model",
-    "model_card",
-    "model_cards",
-    "model_resource",
 ]
 
 DEFAULT_MODEL: Final = "hr-mlp-v1"
@@ -139,30 +134,18 @@ class StageModel:
         return cls(name=doc["name"], feature_names=names, training=doc["training"], **arrays)
 
 
-def model_resource(name: str = DEFAULT_MODEL) -> Traversable:
-    """Where the artefact ``name`` ships: ``core/models/<name>.json``, package data of ``core``."""
-    return resources.files("core").joinpath("models", f"{name}.json")
+@dataclass(frozen=True)
+class StageModels:
+    """The committed models staging chooses between: ``hr`` (heart rate alone) and ``rr``
+    (heart rate and HRV). The core never reads them: :func:`batch_layer.stage_models.bundled`
+    loads the artefacts shipped in ``core/nights/models/`` and callers pass them in."""
 
+    hr: StageModel
+    rr: StageModel
 
-def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
-    """What a model reads and how accurate it measured on nights it never saw
-    (``core/models/<name>.card.json``: kappas, accuracies, TST error, the command that measured them)."""
-    card: dict[str, Any] = json.loads(resources.files("core").joinpath("models", f"{name}.card.json").read_text())
-    return card
-
-
-def model_cards() -> dict[str, dict[str, Any]]:
-    """The card of every committed model, by name (a night's ``method`` names the one that staged it)."""
-    return {name: model_card(name) for name in (DEFAULT_MODEL, RR_MODEL)}
-
-
-def load_model(name: str = DEFAULT_MODEL) -> StageModel:
-    """A model artefact shipped in ``core/models/<name>.json``."""
-    try:
-        text = model_resource(name).read_text()
-    except FileNotFoundError:
-        raise KeyError(f"no stage model named {name!r} in core/models") from None
-    return StageModel.from_json(text)
+    def for_source(self, source: str) -> StageModel:
+        """The model of an input set (``hr`` or ``rr``)."""
+        return self.rr if source == "rr" else self.hr
 
 
 def _unpack(p: Array, f: int, h: int) -> tuple[Array, Array, Array, Array]:

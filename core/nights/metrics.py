@@ -34,7 +34,7 @@ awakenings longer than 5 min    15      <= 1            >= 4
 Stage shares are deliberately not scored: staging from heart rate agrees with PSG at
 kappa ~0.4 (docs/science.md), too little to judge a night on its deep or REM minutes.
 
-Inputs: ``stages`` shape (n_epochs,), :class:`~core.sleep_stages.SleepStage` codes or ``-1``
+Inputs: ``stages`` shape (n_epochs,), :class:`~core.nights.stages.SleepStage` codes or ``-1``
 (unscored) of consecutive 30-s epochs; times in minutes.
 """
 
@@ -45,9 +45,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from core.epochs import EPOCH_S
-from core.runs import true_runs
-from core.sleep_stages import SleepStage
+from core.contract.epochs import EPOCH_S
+from core.nights.stages import SleepStage
+from core.signals.runs import true_runs
 
 __all__ = ["SCORE_COMPONENTS", "SCORE_DURATION", "night_metrics", "sleep_score", "wake_bouts"]
 

@@ -6,17 +6,17 @@ tests and notebooks call them directly on the same rows.
 ``raw`` holds raw-lake rows (columns of :data:`core.contract.RAW_FIELDS`) of one subject
 and night, duplicates allowed. Epochs follow the shared 30-s grid; bed vitals are
 computed per frame exactly as the speed layer does, strap vitals from the RR intervals
-whose notification falls in the epoch. Staging (:func:`core.night_staging.stage_night`)
+whose notification falls in the epoch. Staging (:func:`core.nights.staging.stage_night`)
 reads the strap's beats too: each epoch says whether its window had HRV (``rr_window``),
 and with ``rr_staging`` a night with an hour or more of it is staged by the heart-rate +
 HRV model.
 
 Bad nights have defined outcomes, never an exception: duplicated records are dropped by
-id (one deterministic copy where copies differ, :mod:`core.record_conflicts`);
+id (one deterministic copy where copies differ, :mod:`core.contract.conflicts`);
 heart-rate gaps up to 5 min are bridged for staging; longer stretches with no data at
 all are left unscored (stage NULL, ``stage_label = 'unscored'``) and count neither as
 sleep nor as time in bed; RR gaps, ectopic runs, zeros and out-of-order beats leave
-epochs without HRV features (cleaned by :func:`core.hrv.clean_rr`), staged from heart
+epochs without HRV features (cleaned by :func:`core.signals.hrv.clean_rr`), staged from heart
 rate; the night summary reports the heart-rate and the HRV coverage of its in-bed epochs
 (``coverage_pct``, ``rr_coverage_pct``) and the model (``method``), and a night with
 under four hours in bed, or under an hour of heart rate in bed, is ``insufficient`` with
@@ -31,16 +31,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.bed_events import bed_events, starts_per_epoch
-from core.cvhr import cvhr_cycles
-from core.epochs import EPOCH_MS, EPOCH_S
-from core.hrv import notification_beats
-from core.metrics import night_metrics
-from core.night_staging import Beats, stage_night
-from core.record_conflicts import drop_duplicate_records
-from core.runs import true_runs
-from core.sleep_stages import SleepStage
-from core.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
+from core.contract.conflicts import drop_duplicate_records
+from core.contract.epochs import EPOCH_MS, EPOCH_S
+from core.nights.bed_events import bed_events, starts_per_epoch
+from core.nights.classifier import StageModels
+from core.nights.metrics import night_metrics
+from core.nights.stages import SleepStage
+from core.nights.staging import Beats, stage_night
+from core.signals.cvhr import cvhr_cycles
+from core.signals.hrv import notification_beats
+from core.signals.runs import true_runs
+from core.signals.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
 __all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "UNSCORED_LABEL", "stage_subject_night", "summarize_night"]
 
@@ -109,7 +110,8 @@ UNSCORED_LABEL: Final = "unscored"
 
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch bed vitals, and the pause episodes and bed exits starting in each epoch (:mod:`core.bed_events`)."""
+    """Per-epoch bed vitals, and the pause episodes and bed exits starting in each epoch
+    (:mod:`core.nights.bed_events`)."""
     runs = [
         BedRun(
             np.asarray(row["samples"], dtype=np.int16),
@@ -173,7 +175,7 @@ def _beats(strap: pd.DataFrame, t0_ms: int) -> Beats | None:
 
 
 def _cvhr_per_epoch(beats: Beats | None, with_rr: npt.NDArray[np.bool_]) -> pd.arrays.IntegerArray:
-    """CVHR cycles (:mod:`core.cvhr`) starting in each epoch; NULL in epochs without HRV."""
+    """CVHR cycles (:mod:`core.signals.cvhr`) starting in each epoch; NULL in epochs without HRV."""
     counts = np.zeros(len(with_rr), dtype=np.int64)
     if beats is not None and with_rr.any():
         k = np.floor(cvhr_cycles(beats.t_s, beats.rr_ms).t_s / EPOCH_S).astype(np.int64)
@@ -192,12 +194,12 @@ def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return out
 
 
-def stage_subject_night(raw: pd.DataFrame, *, rr_staging: bool = False) -> pd.DataFrame:
+def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: bool = False) -> pd.DataFrame:
     """Staged epochs (:data:`EPOCH_COLUMNS`) of one subject-night's raw rows.
 
     ``raw`` must also carry a ``night`` column; ``rr_staging``: stage nights with RR by the
-    RR model (:func:`core.night_staging.stage_night`, ``use_rr``). Duplicated records are dropped by id
-    (:func:`core.record_conflicts.drop_duplicate_records`).
+    RR model (:func:`core.nights.staging.stage_night`, ``use_rr``). Duplicated records are dropped by id
+    (:func:`core.contract.conflicts.drop_duplicate_records`).
     Returns no rows when the night has no data.
     """
     empty = pd.DataFrame({c: pd.Series(dtype="object") for c, _ in EPOCH_COLUMNS})
@@ -221,7 +223,7 @@ def stage_subject_night(raw: pd.DataFrame, *, rr_staging: bool = False) -> pd.Da
     if has_bed:
         features["presence"] = presence
     beats = _beats(strap_rows, int(grid[0]))
-    staging = stage_night(features, beats, use_rr=rr_staging)
+    staging = stage_night(features, beats, models=models, use_rr=rr_staging)
     stages = pd.array(staging.stages, dtype="Int8")
     unscored = _long_gaps(~observed | (hr.isna().to_numpy() & ~presence))
     stages[unscored] = pd.NA
@@ -269,14 +271,14 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
     """One-row night summary (:data:`NIGHT_COLUMNS`) from :func:`stage_subject_night` output.
 
     The hypnogram runs from the first to the last epoch in bed; metrics are those of
-    :func:`core.metrics.night_metrics`. With a bed sensor (NULL otherwise):
-    ``breathing_pauses`` counts the pause episodes (:mod:`core.bed_events`: >= 10 s without
+    :func:`core.nights.metrics.night_metrics`. With a bed sensor (NULL otherwise):
+    ``breathing_pauses`` counts the pause episodes (:mod:`core.nights.bed_events`: >= 10 s without
     respiratory movement) that start in a sleep epoch the bed sensor observed, and
     ``pauses_per_hour`` divides them by the hours of those epochs, so a stretch the sensor
     missed lowers neither the count's time base nor the index; ``bed_exits`` counts the
     exits that start between the first and the last epoch in bed (getting up in the
     morning ends the night, it is not an exit). The apnoea
-    screening index ``cvhr_per_hour`` counts CVHR cycles (:mod:`core.cvhr`) per hour of
+    screening index ``cvhr_per_hour`` counts CVHR cycles (:mod:`core.signals.cvhr`) per hour of
     staged sleep with HRV, when the night has an hour of it (NULL otherwise).
     """
     epochs = epochs.sort_values("epoch_start_ms")

@@ -1,12 +1,12 @@
 """Sleep staging of a subject-night: a cardiac model chosen by input, plus bed-sensor evidence of wake.
 
-Method: each 30-s epoch is staged by a :class:`core.stage_classifier.StageModel`:
+Method: each 30-s epoch is staged by a :class:`core.nights.classifier.StageModel`:
 
 * by default, and always from heart rate alone (a bed sensor, wrist PPG, a strap without
-  RR): ``hr-mlp-v1`` on heart-rate features (:mod:`core.hr_features`);
+  RR): ``hr-mlp-v1`` on heart-rate features (:mod:`core.signals.hr_features`);
 * with ``use_rr`` (``SLEEPSTACK_STAGING_RR=on``) and beat-to-beat intervals (a strap's RR)
   covering at least an hour of epochs (:func:`choose_source`): ``rr-mlp-v3`` on heart-rate
-  and HRV features (:mod:`core.hrv_features`). It was trained with RR missing on part of
+  and HRV features (:mod:`core.signals.hrv_features`). It was trained with RR missing on part of
   its nights, so epochs whose 5-min window has too few clean beats are staged from heart
   rate within the same night. It is opt-in because its only beat-to-beat training and
   validation nights are of apnoea patients: it stages them better (κ) than the heart-rate
@@ -30,26 +30,23 @@ elsewhere (the night summary marks it insufficient).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.epochs import EPOCH_S
-from core.hr_features import FEATURE_NAMES, hr_epoch_features
-from core.hrv_features import rr_epoch_features
-from core.sleep_stages import SleepStage
-from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, StageModel, load_model
+from core.contract.epochs import EPOCH_S
+from core.nights.classifier import DEFAULT_MODEL, RR_MODEL, StageModel, StageModels
+from core.nights.stages import SleepStage
+from core.signals.hr_features import FEATURE_NAMES, hr_epoch_features
+from core.signals.hrv_features import rr_epoch_features
 
 __all__ = [
     "MIN_RR_EPOCHS",
     "Beats",
     "Staging",
     "choose_source",
-    "default_model",
-    "model_for",
     "stage_hr",
     "stage_night",
     "staging_features",
@@ -58,7 +55,6 @@ __all__ = [
 #: Epochs with HRV features a night needs for the RR model (one hour).
 MIN_RR_EPOCHS: Final = 120
 _MOVING: Final = 0.05  # share of 10-s windows with movement above which an epoch counts as moving
-_MODELS: Final = {"hr": DEFAULT_MODEL, "rr": RR_MODEL}
 
 
 @dataclass(frozen=True)
@@ -81,20 +77,10 @@ class Staging:
     with_rr: npt.NDArray[np.bool_]
 
 
-@cache
-def model_for(source: str) -> StageModel:
-    """The committed model of an input set (``hr`` or ``rr``)."""
-    return load_model(_MODELS[source])
-
-
-def default_model() -> StageModel:
-    return model_for("hr")
-
-
 def staging_features(
     hr_bpm: npt.ArrayLike, source: str, beats: Beats | None = None, epoch_t_s: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.float64]:
-    """A model's inputs, shape (n_epochs, len(core.stage_classifier.FEATURE_SETS[source])).
+    """A model's inputs, shape (n_epochs, len(core.nights.classifier.FEATURE_SETS[source])).
 
     ``epoch_t_s``: each epoch's start on the beats' clock (default 0, 30, 60 ... s); with
     ``source="rr"`` and no beats the HRV block is the "missing" input."""
@@ -116,16 +102,18 @@ def choose_source(features: npt.NDArray[np.float64]) -> str:
     return "rr" if int(_with_rr(features).sum()) >= MIN_RR_EPOCHS else "hr"
 
 
-def stage_hr(hr_bpm: npt.ArrayLike, model: StageModel | None = None) -> npt.NDArray[np.int8]:
+def stage_hr(hr_bpm: npt.ArrayLike, model: StageModel) -> npt.NDArray[np.int8]:
     """Stages from epoch heart rates alone, shape (n_epochs,) -> (n_epochs,).
 
     A model trained on HRV too gets the "no RR" input."""
-    m = model or default_model()
-    return m.predict(staging_features(hr_bpm, m.source))
+    return model.predict(staging_features(hr_bpm, model.source))
 
 
-def stage_night(features: pd.DataFrame, beats: Beats | None = None, *, use_rr: bool = False) -> Staging:
-    """Four-class stage per epoch (see module docstring for the method and inputs)."""
+def stage_night(
+    features: pd.DataFrame, beats: Beats | None = None, *, models: StageModels, use_rr: bool = False
+) -> Staging:
+    """Four-class stage per epoch (see module docstring for the method and inputs); ``models``
+    are the committed pair (:func:`batch_layer.stage_models.bundled`)."""
     n = len(features)
     hr = features["hr_bpm"].to_numpy(dtype=float)
     with_rr, method = np.zeros(n, dtype=bool), DEFAULT_MODEL
@@ -135,9 +123,9 @@ def stage_night(features: pd.DataFrame, beats: Beats | None = None, *, use_rr: b
         x = staging_features(hr, "rr", beats) if beats is not None and len(beats.t_s) else None
         with_rr = _with_rr(x) if x is not None else with_rr
         if use_rr and x is not None and choose_source(x) == "rr":
-            stage, method = model_for("rr").predict(x), RR_MODEL
+            stage, method = models.rr.predict(x), RR_MODEL
         else:  # the heart-rate block leads the rr inputs
-            stage = default_model().predict(x[:, : len(FEATURE_NAMES)] if x is not None else hr_epoch_features(hr))
+            stage = models.hr.predict(x[:, : len(FEATURE_NAMES)] if x is not None else hr_epoch_features(hr))
     wake = np.zeros(n, dtype=bool)
     if "presence" in features:
         wake |= ~features["presence"].astype("boolean").fillna(False).to_numpy(dtype=bool)

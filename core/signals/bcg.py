@@ -51,7 +51,7 @@ import numpy.typing as npt
 from scipy import signal
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from core.runs import true_runs
+from core.signals.runs import true_runs
 
 __all__ = [
     "BedSensorProfile",

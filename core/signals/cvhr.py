@@ -11,7 +11,7 @@ PhysioNet/CinC Apnea-ECG challenge).
 
 Method, with every parameter fixed in advance from those papers, not fitted:
 
-1. clean NN intervals (:func:`core.hrv.clean_rr`), heart rate 60000/NN interpolated at
+1. clean NN intervals (:func:`core.signals.hrv.clean_rr`), heart rate 60000/NN interpolated at
    :data:`FS_HZ` over gaps up to :data:`MAX_GAP_S` (longer gaps are not analysed);
 2. band-pass 1/120-1/25 Hz (4th-order Butterworth, zero phase): the apnoea-cycle band;
 3. surges: peaks of the filtered heart rate at least :data:`MIN_SURGE_BPM` above the
@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
-from core.hrv import clean_rr
+from core.signals.hrv import clean_rr
 
 __all__ = ["FS_HZ", "MAX_GAP_S", "MIN_RUN", "MIN_SURGE_BPM", "Cvhr", "cvhr_cycles"]
 

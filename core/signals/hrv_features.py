@@ -28,7 +28,7 @@ The last column, ``rr_present``, is that coverage unscored (0 where the window h
 beats or the night has no RR at all), so one model can tell real HRV from missing input:
 :func:`rr_epoch_features` of no beats is the "no RR" input that heart-rate-only nights get.
 
-Artefacts and ectopic beats are removed first by :func:`core.hrv.clean_rr` (physiological
+Artefacts and ectopic beats are removed first by :func:`core.signals.hrv.clean_rr` (physiological
 range and a 20 % deviation from the local median); an interval whose neighbour was
 removed does not enter a successive difference. A window with fewer than
 :data:`MIN_BEATS` kept intervals (a gap, a detached strap, a night's edge) has missing
@@ -57,8 +57,8 @@ import pandas as pd
 from scipy.interpolate import CubicSpline
 from scipy.signal import welch
 
-from core.epochs import EPOCH_S
-from core.hrv import clean_rr
+from core.contract.epochs import EPOCH_S
+from core.signals.hrv import clean_rr
 
 __all__ = ["BASE_FEATURES", "MIN_BEATS", "RR_FEATURE_NAMES", "WINDOW_S", "rr_epoch_features"]
 

@@ -17,7 +17,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from core.bcg import (
+from core.contract import FieldType
+from core.contract import doc_field as _f
+from core.contract.epochs import EPOCH_MS, WINDOW_S, WINDOWS_PER_EPOCH
+from core.signals.bcg import (
     BedSensorProfile,
     breath_band,
     breath_fs,
@@ -29,10 +32,7 @@ from core.bcg import (
     presence_rows,
     segment_std,
 )
-from core.contract import FieldType
-from core.contract import doc_field as _f
-from core.epochs import EPOCH_MS, WINDOW_S, WINDOWS_PER_EPOCH
-from core.hrv import hrv_summary
+from core.signals.hrv import hrv_summary
 
 __all__ = [
     "EDGE_SLACK_S",
@@ -133,7 +133,7 @@ def bed_runs_vitals(runs: Sequence[BedRun], profile: BedSensorProfile = DEFAULT_
     """:func:`bed_epoch_vitals` of many runs at once; one list of epoch documents per run.
 
     The complete epochs of all runs with the same sample rate are stacked into one
-    (n_epochs, samples_per_epoch) array and computed together (:mod:`core.bcg`'s row
+    (n_epochs, samples_per_epoch) array and computed together (:mod:`core.signals.bcg`'s row
     functions), so the result of each epoch is the same however the runs are grouped.
     """
     out: list[list[dict[str, Any]]] = [[] for _ in runs]
@@ -179,7 +179,7 @@ def _covered_epochs(n: int, fs_hz: float, t0_ms: float) -> list[tuple[int, int, 
     run holds all of them but at most :data:`EDGE_SLACK_S` worth; the missing ones are
     filled by :func:`_epoch_samples` (``pad before`` of them at the start, the rest at the
     end). The run's clock phase against the grid does not matter: a frame cut by
-    :class:`core.device_records.BedFramer` holds exactly its epoch's samples whatever its
+    :class:`core.ble.device_records.BedFramer` holds exactly its epoch's samples whatever its
     first sample's offset from the boundary.
     """
     period_ms = 1000.0 / fs_hz

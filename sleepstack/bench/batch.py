@@ -34,10 +34,11 @@ import pyarrow.parquet as pq
 
 from batch_layer.lake_schema import RAW_SCHEMA
 from batch_layer.raw_landing import partition_keys
+from batch_layer.stage_models import bundled
 from core.contract import to_row
-from core.epochs import night_of
-from core.nightly import NIGHT_COLUMNS, stage_subject_night, summarize_night
-from core.simulate import FIRST_NIGHT_T0_MS
+from core.contract.epochs import night_of
+from core.nights.nightly import NIGHT_COLUMNS, stage_subject_night, summarize_night
+from simulator.nights import FIRST_NIGHT_T0_MS
 from sleepstack.bench.fixtures import simulated_night_records
 
 __all__ = ["bench_batch"]
@@ -84,7 +85,7 @@ def _core_rate(templates: list[dict[str, pa.Table]]) -> float:
         raw = pa.concat_tables(tables.values()).to_pandas()
         raw["night"] = night_of(FIRST_NIGHT_T0_MS)
         t = time.perf_counter()
-        summarize_night(stage_subject_night(raw))
+        summarize_night(stage_subject_night(raw, models=bundled()))
         times.append(time.perf_counter() - t)
     return 60.0 / statistics.median(times)
 

@@ -131,7 +131,7 @@ def _pages(address: str, token: str, paths: dict[str, str], loads: int, chromium
 def bench_dashboard(
     requests: int = 50, loads: int = 5, subjects: int = 3, concurrent_seconds: float = 10.0
 ) -> dict[str, Any]:
-    from core.epochs import night_bounds_ms
+    from core.contract.epochs import night_bounds_ms
     from sleepstack.dashboard import token
 
     with tempfile.TemporaryDirectory(prefix="sleepstack-bench-dashboard-") as tmp:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from core.contract import BedFrame, Record
-from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, night_records, simulate_night
-from local.kinesis import LocalStack
+from local.kinesis import KinesaliteServer
+from simulator.nights import FIRST_NIGHT_T0_MS, SimConfig, night_records, simulate_night
 from sleepstack import wiring
 from sleepstack.settings import Settings
 from speed_layer.store import LiveStore
@@ -69,12 +69,12 @@ def bench_settings(home: Path) -> Settings:
 def private_stream(home: Path) -> Iterator[tuple[Settings, Any, str]]:
     """A private kinesalite under ``home`` with the template's streams: (settings, client, stream)."""
     settings = bench_settings(home)
-    stack = LocalStack(home / "stack")
-    endpoint = stack.up(environment=settings.environment)
+    stream = KinesaliteServer(settings.paths)
+    endpoint = stream.up(environment=settings.environment)
     try:
         yield settings, wiring.kinesis_client(settings, endpoint), wiring.stream_name(settings)
     finally:
-        stack.down()
+        stream.down()
 
 
 def index_records(settings: Settings, recs: list[Record], *, batch: int = 500, store: LiveStore | None = None) -> None:
@@ -101,18 +101,19 @@ def index_records(settings: Settings, recs: list[Record], *, batch: int = 500, s
 
 def stage_records(lake: Path, recs: list[Record], tz: str = "UTC") -> None:
     """Stage ``recs`` per subject-night with the nightly job's own functions
-    (:func:`core.nightly.stage_subject_night`, :func:`core.nightly.summarize_night`) and
+    (:func:`core.nights.nightly.stage_subject_night`, :func:`core.nights.nightly.summarize_night`) and
     write the curated tables' Parquet under ``lake`` as the job lays them out (no Spark)."""
     import pandas as pd
 
+    from batch_layer.stage_models import bundled
     from core.contract import to_row
-    from core.epochs import night_of
-    from core.nightly import stage_subject_night, summarize_night
+    from core.contract.epochs import night_of
+    from core.nights.nightly import stage_subject_night, summarize_night
 
     raw = pd.DataFrame([to_row(r) for r in recs])
     raw["night"] = [night_of(int(t), tz) for t in raw["event_time_ms"]]
     for (subject, night), rows in raw.groupby(["subject_id", "night"]):
-        epochs = stage_subject_night(rows)
+        epochs = stage_subject_night(rows, models=bundled())
         if epochs.empty:
             continue
         for table, df in (("epochs", epochs), ("nights", summarize_night(epochs))):
@@ -124,7 +125,7 @@ def stage_records(lake: Path, recs: list[Record], tz: str = "UTC") -> None:
 def index_and_stage(settings: Settings, recs: list[Record]) -> str:
     """Index ``recs`` through the speed layer and stage them (a home for the live views and the
     night pages); the first record's night."""
-    from core.epochs import night_of
+    from core.contract.epochs import night_of
 
     index_records(settings, recs)
     stage_records(settings.lake, recs, settings.tz)

@@ -35,7 +35,7 @@ MIB = 1 << 20
 
 
 def _documents(subjects: int, hours: float) -> list[tuple[str, dict[str, Any]]]:
-    from core.alerts import AlertRules
+    from core.live.alerts import AlertRules
     from speed_layer.processing import apply_records
 
     recs = []

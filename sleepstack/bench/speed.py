@@ -35,8 +35,8 @@ import numpy as np
 import orjson
 
 from core.contract import BedFrame, Record, to_wire
-from core.epochs import EPOCH_MS, epoch_start_ms
-from core.kpl import deaggregate, is_aggregated
+from core.contract.epochs import EPOCH_MS, epoch_start_ms
+from core.contract.kpl import deaggregate, is_aggregated
 from ingest.aggregation import DEFAULT_LINGER_MS, pack_records
 from ingest.producer import KinesisProducer
 from ingest.sender import SpoolSender

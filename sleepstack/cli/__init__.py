@@ -16,8 +16,9 @@ import os
 import sys
 from typing import NoReturn
 
-from core.errors import SleepstackError, UsageError
+from core.errors import SleepstackError
 from sleepstack.cli import bench, dashboard, devices, model, operations, pipeline
+from sleepstack.cli.errors import UsageError, exit_code
 from sleepstack.settings import Settings
 
 __all__ = ["main"]
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except UsageError as exc:
         print(f"sleepstack: error: {exc} (-h for help)", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -65,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, Settings.from_env()))
     except SleepstackError as exc:  # anything else is a bug: its traceback shows
         print(f"sleepstack: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code(exc)

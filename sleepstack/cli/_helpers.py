@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import DatasetError, UsageError
+from core.errors import DatasetError
+from sleepstack.cli.errors import UsageError
 
 #: ``--night``'s help wherever a command names nights.
 NIGHT_HELP = (

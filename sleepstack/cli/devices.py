@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.epochs import night_of
-from core.errors import DatasetError, DecodeError, UsageError
+from core.contract.epochs import night_of
+from core.errors import DatasetError, DecodeError
 from sleepstack import wiring
+from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
 
 if TYPE_CHECKING:  # bleak and the collector load only when a device command runs
@@ -88,7 +89,7 @@ def run_collect(
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
-    spool = Spool(settings.home / "spool" / "collector.sqlite", max_bytes=max_spool_mib << 20)
+    spool = Spool(settings.paths.spool, max_bytes=max_spool_mib << 20)
     if recordings:
         world = FakeBleWorld(_replayed(recordings, spool, speed, replay_clock, settings.tz))
         backend, clock = world.client_backend(), world.clock_ms
@@ -292,15 +293,15 @@ def _replay_clock(args: argparse.Namespace) -> ReplayClock:
 
 
 def _cmd_ble(args: argparse.Namespace, settings: Settings) -> int:
-    from core.bed_profile import decode_bed_frame
-    from core.hrm import decode_hrm
+    from core.ble.bed_profile import decode_bed_frame
+    from core.ble.hrm import decode_hrm
 
     try:
         payload = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
     except ValueError as exc:
         raise UsageError("HEX", f"{args.hex!r} is not a hex string ({exc})") from None
     if args.action == "decode-hrm":
-        from core.device_records import check_measurement
+        from core.ble.device_records import check_measurement
 
         try:
             measurement = decode_hrm(payload)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
 from sleepstack.cli._helpers import print_figures, rr_argument
+from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings, use_keras_backend
 
 __all__ = ["register"]
@@ -25,8 +25,8 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         return _evaluate_cvhr(args)
     if args.what == "report":
         return _evaluate_report(args)
-    from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
-    from core.vitals_accuracy import bed_vitals_accuracy
+    from simulator.nights import FIRST_NIGHT_T0_MS, SimConfig, simulate_night
+    from simulator.vitals_accuracy import bed_vitals_accuracy
 
     rr = rr_argument(args.rr)
     night = simulate_night(SimConfig("eval", FIRST_NIGHT_T0_MS, seed=args.seed, apnea_per_hour=3.0, rr_source_ms=rr))
@@ -103,7 +103,8 @@ def _check_staging_args(args: argparse.Namespace) -> None:
 
 
 def _evaluate_staging(args: argparse.Namespace) -> int:
-    from core.stage_classifier import DEFAULT_MODEL, RR_MODEL, load_model
+    from batch_layer.stage_models import load_model
+    from core.nights.classifier import DEFAULT_MODEL, RR_MODEL
     from sleepstack.evaluation import staging
 
     _check_staging_args(args)
@@ -142,7 +143,7 @@ def _print_staging(figures: dict[str, Any]) -> None:
 
 
 def _model(path: str) -> Any:
-    from core.stage_classifier import StageModel
+    from core.nights.classifier import StageModel
 
     try:
         return StageModel.from_json(Path(path).read_text(encoding="utf-8"))
@@ -153,7 +154,8 @@ def _model(path: str) -> Any:
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from core.stage_classifier import RR_MODEL, model_resource
+    from batch_layer.stage_models import model_resource
+    from core.nights.classifier import RR_MODEL
     from sleepstack.evaluation.staging import train, train_rr
 
     if args.model == RR_MODEL:
@@ -220,6 +222,6 @@ def register(sub: Any) -> None:
     s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v3"], default="hr-mlp-v1", help="which model to train")
     s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
     s.add_argument("--sleep-accel", help="rr-mlp-v3: the sleep-accel directory (default ../shared/data/sleep-accel)")
-    s.add_argument("--out", help="artefact path (JSON; default: the packaged core/models/<model>.json)")
+    s.add_argument("--out", help="artefact path (JSON; default: the packaged core/nights/models/<model>.json)")
     s.add_argument("--seed", type=int, default=0, help="the training seed")
     s.set_defaults(func=_cmd_train)

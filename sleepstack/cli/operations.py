@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.errors import UsageError
 from sleepstack.cli._helpers import NIGHT_HELP, utc
+from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -63,10 +63,10 @@ def _stack_up(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     if args.live_store:
         settings = dataclasses.replace(settings, live_store=args.live_store)
     if args.port:
-        from local.kinesis import LocalStack, StackError
+        from local.kinesis import KinesaliteServer, StackError
 
         try:
-            LocalStack(settings.home).keep_port(args.port)
+            KinesaliteServer(settings.paths).keep_port(args.port)
         except StackError as exc:
             raise UsageError("--port", str(exc)) from None
     return stack.stack_up(settings)
@@ -104,7 +104,7 @@ def _cmd_live(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--subject", f"{args.subject!r} is not a subject id (letters, digits, ._:-)")
     if not settings.opensearch_url:
         running = any(svc.get("state") == "running" for svc in stack_status(settings)["services"].values())
-        if not (settings.home / "serving" / "live.sqlite").is_file():
+        if not settings.paths.live_db.is_file():
             raise NoDataError(
                 f"no live store in {settings.home}: start the stack (sleepstack stack up) and collect first"
             )

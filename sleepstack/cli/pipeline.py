@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.epochs import night_of
-from core.errors import NoDataError, QueryError, UsageError
+from core.contract.epochs import night_of
+from core.errors import NoDataError, QueryError
 from sleepstack.cli._helpers import NIGHT_HELP, rr_argument
+from sleepstack.cli.errors import UsageError
 from sleepstack.hints import command
 from sleepstack.settings import Settings
 
@@ -21,14 +22,14 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     import pyarrow.parquet as pq
 
     from core.contract import to_wire
-    from core.simulate import cohort, night_records, simulate_night
+    from simulator.nights import cohort, night_records, simulate_night
     from sleepstack.demo import truth_table
 
     rr = rr_argument(args.rr)
     if args.recording:
         configs = cohort(args.subjects, args.nights, args.seed, rr)
         return _write_recordings(Path(args.recording), configs, args.seed, settings)
-    out = Path(args.out or settings.home / "sim")
+    out = Path(args.out or settings.paths.sim)
     out.mkdir(parents=True, exist_ok=True)
     n_records = 0
     for cfg in cohort(args.subjects, args.nights, args.seed, rr):
@@ -55,9 +56,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _write_recordings(out: Path, configs: list[Any], seed: int, settings: Settings) -> int:
     """The cohort as BLE notification recordings, one JSON-lines file per device (``collect --replay``)."""
-    from core.simulate import simulate_night
     from ingest.fake_ble import recording_lines
     from ingest.simulated_devices import simulated_peripherals
+    from simulator.nights import simulate_night
 
     if out.exists() and not out.is_dir():
         raise UsageError("--recording", f"{out} exists and is not a directory")
@@ -91,7 +92,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
     from batch_layer.nightly_job import run_nightly
-    from core.epochs import night_range, resolve_nights
+    from core.contract.epochs import night_range, resolve_nights
     from local.spark import local_spark
 
     if args.action == "run":

@@ -7,7 +7,7 @@ Layout of a dataset directory::
 
 Delimiters may be commas or whitespace. Heart rate is sorted, repeated timestamps are
 averaged, and the series is cropped to the labelled window (the files also hold days of
-daytime wear before the study). Stages are collapsed to :class:`~core.sleep_stages.SleepStage`
+daytime wear before the study). Stages are collapsed to :class:`~core.nights.stages.SleepStage`
 (N1+N2 light, N3+N4 deep); unscored epochs become ``-1``.
 """
 
@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.epochs import EPOCH_S
+from core.contract.epochs import EPOCH_S
 from core.errors import DatasetError
-from core.sleep_stages import RK_STAGES
+from core.nights.stages import RK_STAGES
 
 __all__ = ["AccelNight", "epoch_mean_hr", "list_subjects", "read_night"]
 

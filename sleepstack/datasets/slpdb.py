@@ -7,7 +7,7 @@ Layout of a dataset directory (see ``../shared/data/README.md``)::
     rr/<record>.csv     beat_end_s,rr_s,beat_types    (one row per beat pair; s from the record's start)
     stages/<record>.csv t_s,stage,events              (every 30 s; 0 W, 1-4 R&K NREM, 5 REM, -1 unscored)
 
-Stages collapse to :class:`~core.sleep_stages.SleepStage` (S1+S2 light, S3+S4 deep);
+Stages collapse to :class:`~core.nights.stages.SleepStage` (S1+S2 light, S3+S4 deep);
 movement time and unscored epochs become ``-1``. A record is one segment of a subject's
 night (``slp01a`` and ``slp01b`` are one subject): cross-validation groups by
 ``subject``, never by record.
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from core.epochs import EPOCH_S
+from core.contract.epochs import EPOCH_S
 from core.errors import DatasetError
-from core.sleep_stages import RK_STAGES
+from core.nights.stages import RK_STAGES
 
 __all__ = ["SlpdbRecord", "SubjectInfo", "epoch_mean_hr", "list_records", "read_meta", "read_record"]
 

@@ -26,8 +26,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from core.errors import UsageError
-from core.sleep_stages import SleepStage
+from core.errors import InputError
+from core.nights.stages import SleepStage
 from sleepstack.datasets.slpdb import SlpdbRecord, SubjectInfo, read_meta
 
 __all__ = ["ANCHORS", "ANCHOR_MODEL", "Stager", "anchor_predictions", "heartbeat_times", "sleepecg_stager"]
@@ -49,15 +49,15 @@ def heartbeat_times(rec: SlpdbRecord) -> npt.NDArray[np.float64]:
 
 
 def sleepecg_stager(classifier: str = "wrn-gru-mesa") -> Stager:
-    """SleepECG's pretrained ``classifier``; :class:`UsageError` when the anchors extra is missing."""
+    """SleepECG's pretrained ``classifier``; :class:`InputError` when the anchors extra is missing."""
     try:
         from sleepecg.classification import load_classifier, stage
         from sleepecg.io.sleep_readers import Gender, SleepRecord, SubjectData
     except ImportError as exc:
-        raise UsageError("--anchor", f"sleepecg needs the anchors extra: pip install -e '.[anchors]' ({exc})") from None
+        raise InputError("--anchor", f"sleepecg needs the anchors extra: pip install -e '.[anchors]' ({exc})") from None
     clf = load_classifier(classifier, "SleepECG")
     if clf.stages_mode != "wake-rem-nrem":
-        raise UsageError("--anchor", f"{classifier} stages {clf.stages_mode}, not wake-rem-nrem")
+        raise InputError("--anchor", f"{classifier} stages {clf.stages_mode}, not wake-rem-nrem")
 
     def run(beats_s: npt.NDArray[np.float64], epochs: int, info: SubjectInfo) -> npt.NDArray[np.int64]:
         record = SleepRecord(
@@ -95,7 +95,7 @@ def anchor_predictions(
     meta = read_meta(root)
     missing = sorted({r.record for r in records} - set(meta))
     if missing:
-        raise UsageError("evaluate slpdb", f"meta.csv has no age and sex for {', '.join(missing)}")
+        raise InputError("evaluate slpdb", f"meta.csv has no age and sex for {', '.join(missing)}")
     run = stager or sleepecg_stager()
     preds = []
     for r in records:

@@ -1,4 +1,4 @@
-"""The CVHR apnoea screening index (:mod:`core.cvhr`) against the slpdb scorers' respiratory events.
+"""The CVHR apnoea screening index (:mod:`core.signals.cvhr`) against the slpdb scorers' respiratory events.
 
 Reference: the slpdb-rr ``events`` column, the codes the scorers attached to each 30-s
 epoch. Respiratory codes (:data:`RESPIRATORY`: hypopnoea, obstructive and central apnoea,
@@ -24,8 +24,8 @@ from typing import Any, Final
 import numpy as np
 from scipy.stats import spearmanr
 
-from core.cvhr import cvhr_cycles
-from core.sleep_stages import SleepStage
+from core.nights.stages import SleepStage
+from core.signals.cvhr import cvhr_cycles
 from sleepstack.datasets.slpdb import SlpdbRecord
 from sleepstack.evaluation.staging import load_slpdb
 
@@ -71,7 +71,7 @@ def evaluate_cvhr(root: Path) -> dict[str, Any]:
     false = sum(int((r["_with_cycle"] & r["_quiet_epochs"]).sum()) for r in scored)
     rho = float(spearmanr(ref, est).statistic) if len(scored) >= 3 else None
     return {
-        "method": "CVHR cycles per hour of PSG sleep (core.cvhr)",
+        "method": "CVHR cycles per hour of PSG sleep (core.signals.cvhr)",
         "reference": "slpdb respiratory event codes per hour of PSG sleep",
         "records": len(scored),
         "records_not_scored_for_respiration": [r["record"] for r in rows if not r["scored"]],

@@ -2,10 +2,10 @@
 
 The path is the stack's, without its processes and its network hops:
 
-* **collector**: each device's notifications (:func:`core.simulate.strap_measurements`,
-  :func:`core.simulate.bed_notifications`) less those sent while its link was down
+* **collector**: each device's notifications (:func:`simulator.nights.strap_measurements`,
+  :func:`simulator.nights.bed_notifications`) less those sent while its link was down
   (``drops``), turned into records by the collector's own functions
-  (:func:`core.device_records.strap_sample`, :class:`core.device_records.BedFramer`,
+  (:func:`core.ble.device_records.strap_sample`, :class:`core.ble.device_records.BedFramer`,
   which cuts the frames and reports the gaps);
 * **stream**: the sender's packing (:func:`ingest.aggregation.pack_records`: KPL
   aggregates on contract v2), delivered in stream order as Lambda events of
@@ -15,7 +15,7 @@ The path is the stack's, without its processes and its network hops:
 * **raw landing**: the Firehose transformation (:func:`batch_layer.raw_landing.firehose_transform`)
   of every de-aggregated user record into its lake row;
 * **batch layer**: what the nightly job applies per subject-night
-  (:func:`core.nightly.stage_subject_night`, :func:`core.nightly.summarize_night`).
+  (:func:`core.nights.nightly.stage_subject_night`, :func:`core.nights.nightly.summarize_night`).
 
 The local stack (``sleepstack demo``, ``tests/test_stack_services.py``) runs the same
 functions under its supervisor; this module is how a figure can be checked in seconds.
@@ -35,17 +35,18 @@ from typing import Any, Final
 import pandas as pd
 
 from batch_layer.raw_landing import firehose_transform
+from batch_layer.stage_models import bundled
+from core.ble.device_records import BedFramer, strap_sample
 from core.contract import Record
-from core.device_records import BedFramer, strap_sample
-from core.epochs import night_of
-from core.kpl import unpack
-from core.nightly import stage_subject_night, summarize_night
-from core.simulate import SimulatedNight, bed_notifications, strap_measurements
+from core.contract.epochs import night_of
+from core.contract.kpl import unpack
+from core.nights.nightly import stage_subject_night, summarize_night
 from dead_letters.sinks import LocalDeadLetters
 from ingest.aggregation import pack_records
 from local.event_source_mapping import kinesis_event
 from local.live_store import LocalLiveStore
 from local.state_store import LocalStateStore
+from simulator.nights import SimulatedNight, bed_notifications, strap_measurements
 from speed_layer.handler import SpeedLayerHandler
 
 __all__ = ["Drop", "LayersOutput", "collected_records", "run_layers"]
@@ -155,7 +156,7 @@ def _batch(raw: pd.DataFrame, tz: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     raw["night"] = [night_of(int(t), tz) for t in raw["event_time_ms"]]
     epochs, nights = [], []
     for _, group in raw.groupby(["subject_id", "night"], sort=True):
-        staged = stage_subject_night(group.reset_index(drop=True))
+        staged = stage_subject_night(group.reset_index(drop=True), models=bundled())
         if len(staged):
             epochs.append(staged)
             nights.append(summarize_night(staged))

@@ -7,7 +7,7 @@ collector's framing, the sender's packing, the Lambda handler, the Firehose
 transformation and the nightly job's functions). Each figure the night report and the
 night page show is compared with the truth the simulator kept:
 
-* the hypnogram's figures (:func:`core.metrics.night_metrics` of the true stages over the
+* the hypnogram's figures (:func:`core.nights.metrics.night_metrics` of the true stages over the
   same in-bed span): TST, efficiency, sleep onset latency, WASO, awakenings, minutes per
   stage;
 * breathing pauses: the simulated apnoeas that start in true sleep, and per hour of true
@@ -36,10 +36,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from core.epochs import EPOCH_MS, EPOCH_S
-from core.metrics import night_metrics
-from core.simulate import FIRST_NIGHT_T0_MS, SimConfig, SimulatedNight, simulate_night
-from core.sleep_stages import SleepStage
+from core.contract.epochs import EPOCH_MS, EPOCH_S
+from core.nights.metrics import night_metrics
+from core.nights.stages import SleepStage
+from simulator.nights import FIRST_NIGHT_T0_MS, SimConfig, SimulatedNight, simulate_night
 from sleepstack.evaluation.layers import Drop, LayersOutput, collected_records, run_layers
 
 __all__ = ["SCENARIOS", "TOLERANCES", "Scenario", "audit_report"]

@@ -6,8 +6,8 @@ or cross-validated grouped by subject, on slpdb alone or with sleep-accel's subj
 the folds (``evaluate_slpdb``, ``cross_validate_slpdb``). ``train_rr`` fits the committed
 RR model on both corpora.
 
-``train`` fits :func:`core.stage_classifier.fit_stage_model` on every night of the corpus.
-``evaluate`` stages each night with a model through :func:`core.night_staging.stage_hr` (the
+``train`` fits :func:`core.nights.classifier.fit_stage_model` on every night of the corpus.
+``evaluate`` stages each night with a model through :func:`core.nights.staging.stage_hr` (the
 function the nightly job uses) and pools epochs over nights. ``cross_validate`` does the
 same out of fold: subjects are split into ``folds`` groups (leave-subjects-out), a model
 is trained without each group and stages only that group's nights, so every figure is
@@ -31,13 +31,14 @@ import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
-from core.agreement import confusion, staging_agreement
+from batch_layer.stage_models import bundled
 from core.errors import DatasetError
-from core.hr_features import hr_epoch_features
-from core.night_staging import Beats, model_for, stage_hr, staging_features
-from core.simulate import SimulatedNight
-from core.sleep_stages import SleepStage
-from core.stage_classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
+from core.nights.agreement import confusion, staging_agreement
+from core.nights.classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
+from core.nights.stages import SleepStage
+from core.nights.staging import Beats, stage_hr, staging_features
+from core.signals.hr_features import hr_epoch_features
+from simulator.nights import SimulatedNight
 from sleepstack.datasets.sleep_accel import AccelNight, epoch_mean_hr, list_subjects, read_night
 from sleepstack.datasets.slpdb import SlpdbRecord, list_records, read_record
 from sleepstack.datasets.slpdb import epoch_mean_hr as slpdb_epoch_hr
@@ -151,7 +152,7 @@ def _per_subject(
 
 
 def slpdb_features(rec: SlpdbRecord, source: str, *, with_rr: bool = True) -> npt.NDArray[np.float64]:
-    """A record's model inputs (:func:`core.night_staging.staging_features`): heart-rate
+    """A record's model inputs (:func:`core.nights.staging.staging_features`): heart-rate
     features, and with ``source="rr"`` the HRV features of all its beats (ectopic and
     artefact beats removed by cleaning, as from a strap); ``with_rr=False`` gives the "no RR"
     input instead, as a night without beat-to-beat intervals has."""
@@ -280,7 +281,7 @@ def cross_validate_slpdb(
     them with RR missing, and every slpdb record a second time with RR withheld. The figures
     are slpdb's; ``sleep_accel`` and ``pooled`` (both corpora's subjects) come beside them,
     and for ``rr`` ``slpdb_without_rr`` (the same fold models staging slpdb from heart rate).
-    ``members``: networks per model (default: :data:`core.stage_classifier.MEMBERS`, as committed),
+    ``members``: networks per model (default: :data:`core.nights.classifier.MEMBERS`, as committed),
     from seeds ``seed`` on.
     """
     m = MEMBERS[source] if members is None else members
@@ -319,7 +320,7 @@ def simulated_staging(night: SimulatedNight) -> dict[str, Any]:
     truth_tst = float((e.stage != SleepStage.WAKE).sum()) / 2.0
     out: dict[str, Any] = {"tst_truth_min": truth_tst}
     for source in ("hr", "rr"):
-        model = model_for(source)
+        model = bundled().for_source(source)
         pred = model.predict(staging_features(e.hr_bpm, source, beats, e.t_s))
         fig = staging_agreement(e.stage, pred)
         out[model.name] = {

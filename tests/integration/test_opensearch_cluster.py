@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.epochs import night_bounds_ms, night_of
+from core.contract.epochs import night_bounds_ms, night_of
 from local.live_store import LocalLiveStore
 from serving.live_queries import OpenSearchLiveQueries
 from sleepstack.bench.fixtures import bench_settings, index_records
