@@ -61,7 +61,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core dead_letters ingest speed_layer batch_layer serving local glue_jobs sleepstack simulator
+	$(BIN)/mypy core dead_letters registry ingest speed_layer batch_layer serving local glue_jobs sleepstack simulator
 
 format: setup
 	$(BIN)/ruff format .

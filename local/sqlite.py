@@ -28,7 +28,9 @@ def open_db(path: Path, *, synchronous: str | None = None) -> sqlite3.Connection
 
 @contextmanager
 def write_transaction(db: sqlite3.Connection, error: type[Exception], what: str) -> Iterator[None]:
-    """``BEGIN`` .. ``COMMIT``; on a SQLite error roll back and raise ``error`` naming ``what``."""
+    """``BEGIN`` .. ``COMMIT``; on a SQLite error roll back and raise ``error`` naming ``what``.
+
+    Any other exception raised inside rolls back too, and propagates as it is."""
     try:
         db.execute("BEGIN")
         yield
@@ -37,3 +39,7 @@ def write_transaction(db: sqlite3.Connection, error: type[Exception], what: str)
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise error(f"{what} cannot write: {exc}") from exc
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise

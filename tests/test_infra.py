@@ -419,3 +419,11 @@ def test_template_deploys_into_moto_and_the_resources_are_as_declared(doc: dict[
     assert kinesis["Resource"].endswith(":stream/sleepstack-dev-ingest")
     table = boto3.client("dynamodb", region_name=REGION).describe_table(TableName=physical["SpeedLayerStateTable"])
     assert table["Table"]["KeySchema"] == [{"AttributeName": "device_id", "KeyType": "HASH"}]
+
+    # the registry: one table, read by collectors and edited by coordinators through its two policies
+    registry = boto3.client("dynamodb", region_name=REGION).describe_table(TableName=physical["RegistryTable"])["Table"]
+    assert registry["TableName"] == "sleepstack-dev-registry"
+    assert [k["AttributeName"] for k in registry["KeySchema"]] == ["pk", "sk"]
+    reader = next(r for r in _resources(doc, "AWS::IAM::ManagedPolicy").items() if r[0] == "RegistryReaderPolicy")[1]
+    actions = {a for s in reader["Properties"]["PolicyDocument"]["Statement"] for a in s["Action"]}
+    assert actions == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "kms:Decrypt"}  # read only

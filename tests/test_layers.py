@@ -14,17 +14,18 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-ADAPTERS = {"dead_letters", "ingest", "speed_layer", "batch_layer", "serving"}
+ADAPTERS = {"dead_letters", "registry", "ingest", "speed_layer", "batch_layer", "serving"}
 #: Which of our top-level packages each one may import.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "infra": set(),
     "simulator": {"core"},
     "dead_letters": {"core"},
-    "ingest": {"core", "simulator"},
+    "registry": {"core"},
+    "ingest": {"core", "registry", "simulator"},
     "speed_layer": {"core", "dead_letters"},
     "batch_layer": {"core"},
-    "serving": {"core", "speed_layer"},
+    "serving": {"core", "registry", "speed_layer"},
     "local": {"core", "infra", *ADAPTERS},
     "glue_jobs": {"core", "batch_layer"},
     "sleepstack": {"core", "infra", "local", "glue_jobs", "simulator", *ADAPTERS},

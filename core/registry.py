@@ -1,0 +1,243 @@
+"""Who wears which device when: subjects, devices and assignments, and their rules.
+
+A study's or a ward's registry holds
+
+* **subjects** — a pseudonymous id, the time zone their nights are cut in, enrolled or
+  withdrawn (with the times), optional age band and sex, and alert thresholds that
+  override the defaults (:class:`core.live.alerts.AlertRules` field names);
+* **devices** — an address (the BLE address, or a simulated device's name), its kind
+  (``strap`` or ``bed``) and a label a person recognises ("bed 12");
+* **assignments** — device -> subject over the half-open interval ``[from_ms, to_ms)``
+  (``to_ms`` ``None``: until further notice). One device's assignments never overlap,
+  so a record's subject is a function of its device and its device time
+  (:func:`subject_at`).
+
+Pure: the stores (:mod:`registry.store` and its adapters) keep these and call the checks
+here. Times are integer milliseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.errors import InputError
+from core.live.alerts import AlertRules
+
+__all__ = [
+    "AGE_BANDS",
+    "DEVICE_KINDS",
+    "SEXES",
+    "Assignment",
+    "AssignmentIndex",
+    "Device",
+    "RegistryError",
+    "Subject",
+    "check_assignment",
+    "conflict",
+    "plan_assignment",
+    "subject_at",
+]
+
+_ID: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
+DEVICE_KINDS: Final = ("strap", "bed")
+SEXES: Final = ("female", "male", "other")
+#: Age bands (years) a subject may carry instead of a birth date (pseudonymity).
+AGE_BANDS: Final = ("18-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+")
+
+
+class RegistryError(InputError):
+    """A registry entry is refused; ``what`` names the field or the entry, ``reason`` why."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A pseudonymous person whose nights are recorded."""
+
+    subject_id: str
+    enrolled_ms: int
+    tz: str = "UTC"
+    status: str = "enrolled"  # enrolled | withdrawn
+    withdrawn_ms: int | None = None
+    age_band: str | None = None
+    sex: str | None = None
+    #: Alert thresholds that override the defaults for this subject only.
+    alert_overrides: Mapping[str, float] = field(default_factory=dict)
+
+    STATUSES: ClassVar[tuple[str, ...]] = ("enrolled", "withdrawn")
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.subject_id):
+            raise RegistryError("subject_id", f"{self.subject_id!r} is not an id (1-64 of letters, digits, :_.-)")
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise RegistryError("tz", f"{self.tz!r} is not an IANA time zone (e.g. Europe/London)") from None
+        if self.status not in self.STATUSES:
+            raise RegistryError("status", f"{self.status!r} is not one of {', '.join(self.STATUSES)}")
+        if (self.status == "withdrawn") != (self.withdrawn_ms is not None):
+            raise RegistryError("withdrawn_ms", "is set exactly when the subject is withdrawn")
+        if self.withdrawn_ms is not None and self.withdrawn_ms < self.enrolled_ms:
+            raise RegistryError("withdrawn_ms", "is before the enrolment")
+        if self.age_band is not None and self.age_band not in AGE_BANDS:
+            raise RegistryError("age_band", f"{self.age_band!r} is not one of {', '.join(AGE_BANDS)}")
+        if self.sex is not None and self.sex not in SEXES:
+            raise RegistryError("sex", f"{self.sex!r} is not one of {', '.join(SEXES)}")
+        try:
+            self.alert_rules()
+        except (TypeError, ValueError) as exc:
+            raise RegistryError("alert_overrides", str(exc)) from None
+
+    def alert_rules(self, defaults: AlertRules | None = None) -> AlertRules:
+        """The thresholds this subject's alerts use: the defaults with the overrides applied."""
+        base = defaults or AlertRules()
+        unknown = set(self.alert_overrides) - set(AlertRules.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
+        bad = {k: v for k, v in self.alert_overrides.items() if not isinstance(v, int | float) or v <= 0}
+        if bad:
+            name = sorted(bad)[0]
+            raise ValueError(f"{name} must be a positive number, not {bad[name]!r}")
+        values: dict[str, Any] = {k: type(getattr(base, k))(v) for k, v in self.alert_overrides.items()}
+        return replace(base, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject_id": self.subject_id,
+            "enrolled_ms": self.enrolled_ms,
+            "tz": self.tz,
+            "status": self.status,
+            "withdrawn_ms": self.withdrawn_ms,
+            "age_band": self.age_band,
+            "sex": self.sex,
+            "alert_overrides": dict(self.alert_overrides),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Subject:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["alert_overrides"] = dict(known.get("alert_overrides") or {})
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A strap or a bed sensor, by address."""
+
+    address: str
+    kind: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.address):
+            raise RegistryError("address", f"{self.address!r} is not a device address (1-64 of letters, digits, :_.-)")
+        if self.kind not in DEVICE_KINDS:
+            raise RegistryError("kind", f"{self.kind!r} is not one of {', '.join(DEVICE_KINDS)}")
+        if len(self.label) > 80:
+            raise RegistryError("label", "is longer than 80 characters")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "kind": self.kind, "label": self.label}
+
+
+@dataclass(frozen=True, order=True)
+class Assignment:
+    """``device`` is worn by (or under) ``subject_id`` over ``[from_ms, to_ms)``."""
+
+    device: str
+    from_ms: int
+    subject_id: str
+    to_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.to_ms is not None and self.to_ms <= self.from_ms:
+            raise RegistryError("to", "must be after from")
+
+    def covers(self, t_ms: int) -> bool:
+        return self.from_ms <= t_ms and (self.to_ms is None or t_ms < self.to_ms)
+
+    def overlaps(self, other: Assignment) -> bool:
+        a_end = self.to_ms if self.to_ms is not None else float("inf")
+        b_end = other.to_ms if other.to_ms is not None else float("inf")
+        return self.device == other.device and self.from_ms < b_end and other.from_ms < a_end
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "subject_id": self.subject_id, "from_ms": self.from_ms, "to_ms": self.to_ms}
+
+
+def conflict(existing: Iterable[Assignment], new: Assignment) -> Assignment | None:
+    """The first of the device's assignments that ``new`` would overlap, if any."""
+    return next((a for a in sorted(existing) if a.overlaps(new)), None)
+
+
+def check_assignment(new: Assignment, device: Device | None, subject: Subject | None) -> None:
+    """Refuse an assignment to an unknown device or subject, or to a withdrawn subject after withdrawal."""
+    if device is None:
+        raise RegistryError("device", f"{new.device!r} is not registered: add it first (devices add)")
+    if subject is None:
+        raise RegistryError("subject", f"{new.subject_id!r} is not registered: add it first (subjects add)")
+    if subject.withdrawn_ms is not None and (new.to_ms is None or new.to_ms > subject.withdrawn_ms):
+        raise RegistryError("subject", f"{subject.subject_id} was withdrawn; an assignment must end before that")
+
+
+def subject_at(assignments: Sequence[Assignment], device: str, t_ms: int) -> str | None:
+    """The subject ``device`` was assigned to at ``t_ms`` (None: unassigned then)."""
+    return AssignmentIndex(assignments).subject_at(device, t_ms)
+
+
+class AssignmentIndex:
+    """Assignments by device, for resolving many records: O(log n) per lookup."""
+
+    def __init__(self, assignments: Iterable[Assignment]) -> None:
+        by_device: dict[str, list[Assignment]] = {}
+        for a in assignments:
+            by_device.setdefault(a.device, []).append(a)
+        self._by_device = {d: sorted(v) for d, v in by_device.items()}
+        self._starts = {d: [a.from_ms for a in v] for d, v in self._by_device.items()}
+
+    def subject_at(self, device: str, t_ms: int) -> str | None:
+        starts = self._starts.get(device)
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, t_ms) - 1
+        if i < 0:
+            return None
+        a = self._by_device[device][i]
+        return a.subject_id if a.covers(t_ms) else None
+
+    def devices(self) -> set[str]:
+        return set(self._by_device)
+
+
+def plan_assignment(existing: Iterable[Assignment], new: Assignment) -> list[Assignment]:
+    """The device's assignments to write for ``new``: ``new`` itself, and the open-ended
+    assignment it follows, ended where ``new`` starts (a strap moved to the next patient).
+
+    Any other overlap is refused with the conflicting assignment named.
+    """
+    current = sorted(existing)
+    writes = [new]
+    for a in current:
+        if not a.overlaps(new):
+            continue
+        if a.to_ms is None and a.from_ms < new.from_ms and a.subject_id != new.subject_id:
+            writes.insert(0, replace(a, to_ms=new.from_ms))
+            continue
+        if a.to_ms is None and a.from_ms < new.from_ms:  # the same subject again: nothing to change
+            since = _iso(a.from_ms)
+            raise RegistryError("assignment", f"{a.device} is already assigned to {a.subject_id} since {since}")
+        until = "further notice" if a.to_ms is None else _iso(a.to_ms)
+        raise RegistryError(
+            "assignment",
+            f"{new.device} is assigned to {a.subject_id} from {_iso(a.from_ms)} until {until}, which overlaps",
+        )
+    return writes
+
+
+def _iso(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
