@@ -8,7 +8,11 @@ One :class:`Collector` records several devices at once, one asyncio task per dev
    Bed Sensor service -> bed; for a bed sensor, write the current UTC time to its Clock
    characteristic so its frames are stamped in UTC;
 3. subscribe to the measurement characteristic; each notification is stamped with the
-   device and its receive time (strictly increasing per device) and buffered;
+   device and its receive time (strictly increasing per device), given the subject the
+   device is assigned to at that time (the registry, through ``resolve``:
+   :class:`ingest.assignments.AssignmentCache`; or the subject a replayed recording
+   names) and buffered; a notification of a device assigned to nobody then is not
+   collected, only counted (``unassigned``);
 4. when the link drops, reconnect with exponential backoff and full jitter (1 s doubling
    to 60 s by default) and re-subscribe; this goes on all night until ``stop`` is set.
 
@@ -57,10 +61,11 @@ def wall_clock_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class DeviceTarget:
-    """A device to record and the subject it belongs to."""
+    """A device to record; ``subject_id`` only for a recording that names its subject
+    (a live device's subject comes from the registry at each notification)."""
 
     address: str
-    subject_id: str
+    subject_id: str | None = None
 
 
 @dataclass
@@ -71,11 +76,12 @@ class CollectorStats:
     connects: int = 0
     drops: int = 0
     failed_connects: int = 0
+    unassigned: int = 0
     per_device: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def device(self, address: str) -> dict[str, int]:
         return self.per_device.setdefault(
-            address, {"notifications": 0, "connects": 0, "drops": 0, "failed_connects": 0}
+            address, {"notifications": 0, "connects": 0, "drops": 0, "failed_connects": 0, "unassigned": 0}
         )
 
 
@@ -85,6 +91,8 @@ class Collector:
 
     spool: Spool
     targets: list[DeviceTarget]
+    #: (device address, receive time ms) -> the subject assigned then, or None
+    resolve: Callable[[str, int], str | None] | None = None
     backend: type[BaseBleakClient] | None = None
     clock: Callable[[], int] = wall_clock_ms
     commit_interval_s: float = 0.05
@@ -120,7 +128,12 @@ class Collector:
         now = self.clock()
         stamp = max(now, self._last_stamp.get(target.address, -1) + 1)
         self._last_stamp[target.address] = stamp
-        self._buffer.append(Notification(target.address, target.subject_id, kind, stamp, bytes(data)))
+        subject = target.subject_id or (self.resolve(target.address, stamp) if self.resolve else None)
+        if subject is None:
+            self.stats.unassigned += 1
+            self.stats.device(target.address)["unassigned"] += 1
+            return
+        self._buffer.append(Notification(target.address, subject, kind, stamp, bytes(data)))
         self.stats.notifications += 1
         self.stats.device(target.address)["notifications"] += 1
         if len(self._buffer) >= self.commit_max:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,13 +145,24 @@ def collect_simulated(
     drop_ms: int = 20_000,
     malformed: bool = True,
     progress: bool = False,
+    resolve: Callable[[str, int], str | None] | None = None,
 ) -> IngestResult:
-    """Collect ``nights`` over the fake BLE backend into ``spool`` and send it all."""
+    """Collect ``nights`` over the fake BLE backend into ``spool`` and send it all.
+
+    ``resolve``: each notification's subject from the registry (the demo registers its
+    cohort first); without it, each device goes to the subject its simulated night names.
+    """
     peripherals = simulated_peripherals(nights, seed=seed, drop_ms=drop_ms, malformed=malformed)
     world = FakeBleWorld(peripherals)
-    targets = [DeviceTarget(p.address, str(p.subject_id)) for p in peripherals]
+    targets = [DeviceTarget(p.address, None if resolve else str(p.subject_id)) for p in peripherals]
     collector = Collector(
-        spool, targets, backend=world.client_backend(), clock=world.clock_ms, backoff_base_s=0.01, backoff_max_s=0.1
+        spool,
+        targets,
+        resolve=resolve,
+        backend=world.client_backend(),
+        clock=world.clock_ms,
+        backoff_base_s=0.01,
+        backoff_max_s=0.1,
     )
     sender = SpoolSender(spool, producer)  # no idle closes: the simulated clock jumps between devices
     done = threading.Event()

@@ -10,6 +10,7 @@ The layout (all owner-only; nothing here is meant to be edited by hand)::
       serving/live.sqlite        the embedded live store (vitals and alert documents)
       serving/state.sqlite       the speed layer's per-device epoch state
       serving/speed-ledger.sqlite  record ids the speed layer applied (reconcile)
+      registry.sqlite            subjects, devices and who wears which device when
       checkpoints/<consumer>.json  shard checkpoints of the speed layer and the delivery
       dead-letters/              what the speed layer and the CLI quarantined
       spool/collector.sqlite     the collector's durable spool
@@ -59,6 +60,10 @@ class Home:
     @property
     def state_db(self) -> Path:
         return self.root / "serving" / "state.sqlite"
+
+    @property
+    def registry_db(self) -> Path:
+        return self.root / "registry.sqlite"
 
     @property
     def ledger_db(self) -> Path:

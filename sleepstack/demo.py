@@ -27,15 +27,18 @@ from tqdm import tqdm
 
 from core.contract.epochs import EPOCH_S, night_of
 from core.errors import NoDataError
+from core.registry import Assignment, Device, Subject
+from ingest.assignments import AssignmentCache
 from ingest.producer import KinesisProducer
-from ingest.simulated_devices import collect_simulated
+from ingest.simulated_devices import bed_address, collect_simulated, strap_address
 from ingest.spool import Spool
 from local.duckdb_sql import LocalSqlEngine
 from local.home import Home
 from local.kinesis import check_tools
 from local.live_store import LocalLiveStore
+from registry.store import RegistryStore
 from serving.sql_engine import load_query
-from simulator.nights import SimulatedNight, cohort, latest_first_night, simulate_night
+from simulator.nights import SimConfig, SimulatedNight, cohort, latest_first_night, simulate_night
 from sleepstack import wiring
 from sleepstack.dashboard import dashboard_url, read_token, token
 from sleepstack.hints import command
@@ -182,7 +185,16 @@ def _run(
         truth.append(truth_table(sim))
     home.truth.mkdir()
     pq.write_table(pa.concat_tables(truth), home.truth / "epochs.parquet")
-    ingest = collect_simulated(sims, Spool(home.spool), KinesisProducer(client, stream), seed=seed, progress=progress)
+    registry = wiring.registry(settings)
+    register_cohort(registry, configs, tz=settings.tz)
+    say(
+        f"registered {subjects} subjects and {2 * subjects} devices (a strap and a bed each), each assigned to its"
+        f" subject: {command('assignments', home=home.root)}"
+    )
+    cache = AssignmentCache(registry.assignments)  # the collector resolves every notification's subject here
+    ingest = collect_simulated(
+        sims, Spool(home.spool), KinesisProducer(client, stream), seed=seed, progress=progress, resolve=cache.subject_at
+    )
     say(ingest.summary_line())
     KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
     live = stack_status(settings)["stores"]
@@ -205,6 +217,21 @@ def _run(
     result.produced, result.streamed, result.speed_layer = counts["produced"], counts["streamed"], counts["speed_layer"]
     _serve(home, lake, LocalLiveStore(home.live_db), result, say)
     return result
+
+
+def register_cohort(registry: RegistryStore, configs: list[SimConfig], *, tz: str) -> None:
+    """Enrol the cohort's subjects, register each one's strap and bed, and assign both to
+    them from a day before their first night (what a coordinator does with ``subjects
+    add``, ``devices add`` and ``assign``)."""
+    first: dict[str, int] = {}
+    for c in configs:
+        first[c.subject_id] = min(first.get(c.subject_id, c.t0_ms), c.t0_ms)
+    for sid, t0 in sorted(first.items()):
+        since = t0 - 86_400_000
+        registry.add_subject(Subject(sid, enrolled_ms=since, tz=tz), why="demo cohort")
+        for address, kind in ((strap_address(sid), "strap"), (bed_address(sid), "bed")):
+            registry.add_device(Device(address, kind, f"{kind} of {sid}"), at_ms=since, why="demo cohort")
+            registry.assign(Assignment(address, since, sid), at_ms=since, why="demo cohort")
 
 
 def _serve(home: Home, lake: Path, store: LocalLiveStore, result: DemoResult, say: Callable[[str], Any]) -> None:

@@ -11,6 +11,7 @@
 | ``SLEEPSTACK_ATHENA_WORKGROUP`` / ``SLEEPSTACK_ATHENA_S3_STAGING`` | Athena (aws) | ``primary`` / unset |
 | ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |
 | ``SLEEPSTACK_STATE_TABLE`` | DynamoDB table of the speed layer's device state (aws) | unset |
+| ``SLEEPSTACK_REGISTRY_TABLE`` | DynamoDB table of subjects, devices and assignments (aws) | unset |
 | ``OPENSEARCH_DASHBOARDS_URL`` | where ``sleepstack opensearch setup`` imports dashboards | unset |
 | ``SLEEPSTACK_BATCH_AT`` | local time (``HH:MM``) the stack's scheduler stages the closed night | ``12:30`` |
 | ``SLEEPSTACK_DASHBOARD_PORT`` | the stack's dashboard port on 127.0.0.1 (a free one if taken) | ``8787`` |
@@ -57,6 +58,7 @@ class Settings:
     athena_s3_staging: str | None
     dead_letter_bucket: str | None
     state_table: str | None = None
+    registry_table: str | None = None
     opensearch_dashboards_url: str | None = None
     alert_rules: dict[str, Any] = field(default_factory=dict)
     batch_at: str = "12:30"
@@ -111,6 +113,7 @@ class Settings:
             athena_s3_staging=e.get("SLEEPSTACK_ATHENA_S3_STAGING") or None,
             dead_letter_bucket=e.get("SLEEPSTACK_DEAD_LETTER_BUCKET") or None,
             state_table=e.get("SLEEPSTACK_STATE_TABLE") or None,
+            registry_table=e.get("SLEEPSTACK_REGISTRY_TABLE") or None,
             opensearch_dashboards_url=e.get("OPENSEARCH_DASHBOARDS_URL") or None,
             alert_rules=rules,
             batch_at=batch_at,

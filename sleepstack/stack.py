@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import NoDataError
-from local.control import ControlPlane
+from local.control import ControlError, ControlPlane
 from local.kinesis import StackError, check_tools
 from local.supervisor import pid_alive, wait_gone
 from sleepstack.services import PYTHON_SERVICES, SERVICES
@@ -50,7 +50,11 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     extra = [n for n in (sup or {}).get("services", {}) if n not in SERVICES]  # the opensearch node
     for name in (*SERVICES, *extra):
         entry = dict((sup or {}).get("services", {}).get(name, {"state": "stopped", "restarts": 0, "pid": None}))
-        beat = control.heartbeat(name) if name in PYTHON_SERVICES else None
+        try:
+            beat = control.heartbeat(name) if name in PYTHON_SERVICES else None
+        except ControlError as exc:  # a service of another release: shown, and `stack down` still stops it
+            beat = None
+            entry.update(state="incompatible", figures={"error": str(exc)})
         if sup is None:
             entry.update(state="stopped", pid=None)
         if beat is not None and sup is not None:

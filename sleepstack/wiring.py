@@ -22,6 +22,7 @@ from speed_layer.state_store import DynamoStateStore, StateStore
 from speed_layer.store import LiveStore, OpenSearchLiveStore
 
 if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
+    from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
 
@@ -176,6 +177,26 @@ def state_store(settings: Settings, path: Path | None = None) -> StateStore:
     from local.state_store import LocalStateStore
 
     return LocalStateStore(path or settings.paths.state_db)
+
+
+def registry(settings: Settings, *, create: bool = True) -> RegistryStore:
+    """Subjects, devices and assignments: DynamoDB on AWS, the home's SQLite file locally.
+
+    ``create=False``: a home without a registry gets an empty one in memory instead of a
+    new file (a command that only reads, or is refused, creates nothing)."""
+    if settings.target == "aws":
+        if not settings.registry_table:
+            raise ConfigError("SLEEPSTACK_REGISTRY_TABLE", "must be set when SLEEPSTACK_TARGET=aws")
+        import boto3
+
+        from registry.dynamodb import DynamoRegistry
+
+        return DynamoRegistry(boto3.client("dynamodb", region_name=settings.region), settings.registry_table)
+    from local.registry import LocalRegistry
+
+    if not create and not settings.paths.registry_db.exists():
+        return LocalRegistry(Path(":memory:"))
+    return LocalRegistry(settings.paths.registry_db)
 
 
 def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:

@@ -48,3 +48,21 @@ def test_a_message_of_another_release_is_refused_by_name(tmp_path: Path) -> None
     home.stage_request.write_text(json.dumps({"kind": "stage-request", "version": 1, "nights": "x", "when": 2}))
     with pytest.raises(ControlError, match="unknown field 'when'"):
         control.stage_request()
+
+
+def test_status_shows_a_service_of_another_release_instead_of_failing(tmp_path: Path) -> None:
+    import os
+
+    from sleepstack.settings import Settings
+    from sleepstack.stack import stack_status
+
+    home = Home(tmp_path)
+    home.run.mkdir()
+    running = {"pid": os.getpid(), "state": "running", "restarts": 0}
+    home.supervisor_state.write_text(
+        json.dumps({"pid": os.getpid(), "state": "running", "services": {"delivery": running}})
+    )
+    home.heartbeat("delivery").write_text(json.dumps({"pid": os.getpid(), "heartbeat_ms": 1, "records": 3}))  # untyped
+    status = stack_status(Settings.from_env({"SLEEPSTACK_HOME": str(tmp_path)}))
+    assert status["running"] and status["services"]["delivery"]["state"] == "incompatible"
+    assert "delivery.json is not a heartbeat message" in status["services"]["delivery"]["figures"]["error"]

@@ -25,9 +25,11 @@ from core.contract.epochs import night_of
 from core.errors import DatasetError, DecodeError
 from sleepstack import wiring
 from sleepstack.cli.errors import UsageError
+from sleepstack.hints import command
 from sleepstack.settings import Settings
 
 if TYPE_CHECKING:  # bleak and the collector load only when a device command runs
+    from ingest.assignments import AssignmentCache
     from ingest.collector import Collector, DeviceTarget
     from ingest.fake_ble import FakeBleWorld
     from ingest.producer import KinesisProducer
@@ -45,17 +47,46 @@ def _run_scan(timeout_s: float) -> int:
     return 0
 
 
-def parse_devices(specs: list[str], default_subject: str) -> list[DeviceTarget]:
-    """``ADDR`` or ``ADDR=SUBJECT`` arguments as targets."""
+def parse_devices(specs: list[str], home: Path | None = None) -> list[DeviceTarget]:
+    """``--device ADDR`` arguments as targets (their subjects come from the registry)."""
     from ingest.collector import DeviceTarget
 
     out = []
     for spec in specs:
-        addr, _, subject = spec.partition("=")
+        addr, eq, subject = spec.partition("=")
+        if eq:
+            raise UsageError(
+                "--device",
+                f"{spec!r}: the registry says who wears a device, not the command line: "
+                f"{command('assign', addr or 'ADDR', subject or 'SUBJECT', home=home)}, then --device {addr or 'ADDR'}",
+            )
         if not addr:
-            raise UsageError("--device", f"{spec!r} has an empty address; give ADDR or ADDR=SUBJECT")
-        out.append(DeviceTarget(addr, subject or default_subject))
+            raise UsageError("--device", "an empty address")
+        out.append(DeviceTarget(addr))
     return out
+
+
+def _check_assigned(targets: list[DeviceTarget], cache: AssignmentCache, now_ms: int, home: Path) -> None:
+    """Refuse to start with a device that records for nobody: one line naming it and the fix."""
+    for t in targets:
+        if t.subject_id is None and cache.subject_at(t.address, now_ms) is None:
+            raise UsageError(
+                "--device",
+                f"{t.address} is not assigned to any subject now, so it would record for nobody: "
+                f"{command('assign', t.address, 'SUBJECT', home=home)} (register it first: "
+                f"{command('devices', 'add', t.address, '--kind', 'strap', home=home)})",
+            )
+
+
+def _check_replayed(played: list[DeviceTarget], cache: AssignmentCache, home: Path) -> None:
+    """A recording that names no subject plays only devices the registry has assigned."""
+    for t in played:
+        if t.subject_id is None and not cache.ever_assigned(t.address):
+            raise UsageError(
+                "--replay",
+                f"the recording of {t.address} names no subject and the registry never assigned it: "
+                f"{command('assign', t.address, 'SUBJECT', '--from', 'START', home=home)}",
+            )
 
 
 def _producer(settings: Settings) -> KinesisProducer:
@@ -68,7 +99,6 @@ def run_collect(
     settings: Settings,
     *,
     devices: list[str],
-    subject: str,
     replays: list[Path],
     duration_s: float | None,
     max_spool_mib: int,
@@ -79,13 +109,16 @@ def run_collect(
 ) -> int:
     from bleak.backends.client import BaseBleakClient
 
+    from ingest.assignments import AssignmentCache
     from ingest.collector import Collector, DeviceTarget, wall_clock_ms
     from ingest.fake_ble import FakeBleWorld
     from ingest.sender import SpoolSender
     from ingest.spool import Spool
 
-    targets = parse_devices(devices, subject)
+    targets = parse_devices(devices, settings.home)
     recordings = _load_recordings(replays)  # a bad recording is refused before anything is created
+    cache = AssignmentCache(wiring.registry(settings, create=False).assignments)
+    _check_assigned(targets, cache, wall_clock_ms(), settings.home)
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
@@ -94,17 +127,21 @@ def run_collect(
         world = FakeBleWorld(_replayed(recordings, spool, speed, replay_clock, settings.tz))
         backend, clock = world.client_backend(), world.clock_ms
         named = {t.address for t in targets}
-        targets += [DeviceTarget(a, p.subject_id or subject) for a, p in world.peripherals.items() if a not in named]
+        # a recording names its devices' subject; one that does not goes by the registry
+        played = [DeviceTarget(a, p.subject_id) for a, p in world.peripherals.items() if a not in named]
+        _check_replayed(played, cache, settings.home)
+        targets += played
     left = spool.backlog()
     if left["notifications"] or left["outbox"]:
         print(f"spool holds a backlog from an earlier run: {left}; sending it first")
     # idle bed frames are closed by the wall clock; a replay's clock jumps between devices, so it ends them instead
     sender = SpoolSender(spool, _producer(settings), clock=None if world else clock, linger_ms=settings.send_linger_ms)
-    collector = Collector(spool, targets, backend=backend, clock=clock)
+    collector = Collector(spool, targets, resolve=cache.subject_at, backend=backend, clock=clock)
     done = threading.Event()
     sending = threading.Thread(target=sender.drain, kwargs={"stop": done.is_set, "idle_s": 0.2}, daemon=True)
     sending.start()
-    print(f"recording {', '.join(f'{t.address} ({t.subject_id})' for t in targets)}; Ctrl-C stops")
+    whose = [f"{t.address} ({t.subject_id or 'by the registry'})" for t in targets]
+    print(f"recording {', '.join(whose)}; Ctrl-C stops")
     try:
         asyncio.run(_run(collector, duration_s, world, progress=progress))
         if world is None:
@@ -267,7 +304,6 @@ def _cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
     return run_collect(
         settings,
         devices=args.device,
-        subject=args.subject,
         replays=[Path(p) for p in args.replay],
         duration_s=args.duration,
         max_spool_mib=args.max_spool_mib,
@@ -350,13 +386,18 @@ def register(sub: Any) -> None:
     s = sub.add_parser("collect", help="record BLE straps and bed sensors all night into the spool and Kinesis")
     s.add_argument("--scan", action="store_true", help="list nearby devices and exit")
     s.add_argument("--timeout", type=float, default=5.0, help="scan time, s")
-    s.add_argument("--device", action="append", default=[], help="ADDR or ADDR=SUBJECT (repeatable)")
-    s.add_argument("--subject", default="s001", help="subject of devices given without =SUBJECT")
+    s.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        help="ADDR of a registered device assigned to a subject (repeatable; see sleepstack assign)",
+    )
     s.add_argument(
         "--replay",
         action="append",
         default=[],
-        help="JSON-lines recording to play (fake BLE backend); its devices go to the subject the recording names",
+        help="JSON-lines recording to play (fake BLE backend); its devices go to the subject the recording "
+        "names, or else to the one the registry assigns them to",
     )
     s.add_argument(
         "--speed",
