@@ -118,3 +118,32 @@ def test_two_contents_under_one_id_keep_the_most_complete_whatever_the_order() -
         ]
     same, conflicts = drop_duplicate_records(pd.DataFrame([other, other]))
     assert conflicts == 0 and len(same) == 1
+
+
+def _without(raw: pd.DataFrame, kinds: tuple[str, ...], start_h: float, minutes: float) -> pd.DataFrame:
+    """``raw`` less the records of ``kinds`` that start in [t0 + start_h, + minutes)."""
+    t0 = sim_night().t0_ms
+    a, b = t0 + start_h * 3_600_000, t0 + start_h * 3_600_000 + minutes * 60_000
+    cut = raw["kind"].isin(kinds) & (raw["event_time_ms"] >= a) & (raw["event_time_ms"] < b)
+    return raw[~cut].reset_index(drop=True)
+
+
+def test_completeness_counts_the_hours_and_gaps_that_were_taken_away() -> None:
+    full = summarize_night(stage_subject_night(_raw(), models=bundled())).iloc[0]
+    assert full["completeness"] == "complete" and full["gaps"] == 0 and full["completeness_reason"] is None
+    assert full["strap_hours"] == pytest.approx(full["recorded_hours"], abs=1 / 120)
+
+    # the strap slipped off for 45 min while the bed sensor kept recording: still complete
+    slipped = summarize_night(stage_subject_night(_without(_raw(), ("strap",), 3.0, 45), models=bundled())).iloc[0]
+    assert slipped["strap_hours"] == pytest.approx(full["strap_hours"] - 0.75, abs=2 / 120)
+    assert slipped["bed_hours"] == pytest.approx(full["bed_hours"], abs=1 / 120)
+    assert slipped["gaps"] == 0 and slipped["completeness"] == "complete"
+
+    # both devices silent for 40 min: one gap of 40 min (within a frame), a partial night saying why
+    silent = summarize_night(stage_subject_night(_without(_raw(), ("strap", "bed"), 3.0, 40), models=bundled())).iloc[0]
+    assert silent["gaps"] == 1 and 38.0 <= silent["longest_gap_min"] <= 41.0
+    assert silent["completeness"] == "partial" and "-min gap without data" in silent["completeness_reason"]
+    assert silent["bed_hours"] == pytest.approx(full["bed_hours"] - 40 / 60, abs=2 / 60)
+
+    short = summarize_night(stage_subject_night(_raw(hours=2.0), models=bundled())).iloc[0]
+    assert short["completeness"] == "insufficient" and short["completeness_reason"] == short["status_reason"]

@@ -42,6 +42,8 @@ def lake(tmp_path: Path) -> Path:
                 "bed_exits": 0,
                 "rr_window": False,
                 "cvhr_cycles": None,
+                "strap_data": False,
+                "bed_data": True,
                 "method": "m",
             }
             for s in ("s001", "s002")
@@ -75,6 +77,12 @@ def lake(tmp_path: Path) -> Path:
                 "hr_deep_bpm": 50.0 + k,
                 "hr_rem_bpm": 60.0,
                 "br_deep_per_min": 13.0,
+                "completeness": "complete" if k != 1 else "partial",
+                "completeness_reason": None if k != 1 else "a 42-min gap without data (complete: none of 30 min)",
+                "coverage_pct": 97.0,
+                "in_bed_hours": 7.5,
+                "gaps": 0 if k != 1 else 1,
+                "longest_gap_min": 0.0 if k != 1 else 42.0,
             }
             for k, (s, n, light, deep, pph, score) in enumerate(
                 [
@@ -112,6 +120,15 @@ def test_night_summaries_returns_every_staged_night(lake: Path) -> None:
     assert df["night"].dtype == object  # partitions stay text, as Athena reads them
     assert df["tst_min"].tolist()[:3] == [400.0, 401.0, 402.0]
     assert df["status_reason"].tolist()[3] == "under 1 h" and pd.isna(df["tst_min"].iloc[3])
+
+
+def test_night_completeness_names_each_nights_verdict_and_its_reason(lake: Path) -> None:
+    sql = load_query("night_completeness")
+    df = LocalSqlEngine(lake).query(sql, {"subject": "s001", "limit": 10})
+    assert df["night"].tolist() == ["2026-01-06", "2026-01-05"]
+    assert df["completeness"].tolist() == ["partial", "complete"]
+    assert df["completeness_reason"].iloc[0].startswith("a 42-min gap") and df["gaps"].tolist() == [1, 0]
+    assert df["longest_gap_min"].tolist() == [42.0, 0.0] and df["in_bed_h"].tolist() == [7.5, 7.5]
 
 
 def test_hr_by_stage(lake: Path) -> None:

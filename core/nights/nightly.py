@@ -43,7 +43,15 @@ from core.signals.hrv import notification_beats
 from core.signals.runs import true_runs
 from core.signals.vitals import BedRun, bed_runs_vitals, strap_epoch_vitals
 
-__all__ = ["EPOCH_COLUMNS", "NIGHT_COLUMNS", "UNSCORED_LABEL", "stage_subject_night", "summarize_night"]
+__all__ = [
+    "EPOCH_COLUMNS",
+    "GAP_MIN_EPOCHS",
+    "NIGHT_COLUMNS",
+    "UNSCORED_LABEL",
+    "completeness",
+    "stage_subject_night",
+    "summarize_night",
+]
 
 #: Columns (name, pandas/Spark type) of the per-epoch curated table.
 EPOCH_COLUMNS: Final = (
@@ -63,6 +71,8 @@ EPOCH_COLUMNS: Final = (
     ("bed_exits", "int"),
     ("rr_window", "boolean"),
     ("cvhr_cycles", "int"),
+    ("strap_data", "boolean"),
+    ("bed_data", "boolean"),
     ("method", "string"),
 )
 #: Columns of the per-night curated table.
@@ -98,6 +108,14 @@ NIGHT_COLUMNS: Final = (
     *((f"br_{s.label}_per_min", "double") for s in SleepStage),
     ("status", "string"),
     ("status_reason", "string"),
+    ("recorded_hours", "double"),
+    ("strap_hours", "double"),
+    ("bed_hours", "double"),
+    ("in_bed_hours", "double"),
+    ("gaps", "int"),
+    ("longest_gap_min", "double"),
+    ("completeness", "string"),
+    ("completeness_reason", "string"),
     ("method", "string"),
 )
 _MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate to be staged
@@ -107,6 +125,12 @@ _MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate
 _MIN_SCORED_EPOCHS: Final = 480
 _MAX_BRIDGED_EPOCHS: Final = 10  # gaps without any data longer than 5 min stay unscored
 UNSCORED_LABEL: Final = "unscored"
+#: A stretch without data from any device at least this long counts as a gap (5 min).
+GAP_MIN_EPOCHS: Final = 10
+#: A night is complete with heart rate in at least this share of its epochs in bed ...
+COMPLETE_COVERAGE_PCT: Final = 90.0
+#: ... and no gap this long or longer (30 min).
+COMPLETE_MAX_GAP_EPOCHS: Final = 60
 
 
 def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
@@ -229,6 +253,7 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
     stages[unscored] = pd.NA
     labels = [UNSCORED_LABEL if u else SleepStage(int(s)).label for s, u in zip(stages, unscored, strict=True)]
     has_strap = ep["strap_hr_bpm"].notna().to_numpy()
+    bed_epochs = ep.index.isin(bed.index)
     hr_source = np.where(ep["hr_bpm"].notna().to_numpy(), "bed", np.where(has_strap, "strap", ""))
     return pd.DataFrame(
         {
@@ -248,6 +273,8 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
             "bed_exits": pd.array(ep["bed_exits"].to_numpy(), dtype="Int32"),
             "rr_window": staging.with_rr & ~unscored,
             "cvhr_cycles": _cvhr_per_epoch(beats, staging.with_rr & ~unscored),
+            "strap_data": has_strap,
+            "bed_data": bed_epochs,
             "method": staging.method,
         }
     )
@@ -265,6 +292,47 @@ def _insufficiency(span: pd.DataFrame) -> str | None:
     if with_hr < _MIN_EPOCHS:
         return f"under 1 h of heart rate in bed ({with_hr * EPOCH_MS / 60000:.0f} min)"
     return None
+
+
+def completeness(epochs: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
+    """How complete a subject-night's recording is, and the verdict with the rule that decided it.
+
+    ``epochs`` (n_epochs rows, sorted, on the 30-s grid from the first to the last epoch
+    with data) carry ``strap_data``/``bed_data``; ``row`` the summary so far (its
+    ``status``, ``status_reason``, ``epochs`` in bed and ``coverage_pct``).
+
+    * ``recorded_hours``: first to last epoch with data from any device;
+    * ``strap_hours`` / ``bed_hours``: epochs each device sent data in (NULL: no such device);
+    * ``in_bed_hours``: the night's epochs in bed (first to last in bed);
+    * ``gaps`` / ``longest_gap_min``: stretches of at least 5 min with data from no device;
+    * ``completeness``: ``insufficient`` when the night could not be scored (its
+      ``status_reason``), ``complete`` with heart rate in >= 90 % of the epochs in bed and
+      no gap of 30 min or more, ``partial`` otherwise, with the reason.
+    """
+    strap = epochs["strap_data"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    bed = epochs["bed_data"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    gaps = [b - a for a, b in true_runs(~(strap | bed)) if b - a >= GAP_MIN_EPOCHS]
+    hours = EPOCH_MS / 3_600_000
+    out: dict[str, Any] = {
+        "recorded_hours": len(epochs) * hours,
+        "strap_hours": float(strap.sum() * hours) if strap.any() else None,
+        "bed_hours": float(bed.sum() * hours) if bed.any() else None,
+        "in_bed_hours": row["epochs"] * hours,
+        "gaps": len(gaps),
+        "longest_gap_min": max(gaps, default=0) * EPOCH_MS / 60_000,
+    }
+    longest = max(gaps, default=0)
+    if row.get("status") == "insufficient":
+        out.update(completeness="insufficient", completeness_reason=row.get("status_reason"))
+    elif row["coverage_pct"] < COMPLETE_COVERAGE_PCT:
+        reason = f"heart rate in {row['coverage_pct']:.0f} % of the night in bed (complete: >= 90 %)"
+        out.update(completeness="partial", completeness_reason=reason)
+    elif longest >= COMPLETE_MAX_GAP_EPOCHS:
+        reason = f"a {longest * EPOCH_MS / 60_000:.0f}-min gap without data (complete: none of 30 min)"
+        out.update(completeness="partial", completeness_reason=reason)
+    else:
+        out.update(completeness="complete", completeness_reason=None)
+    return out
 
 
 def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -320,4 +388,5 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
         rr_sleep = ((stages >= 0) & (stages != SleepStage.WAKE)) & cycles.notna().to_numpy()
         if rr_sleep.sum() >= _MIN_EPOCHS:  # an hour of sleep with HRV
             row["cvhr_per_hour"] = float(cycles[rr_sleep].sum()) / (rr_sleep.sum() * EPOCH_MS / 3_600_000)
+    row.update(completeness(epochs, row))
     return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])
