@@ -4,8 +4,8 @@ under the subject assigned at its device time (issue 26's property, through both
 The collector's resolution (:class:`ingest.assignments.AssignmentCache` over the registry's
 assignments) is applied to the records of a simulated night, which then go through the
 stream packing, the speed layer's handler, the raw landing and the nightly job's
-functions (:mod:`sleepstack.evaluation.layers`). Checked: the lake's rows, the live store's
-epoch documents and the staged epochs each carry exactly the assigned subject; nothing
+functions (:mod:`sleepstack.evaluation.layers`). Checked: the live store's epoch documents
+and the epochs staged from the lake's rows each carry exactly the assigned subject; nothing
 recorded while the devices were assigned to nobody appears anywhere.
 """
 
