@@ -1,7 +1,7 @@
 """``sleepstack package``: the deployable artefacts, under ``build/``.
 
 * ``build/lambda.zip`` — the speed-layer function and the raw delivery's transformation
-  function: the whole packages ``core``, ``dead_letters``, ``speed_layer``,
+  function: the whole packages ``core``, ``dead_letters``, ``registry`` (subjects' alert thresholds), ``speed_layer``,
   ``batch_layer`` (the transform is :mod:`batch_layer.raw_landing`; Spark and Arrow are
   imported only by the nightly job's modules) and the composition root ``sleepstack``
   (its entry points :mod:`sleepstack.lambda_entry`; the rest imports its heavy
@@ -58,7 +58,7 @@ LAMBDA_REQUIREMENTS: Final = (
     "scipy>=1.13,<2",
 )
 #: Our packages in the function (whole packages, never single files), under :func:`source_root`.
-LAMBDA_SOURCES: Final = ("core", "dead_letters", "speed_layer", "batch_layer", "sleepstack")
+LAMBDA_SOURCES: Final = ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack")
 GLUE_SOURCES: Final = ("core", "batch_layer")
 GLUE_REQUIREMENTS: Final = ("scipy>=1.13,<2",)
 _DROP_DIRS: Final = {"__pycache__", "tests"}

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module
     from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
+    from speed_layer.subject_rules import SubjectRules
 
 __all__ = [
     "dashboards_post",
@@ -218,10 +219,31 @@ def speed_layer_handler(
     **kwargs: Any,
 ) -> SpeedLayerHandler:
     """The speed-layer handler bound to the settings' stores (or to the ones given)."""
+    rules = AlertRules.from_dict(settings.alert_rules)
     return SpeedLayerHandler(
         store or live_store(settings),
         states or state_store(settings),
         letters or dead_letters(settings),
-        rules=AlertRules.from_dict(settings.alert_rules),
+        rules=rules,
+        rules_for=subject_rules(settings, rules),
         **kwargs,
     )
+
+
+def subject_rules(settings: Settings, defaults: AlertRules) -> SubjectRules | None:
+    """Each subject's alert rules from the registry (None on AWS without ``SLEEPSTACK_REGISTRY_TABLE``)."""
+    from speed_layer.subject_rules import SubjectRules
+
+    if settings.target == "aws" and not settings.registry_table:
+        return None
+    held: list[RegistryStore] = []
+
+    def overrides(subject_id: str) -> dict[str, float] | None:
+        if settings.target == "local" and not settings.paths.registry_db.exists():
+            return None  # no registry yet: nobody has overrides
+        if not held:
+            held.append(registry(settings, create=False))
+        subject = held[0].get_subject(subject_id)
+        return dict(subject.alert_overrides) if subject is not None else None
+
+    return SubjectRules(defaults, overrides)

@@ -71,6 +71,8 @@ class SpeedLayerHandler:
     states: StateStore
     dead_letters: DeadLetterSink
     rules: AlertRules = field(default_factory=AlertRules)
+    #: a subject's rules (the registry's overrides of ``rules``); None: ``rules`` for everyone
+    rules_for: Callable[[str], AlertRules] | None = None
     stats: HandlerStats = field(default_factory=HandlerStats)
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -84,7 +86,8 @@ class SpeedLayerHandler:
         records = [rec for seq, rec in decoded if lowest is None or seq < lowest]
         self.stats.last_applied = [rec.record_id for rec in records]
         if records:
-            applied = apply_records(records, self.states.get_many({r.device_id for r in records}), self.rules)
+            states = self.states.get_many({r.device_id for r in records})
+            applied = apply_records(records, states, self.rules, self.rules_for)
             if applied.docs:
                 for bad in self.store.index(applied.docs):
                     self._reject(bad)

@@ -11,7 +11,7 @@ and straps), ``alerts`` and ``samples`` (per-notification strap heart rate).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,15 +41,25 @@ class Applied:
     behind: list[str] = field(default_factory=list)
 
 
-def apply_records(records: Iterable[Record], states: Mapping[str, dict[str, Any]], rules: AlertRules) -> Applied:
-    """Advance every device present in ``records`` (stream order) from its stored state."""
+def apply_records(
+    records: Iterable[Record],
+    states: Mapping[str, dict[str, Any]],
+    rules: AlertRules,
+    rules_for: Callable[[str], AlertRules] | None = None,
+) -> Applied:
+    """Advance every device present in ``records`` (stream order) from its stored state.
+
+    ``rules_for``: the alert rules of a subject (the registry's overrides,
+    :class:`speed_layer.subject_rules.SubjectRules`); without it every device uses ``rules``.
+    """
     by_device: dict[str, list[Record]] = {}
     for rec in records:
         by_device.setdefault(rec.device_id, []).append(rec)
     bed = bed_frames_vitals(r for recs in by_device.values() for r in recs)  # all devices' frames at once
     out = Applied()
     for device, recs in by_device.items():
-        adv: Advance = advance(states.get(device), recs, rules, bed_vitals=bed)
+        mine = rules_for(recs[-1].subject_id) if rules_for is not None else rules
+        adv: Advance = advance(states.get(device), recs, mine, bed_vitals=bed)
         out.docs.extend(adv.docs)
         out.states[device] = adv.state
         out.without_documents.extend(adv.without_documents)

@@ -401,6 +401,7 @@ def test_template_deploys_into_moto_and_the_resources_are_as_declared(doc: dict[
     env = fn["Environment"]["Variables"]
     assert env["SLEEPSTACK_TARGET"] == "aws"
     assert env["SLEEPSTACK_STATE_TABLE"] == physical["SpeedLayerStateTable"]
+    assert env["SLEEPSTACK_REGISTRY_TABLE"] == physical["RegistryTable"]  # subjects' alert thresholds
     assert env["SLEEPSTACK_DEAD_LETTER_BUCKET"] == physical["DeadLetterBucket"]
     (esm,) = lam.list_event_source_mappings(FunctionName="sleepstack-dev-speed-layer")["EventSourceMappings"]
     assert esm["EventSourceArn"].endswith(":stream/sleepstack-dev-ingest")

@@ -42,7 +42,7 @@ def test_lambda_zip_holds_the_handler_and_core_and_no_boto3(tmp_path: Path) -> N
     out, zipped, unzipped = build_lambda(REPO_ROOT, tmp_path / "build", _no_dependencies)
     names = zipfile.ZipFile(out).namelist()
     assert "sleepstack/lambda_entry.py" in names and "speed_layer/handler.py" in names
-    for pkg in ("core", "dead_letters", "speed_layer", "batch_layer", "sleepstack"):  # whole packages
+    for pkg in ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack"):  # whole packages
         ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
         assert ours <= set(names), sorted(ours - set(names))
     # no stand-ins, no collector, no simulator (tests and the demo use it; a function never does)
