@@ -9,8 +9,11 @@ module renders, so the references cannot drift from the code.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from sleepstack import settings as settings_module
 
@@ -122,7 +125,45 @@ def http_markdown() -> str:
             codes = ", ".join(f"{code} {r.get('description', '')}" for code, r in op.get("responses", {}).items())
             lines.append(f"Answers: {codes}.")
             lines.append("")
+            ok = op.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {})
+            lines += _body(ok.get("schema", {}), schema.get("components", {}).get("schemas", {}))
     return "\n".join(lines)
+
+
+def _type(sch: dict[str, Any], models: dict[str, Any]) -> str:
+    """A schema's type for people: ``number``, ``array of VitalsDoc``, ``string or null``."""
+    if "$ref" in sch:
+        return str(sch["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in sch:
+        return " or ".join(_type(s, models) for s in sch["anyOf"])
+    if sch.get("type") == "array":
+        return f"array of {_type(sch.get('items', {}), models)}"
+    if sch.get("type") == "object" and "additionalProperties" in sch:
+        inner = sch["additionalProperties"]
+        return f"object of {_type(inner, models)}" if isinstance(inner, dict) and inner else "object"
+    return str(sch.get("type", "any"))
+
+
+def _body(sch: dict[str, Any], models: dict[str, Any]) -> list[str]:
+    """The 200 answer's fields, and those of every model it nests (once each)."""
+    if "$ref" not in sch:
+        return []
+    lines: list[str] = []
+    todo, seen = [str(sch["$ref"]).rsplit("/", 1)[-1]], set()
+    while todo:
+        name = todo.pop(0)
+        if name in seen or name not in models:
+            continue
+        seen.add(name)
+        model = models[name]
+        lines += [f"Body `{name}`{': ' + model['description'] if model.get('description') else ''}", ""]
+        lines += ["| field | type | description |", "|---|---|---|"]
+        for field, fs in model.get("properties", {}).items():
+            desc = str(fs.get("description", "")).replace("|", "/")
+            lines.append(f"| `{field}` | {_type(fs, models)} | {desc} |")
+            todo += re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(fs))
+        lines.append("")
+    return lines
 
 
 def write_references(root: Path) -> list[Path]:

@@ -258,6 +258,35 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
     assert client.get("/docs").status_code == 404  # Swagger UI loads from a CDN: off
 
 
+def test_every_api_body_is_documented_and_every_answer_matches_its_model(
+    client: TestClient, home: tuple[Settings, str]
+) -> None:
+    from serving.web import models
+
+    schema = client.get("/api/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for path, methods in schema["paths"].items():
+        ok = methods["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        name = ok["$ref"].rsplit("/", 1)[-1]
+        assert components[name]["properties"], path  # a documented body, not "any"
+    _, night = home
+    start, end = _night_bounds(client, "s001")
+    answers = {
+        "/api/subjects": models.Subjects,
+        "/api/subjects/s001": models.SubjectOut,
+        f"/api/subjects/s001/vitals?start_ms={start}&end_ms={end}": models.Vitals,
+        f"/api/subjects/s002/samples?start_ms={start}&end_ms={start + 3_600_000}": models.Samples,
+        "/api/alerts": models.Alerts,
+        "/api/alerts/counts": models.AlertCounts,
+        "/api/nights": models.Nights,
+        f"/api/nights/s001/{night}": models.NightOut,
+        f"/api/nights/s001/{night}/epochs": models.NightEpochs,
+    }
+    for url, model in answers.items():
+        body = client.get(url).json()
+        assert model.model_validate(body).model_dump(exclude_unset=True) or body, url  # validates, or raises
+
+
 # --- pages ------------------------------------------------------------------------------
 
 

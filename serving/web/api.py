@@ -18,15 +18,27 @@ from typing import Annotated, Any, Final, Literal
 
 import orjson
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
+from serving.web.models import AlertCounts, Alerts, NightEpochs, NightOut, Nights, Samples, SubjectOut, Subjects, Vitals
 
-__all__ = ["MAX_RANGE_MS", "SUBJECT_PATTERN", "ApiContext", "night_detail", "not_staged", "router"]
+__all__ = [
+    "MAX_RANGE_MS",
+    "SUBJECT_PATTERN",
+    "ApiContext",
+    "Ctx",
+    "LiveSubject",
+    "context",
+    "night_detail",
+    "not_staged",
+    "router",
+]
 
 #: Subject ids are pseudonyms: letters, digits and ``._:-``.
 SUBJECT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -119,105 +131,158 @@ def night_detail(
     return {"summary": rows[0], "epochs": epochs, "model": card_of(rows[0], cards)}
 
 
-def router(ctx: ApiContext) -> APIRouter:
-    api = APIRouter(prefix="/api", default_response_class=_Json)
+async def context(request: Request) -> ApiContext:
+    """The app's :class:`ApiContext` (``app.state.ctx``, set by :func:`serving.web.app.create_app`).
 
-    def subject_or_404(subject_id: str) -> None:
-        if not ctx.live.has_subject(subject_id):
-            raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
+    The dependencies are ``async def``: FastAPI runs a plain ``def`` one in its thread
+    pool, a hop that costs more than the lookup on a 2-core machine (``bench dashboard``)."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
 
-    @api.get("/subjects", summary="Every subject: in-bed state, latest vitals, last seen, open alerts")
-    async def subjects() -> dict[str, Any]:
-        return {"subjects": ctx.live.subjects()}
 
-    @api.get("/subjects/{subject_id}", summary="One subject's latest state and its current night's bounds")
-    async def subject(subject_id: SubjectId) -> dict[str, Any]:
-        found = [s for s in ctx.live.subjects() if s["subject_id"] == subject_id]
-        if not found:
-            raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
-        s = dict(found[0])
-        s["night"] = night_of(s["last_seen_ms"], ctx.tz)
-        s["night_start_ms"], s["night_end_ms"] = night_bounds_ms(s["night"], ctx.tz)
-        return s
+Ctx = Annotated[ApiContext, Depends(context)]
 
-    @api.get("/subjects/{subject_id}/vitals", summary="A subject's 30-s epoch vitals in [start_ms, end_ms)")
-    async def vitals(
-        subject_id: SubjectId,
-        start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
-        end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
-        source: Annotated[Literal["bed", "strap"] | None, Query(description="one device kind only")] = None,
-    ) -> dict[str, Any]:
-        _check_range(start_ms, end_ms, MAX_RANGE_MS)
-        subject_or_404(subject_id)
-        docs = ctx.live.between("vitals", subject_id, start_ms, end_ms)
-        if source is not None:
-            docs = [d for d in docs if d.get("source") == source]
-        return {
-            "subject_id": subject_id,
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "vitals": docs,
-            "truncated": len(docs) >= MAX_DOCS,
-        }
 
-    @api.get("/subjects/{subject_id}/samples", summary="A subject's per-second strap heart rate in [start_ms, end_ms)")
-    async def samples(
-        subject_id: SubjectId,
-        start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
-        end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
-    ) -> dict[str, Any]:
-        if end_ms <= start_ms:
-            raise _unprocessable("end_ms", "query", "must be after start_ms")
-        if end_ms - start_ms > MAX_SAMPLE_RANGE_MS:
-            raise _unprocessable(
-                "end_ms", "query", f"per-second samples span at most {MAX_SAMPLE_RANGE_MS // 60_000} min"
-            )
-        subject_or_404(subject_id)
-        docs = ctx.live.between("samples", subject_id, start_ms, end_ms)
-        keep = ("event_time_ms", "hr_bpm", "sensor_contact", "device_id")
-        return {
-            "subject_id": subject_id,
-            "start_ms": start_ms,
-            "end_ms": end_ms,
-            "samples": [{k: d.get(k) for k in keep} for d in docs],
-            "truncated": len(docs) >= MAX_DOCS,
-        }
+def _require_live(ctx: ApiContext, subject_id: str) -> str:
+    if not ctx.live.has_subject(subject_id):
+        raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
+    return subject_id
 
-    @api.get("/alerts", summary="Alert episodes, open and closed, newest first")
-    async def alerts(
-        subject_id: Annotated[str | None, Query(pattern=SUBJECT_PATTERN)] = None,
-        status: Annotated[Literal["open", "closed"] | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_DOCS)] = 500,
-    ) -> dict[str, Any]:
-        if subject_id is not None:
-            subject_or_404(subject_id)
-        return {"alerts": ctx.live.alerts(subject_id, status, limit)}
 
-    @api.get("/alerts/counts", summary="How many alert episodes of each kind are open and closed")
-    async def alert_counts() -> dict[str, Any]:
-        return {"counts": ctx.live.alert_counts()}
+async def live_subject(subject_id: SubjectId, ctx: Ctx) -> str:
+    """The path's subject, if any live document names it (else 404)."""
+    return _require_live(ctx, subject_id)
 
-    @api.get("/nights", summary="Staged nights from the curated tables, newest first")
-    async def nights(
-        subject_id: Annotated[str | None, Query(pattern=SUBJECT_PATTERN)] = None,
-        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    ) -> dict[str, Any]:
-        return {"nights": _sql_rows(ctx.sql(), "night_list", {"subject": subject_id or "", "limit": limit})}
 
-    def night_rows(query: str, subject_id: str, night: str) -> list[dict[str, Any]]:
-        _check_night(night)
-        rows = _sql_rows(ctx.sql(), query, {"subject": subject_id, "night": night})
-        if not rows:
-            raise not_staged(subject_id, night)
-        return rows
+LiveSubject = Annotated[str, Depends(live_subject)]
+OptionalSubject = Annotated[str | None, Query(pattern=SUBJECT_PATTERN, description="one subject only")]
 
-    @api.get("/nights/{subject_id}/{night}", summary="One night: metrics, staging model and its accuracy")
-    async def night(subject_id: SubjectId, night: Night) -> dict[str, Any]:
-        summary = night_rows("night_detail", subject_id, night)[0]
-        return {"summary": summary, "model": card_of(summary, ctx.model_cards)}
 
-    @api.get("/nights/{subject_id}/{night}/epochs", summary="One night's staged 30-s epochs (the hypnogram)")
-    async def night_epochs(subject_id: SubjectId, night: Night) -> dict[str, Any]:
-        return {"subject_id": subject_id, "night": night, "epochs": night_rows("night_epochs", subject_id, night)}
+async def sql_rows(ctx: ApiContext, name: str, params: dict[str, str | int]) -> list[dict[str, Any]]:
+    """A named query's rows, run in the thread pool: a slow query never stalls the live polls."""
+    return await run_in_threadpool(_sql_rows, ctx.sql(), name, params)
 
-    return api
+
+async def night_rows(ctx: ApiContext, query: str, subject_id: str, night: str) -> list[dict[str, Any]]:
+    _check_night(night)
+    rows = await sql_rows(ctx, query, {"subject": subject_id, "night": night})
+    if not rows:
+        raise not_staged(subject_id, night)
+    return rows
+
+
+#: The JSON API. Its routes return their bodies rendered (orjson); ``response_model`` documents them.
+router = APIRouter(prefix="/api", default_response_class=_Json)
+
+
+@router.get(
+    "/subjects",
+    response_model=Subjects,
+    summary="Every subject: in-bed state, latest vitals, last seen, open alerts",
+)
+async def subjects(ctx: Ctx) -> _Json:
+    return _Json({"subjects": ctx.live.subjects()})
+
+
+@router.get(
+    "/subjects/{subject_id}",
+    response_model=SubjectOut,
+    summary="One subject's latest state and its current night's bounds",
+)
+async def subject(subject_id: SubjectId, ctx: Ctx) -> _Json:
+    found = [s for s in ctx.live.subjects() if s["subject_id"] == subject_id]
+    if not found:
+        raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
+    s = dict(found[0])
+    s["night"] = night_of(s["last_seen_ms"], ctx.tz)
+    s["night_start_ms"], s["night_end_ms"] = night_bounds_ms(s["night"], ctx.tz)
+    return _Json(s)
+
+
+@router.get(
+    "/subjects/{subject_id}/vitals",
+    response_model=Vitals,
+    summary="A subject's 30-s epoch vitals in [start_ms, end_ms)",
+)
+async def vitals(
+    subject_id: LiveSubject,
+    ctx: Ctx,
+    start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
+    end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
+    source: Annotated[Literal["bed", "strap"] | None, Query(description="one device kind only")] = None,
+) -> _Json:
+    _check_range(start_ms, end_ms, MAX_RANGE_MS)
+    docs = ctx.live.between("vitals", subject_id, start_ms, end_ms)
+    if source is not None:
+        docs = [d for d in docs if d.get("source") == source]
+    body = {"subject_id": subject_id, "start_ms": start_ms, "end_ms": end_ms, "vitals": docs}
+    return _Json({**body, "truncated": len(docs) >= MAX_DOCS})
+
+
+@router.get(
+    "/subjects/{subject_id}/samples",
+    response_model=Samples,
+    summary="A subject's per-second strap heart rate in [start_ms, end_ms)",
+)
+async def samples(
+    subject_id: LiveSubject,
+    ctx: Ctx,
+    start_ms: Annotated[int, Query(ge=0, description="from, ms UTC (inclusive)")],
+    end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
+) -> _Json:
+    if end_ms <= start_ms:
+        raise _unprocessable("end_ms", "query", "must be after start_ms")
+    if end_ms - start_ms > MAX_SAMPLE_RANGE_MS:
+        raise _unprocessable("end_ms", "query", f"per-second samples span at most {MAX_SAMPLE_RANGE_MS // 60_000} min")
+    docs = ctx.live.between("samples", subject_id, start_ms, end_ms)
+    keep = ("event_time_ms", "hr_bpm", "sensor_contact", "device_id")
+    body = {"subject_id": subject_id, "start_ms": start_ms, "end_ms": end_ms}
+    return _Json({**body, "samples": [{k: d.get(k) for k in keep} for d in docs], "truncated": len(docs) >= MAX_DOCS})
+
+
+@router.get("/alerts", response_model=Alerts, summary="Alert episodes, open and closed, newest first")
+async def alerts(
+    ctx: Ctx,
+    subject_id: OptionalSubject = None,
+    status: Annotated[Literal["open", "closed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_DOCS)] = 500,
+) -> _Json:
+    if subject_id is not None:
+        _require_live(ctx, subject_id)
+    return _Json({"alerts": ctx.live.alerts(subject_id, status, limit)})
+
+
+@router.get(
+    "/alerts/counts", response_model=AlertCounts, summary="How many alert episodes of each kind are open and closed"
+)
+async def alert_counts(ctx: Ctx) -> _Json:
+    return _Json({"counts": ctx.live.alert_counts()})
+
+
+@router.get("/nights", response_model=Nights, summary="Staged nights from the curated tables, newest first")
+async def nights(
+    ctx: Ctx,
+    subject_id: OptionalSubject = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> _Json:
+    return _Json({"nights": await sql_rows(ctx, "night_list", {"subject": subject_id or "", "limit": limit})})
+
+
+@router.get(
+    "/nights/{subject_id}/{night}",
+    response_model=NightOut,
+    summary="One night: metrics, staging model and its accuracy",
+)
+async def night(subject_id: SubjectId, night: Night, ctx: Ctx) -> _Json:
+    summary = (await night_rows(ctx, "night_detail", subject_id, night))[0]
+    return _Json({"summary": summary, "model": card_of(summary, ctx.model_cards)})
+
+
+@router.get(
+    "/nights/{subject_id}/{night}/epochs",
+    response_model=NightEpochs,
+    summary="One night's staged 30-s epochs (the hypnogram)",
+)
+async def night_epochs(subject_id: SubjectId, night: Night, ctx: Ctx) -> _Json:
+    epochs = await night_rows(ctx, "night_epochs", subject_id, night)
+    return _Json({"subject_id": subject_id, "night": night, "epochs": epochs})
