@@ -81,3 +81,35 @@ def test_the_checker_sees_deferred_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from sleepstack.settings import Settings\n    import local.kinesis\n")
     assert _imports(module) == [(2, "sleepstack"), (3, "local")]
+
+
+#: Inside the core, its rooms import one way too: the contract at the bottom, the nights on top.
+CORE_ROOMS: dict[str, set[str]] = {
+    "errors": set(),
+    "contract": {"errors"},
+    "ble": {"contract", "errors"},
+    "signals": {"contract", "errors"},
+    "live": {"contract", "signals", "errors"},
+    "nights": {"contract", "signals", "live", "errors"},
+    "registry": {"live", "errors"},
+}
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(REPO_ROOT / "core")
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def test_the_cores_rooms_import_only_the_rooms_below_them() -> None:
+    core = REPO_ROOT / "core"
+    rooms = {_room(p) for p in core.rglob("*.py")} - {"__init__"}
+    assert rooms == set(CORE_ROOMS), "place the new module of core/ in CORE_ROOMS with the rooms it may import"
+    bad = []
+    for path in sorted(core.rglob("*.py")):
+        room = _room(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("core."):
+                target = (node.module or "").split(".")[1]
+                if target != room and target not in CORE_ROOMS.get(room, set()):
+                    bad.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} imports core.{target}")
+    assert not bad, bad
