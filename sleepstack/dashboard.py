@@ -151,7 +151,8 @@ def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQuer
         sql: Callable[[], SqlEngine] = lambda: engine  # noqa: E731 - Athena reads the live catalog
     else:
         sql = _FreshSql(settings)
-    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_cards())
+    registry = wiring.registry(settings)  # one store for the app's life (SQLite: one connection)
+    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_cards(), lambda: registry)
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 
 

@@ -125,8 +125,10 @@ def http_markdown() -> str:
             codes = ", ".join(f"{code} {r.get('description', '')}" for code, r in op.get("responses", {}).items())
             lines.append(f"Answers: {codes}.")
             lines.append("")
-            ok = op.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {})
-            lines += _body(ok.get("schema", {}), schema.get("components", {}).get("schemas", {}))
+            answers = op.get("responses", {})
+            ok = (answers.get("200") or answers.get("201") or {}).get("content", {}).get("application/json", {})
+            body = ok.get("schema", {})
+            lines += _body(body.get("items", body), schema.get("components", {}).get("schemas", {}))
     return "\n".join(lines)
 
 

@@ -252,6 +252,11 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
         "/api/nights",
         "/api/nights/{subject_id}/{night}",
         "/api/nights/{subject_id}/{night}/epochs",
+        "/api/registry/subjects",
+        "/api/registry/subjects/{subject_id}",
+        "/api/registry/subjects/{subject_id}/withdrawal",
+        "/api/registry/devices",
+        "/api/registry/assignments",
     }
     params = {p["name"]: p for p in schema["paths"]["/api/subjects/{subject_id}/vitals"]["get"]["parameters"]}
     assert params["start_ms"]["required"] and params["subject_id"]["schema"]["pattern"]
@@ -266,9 +271,11 @@ def test_every_api_body_is_documented_and_every_answer_matches_its_model(
     schema = client.get("/api/openapi.json").json()
     components = schema["components"]["schemas"]
     for path, methods in schema["paths"].items():
-        ok = methods["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-        name = ok["$ref"].rsplit("/", 1)[-1]
-        assert components[name]["properties"], path  # a documented body, not "any"
+        for method, op in methods.items():
+            answer = op["responses"].get("200") or op["responses"]["201"]
+            ok = answer["content"]["application/json"]["schema"]
+            name = (ok.get("items") or ok)["$ref"].rsplit("/", 1)[-1]
+            assert components[name]["properties"], (method, path)  # a documented body, not "any"
     _, night = home
     start, end = _night_bounds(client, "s001")
     answers = {

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
+from registry.store import RegistryStore
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
 from serving.web.models import AlertCounts, Alerts, NightEpochs, NightOut, Nights, Samples, SubjectOut, Subjects, Vitals
@@ -58,12 +59,14 @@ class _Json(JSONResponse):
 
 @dataclass
 class ApiContext:
-    """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the models' cards by name."""
+    """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the models'
+    cards by name, and the registry (None: the registry routes answer 503)."""
 
     live: LiveQueries
     sql: Callable[[], SqlEngine]
     tz: str
     model_cards: dict[str, dict[str, Any]]
+    registry: Callable[[], RegistryStore] | None = None
 
 
 SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]

@@ -4,6 +4,7 @@
 |---|---|
 | ``/``, ``/subjects/...``, ``/alerts``, ``/nights/...``, ``/reports/...`` | the pages (:mod:`serving.web.views`) |
 | ``/api/...`` | the JSON API (:mod:`serving.web.api`); schema at ``/api/openapi.json`` |
+| ``/api/registry/...`` | subjects, devices, assignments (:mod:`serving.web.registry_api`) |
 | ``/static``, ``/vendor`` | the front-end files and the pinned chart library |
 
 The routers are module-level; what they read (:class:`serving.web.api.ApiContext`) is
@@ -19,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from serving.web import api, views
+from serving.web import api, registry_api, views
 from serving.web.api import ApiContext
 from serving.web.auth import AccessLog, TokenGate
 from serving.web.pages import load_assets, vendor_dir
@@ -42,6 +43,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
     )
     app.state.ctx = ctx
     app.include_router(api.router)
+    app.include_router(registry_api.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(packages=[("serving.web", "static")]), name="static")
     app.mount("/vendor", StaticFiles(directory=str(vendor_dir())), name="vendor")
