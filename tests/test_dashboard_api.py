@@ -257,6 +257,7 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
         "/api/registry/subjects/{subject_id}/withdrawal",
         "/api/registry/devices",
         "/api/registry/assignments",
+        "/api/compliance",
     }
     params = {p["name"]: p for p in schema["paths"]["/api/subjects/{subject_id}/vitals"]["get"]["parameters"]}
     assert params["start_ms"]["required"] and params["subject_id"]["schema"]["pattern"]

@@ -165,3 +165,60 @@ def test_a_night_page_draws_the_hypnogram(page: Any, home: tuple[Settings, str],
     assert "hr-mlp-v1" in page.locator("#model").inner_text()
     assert "κ" in page.locator("#model").inner_text()
     _shot(page, "night")
+
+
+def _register(settings: Settings, night: str) -> None:
+    """The cohort in the registry (enrolled the day before the night), and s004, enrolled but never recorded."""
+    from datetime import date, timedelta
+
+    from core.contract.epochs import night_bounds_ms
+    from core.registry import Assignment, Device, Subject
+    from local.registry import LocalRegistry
+
+    start, _ = night_bounds_ms((date.fromisoformat(night) - timedelta(days=1)).isoformat(), settings.tz)
+    reg = LocalRegistry(settings.paths.registry_db)
+    for sid in (*SUBJECTS, "s004"):
+        if reg.get_subject(sid) is None:
+            reg.add_subject(Subject(sid, enrolled_ms=start, tz=settings.tz))
+            for kind in ("strap", "bed"):
+                reg.add_device(Device(f"{kind}-{sid}", kind, f"{kind} of {sid}"), at_ms=start)
+                reg.assign(Assignment(f"{kind}-{sid}", start, sid), at_ms=start)
+    reg.close()
+
+
+def test_the_compliance_view_flags_missing_nights_and_silent_devices(
+    page: Any, home: tuple[Settings, str], address: str
+) -> None:
+    from datetime import date, timedelta
+
+    settings, night = home
+    _register(settings, night)
+    until = (date.fromisoformat(night) + timedelta(days=2)).isoformat()
+    page.goto(f"{address}/compliance?until={until}")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    rows = page.locator("#compliance tbody tr")
+    assert rows.count() == 4
+    first = rows.first.locator("td")
+    cells = [first.nth(i).get_attribute("class") for i in range(first.count())]
+    staged = cells[3 + 13 - 2]  # the night staged, two before the last column
+    assert staged in ("c complete", "c partial", "c insufficient")
+    assert cells[-1] == cells[-2] == "c missing"  # two enrolled nights with nothing recorded
+    assert "silent since" in first.nth(2).inner_text()  # assigned now, nothing live for months
+    never = rows.nth(3).locator("td")
+    assert never.first.inner_text() == "s004" and never.nth(3 + 13 - 2).get_attribute("class") == "c missing"
+    assert "missing" in page.locator("#count").inner_text()
+    _shot(page, "compliance")
+
+
+def test_the_registry_page_lists_who_wears_what(page: Any, home: tuple[Settings, str], address: str) -> None:
+    settings, night = home
+    _register(settings, night)
+    page.goto(f"{address}/registry")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    assert page.locator("#subjects tbody tr").count() == 4
+    devices = page.locator("#devices tbody tr")
+    assert devices.count() == 8
+    bed = next(devices.nth(i).inner_text() for i in range(devices.count()) if "bed-s001" in devices.nth(i).inner_text())
+    assert "bed of s001" in bed and "s001" in bed and "ago" in bed  # last seen from the live store
+    assert page.locator("#assignments tbody tr").count() == 8
+    _shot(page, "registry")

@@ -88,7 +88,7 @@ def _check_range(start_ms: int, end_ms: int, most_ms: int) -> None:
         raise _unprocessable("end_ms", "query", f"the range may span at most {most_ms // 60_000} min")
 
 
-def _check_night(night: str) -> None:
+def check_night(night: str) -> None:
     try:
         date.fromisoformat(night)
     except ValueError:
@@ -111,7 +111,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _sql_rows(engine: SqlEngine, name: str, params: dict[str, str | int]) -> list[dict[str, Any]]:
+def query_rows(engine: SqlEngine, name: str, params: dict[str, str | int]) -> list[dict[str, Any]]:
     try:
         return _records(engine.query(load_query(name), params))
     except EmptyTableError:  # nothing staged yet
@@ -127,10 +127,10 @@ def night_detail(
     engine: SqlEngine, subject_id: str, night: str, cards: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
     """A night's summary row, its staged epochs and the card of the model that staged it (None: not staged)."""
-    rows = _sql_rows(engine, "night_detail", {"subject": subject_id, "night": night})
+    rows = query_rows(engine, "night_detail", {"subject": subject_id, "night": night})
     if not rows:
         return None
-    epochs = _sql_rows(engine, "night_epochs", {"subject": subject_id, "night": night})
+    epochs = query_rows(engine, "night_epochs", {"subject": subject_id, "night": night})
     return {"summary": rows[0], "epochs": epochs, "model": card_of(rows[0], cards)}
 
 
@@ -163,11 +163,11 @@ OptionalSubject = Annotated[str | None, Query(pattern=SUBJECT_PATTERN, descripti
 
 async def sql_rows(ctx: ApiContext, name: str, params: dict[str, str | int]) -> list[dict[str, Any]]:
     """A named query's rows, run in the thread pool: a slow query never stalls the live polls."""
-    return await run_in_threadpool(_sql_rows, ctx.sql(), name, params)
+    return await run_in_threadpool(query_rows, ctx.sql(), name, params)
 
 
 async def night_rows(ctx: ApiContext, query: str, subject_id: str, night: str) -> list[dict[str, Any]]:
-    _check_night(night)
+    check_night(night)
     rows = await sql_rows(ctx, query, {"subject": subject_id, "night": night})
     if not rows:
         raise not_staged(subject_id, night)

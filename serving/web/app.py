@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from serving.web import api, registry_api, views
+from serving.web import api, compliance, registry_api, views
 from serving.web.api import ApiContext
 from serving.web.auth import AccessLog, TokenGate
 from serving.web.pages import load_assets, vendor_dir
@@ -44,6 +44,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
     app.state.ctx = ctx
     app.include_router(api.router)
     app.include_router(registry_api.router)
+    app.include_router(compliance.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(packages=[("serving.web", "static")]), name="static")
     app.mount("/vendor", StaticFiles(directory=str(vendor_dir())), name="vendor")

@@ -6,6 +6,8 @@
 | ``/subjects/{id}`` | a subject's live night: HR (strap, bed), HRV, breathing, movement, presence, alerts shaded |
 | ``/alerts`` | open and closed alert episodes |
 | ``/nights`` | staged nights (curated tables) |
+| ``/compliance`` | every subject x the last 14 nights, coloured by completeness; silent devices flagged |
+| ``/registry`` | subjects, devices (assigned to, last seen), assignments |
 | ``/nights/{id}/{night}`` | a night's report: hypnogram, traces, metrics, the staging model and its accuracy |
 | ``/reports/{id}/{night}.html`` | the same report as a self-contained file to keep or send |
 
@@ -15,13 +17,13 @@ here from the curated tables (its query runs in the thread pool).
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from serving.web.api import ApiContext, Ctx, Night, SubjectId, night_detail, not_staged
+from serving.web.api import NIGHT_PATTERN, ApiContext, Ctx, Night, SubjectId, night_detail, not_staged
 from serving.web.pages import render_page, render_report
 
 __all__ = ["HEADERS", "router"]
@@ -71,6 +73,17 @@ async def alerts(ctx: Ctx) -> HTMLResponse:
 async def nights(ctx: Ctx, subject_id: str | None = None) -> HTMLResponse:
     data = {"subject": subject_id} if subject_id else {}
     return _page(ctx, "nights.html.j2", title="Nights", page="nights", data=data)
+
+
+@router.get("/compliance")
+async def compliance(ctx: Ctx, until: Annotated[str | None, Query(pattern=NIGHT_PATTERN)] = None) -> HTMLResponse:
+    data = {"until": until} if until else {}
+    return _page(ctx, "compliance.html.j2", title="Compliance", page="compliance", data=data)
+
+
+@router.get("/registry")
+async def registry(ctx: Ctx) -> HTMLResponse:
+    return _page(ctx, "registry.html.j2", title="Registry", page="registry")
 
 
 @router.get("/nights/{subject_id}/{night}")

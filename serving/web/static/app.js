@@ -1,4 +1,4 @@
-// The live dashboard's pages: cohort, a subject's night, alerts, nights.
+// The live dashboard's pages: cohort, a subject's night, alerts, nights, compliance, registry.
 // Each page reads the JSON API (same origin; the token cookie goes with every request)
 // and refreshes itself; nothing is loaded from outside this server.
 "use strict";
@@ -259,5 +259,73 @@ function nightsPage() {
   });
 }
 
-const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage };
+// ---- compliance ----------------------------------------------------------------------
+function compliancePage() {
+  every(30000, async () => {
+    const until = document.body.dataset.until;
+    const grid = await getJson(until ? `/api/compliance?until=${encodeURIComponent(until)}` : "/api/compliance");
+    const head = document.querySelector("#compliance thead tr");
+    head.replaceChildren(...["subject", "status", "devices"].map((h) => Object.assign(document.createElement("th"), { textContent: h })));
+    for (const n of grid.nights) {
+      const th = document.createElement("th");
+      th.textContent = n.slice(5);
+      th.title = n;
+      head.appendChild(th);
+    }
+    fillTable(document.querySelector("#compliance tbody"), grid.subjects, (s) => {
+      const tr = document.createElement("tr");
+      const who = document.createElement("td");
+      who.appendChild(link(`/nights?subject_id=${encodeURIComponent(s.subject_id)}`, s.subject_id));
+      tr.appendChild(who);
+      tr.appendChild(cell(s.status));
+      tr.appendChild(s.silent ? cell(`silent since ${s.last_seen_ms ? ago(s.last_seen_ms) : "ever"}`, "alerting") : cell(s.last_seen_ms ? `seen ${ago(s.last_seen_ms)}` : "–", "muted"));
+      for (const c of s.cells) {
+        const td = cell(c.state === "not enrolled" ? "" : c.coverage_pct == null ? c.state.slice(0, 4) : `${fmt(c.coverage_pct, 0)}%`, `c ${c.state.replace(" ", "-")}`);
+        td.title = `${c.night}: ${c.state}${c.reason ? ` (${c.reason})` : ""}`;
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    const missing = grid.subjects.reduce((n, s) => n + s.cells.filter((c) => c.state === "missing").length, 0);
+    document.getElementById("count").textContent = `${grid.subjects.length} subjects × ${grid.nights.length} nights, ${missing} missing`;
+    document.body.dataset.ready = "1";
+  });
+}
+
+// ---- registry ------------------------------------------------------------------------
+function registryPage() {
+  every(30000, async () => {
+    const [subjects, devices, assignments, live] = await Promise.all([
+      getJson("/api/registry/subjects"),
+      getJson("/api/registry/devices"),
+      getJson("/api/registry/assignments"),
+      getJson("/api/subjects"),
+    ]);
+    const seen = {};
+    for (const s of live.subjects) for (const doc of Object.values(s.latest || {})) if (doc) seen[doc.device_id] = Math.max(seen[doc.device_id] || 0, doc.epoch_start_ms);
+    fillTable(document.querySelector("#subjects tbody"), subjects, (s) => {
+      const tr = document.createElement("tr");
+      const rules = Object.entries(s.alert_overrides).map(([k, v]) => `${k}=${v}`).join(", ");
+      for (const v of [s.subject_id, s.status, s.tz, time(s.enrolled_ms), s.withdrawn_ms ? time(s.withdrawn_ms) : "–", s.age_band || "–", s.sex || "–", rules || "defaults"]) tr.appendChild(cell(v));
+      return tr;
+    });
+    fillTable(document.querySelector("#devices tbody"), devices, (d) => {
+      const tr = document.createElement("tr");
+      const last = seen[d.address];
+      const quiet = d.assigned_to && (!last || Date.now() - last > SILENT_MS);
+      for (const v of [d.address, d.kind, d.label || "–", d.assigned_to || "nobody"]) tr.appendChild(cell(v));
+      tr.appendChild(cell(last ? ago(last) : "never", quiet ? "silent" : ""));
+      return tr;
+    });
+    fillTable(document.querySelector("#assignments tbody"), assignments, (a) => {
+      const tr = document.createElement("tr");
+      for (const v of [a.device, a.subject_id, time(a.from_ms), a.to_ms ? time(a.to_ms) : "until further notice"]) tr.appendChild(cell(v));
+      return tr;
+    });
+    for (const [id, rows] of [["subjects", subjects], ["devices", devices], ["assignments", assignments]]) document.getElementById(`${id}-count`).textContent = `${rows.length}`;
+    document.body.dataset.ready = "1";
+  });
+}
+
+const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage, compliance: compliancePage, registry: registryPage };
 (PAGES[document.body.dataset.page] || (() => {}))();
