@@ -21,6 +21,7 @@ keeps one copy deterministically (:mod:`core.contract.conflicts`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
@@ -63,8 +64,9 @@ def raw_dates_for(nights: list[str]) -> list[str]:
     return sorted(out)
 
 
-def _raw(spark: Any, raw_path: str, dates: list[str], tz: str) -> Any:
-    """Raw rows of the ``dt`` partitions ``dates``, with their ``night`` column."""
+def _raw(spark: Any, raw_path: str, dates: list[str], tz: str, subject_tz: Mapping[str, str] | None = None) -> Any:
+    """Raw rows of the ``dt`` partitions ``dates``, with their ``night`` column: noon to noon
+    in each subject's own zone (``subject_tz``, from the registry), ``tz`` for the rest."""
     from pyspark.sql import functions as F
 
     raw = (
@@ -73,8 +75,14 @@ def _raw(spark: Any, raw_path: str, dates: list[str], tz: str) -> Any:
         .parquet(raw_path)
         .where(F.col("dt").isin(dates))
     )
-    local = F.from_utc_timestamp(F.timestamp_millis("event_time_ms"), tz)
-    return raw.withColumn("night", F.date_format(local - F.expr("INTERVAL 12 HOURS"), "yyyy-MM-dd"))
+    zone = F.lit(tz)
+    if subject_tz:
+        zones = spark.createDataFrame(sorted(subject_tz.items()), "subject_id STRING, _subject_tz STRING")
+        raw = raw.join(F.broadcast(zones), "subject_id", "left")
+        zone = F.coalesce(F.col("_subject_tz"), F.lit(tz))
+    local = F.from_utc_timestamp(F.timestamp_millis("event_time_ms"), zone)
+    raw = raw.withColumn("night", F.date_format(local - F.expr("INTERVAL 12 HOURS"), "yyyy-MM-dd"))
+    return raw.drop("_subject_tz") if subject_tz else raw
 
 
 def _state(spark: Any, curated_path: str) -> Any | None:
@@ -86,7 +94,9 @@ def _state(spark: Any, curated_path: str) -> Any | None:
         return None
 
 
-def pending_nights(spark: Any, raw_path: str, curated_path: str, tz: str, until: str) -> list[str]:
+def pending_nights(
+    spark: Any, raw_path: str, curated_path: str, tz: str, until: str, subject_tz: Mapping[str, str] | None = None
+) -> list[str]:
     """Staged nights up to ``until`` whose raw data gained records after they were staged."""
     from pyspark.sql import functions as F
 
@@ -95,7 +105,7 @@ def pending_nights(spark: Any, raw_path: str, curated_path: str, tz: str, until:
         return []
     end = date.fromisoformat(until)
     dates = [(end - timedelta(days=k)).isoformat() for k in range(-2, LOOKBACK_DAYS + 1)]
-    seen = _raw(spark, raw_path, dates, tz).groupBy("night").agg(F.max("ingest_time_ms").alias("newest"))
+    seen = _raw(spark, raw_path, dates, tz, subject_tz).groupBy("night").agg(F.max("ingest_time_ms").alias("newest"))
     late = seen.join(state, "night").where(F.col("newest") > F.col("max_ingest_time_ms"))
     return sorted(r["night"] for r in late.select("night").collect())
 
@@ -109,16 +119,19 @@ def run_nightly(
     *,
     include_pending: bool = True,
     rr_staging: bool = False,
+    subject_tz: Mapping[str, str] | None = None,
 ) -> NightlyResult:
     """Stage ``nights`` (``YYYY-MM-DD``), plus pending late-data nights, into ``curated_path``.
 
-    ``rr_staging``: nights with a strap's RR are staged by the RR model (``SLEEPSTACK_STAGING_RR``)."""
+    ``rr_staging``: nights with a strap's RR are staged by the RR model (``SLEEPSTACK_STAGING_RR``).
+    ``subject_tz``: each subject's time zone (the registry's); a night runs noon to noon in
+    its subject's zone, ``tz`` for a subject not named."""
     from pyspark.sql import functions as F
 
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    late = pending_nights(spark, raw_path, curated_path, tz, max(nights)) if include_pending else []
+    late = pending_nights(spark, raw_path, curated_path, tz, max(nights), subject_tz) if include_pending else []
     todo = sorted(set(nights) | set(late))
-    raw = _raw(spark, raw_path, raw_dates_for(todo), tz).where(F.col("night").isin(todo))
+    raw = _raw(spark, raw_path, raw_dates_for(todo), tz, subject_tz).where(F.col("night").isin(todo))
     # watermark taken *before* staging (a column-pruned scan): a record landing in between is
     # staged now and merely triggers one needless re-stage later, never a missed one
     content = F.xxhash64(*[c for c in raw.columns if c not in ("dt", "night")])

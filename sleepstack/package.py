@@ -59,7 +59,7 @@ LAMBDA_REQUIREMENTS: Final = (
 )
 #: Our packages in the function (whole packages, never single files), under :func:`source_root`.
 LAMBDA_SOURCES: Final = ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack")
-GLUE_SOURCES: Final = ("core", "batch_layer")
+GLUE_SOURCES: Final = ("core", "registry", "batch_layer")
 GLUE_REQUIREMENTS: Final = ("scipy>=1.13,<2",)
 _DROP_DIRS: Final = {"__pycache__", "tests"}
 #: numpy.testing (which scipy imports) imports from numpy's own test packages: keep numpy whole.

@@ -52,3 +52,24 @@ def test_a_bad_staging_flag_stops_the_job_naming_it(monkeypatch: pytest.MonkeyPa
     argv = ["job", "--RAW_PATH", "r", "--CURATED_PATH", "c", "--NIGHTS", "2026-01-05", "--TZ", "UTC"]
     with pytest.raises(SystemExit, match="--STAGING_RR must be 'on' or 'off'"):
         nightly_staging.main([*argv, "--STAGING_RR", "yes"])
+
+
+def test_the_registrys_time_zones_reach_the_nightly_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from core.registry import Subject
+    from registry.dynamodb import DynamoRegistry
+
+    calls: list[dict[str, Any]] = []
+    _fake_glue(monkeypatch, calls)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        keys = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+        attrs = [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")]
+        client.create_table(TableName="reg", KeySchema=keys, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST")
+        DynamoRegistry(client, "reg").add_subject(Subject("s001", enrolled_ms=0, tz="Asia/Tokyo"))
+        argv = ["job", "--RAW_PATH", "r", "--CURATED_PATH", "c", "--NIGHTS", "2026-01-05", "--TZ", "UTC"]
+        nightly_staging.main([*argv, "--STAGING_RR", "off", "--REGISTRY_TABLE", "reg"])
+    assert calls[0]["subject_tz"] == {"s001": "Asia/Tokyo"}

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "batch_layer": {"core"},
     "serving": {"core", "registry", "speed_layer"},
     "local": {"core", "infra", *ADAPTERS},
-    "glue_jobs": {"core", "batch_layer"},
+    "glue_jobs": {"core", "batch_layer", "registry"},
     "sleepstack": {"core", "infra", "local", "glue_jobs", "simulator", *ADAPTERS},
 }
 PACKAGES = set(ALLOWED)

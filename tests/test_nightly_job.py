@@ -86,3 +86,21 @@ def test_bad_nights_get_defined_outcomes_reruns_are_identical_and_late_data_rest
     assert nights.loc["s-short", "status"] == "staged"
     res = run_nightly(spark, str(lake / "raw"), str(lake / "curated"), ["2026-01-09"])
     assert res.reprocessed == []  # staged once, the mark is cleared
+
+
+def test_each_subjects_nights_are_cut_in_their_own_time_zone(tmp_path: Path) -> None:
+    """22:00 UTC is noon on Kiritimati (UTC+14): that subject's night is the next day's evening."""
+    lake = tmp_path / "lake"
+    here = [r for r in _records("s-utc", 1) if r.event_time_ms - T0_MS < 5 * HOUR_MS]
+    away = [r for r in _records("s-kiritimati", 2) if 60_000 <= r.event_time_ms - T0_MS < 5 * HOUR_MS]
+    _write(lake, here + away, "two-zones")
+    zones = {"s-kiritimati": "Pacific/Kiritimati"}
+    res = run_nightly(
+        local_spark(), str(lake / "raw"), str(lake / "curated"), [NIGHT, "2026-01-06"], "UTC", subject_tz=zones
+    )
+    assert res.subject_nights == 2
+    nights = _table(lake / "curated" / "nights")
+    assert dict(zip(nights["subject_id"], nights["night"], strict=True)) == {
+        "s-utc": NIGHT,  # noon to noon in UTC: the evening of the 5th
+        "s-kiritimati": "2026-01-06",  # noon to noon in its own zone: the evening of the 6th
+    }

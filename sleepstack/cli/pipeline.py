@@ -105,8 +105,17 @@ def _cmd_batch(args: argparse.Namespace, settings: Settings) -> int:
             f"no raw data in the lake yet ({lake / 'raw'} holds no delivered records): nothing to stage for"
             f" {', '.join(nights)}; collect and deliver records first (--lake names another lake)"
         )
+    from sleepstack import wiring
+
+    zones = {s.subject_id: s.tz for s in wiring.registry(settings, create=False).subjects()}
     res = run_nightly(
-        local_spark(), str(lake / "raw"), str(lake / "curated"), nights, settings.tz, rr_staging=settings.staging_rr
+        local_spark(),
+        str(lake / "raw"),
+        str(lake / "curated"),
+        nights,
+        settings.tz,
+        rr_staging=settings.staging_rr,
+        subject_tz=zones,
     )
     if res.subject_nights == 0:
         raise NoDataError(f"no data for night {', '.join(nights)} in {lake / 'raw'} yet: nothing staged")
