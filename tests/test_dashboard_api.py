@@ -290,9 +290,28 @@ def test_every_api_body_is_documented_and_every_answer_matches_its_model(
         f"/api/nights/s001/{night}": models.NightOut,
         f"/api/nights/s001/{night}/epochs": models.NightEpochs,
     }
+    bodies = {}
     for url, model in answers.items():
-        body = client.get(url).json()
+        bodies[model] = body = client.get(url).json()
         assert model.model_validate(body).model_dump(exclude_unset=True) or body, url  # validates, or raises
+    # the rows of the night queries are exactly the documented fields (serving/sql/night_*.sql)
+    assert set(bodies[models.Nights]["nights"][0]) == set(models.NightListRow.model_fields)
+    assert set(bodies[models.NightEpochs]["epochs"][0]) == set(models.EpochRow.model_fields)
+    assert set(bodies[models.NightOut]["model"]) == set(models.ModelCard.model_fields)
+
+
+def test_every_field_of_an_api_body_says_what_it_is() -> None:
+    from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+    from serving.web import models
+
+    assert {c for c, _ in NIGHT_COLUMNS + EPOCH_COLUMNS} <= set(models.COLUMN_DOCS)  # a new column: say what it is
+    undocumented = [
+        (model.__name__, name)
+        for model in (models.NightRow, models.NightListRow, models.EpochRow, models.ModelCard, models.VitalsDoc)
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert not undocumented
 
 
 # --- pages ------------------------------------------------------------------------------

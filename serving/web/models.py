@@ -2,7 +2,9 @@
 
 The document models are rendered from the field specs the documents are built from
 (:data:`core.signals.vitals.EPOCH_VITALS_FIELDS`, :data:`core.live.alerts.ALERT_FIELDS`,
-:data:`core.nights.nightly.NIGHT_COLUMNS` ...), so the schema cannot drift from the data.
+:data:`core.nights.nightly.NIGHT_COLUMNS` ...), so the schema cannot drift from the data;
+the curated columns' meanings and units are :data:`COLUMN_DOCS` (a test requires one for
+every column).
 The routes return their bodies already rendered (orjson: a night of vitals is thousands
 of documents); the models document them and the tests check the bodies against them.
 """
@@ -15,10 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from core.contract import FieldSpec, FieldType
 from core.live.alerts import ALERT_FIELDS
-from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
+from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, UNSCORED_LABEL
+from core.nights.stages import SleepStage
 from core.signals.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
 
 __all__ = [
+    "COLUMN_DOCS",
+    "NIGHT_EPOCH_COLUMNS",
+    "NIGHT_LIST_COLUMNS",
     "AlertCounts",
     "Alerts",
     "NightEpochs",
@@ -49,13 +55,100 @@ _SQL: Final[dict[str, Any]] = {
     "double": float,
     "boolean": bool,
 }
-#: Units and meanings of the curated columns the night routes return (the rest: docs/night-metrics.md).
-_NIGHT_DOCS: Final = {
-    "night": "YYYY-MM-DD of the night's evening",
-    "status": "staged, or insufficient (status_reason says why)",
-    "completeness": "complete, partial or insufficient (completeness_reason says which rule failed)",
-    "method": "the staging model that staged the night",
+_STAGES: Final = ", ".join(f"{s.value} {s.label}" for s in SleepStage)
+_NAME: Final = {s: "REM" if s is SleepStage.REM else s.label for s in SleepStage}
+#: What each curated column means, with its unit: the AASM definitions of
+#: core/nights/metrics.py, core/nights/nightly.py, docs/analyst.md and docs/night-metrics.md.
+COLUMN_DOCS: Final[dict[str, str]] = {
+    "subject_id": "pseudonymous subject id",
+    "night": "YYYY-MM-DD of the night's evening (nights run noon to noon in the subject's zone)",
+    "method": "the staging model that staged the night (its card: the night's `model`)",
+    # night_summary
+    "first_epoch_ms": "start of the first epoch in bed, ms UTC",
+    "epochs": "30-s epochs from the first to the last epoch in bed",
+    "coverage_pct": "share of the night in bed with heart rate, %",
+    "rr_coverage_pct": "share of the night in bed with HRV from the strap's RR intervals, %",
+    "time_in_bed_min": "time in bed (TIB): first to last epoch in bed, unscored epochs not counted, min",
+    "total_sleep_time_min": "total sleep time (TST): epochs of any sleep stage, min",
+    "sleep_onset_latency_min": "sleep onset latency (SOL): first epoch in bed to the first epoch of sleep, min",
+    "waso_min": "wake after sleep onset (WASO): wake between the first and the last sleep epoch, min",
+    "sleep_efficiency_pct": "sleep efficiency: TST / TIB, %",
+    "rem_latency_min": "REM latency: sleep onset to the first REM epoch, min",
+    "awakenings": "wake bouts of 1 min or more between sleep onset and the last sleep epoch",
+    **{f"{s.label}_min": f"{_NAME[s]} epochs, min" for s in SleepStage},
+    **{f"{s.label}_pct": f"{_NAME[s]} share of TST, %" for s in SleepStage if s is not SleepStage.WAKE},
+    "breathing_pauses": "breathing pause episodes (10 s or more without respiratory movement) starting in"
+    " sleep the bed sensor observed; null without a bed sensor",
+    "pauses_per_hour": "breathing_pauses per hour of sleep the bed sensor observed, /h (a screening figure,"
+    " not an AHI); null without a bed sensor",
+    "bed_exits": "bed exits (nobody on the sensor for 60 s or more after 30 min in bed) between the first and"
+    " the last epoch in bed; null without a bed sensor",
+    "cvhr_per_hour": "cyclic variation of heart rate (apnoea screening): cycles per hour of sleep with HRV, /h;"
+    " null under an hour of it",
+    "sleep_score": "sleep score 0-100, higher is better (TST, efficiency, SOL, WASO, long awakenings; docs/analyst.md)",
+    "mean_hr_bpm": "mean heart rate in bed, beats/min",
+    "mean_br_per_min": "mean breathing rate in bed, breaths/min (bed sensor)",
+    **{f"hr_{s.label}_bpm": f"mean heart rate in {_NAME[s]} epochs, beats/min" for s in SleepStage},
+    **{f"br_{s.label}_per_min": f"mean breathing rate in {_NAME[s]} epochs, breaths/min" for s in SleepStage},
+    "status": "staged, or insufficient: under 4 h in bed or under 1 h of heart rate (not scored)",
+    "status_reason": "why the night is insufficient (null when staged)",
+    "recorded_hours": "first to last epoch with data from any device, h",
+    "strap_hours": "epochs the strap sent data in, h (null: no strap that night)",
+    "bed_hours": "epochs the bed sensor sent data in, h (null: no bed sensor)",
+    "in_bed_hours": "the night in bed: first to last epoch in bed, h",
+    "gaps": "stretches of 5 min or more with data from no device",
+    "longest_gap_min": "the longest of those gaps, min",
+    "completeness": "complete (heart rate in 90 % or more of the night in bed and no gap of 30 min or more),"
+    " partial (one of the two failed) or insufficient",
+    "completeness_reason": "the rule that decided a partial or insufficient night, with its figure",
+    # epoch_stages
+    "epoch_start_ms": "start of the 30-s epoch, ms UTC",
+    "stage": f"sleep stage: {_STAGES}; null: unscored (a gap without data)",
+    "stage_label": f"{', '.join(s.label for s in SleepStage)} or {UNSCORED_LABEL}",
+    "hr_bpm": "heart rate, beats/min (the bed sensor's, else the strap's)",
+    "hr_source": "bed or strap: whose heart rate hr_bpm is; null without any",
+    "br_per_min": "breathing rate, breaths/min (bed)",
+    "movement": "movement index 0-1 (bed)",
+    "presence": "someone in bed (bed; without a bed sensor: the epoch has data)",
+    "rmssd_ms": "RMSSD of cleaned RR, ms (strap)",
+    "sdnn_ms": "SDNN of cleaned RR, ms (strap)",
+    "rr_window": "the epoch's window had HRV from the strap's RR intervals",
+    "cvhr_cycles": "CVHR cycles starting in this epoch; null without HRV",
+    "strap_data": "the strap sent data in this epoch",
+    "bed_data": "the bed sensor sent data in this epoch",
 }
+#: Per-epoch counts mean something else than the night's (docs/night-metrics.md).
+_EPOCH_DOCS: Final = {
+    "breathing_pauses": "breathing pause episodes that start in this epoch; null where the bed sensor gave no epoch",
+    "bed_exits": "bed exits that start in this epoch; null without a bed epoch",
+}
+#: The night_list query's columns (serving/sql/night_list.sql): night_summary's, two renamed, rounded to 0.1.
+NIGHT_LIST_COLUMNS: Final = {
+    "subject_id": "subject_id",
+    "night": "night",
+    "status": "status",
+    "status_reason": "status_reason",
+    "tst_min": "total_sleep_time_min",
+    "efficiency_pct": "sleep_efficiency_pct",
+    "waso_min": "waso_min",
+    "sleep_score": "sleep_score",
+    "pauses_per_hour": "pauses_per_hour",
+    "coverage_pct": "coverage_pct",
+    "method": "method",
+}
+#: The night_epochs query's columns (serving/sql/night_epochs.sql).
+NIGHT_EPOCH_COLUMNS: Final = (
+    "epoch_start_ms",
+    "stage",
+    "stage_label",
+    "hr_bpm",
+    "hr_source",
+    "br_per_min",
+    "movement",
+    "presence",
+    "rmssd_ms",
+    "breathing_pauses",
+)
 
 
 class _Open(BaseModel):
@@ -72,9 +165,12 @@ def _from_specs(name: str, specs: tuple[FieldSpec, ...], doc: str) -> type[BaseM
     return create_model(name, __base__=_Open, __doc__=doc, **fields)
 
 
-def _from_columns(name: str, columns: tuple[tuple[str, str], ...], doc: str) -> type[BaseModel]:
+def _from_columns(
+    name: str, columns: tuple[tuple[str, str], ...], doc: str, docs: dict[str, str] | None = None
+) -> type[BaseModel]:
+    """A model of curated columns (name, SQL type), every one nullable (older nights lack newer columns)."""
     fields: dict[str, Any] = {
-        c: (_SQL[t] | None, Field(None, description=_NIGHT_DOCS.get(c, f"{t}; see docs/night-metrics.md")))
+        c: (_SQL[t] | None, Field(None, description={**COLUMN_DOCS, **(docs or {})}.get(c, f"{t}: docs/analyst.md")))
         for c, t in columns
     }
     return create_model(name, __base__=_Open, __doc__=doc, **fields)
@@ -88,7 +184,20 @@ SampleDoc = _from_specs(
 )
 AlertDoc = _from_specs("AlertDoc", ALERT_FIELDS, "An alert episode, open or closed.")
 NightRow = _from_columns("NightRow", NIGHT_COLUMNS, "A subject-night's summary (night_summary).")
-EpochRow = _from_columns("EpochRow", EPOCH_COLUMNS, "A staged 30-s epoch (epoch_stages).")
+_NIGHT_TYPES: Final = dict(NIGHT_COLUMNS)
+_EPOCH_TYPES: Final = dict(EPOCH_COLUMNS)
+NightListRow = _from_columns(
+    "NightListRow",
+    tuple((c, _NIGHT_TYPES[src]) for c, src in NIGHT_LIST_COLUMNS.items()),
+    "A staged night in the list (night_summary's headline figures, rounded to 0.1).",
+    {c: COLUMN_DOCS[src] for c, src in NIGHT_LIST_COLUMNS.items()},
+)
+EpochRow = _from_columns(
+    "EpochRow",
+    tuple((c, _EPOCH_TYPES[c]) for c in NIGHT_EPOCH_COLUMNS),
+    "A staged 30-s epoch (epoch_stages).",
+    _EPOCH_DOCS,
+)
 
 
 class SubjectState(_Open):
@@ -101,7 +210,7 @@ class SubjectState(_Open):
 
 
 class Subjects(BaseModel):
-    subjects: list[SubjectState]
+    subjects: list[SubjectState] = Field(description="every subject a live document names")
 
 
 class SubjectOut(SubjectState):
@@ -134,23 +243,40 @@ class Alerts(BaseModel):
 class AlertCount(BaseModel):
     kind: str = Field(description="hr_high, hr_low, breathing_pause, bed_exit, contact_lost")
     status: str = Field(description="open or closed")
-    count: int
+    count: int = Field(description="alert episodes of this kind and status")
 
 
 class AlertCounts(BaseModel):
-    counts: list[AlertCount]
+    counts: list[AlertCount] = Field(description="one per kind and status that has episodes")
 
 
 class Nights(BaseModel):
-    nights: list[dict[str, Any]] = Field(description="the night_list query's rows (serving/sql/night_list.sql)")
+    nights: list[NightListRow] = Field(description="newest first")  # type: ignore[valid-type]
+
+
+class ModelCard(_Open):
+    """A staging model's card (core/nights/models/<name>.card.json): what it reads and how accurate it
+    measured on nights it never saw."""
+
+    model: str = Field(description="the model's name, as a night's method names it")
+    inputs: str = Field(description="what it stages from")
+    validation: str = Field(description="how it was validated, on what data")
+    kappa_4: float = Field(description="Cohen's kappa against polysomnography, 4 classes (wake, light, deep, REM)")
+    kappa_3: float = Field(description="Cohen's kappa, 3 classes (wake, NREM, REM)")
+    kappa_2: float = Field(description="Cohen's kappa, 2 classes (sleep, wake)")
+    accuracy_4: float = Field(description="share of epochs staged right, 4 classes, 0-1")
+    accuracy_3: float = Field(description="share of epochs staged right, 3 classes, 0-1")
+    accuracy_2: float = Field(description="share of epochs staged right, 2 classes, 0-1")
+    tst_abs_error_min_median: float = Field(description="median absolute error of total sleep time, min")
+    measured_by: str = Field(description="the command that measured these figures")
 
 
 class NightOut(BaseModel):
-    summary: NightRow  # type: ignore[valid-type]
-    model: dict[str, Any] | None = Field(description="the card of the model that staged the night: its accuracy")
+    summary: NightRow = Field(description="every column of the night's night_summary row")  # type: ignore[valid-type]
+    model: ModelCard | None = Field(description="the card of the model that staged the night (null: no card)")
 
 
 class NightEpochs(BaseModel):
-    subject_id: str
-    night: str
-    epochs: list[dict[str, Any]] = Field(description="the night_epochs query's rows (serving/sql/night_epochs.sql)")
+    subject_id: str = Field(description="pseudonymous subject id")
+    night: str = Field(description="YYYY-MM-DD of the night's evening")
+    epochs: list[EpochRow] = Field(description="the night's 30-s epochs, oldest first")  # type: ignore[valid-type]
