@@ -45,7 +45,7 @@ def _page(ctx: ApiContext, template: str, **kw: Any) -> HTMLResponse:
 
 
 async def _detail(ctx: ApiContext, subject_id: str, night: str) -> dict[str, Any]:
-    detail = await run_in_threadpool(night_detail, ctx.sql(), subject_id, night, ctx.model_cards)
+    detail = await run_in_threadpool(lambda: night_detail(ctx.sql(), subject_id, night, ctx.model_cards))
     if detail is None:
         raise not_staged(subject_id, night)
     return detail
