@@ -281,7 +281,7 @@ def test_every_api_body_is_documented_and_every_answer_matches_its_model(
     start, end = _night_bounds(client, "s001")
     answers = {
         "/api/subjects": models.Subjects,
-        "/api/subjects/s001": models.SubjectOut,
+        "/api/subjects/s001": models.SubjectNow,
         f"/api/subjects/s001/vitals?start_ms={start}&end_ms={end}": models.Vitals,
         f"/api/subjects/s002/samples?start_ms={start}&end_ms={start + 3_600_000}": models.Samples,
         "/api/alerts": models.Alerts,

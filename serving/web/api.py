@@ -27,7 +27,7 @@ from core.errors import EmptyTableError
 from registry.store import RegistryStore
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
-from serving.web.models import AlertCounts, Alerts, NightEpochs, NightOut, Nights, Samples, SubjectOut, Subjects, Vitals
+from serving.web.models import AlertCounts, Alerts, NightEpochs, NightOut, Nights, Samples, SubjectNow, Subjects, Vitals
 
 __all__ = [
     "MAX_RANGE_MS",
@@ -190,7 +190,7 @@ async def subjects(ctx: Ctx) -> _Json:
 
 @router.get(
     "/subjects/{subject_id}",
-    response_model=SubjectOut,
+    response_model=SubjectNow,
     summary="One subject's latest state and its current night's bounds",
 )
 async def subject(subject_id: SubjectId, ctx: Ctx) -> _Json:

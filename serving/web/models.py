@@ -31,7 +31,7 @@ __all__ = [
     "NightOut",
     "Nights",
     "Samples",
-    "SubjectOut",
+    "SubjectNow",
     "Subjects",
     "Vitals",
 ]
@@ -213,7 +213,7 @@ class Subjects(BaseModel):
     subjects: list[SubjectState] = Field(description="every subject a live document names")
 
 
-class SubjectOut(SubjectState):
+class SubjectNow(SubjectState):
     """A subject's live state and the bounds of its current night (noon to noon in the stack's zone)."""
 
     night: str = Field(description="YYYY-MM-DD of the current night's evening")
