@@ -46,16 +46,16 @@ class Cell(BaseModel):
 
 
 class ComplianceRow(BaseModel):
-    subject_id: str
+    subject_id: str = Field(description="pseudonymous subject id")
     status: str = Field(description="enrolled, withdrawn, or unregistered (staged nights, no registry entry)")
     last_seen_ms: int | None = Field(description="newest live document, ms UTC")
     silent: bool = Field(description="assigned devices, but nothing live for 5 min")
-    cells: list[Cell]
+    cells: list[Cell] = Field(description="one per night, oldest first")
 
 
 class Compliance(BaseModel):
     nights: list[str] = Field(description="the nights shown, oldest first")
-    subjects: list[ComplianceRow]
+    subjects: list[ComplianceRow] = Field(description="one per subject, by id")
 
 
 def _enrolled_on(subject: Subject | None, night: str, tz: str) -> bool:

@@ -40,27 +40,29 @@ class SubjectIn(BaseModel):
 
 
 class SubjectUpdate(BaseModel):
-    tz: str | None = None
-    age_band: str | None = None
-    sex: str | None = None
-    alert_overrides: dict[str, float] | None = None
-    why: str = ""
+    tz: str | None = Field(None, description="IANA time zone the subject's nights are cut in")
+    age_band: str | None = Field(None, description="18-29, 30-39, ... 80+")
+    sex: str | None = Field(None, description="female, male or other")
+    alert_overrides: dict[str, float] | None = Field(
+        None, description="alert thresholds for this subject (all of them)"
+    )
+    why: str = Field("", description="a note kept in the registry's history")
 
 
 class SubjectOut(BaseModel):
-    subject_id: str
-    enrolled_ms: int
-    tz: str
+    subject_id: str = Field(description="pseudonymous subject id")
+    enrolled_ms: int = Field(description="enrolment, ms UTC")
+    tz: str = Field(description="IANA time zone the subject's nights are cut in")
     status: str = Field(description="enrolled or withdrawn")
-    withdrawn_ms: int | None
-    age_band: str | None
-    sex: str | None
-    alert_overrides: dict[str, float]
+    withdrawn_ms: int | None = Field(description="withdrawal, ms UTC (null while enrolled)")
+    age_band: str | None = Field(description="18-29, 30-39, ... 80+ (null: not given)")
+    sex: str | None = Field(description="female, male or other (null: not given)")
+    alert_overrides: dict[str, float] = Field(description="alert thresholds overriding the defaults (AlertRules names)")
 
 
 class Withdrawal(BaseModel):
     at_ms: int | None = Field(None, description="from when, ms UTC (default now)")
-    why: str = ""
+    why: str = Field("", description="a note kept in the registry's history")
 
 
 class DeviceIn(BaseModel):
@@ -70,25 +72,25 @@ class DeviceIn(BaseModel):
 
 
 class DeviceOut(BaseModel):
-    address: str
-    kind: str
-    label: str
+    address: str = Field(description="BLE address (or a simulated device's name)")
+    kind: str = Field(description="strap or bed")
+    label: str = Field(description="what people call it")
     assigned_to: str | None = Field(description="the subject it is assigned to now")
 
 
 class AssignmentIn(BaseModel):
-    device: str
-    subject_id: str
+    device: str = Field(description="a registered device's address")
+    subject_id: str = Field(description="a registered, enrolled subject")
     from_ms: int | None = Field(None, description="start, ms UTC (default now)")
     to_ms: int | None = Field(None, description="end, ms UTC (exclusive; none: until further notice)")
-    why: str = ""
+    why: str = Field("", description="a note kept in the registry's history")
 
 
 class AssignmentOut(BaseModel):
-    device: str
-    subject_id: str
-    from_ms: int
-    to_ms: int | None
+    device: str = Field(description="the device's address")
+    subject_id: str = Field(description="who wore it (or slept on it)")
+    from_ms: int = Field(description="start, ms UTC (inclusive)")
+    to_ms: int | None = Field(description="end, ms UTC (exclusive; null: until further notice)")
 
 
 def _now() -> int:
