@@ -50,6 +50,7 @@ CASES: list[tuple[str, list[str], int, tuple[str, ...]]] = [
     ("a threshold that is no number", ["subjects", "add", "s001", "--alert", "hr_high_bpm=x"], 2, ("--alert",)),
     ("a threshold of no rule", ["subjects", "add", "s001", "--alert", "hr_hi=130"], 2, ("alert_overrides", "hr_hi")),
     ("withdrawing nobody", ["subjects", "withdraw", "s404"], 2, ("s404", "not registered")),
+    ("an assignment ending before it starts", ["assign", "AA:BB", "s1", "--to", "2020-01-01T00:00"], 2, ("--to",)),
     ("a device of no kind", ["devices", "add", "AA:BB", "--kind", "toaster"], 2, ("--kind", "toaster")),
     ("assigning an unknown device", ["assign", "AA:BB", "s001"], 2, ("AA:BB", "not registered", "devices add")),
     ("an assignment from no time", ["assign", "AA:BB", "s001", "--from", "yesterday"], 2, ("--from", "ISO")),

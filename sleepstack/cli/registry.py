@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from core.registry import AGE_BANDS, DEVICE_KINDS, SEXES, Assignment, Device, Subject
+from core.registry import AGE_BANDS, DEVICE_KINDS, SEXES, Assignment, Device, RegistryError, Subject
 from sleepstack.cli._helpers import utc
 from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
@@ -109,7 +109,12 @@ def _cmd_subjects(args: argparse.Namespace, settings: Settings) -> int:
     reg = _registry(settings, writes=False)  # nothing to withdraw in a registry not made yet
     if args.action == "withdraw":
         at = parse_time(args.at, "--at", settings.tz)
-        reg.withdraw(args.subject_id, at_ms=at, why=args.why)
+        try:
+            reg.withdraw(args.subject_id, at_ms=at, why=args.why)
+        except RegistryError as exc:
+            if exc.what == "at":  # the registry's field is this command's flag
+                raise UsageError("--at", exc.reason) from None
+            raise
         print(f"withdrew {args.subject_id} from {utc(at)}: its devices are no longer collected")
     else:
         _print_rows([_subject_row(s) for s in reg.subjects()], args.json, "no subjects: sleepstack subjects add ID")
