@@ -95,16 +95,7 @@ class Subject:
 
     def alert_rules(self, defaults: AlertRules | None = None) -> AlertRules:
         """The thresholds this subject's alerts use: the defaults with the overrides applied."""
-        base = defaults or AlertRules()
-        unknown = set(self.alert_overrides) - set(AlertRules.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
-        bad = {k: v for k, v in self.alert_overrides.items() if not isinstance(v, int | float) or v <= 0}
-        if bad:
-            name = sorted(bad)[0]
-            raise ValueError(f"{name} must be a positive number, not {bad[name]!r}")
-        values: dict[str, Any] = {k: type(getattr(base, k))(v) for k, v in self.alert_overrides.items()}
-        return replace(base, **values)
+        return (defaults or AlertRules()).with_overrides(self.alert_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return {

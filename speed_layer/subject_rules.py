@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 from core.live.alerts import AlertRules
 
@@ -46,18 +45,12 @@ class SubjectRules:
             return hit[1]
         try:
             found = self.overrides(subject_id)
+            rules = self.defaults.with_overrides(found) if found else self.defaults
         except Exception as exc:  # noqa: BLE001 - an unreachable registry must not stop the vitals
             self.failures += 1
             log.warning("subject rules unreadable (%s); keeping the last ones", type(exc).__name__)
             return hit[1] if hit is not None else self.defaults
-        rules = self.defaults if not found else _with(self.defaults, found)
         if len(self._cache) >= MAX_SUBJECTS:
             self._cache.clear()
         self._cache[subject_id] = (now, rules)
         return rules
-
-
-def _with(defaults: AlertRules, found: Mapping[str, float]) -> AlertRules:
-    known = {k: type(getattr(defaults, k))(v) for k, v in found.items() if hasattr(defaults, k)}
-    values: dict[str, Any] = known
-    return replace(defaults, **values)

@@ -22,7 +22,9 @@ so the speed layer can persist it between invocations.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Final
@@ -61,6 +63,20 @@ class AlertRules:
         if unknown:
             raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
         return cls(**values)
+
+    def with_overrides(self, overrides: Mapping[str, float]) -> AlertRules:
+        """These rules with some thresholds replaced (a subject's own), each kept in its field's type.
+
+        Raises :class:`ValueError` naming an unknown rule or a value that is not a positive number."""
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown alert rule {sorted(unknown)[0]!r}")
+        bad = {k: v for k, v in overrides.items() if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0}
+        if bad:
+            name = sorted(bad)[0]
+            raise ValueError(f"{name} must be a positive number, not {bad[name]!r}")
+        values: dict[str, Any] = {k: type(getattr(self, k))(v) for k, v in overrides.items()}
+        return dataclasses.replace(self, **values)
 
 
 #: Fields of an alert document (speed-layer alerts index).

@@ -39,6 +39,7 @@ __all__ = [
     "night_detail",
     "not_staged",
     "router",
+    "unprocessable",
 ]
 
 #: Subject ids are pseudonyms: letters, digits and ``._:-``.
@@ -73,7 +74,7 @@ SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymo
 Night = Annotated[str, Path(pattern=NIGHT_PATTERN, description="night, YYYY-MM-DD of its evening")]
 
 
-def _unprocessable(field: str, where: str, msg: str) -> HTTPException:
+def unprocessable(field: str, where: str, msg: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": [where, field], "msg": msg, "type": "value_error"}])
 
 
@@ -83,16 +84,16 @@ def not_staged(subject_id: str, night: str) -> HTTPException:
 
 def _check_range(start_ms: int, end_ms: int, most_ms: int) -> None:
     if end_ms <= start_ms:
-        raise _unprocessable("end_ms", "query", "must be after start_ms")
+        raise unprocessable("end_ms", "query", "must be after start_ms")
     if end_ms - start_ms > most_ms:
-        raise _unprocessable("end_ms", "query", f"the range may span at most {most_ms // 60_000} min")
+        raise unprocessable("end_ms", "query", f"the range may span at most {most_ms // 60_000} min")
 
 
 def check_night(night: str) -> None:
     try:
         date.fromisoformat(night)
     except ValueError:
-        raise _unprocessable("night", "path", f"{night} is not a calendar date") from None
+        raise unprocessable("night", "path", f"{night} is not a calendar date") from None
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -235,9 +236,9 @@ async def samples(
     end_ms: Annotated[int, Query(ge=0, description="to, ms UTC (exclusive)")],
 ) -> _Json:
     if end_ms <= start_ms:
-        raise _unprocessable("end_ms", "query", "must be after start_ms")
+        raise unprocessable("end_ms", "query", "must be after start_ms")
     if end_ms - start_ms > MAX_SAMPLE_RANGE_MS:
-        raise _unprocessable("end_ms", "query", f"per-second samples span at most {MAX_SAMPLE_RANGE_MS // 60_000} min")
+        raise unprocessable("end_ms", "query", f"per-second samples span at most {MAX_SAMPLE_RANGE_MS // 60_000} min")
     docs = ctx.live.between("samples", subject_id, start_ms, end_ms)
     keep = ("event_time_ms", "hr_bpm", "sensor_contact", "device_id")
     body = {"subject_id": subject_id, "start_ms": start_ms, "end_ms": end_ms}

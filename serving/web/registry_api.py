@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from core.registry import Assignment, Device, RegistryError, Subject
+from core.registry import Assignment, AssignmentIndex, Device, RegistryError, Subject
 from registry.store import RegistryStore
-from serving.web.api import SUBJECT_PATTERN, Ctx
+from serving.web.api import SUBJECT_PATTERN, Ctx, unprocessable
 
 __all__ = ["router"]
 
@@ -112,18 +112,14 @@ async def _call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
             raise HTTPException(409, detail=exc.reason) from None
         if "not registered" in exc.reason and exc.what in ("subject", "device"):
             raise HTTPException(404, detail=f"{exc.what}: {exc.reason}") from None
-        raise HTTPException(
-            422, detail=[{"loc": ["body", exc.what], "msg": exc.reason, "type": "value_error"}]
-        ) from None
+        raise unprocessable(exc.what, "body", exc.reason) from None
 
 
 def _build(factory: Callable[..., T], **kw: Any) -> T:
     try:
         return factory(**kw)
     except RegistryError as exc:
-        raise HTTPException(
-            422, detail=[{"loc": ["body", exc.what], "msg": exc.reason, "type": "value_error"}]
-        ) from None
+        raise unprocessable(exc.what, "body", exc.reason) from None
 
 
 SubjectPath = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]
@@ -171,8 +167,8 @@ async def withdraw(subject_id: SubjectPath, body: Withdrawal, ctx: Ctx) -> dict[
 @router.get("/devices", response_model=list[DeviceOut], summary="Every device and whom it is assigned to now")
 async def devices(ctx: Ctx) -> list[dict[str, Any]]:
     store, now = _store(ctx), _now()
-    found = await _call(store.devices)
-    return [{**d.to_dict(), "assigned_to": await _call(store.subject_at, d.address, now)} for d in found]
+    found, index = await _call(lambda: (store.devices(), AssignmentIndex(store.assignments())))
+    return [{**d.to_dict(), "assigned_to": index.subject_at(d.address, now)} for d in found]
 
 
 @router.post("/devices", response_model=DeviceOut, status_code=201, summary="Register a device")

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from core.registry import AGE_BANDS, DEVICE_KINDS, SEXES, Assignment, Device, RegistryError, Subject
+from core.registry import AGE_BANDS, DEVICE_KINDS, SEXES, Assignment, AssignmentIndex, Device, RegistryError, Subject
 from sleepstack.cli._helpers import utc
 from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
@@ -129,7 +129,8 @@ def _cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
     else:
         reg = _registry(settings, writes=False)
         now = int(time.time() * 1000)
-        rows = [{**d.to_dict(), "assigned_to": reg.subject_at(d.address, now)} for d in reg.devices()]
+        index = AssignmentIndex(reg.assignments())
+        rows = [{**d.to_dict(), "assigned_to": index.subject_at(d.address, now)} for d in reg.devices()]
         _print_rows(rows, args.json, "no devices: sleepstack devices add ADDRESS --kind strap|bed")
     return 0
 
