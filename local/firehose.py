@@ -192,6 +192,9 @@ class FirehoseDelivery:
         self, shard: str, r: dict[str, Any], buffers: dict[str, _Buffer], covered: dict[str, list[tuple[int, int]]]
     ) -> None:
         """Buffer one Kinesis record's user records: a KPL aggregate is unpacked, as Firehose does."""
+        done = self._read_through.get(shard)
+        if done is not None and int(r["SequenceNumber"]) <= int(done):
+            return  # read again after the stream restarted: already in a buffer (or written and checkpointed)
         data: bytes = r["Data"]
         try:
             users = unpack(data)
