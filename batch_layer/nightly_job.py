@@ -29,7 +29,7 @@ from typing import Any, Final
 import pandas as pd
 
 from batch_layer.stage_models import bundled
-from core.contract import spark_ddl
+from core.contract import MEASUREMENT_KINDS, spark_ddl
 from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
 
 __all__ = ["LOOKBACK_DAYS", "NightlyResult", "pending_nights", "raw_dates_for", "run_nightly"]
@@ -65,7 +65,7 @@ def raw_dates_for(nights: list[str]) -> list[str]:
 
 
 def _raw(spark: Any, raw_path: str, dates: list[str], tz: str, subject_tz: Mapping[str, str] | None = None) -> Any:
-    """Raw rows of the ``dt`` partitions ``dates``, with their ``night`` column: noon to noon
+    """Raw measurement rows of the ``dt`` partitions ``dates``, with their ``night`` column: noon to noon
     in each subject's own zone (``subject_tz``, from the registry), ``tz`` for the rest."""
     from pyspark.sql import functions as F
 
@@ -73,7 +73,7 @@ def _raw(spark: Any, raw_path: str, dates: list[str], tz: str, subject_tz: Mappi
         spark.read.schema(spark_ddl() + ", dt STRING")
         .option("basePath", raw_path)
         .parquet(raw_path)
-        .where(F.col("dt").isin(dates))
+        .where(F.col("dt").isin(dates) & F.col("kind").isin(list(MEASUREMENT_KINDS)))  # not device statuses
     )
     zone = F.lit(tz)
     if subject_tz:

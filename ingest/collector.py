@@ -16,6 +16,16 @@ One :class:`Collector` records several devices at once, one asyncio task per dev
 4. when the link drops, reconnect with exponential backoff and full jitter (1 s doubling
    to 60 s by default) and re-subscribe; this goes on all night until ``stop`` is set.
 
+Device health: on connect the collector reads the standard Battery Service (0x180F,
+Battery Level 0x2A19) where the device has one, and subscribes to its notifications
+where offered (else reads it again every ``battery_read_ms``). It keeps each device's link
+state, last notification, notification count and, for a strap, whether it is worn (the
+Heart Rate Measurement's contact bits), and spools a ``status`` notification per device on
+connect, on link loss and every ``status_interval_ms`` of collector clock while it runs,
+connected or not: a device that never answers still reports as silent. These become
+:class:`~core.contract.DeviceStatus` records. Signal strength (RSSI) is left null: bleak
+gives it only in scan advertisements, not on a connected link.
+
 The buffer is committed to the :class:`~ingest.spool.Spool` every ``commit_interval_s``
 (and whenever it holds ``commit_max`` notifications); a notification counts as received
 once committed. Decoding happens after the spool (in :meth:`Spool.frame`), so a payload
@@ -41,12 +51,21 @@ from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
 from core.ble.bed_profile import BED_CLOCK_UUID, BED_FRAME_UUID, BED_SERVICE_UUID, encode_clock
+from core.ble.device_status import (
+    BATTERY_LEVEL_UUID,
+    BATTERY_SERVICE_UUID,
+    StatusSnapshot,
+    decode_battery_level,
+    encode_status,
+    hrm_contact,
+)
 from core.ble.hrm import (
     BODY_SENSOR_LOCATION_UUID,
     HEART_RATE_MEASUREMENT_UUID,
     HEART_RATE_SERVICE_UUID,
     decode_body_sensor_location,
 )
+from core.contract.records import MIN_TIME_MS
 from core.errors import DecodeError
 from ingest.spool import Notification, Spool, SpoolFullError
 
@@ -66,6 +85,26 @@ class DeviceTarget:
 
     address: str
     subject_id: str | None = None
+    #: strap or bed, where known before connecting (the registry, a recording): lets a
+    #: device that never connects report as silent
+    kind: str | None = None
+
+
+@dataclass
+class _Health:
+    """What the collector knows of one device's health between status records."""
+
+    kind: str | None
+    connected: bool = False
+    notifications: int = 0
+    last_notification_ms: int | None = None
+    battery_pct: int | None = None
+    battery_notifies: bool = False
+    worn: bool | None = None
+    next_status_ms: int | None = None
+    next_battery_ms: int | None = None
+    last_stamp: int = -1
+    client: BleakClient | None = None
 
 
 @dataclass
@@ -77,6 +116,8 @@ class CollectorStats:
     drops: int = 0
     failed_connects: int = 0
     unassigned: int = 0
+    statuses: int = 0
+    battery_reads: int = 0
     per_device: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def device(self, address: str) -> dict[str, int]:
@@ -100,6 +141,12 @@ class Collector:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     connect_timeout_s: float = 20.0
+    #: collector-clock ms between a device's status records (and the first after a start)
+    status_interval_ms: int = 60_000
+    #: collector-clock ms between Battery Level reads of a device that does not notify it
+    battery_read_ms: int = 300_000
+    #: real seconds between checks for due status records and battery reads
+    health_poll_s: float = 5.0
     rng: random.Random = field(default_factory=lambda: random.Random(2))  # noqa: S311 - jitter, not crypto
     stats: CollectorStats = field(default_factory=CollectorStats)
 
@@ -107,37 +154,127 @@ class Collector:
         self._buffer: list[Notification] = []
         self._last_stamp: dict[str, int] = {}
         self.kinds: dict[str, str] = {}
+        self._health = {t.address: _Health(t.kind) for t in self.targets}
+        self._next_due: int | None = None
         #: how logs name a device: its position among the targets, never its address (health data)
         self._labels = {t.address: f"device {i + 1}" for i, t in enumerate(self.targets)}
 
     async def run(self, stop: asyncio.Event) -> CollectorStats:
         """Record every target until ``stop`` is set; then commit what is buffered."""
         committer = asyncio.create_task(self._commit_loop(stop))
+        checker = asyncio.create_task(self._health_loop(stop))
         try:
             await asyncio.gather(*(self._session(t, stop) for t in self.targets))
         finally:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await committer
+            for task in (committer, checker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.commit()
         return self.stats
 
     # ------------------------------------------------------------------ spooling
 
+    def _subject(self, target: DeviceTarget, t_ms: int) -> str | None:
+        return target.subject_id or (self.resolve(target.address, t_ms) if self.resolve else None)
+
     def _on_notify(self, target: DeviceTarget, kind: str, data: bytearray) -> None:
         now = self.clock()
         stamp = max(now, self._last_stamp.get(target.address, -1) + 1)
         self._last_stamp[target.address] = stamp
-        subject = target.subject_id or (self.resolve(target.address, stamp) if self.resolve else None)
+        health = self._health[target.address]
+        health.notifications += 1
+        health.last_notification_ms = stamp
+        if kind == "strap":
+            health.worn = hrm_contact(data)
+        subject = self._subject(target, stamp)
         if subject is None:
             self.stats.unassigned += 1
             self.stats.device(target.address)["unassigned"] += 1
-            return
-        self._buffer.append(Notification(target.address, subject, kind, stamp, bytes(data)))
-        self.stats.notifications += 1
-        self.stats.device(target.address)["notifications"] += 1
+        else:
+            self._buffer.append(Notification(target.address, subject, kind, stamp, bytes(data)))
+            self.stats.notifications += 1
+            self.stats.device(target.address)["notifications"] += 1
+        if self._next_due is not None and stamp >= self._next_due:
+            self._statuses_due(stamp)
         if len(self._buffer) >= self.commit_max:
             self.commit()
+
+    # ------------------------------------------------------------------ device health
+
+    def _status(self, target: DeviceTarget, now: int) -> None:
+        """Spool the device's status now (if its kind is known and it is assigned now)."""
+        health = self._health[target.address]
+        health.next_status_ms = now + self.status_interval_ms
+        self._next_due = min(h.next_status_ms for h in self._health.values() if h.next_status_ms is not None)
+        if health.kind is None or now < MIN_TIME_MS:  # a replay's clock before its first notification
+            return
+        stamp = max(now, health.last_stamp + 1)
+        health.last_stamp = stamp
+        snapshot = StatusSnapshot(
+            device_kind=health.kind,
+            connected=health.connected,
+            notifications=health.notifications,
+            last_notification_ms=health.last_notification_ms,
+            battery_pct=health.battery_pct,
+            worn=health.worn if health.kind == "strap" else None,
+        )
+        health.notifications = 0
+        subject = self._subject(target, stamp)
+        if subject is None:
+            return
+        self._buffer.append(Notification(target.address, subject, "status", stamp, encode_status(snapshot)))
+        self.stats.statuses += 1
+
+    def _statuses_due(self, now: int) -> None:
+        for t in self.targets:
+            due = self._health[t.address].next_status_ms
+            if due is None or now >= due:
+                self._status(t, now)
+
+    async def _health_loop(self, stop: asyncio.Event) -> None:
+        """Status records of devices that send nothing, and battery reads of devices that do not notify it."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.health_poll_s)
+            if stop.is_set():
+                return
+            now = self.clock()
+            self._statuses_due(now)
+            for t in self.targets:
+                h = self._health[t.address]
+                if h.connected and h.client is not None and h.next_battery_ms is not None and now >= h.next_battery_ms:
+                    await self._read_battery(t, h.client)
+
+    async def _read_battery(self, target: DeviceTarget, client: BleakClient) -> None:
+        health = self._health[target.address]
+        health.next_battery_ms = self.clock() + self.battery_read_ms
+        try:
+            health.battery_pct = decode_battery_level(await client.read_gatt_char(BATTERY_LEVEL_UUID))
+            self.stats.battery_reads += 1
+        except DecodeError as exc:
+            log.warning("%s: battery level refused (%s)", self._labels[target.address], exc.reason)
+        except (BleakError, TimeoutError, OSError) as exc:
+            log.info("%s: battery level not read (%s)", self._labels[target.address], type(exc).__name__)
+
+    async def _watch_battery(self, client: BleakClient, target: DeviceTarget) -> None:
+        """Read the Battery Level on connect; subscribe to it where the device notifies it."""
+        health = self._health[target.address]
+        health.client = client
+        char = client.services.get_characteristic(BATTERY_LEVEL_UUID)
+        if client.services.get_service(BATTERY_SERVICE_UUID) is None or char is None:
+            health.next_battery_ms = None
+            return
+        await self._read_battery(target, client)
+        if "notify" in char.properties:
+
+            def on_battery(_char: BleakGATTCharacteristic, data: bytearray) -> None:
+                with contextlib.suppress(DecodeError):
+                    health.battery_pct = decode_battery_level(data)
+
+            await client.start_notify(BATTERY_LEVEL_UUID, on_battery)
+            health.battery_notifies = True
+            health.next_battery_ms = None
 
     def commit(self) -> None:
         """Commit buffered notifications to the spool (they now count as received)."""
@@ -175,6 +312,10 @@ class Collector:
             try:
                 await client.connect()
                 kind = await self._subscribe(client, target)
+                health = self._health[target.address]
+                health.kind, health.connected = kind, True
+                await self._watch_battery(client, target)
+                self._status(target, self.clock())
                 self.stats.connects += 1
                 dev["connects"] += 1
                 if attempt or dev["connects"] > 1:
@@ -186,9 +327,13 @@ class Collector:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for w in waiters:
                     w.cancel()
+                if lost.is_set() or stop.is_set():
+                    self._health[target.address].connected = False
+                    self._health[target.address].client = None
                 if lost.is_set():
                     self.stats.drops += 1
                     dev["drops"] += 1
+                    self._status(target, self.clock())
                     self.commit()
                 if stop.is_set():
                     await client.disconnect()

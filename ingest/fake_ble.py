@@ -14,6 +14,11 @@ nobody), the next ``refuse`` connection attempts fail, and playback resumes once
 reconnects and re-subscribes. Before each notification the world clock is set to its
 stamp, so a collector using :meth:`FakeBleWorld.clock_ms` stamps receive times in
 recording time. When the script is exhausted the peripheral disconnects and disappears.
+
+A peripheral with a ``battery_pct`` also offers the Battery Service (0x180F): its Battery
+Level (0x2A19) starts there at the script's first notification and drains by
+``battery_drain_pct_h`` per hour of recording time; it can be read, and it notifies each
+whole-percent change to a subscribed client.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from core.ble.bed_profile import (
     encode_bed_frame,
     encode_sensor_info,
 )
+from core.ble.device_status import BATTERY_LEVEL_UUID, BATTERY_SERVICE_UUID
 from core.ble.hrm import BODY_SENSOR_LOCATION_UUID, HEART_RATE_MEASUREMENT_UUID, HEART_RATE_SERVICE_UUID
 from core.errors import DatasetError
 
@@ -84,6 +90,10 @@ class FakePeripheral:
     speed: float | None = None
     #: the subject who wore it, when the recording says (``simulate --recording`` does)
     subject_id: str | None = None
+    #: Battery Service: the level (%) at the first notification; None: no Battery Service
+    battery_pct: float | None = None
+    #: percent the battery loses per hour of recording time
+    battery_drain_pct_h: float = 0.0
     # playback state
     cursor: int = 0
     refuse_left: int = 0
@@ -93,6 +103,8 @@ class FakePeripheral:
     writes: list[tuple[str, bytes]] = field(default_factory=list)
     client: FakeBleakClient | None = None
     finished: bool = False
+    #: recording time of the last notification played
+    played_ms: int | None = None
 
     @property
     def notify_uuid(self) -> str:
@@ -116,6 +128,8 @@ class FakePeripheral:
                     (BED_CLOCK_UUID, ["write"]),
                 ]
             }
+        if self.battery_pct is not None:
+            layout[BATTERY_SERVICE_UUID] = [(BATTERY_LEVEL_UUID, ["read", "notify"])]
         for svc_uuid, chars in layout.items():
             svc = BleakGATTService(None, next(handles), svc_uuid)
             coll.add_service(svc)
@@ -128,18 +142,35 @@ class FakePeripheral:
             return bytes([self.body_sensor_location])
         if uuid == BED_INFO_UUID:
             return encode_sensor_info(self.fs_hz, self.samples_per_frame)
+        level = self.battery_at(self.played_ms)
+        if uuid == BATTERY_LEVEL_UUID and level is not None:
+            return bytes([level])
         raise BleakError(f"characteristic {uuid} is not readable")
+
+    def battery_at(self, t_ms: int | None) -> int | None:
+        """The Battery Level (whole %) at recording time ``t_ms`` (None: no Battery Service)."""
+        if self.battery_pct is None:
+            return None
+        t0 = _first_time(self.script, 0)
+        hours = max(0, (t_ms if t_ms is not None else t0) - t0) / 3_600_000
+        return max(0, min(100, int(self.battery_pct - self.battery_drain_pct_h * hours)))
 
 
 class FakeBleWorld:
     """The peripherals in radio range, and the recording-time clock."""
 
     def __init__(self, peripherals: Iterable[FakePeripheral] = ()) -> None:
-        self.peripherals: dict[str, FakePeripheral] = {p.address: p for p in peripherals}
+        self.peripherals: dict[str, FakePeripheral] = {}
         self._clock_ms = 0
+        for p in peripherals:
+            self.add(p)
 
     def add(self, p: FakePeripheral) -> None:
+        """Put ``p`` in range; before any notification the clock reads the earliest recording time."""
         self.peripherals[p.address] = p
+        first = _first_time(p.script, p.cursor)
+        if first and (self._clock_ms == 0 or first < self._clock_ms):
+            self._clock_ms = first
 
     def clock_ms(self) -> int:
         """Recording time of the notification being delivered (ms since epoch)."""
@@ -172,6 +203,8 @@ class FakeBleakClient(BaseBleakClient):
         )
         self._peripheral: FakePeripheral | None = None
         self._playback: asyncio.Task[None] | None = None
+        self._battery: NotifyCallback | None = None
+        self._battery_sent: int | None = None
 
     @property
     def name(self) -> str:
@@ -236,6 +269,9 @@ class FakeBleakClient(BaseBleakClient):
         self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
     ) -> None:
         p = self._require()
+        if characteristic.uuid == BATTERY_LEVEL_UUID and p.battery_pct is not None:
+            self._battery, self._battery_sent = callback, p.battery_at(p.played_ms)
+            return
         if characteristic.uuid != p.notify_uuid:
             raise BleakError(f"characteristic {characteristic.uuid} does not notify")
         self._stop_playback()
@@ -268,8 +304,14 @@ class FakeBleakClient(BaseBleakClient):
                 return
             prev_t = t_ms
             self.world.set_clock(t_ms)
+            p.played_ms = t_ms
             p.delivered += 1
             callback(bytearray(payload))
+            if self._battery is not None:
+                level = p.battery_at(t_ms)
+                if level is not None and level != self._battery_sent:
+                    self._battery_sent = level
+                    self._battery(bytearray([level]))
         p.finished = True
         self._lose_link(p)
 
@@ -364,7 +406,8 @@ def load_recording(path: Path) -> FakePeripheral:
     """A peripheral from a JSON-lines recording.
 
     First line: ``{"address": ..., "kind": "strap"|"bed", "name": ..., "subject_id": ...}``
-    (``subject_id`` optional: who wore the device); then one object
+    (``subject_id`` optional: who wore the device; ``battery_pct`` and
+    ``battery_drain_pct_h`` optional: its Battery Service); then one object
     per notification ``{"t_ms": ..., "hex": "..."}`` or link loss ``{"drop_ms": ...,
     "refuse": 1}``. A file that is not such a recording raises :class:`DatasetError`
     naming the file and line.
@@ -396,8 +439,19 @@ def load_recording(path: Path) -> FakePeripheral:
     subject = head.get("subject_id")
     if subject is not None and (not isinstance(subject, str) or not subject):
         raise DatasetError(f"{path}:{n0}", f"'subject_id' must be a non-empty string, got {subject!r}")
+    battery = head.get("battery_pct")
+    drain = head.get("battery_drain_pct_h", 0.0)
+    for key, v in (("battery_pct", battery), ("battery_drain_pct_h", drain)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100):
+            raise DatasetError(f"{path}:{n0}", f"{key!r} must be a number from 0 to 100, got {v!r}")
     return FakePeripheral(
-        address=head["address"], kind=head["kind"], script=script, name=str(head.get("name", "")), subject_id=subject
+        address=head["address"],
+        kind=head["kind"],
+        script=script,
+        name=str(head.get("name", "")),
+        subject_id=subject,
+        battery_pct=battery,
+        battery_drain_pct_h=float(drain or 0.0),
     )
 
 
@@ -425,8 +479,12 @@ def rebased(p: FakePeripheral, shift_ms: int, *, after_ms: int | None = None) ->
 
 def recording_lines(p: FakePeripheral) -> Iterable[str]:
     """The JSON-lines form :func:`load_recording` reads."""
-    head = {"address": p.address, "kind": p.kind, "name": p.name}
-    yield json.dumps(head | ({"subject_id": p.subject_id} if p.subject_id else {}))
+    head: dict[str, Any] = {"address": p.address, "kind": p.kind, "name": p.name}
+    if p.subject_id:
+        head["subject_id"] = p.subject_id
+    if p.battery_pct is not None:
+        head |= {"battery_pct": p.battery_pct, "battery_drain_pct_h": p.battery_drain_pct_h}
+    yield json.dumps(head)
     for item in p.script:
         if isinstance(item, Drop):
             yield json.dumps({"drop_ms": item.down_ms, "refuse": item.refuse})

@@ -154,7 +154,7 @@ def collect_simulated(
     """
     peripherals = simulated_peripherals(nights, seed=seed, drop_ms=drop_ms, malformed=malformed)
     world = FakeBleWorld(peripherals)
-    targets = [DeviceTarget(p.address, None if resolve else str(p.subject_id)) for p in peripherals]
+    targets = [DeviceTarget(p.address, None if resolve else str(p.subject_id), p.kind) for p in peripherals]
     collector = Collector(
         spool,
         targets,

@@ -34,6 +34,7 @@ from typing import Final
 
 from core.ble.bed_profile import decode_bed_frame
 from core.ble.device_records import BedFramer, FramerCounts, OpenFrame, strap_sample
+from core.ble.device_status import decode_status, status_record
 from core.ble.hrm import decode_hrm
 from core.contract import SCHEMA_VERSION, Record, to_wire, validate
 from core.errors import ContractError, DecodeError, SleepstackError
@@ -72,7 +73,7 @@ class Notification:
 
     device_id: str
     subject_id: str
-    kind: str  # "strap" (0x2A37) or "bed" (bed-sensor frame)
+    kind: str  # "strap" (0x2A37), "bed" (bed-sensor frame) or "status" (the collector's device status)
     receive_ms: int
     payload: bytes
 
@@ -180,14 +181,15 @@ class Spool:
                     [(n.device_id, n.subject_id, n.kind, n.receive_ms, n.payload) for n in notes],
                 )
                 last: dict[str, int] = {}
-                for n in notes:
+                measured = [n for n in notes if n.kind != "status"]  # statuses are the collector's, not the radio's
+                for n in measured:
                     last[n.device_id] = max(n.receive_ms, last.get(n.device_id, n.receive_ms))
                 self._db.executemany(
                     "INSERT INTO devices VALUES (?, ?) ON CONFLICT(device_id)"
                     " DO UPDATE SET last_receive_ms = max(last_receive_ms, excluded.last_receive_ms)",
                     list(last.items()),
                 )
-                self._bump({"received": len(notes)}, in_tx=True)
+                self._bump({"received": len(measured), "statuses": len(notes) - len(measured)}, in_tx=True)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -303,6 +305,9 @@ class Spool:
             elif kind == "bed":
                 for f in framer.feed(device, subject, decode_bed_frame(payload), t_ms):
                     result.records.append((device, to_wire(validate(f))))
+            elif kind == "status":
+                status = status_record(decode_status(payload), device_id=device, subject_id=subject, receive_ms=t_ms)
+                result.records.append((device, to_wire(validate(status))))
             else:
                 raise DecodeError(kind, "unknown notification kind", payload)
         except (DecodeError, ContractError) as exc:

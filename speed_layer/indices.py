@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from core.contract import FieldSpec, FieldType
 from core.live.alerts import ALERT_FIELDS
+from core.live.device_health import STATUS_FIELDS
 from core.signals.vitals import EPOCH_VITALS_FIELDS, STRAP_SAMPLE_FIELDS
 from speed_layer.processing import DOC_KINDS, TIME_FIELD
 
@@ -39,9 +40,10 @@ FIELDS: Final[dict[str, tuple[FieldSpec, ...]]] = {
     "vitals": EPOCH_VITALS_FIELDS,
     "alerts": ALERT_FIELDS,
     "samples": STRAP_SAMPLE_FIELDS,
+    "status": STATUS_FIELDS,
 }
 #: Default retention (days) per kind; the per-second strap trace is kept shortest.
-RETENTION_DAYS: Final = {"vitals": 90, "alerts": 365, "samples": 14}
+RETENTION_DAYS: Final = {"vitals": 90, "alerts": 365, "samples": 14, "status": 30}
 
 _OS_TYPES: Final = {
     FieldType.STRING: "keyword",

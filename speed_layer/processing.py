@@ -6,7 +6,8 @@
   records, in stream order, and returns the documents to index.
 
 Document kinds and the time field each is placed by: ``vitals`` (epoch vitals of beds
-and straps), ``alerts`` and ``samples`` (per-notification strap heart rate).
+and straps), ``alerts`` (clinical and technical), ``samples`` (per-notification strap
+heart rate) and ``status`` (the collector's device statuses: link, battery, wear).
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from typing import Any, Final
 
 import orjson
 
-from core.contract import Record, from_wire
+from core.contract import DeviceStatus, Measurement, Record, from_wire
 from core.live.alerts import AlertRules
+from core.live.device_health import HealthTracker, status_doc
 from core.live.epochs import Advance, Doc, advance, bed_frames_vitals
 
 __all__ = ["DOC_KINDS", "TIME_FIELD", "Applied", "apply_records", "decode"]
 
 #: The time field of each document kind (sorting, daily index names, retention).
-TIME_FIELD: Final = {"vitals": "epoch_start_ms", "alerts": "start_ms", "samples": "event_time_ms"}
+TIME_FIELD: Final = {
+    "vitals": "epoch_start_ms",
+    "alerts": "start_ms",
+    "samples": "event_time_ms",
+    "status": "event_time_ms",
+}
+#: Where a device's state keeps its technical-alert tracker (core.live.device_health).
+HEALTH_KEY: Final = "health"
 DOC_KINDS: Final = tuple(TIME_FIELD)
 
 
@@ -52,16 +61,36 @@ def apply_records(
     ``rules_for``: the alert rules of a subject (the registry's overrides,
     :class:`speed_layer.subject_rules.SubjectRules`); without it every device uses ``rules``.
     """
-    by_device: dict[str, list[Record]] = {}
+    by_device: dict[str, list[Measurement]] = {}
+    statuses: dict[str, list[DeviceStatus]] = {}
     for rec in records:
-        by_device.setdefault(rec.device_id, []).append(rec)
+        if isinstance(rec, DeviceStatus):
+            statuses.setdefault(rec.device_id, []).append(rec)
+        else:
+            by_device.setdefault(rec.device_id, []).append(rec)
     bed = bed_frames_vitals(r for recs in by_device.values() for r in recs)  # all devices' frames at once
     out = Applied()
-    for device, recs in by_device.items():
-        mine = rules_for(recs[-1].subject_id) if rules_for is not None else rules
-        adv: Advance = advance(states.get(device), recs, mine, bed_vitals=bed)
-        out.docs.extend(adv.docs)
-        out.states[device] = adv.state
-        out.without_documents.extend(adv.without_documents)
-        out.behind.extend(adv.behind)
+    for device in by_device.keys() | statuses.keys():
+        stored = dict(states.get(device) or {})
+        health_state = stored.pop(HEALTH_KEY, None)
+        state = dict(stored)
+        recs = by_device.get(device, [])
+        if recs:
+            mine = rules_for(recs[-1].subject_id) if rules_for is not None else rules
+            adv: Advance = advance(stored or None, recs, mine, bed_vitals=bed)
+            out.docs.extend(adv.docs)
+            out.without_documents.extend(adv.without_documents)
+            out.behind.extend(adv.behind)
+            state = adv.state
+        seen = statuses.get(device, [])
+        if seen:
+            tracker = HealthTracker.from_state(rules_for(seen[-1].subject_id) if rules_for else rules, health_state)
+            alerts, behind = tracker.observe_all(seen)
+            out.docs.extend(("status", status_doc(r)) for r in seen if r.record_id not in set(behind))
+            out.docs.extend(("alerts", a) for a in alerts)
+            out.behind.extend(behind)
+            health_state = tracker.to_state()
+        if health_state is not None:
+            state[HEALTH_KEY] = health_state
+        out.states[device] = state
     return out

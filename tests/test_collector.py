@@ -176,4 +176,7 @@ def test_collect_command_replays_a_recording_into_the_local_stream(
     assert summary["collector"]["drops"] == 4  # one mid-stream per device, and each recording's end
     assert len(stream) == summary["spool"]["records"] == summary["spool"]["sent"]
     assert 0 < summary["sender"]["kinesis_records"] <= summary["sender"]["put_units"] < len(stream)
-    assert {json.loads(r["Data"])["kind"] for r in stream} == {"strap", "bed"}
+    kinds = [json.loads(r["Data"])["kind"] for r in stream]
+    assert set(kinds) == {"strap", "bed", "status"}
+    # each device reports on connect (twice: the drop), on each link loss, and every minute of its 5
+    assert 4 * 2 <= kinds.count("status") <= 2 * (2 + 2 + 6)

@@ -24,7 +24,7 @@ from core.contract import hive_columns
 from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from local.firehose import DEFAULT_ERROR_PREFIX, DEFAULT_PREFIX
 from local.template import load_template
-from serving.catalog import CATALOG, render_template
+from serving.catalog import CATALOG, STORED, render_template, view_sql
 from tests.conftest import REPO_ROOT
 
 TEMPLATE = REPO_ROOT / "infra" / "template.yaml"
@@ -220,7 +220,16 @@ def test_firehose_prefixes_and_catalog_columns_match_the_code(doc: dict[str, Any
         return [(c["Name"], c["Type"]) for c in tables[name]["StorageDescriptor"]["Columns"]]
 
     assert render_template(TEMPLATE.read_text()) == TEMPLATE.read_text(), "run: sleepstack catalog --write-template"
-    assert sorted(tables) == sorted(t.name for t in CATALOG)  # the names the SQL files use
+    assert sorted(tables) == sorted(t.name for t in STORED)  # the names the SQL files use
+    views = {t.name: t for t in CATALOG if t.view_of is not None}
+    for name, view in views.items():  # a view is a named query that creates it, over a stored table
+        (query,) = [
+            q["Properties"]
+            for q in _resources(doc, "AWS::Athena::NamedQuery").values()
+            if q["Properties"]["Name"]["Fn::Sub"].endswith(f"create-{name.replace('_', '-')}-view")
+        ]
+        assert query["QueryString"]["Fn::Sub"] == view_sql(view, "sleepstack_${Environment}")
+        assert view.view_of in tables
     assert cols("raw_records") == [(c["Name"], c["Type"]) for c in hive_columns()]
     assert cols("epoch_stages") == [c for c in EPOCH_COLUMNS if c[0] != "night"]
     assert cols("night_summary") == [c for c in NIGHT_COLUMNS if c[0] != "night"]

@@ -192,13 +192,22 @@ def test_real_documents_fit_their_mapping() -> None:
     from tests.conftest import T0_MS
 
     night = simulate_night(SimConfig("s001", T0_MS, seed=2, apnea_per_hour=10.0))
-    recs = [r for r in night_records(night, strap_device="st", bed_device="bd") if r.event_time_ms < T0_MS + 3_600_000]
+    from core.ble.device_status import StatusSnapshot, status_record
+
+    recs: list[Any] = [
+        r for r in night_records(night, strap_device="st", bed_device="bd") if r.event_time_ms < T0_MS + 3_600_000
+    ]
+    for k in range(10):  # a strap with a flat battery that falls silent
+        snap = StatusSnapshot("strap", connected=k < 3, notifications=60 if k < 3 else 0, battery_pct=15, worn=True)
+        recs.append(status_record(snap, device_id="st", subject_id="s001", receive_ms=T0_MS + 60_000 * k))
     docs = apply_records(recs, {}, AlertRules(hr_high_bpm=60)).docs
     kinds = set()
     for kind, doc in docs:
         kinds.add(kind)
         assert set(doc) <= set(mapping(kind)["properties"]), (kind, set(doc) - set(mapping(kind)["properties"]))
-    assert kinds == {"vitals", "alerts", "samples"}
+    assert kinds == {"vitals", "alerts", "samples", "status"}
+    technical = {d["kind"] for k, d in docs if k == "alerts" and d["category"] == "technical"}
+    assert {"battery_low", "device_silent"} <= technical
 
 
 def test_ism_policy_has_hot_warm_delete_and_attaches_by_template() -> None:
@@ -233,10 +242,13 @@ def test_setup_sends_policies_templates_in_order_and_updates_existing_policies()
         ("GET", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
         ("PUT", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
         ("PUT", "/_index_template/sleepstack-samples", {}),
+        ("GET", "/_plugins/_ism/policies/sleepstack-status-lifecycle", {}),
+        ("PUT", "/_plugins/_ism/policies/sleepstack-status-lifecycle", {}),
+        ("PUT", "/_index_template/sleepstack-status", {}),
     ]
     assert cluster.sent[1].json() == ism_policy("sleepstack", "vitals", 30)
     assert cluster.sent[2].json() == index_template("sleepstack", "vitals")
-    assert report.templates == ["sleepstack-vitals", "sleepstack-alerts", "sleepstack-samples"]
+    assert report.templates == ["sleepstack-vitals", "sleepstack-alerts", "sleepstack-samples", "sleepstack-status"]
 
 
 def test_setup_maps_the_speed_layer_role_to_a_writer_role_first() -> None:

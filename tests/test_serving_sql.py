@@ -165,7 +165,8 @@ def test_cohort_percentiles(lake: Path) -> None:
 
 def test_local_views_have_the_catalog_columns(lake: Path) -> None:
     engine = LocalSqlEngine(lake)
-    for table in CATALOG[1:]:
+    assert engine.present == {"epoch_stages", "night_summary"}  # the raw table and its views: test_device_health
+    for table in (t for t in CATALOG if t.name in engine.present):
         cols = engine.query(f"SELECT * FROM sleepstack.{table.name} LIMIT 0").columns.tolist()  # noqa: S608
         assert cols == [c for c, _, _ in table.columns] + [table.partition]
 

@@ -162,10 +162,70 @@ class BedFrame:
         return 1000.0 * len(self.samples) / self.fs_hz
 
 
-Record = StrapSample | BedFrame
-TYPES: Final[dict[str, type[StrapSample] | type[BedFrame]]] = {
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's health as its collector sees it: link, battery, wear, signal.
+
+    The collector takes one on connect, every status interval while it records the device
+    (connected or not) and when the link drops. Battery level comes from the standard
+    Battery Service (0x180F, Battery Level 0x2A19); ``worn`` from the last Heart Rate
+    Measurement's sensor-contact bits.
+    """
+
+    kind: ClassVar[str] = "status"
+
+    device_id: str = field(metadata=_spec(FieldType.STRING, "device address or serial"))
+    subject_id: str = field(metadata=_spec(FieldType.STRING, "pseudonymous subject id"))
+    device_time_ms: int = field(metadata=_spec(FieldType.INT64, "device (or receive) stamp, ms since epoch UTC"))
+    event_time_ms: int = field(metadata=_spec(FieldType.INT64, "clock-corrected time of the sample, ms UTC"))
+    ingest_time_ms: int = field(metadata=_spec(FieldType.INT64, "time the collector spooled it, ms UTC"))
+    device_kind: str = field(metadata=_spec(FieldType.STRING, "status: the device's kind, strap or bed"))
+    connected: bool = field(metadata=_spec(FieldType.BOOL, "status: link up when the status was taken"))
+    notifications: int = field(
+        metadata=_spec(FieldType.INT32, "status: measurement notifications since the last status", lo=0, hi=2**31 - 1)
+    )
+    last_notification_ms: int | None = field(
+        metadata=_spec(
+            FieldType.INT64, "status: receive time of the last measurement, ms UTC; null: none yet", nullable=True
+        )
+    )
+    battery_pct: int | None = field(
+        metadata=_spec(
+            FieldType.INT32, "status: battery level, % (0x2A19); null: no Battery Service", nullable=True, lo=0, hi=100
+        )
+    )
+    worn: bool | None = field(
+        metadata=_spec(
+            FieldType.BOOL,
+            "status: strap skin contact at its last measurement; null: bed or unsupported",
+            nullable=True,
+        )
+    )
+    rssi_dbm: int | None = field(
+        metadata=_spec(
+            FieldType.INT32,
+            "status: signal strength, dBm; null where the platform does not give it",
+            nullable=True,
+            lo=-127,
+            hi=20,
+        )
+    )
+    schema_version: int = field(default=SCHEMA_VERSION, metadata=_spec(FieldType.INT32, "record contract version"))
+
+    @property
+    def record_id(self) -> str:
+        return make_record_id(self.kind, self.device_id, self.device_time_ms)
+
+
+#: A measurement: what vitals, epochs and nights are computed from.
+Measurement = StrapSample | BedFrame
+#: The kinds of the measurements (device statuses are not staged into nights).
+MEASUREMENT_KINDS: Final = (StrapSample.kind, BedFrame.kind)
+Record = StrapSample | BedFrame | DeviceStatus
+TYPES: Final[dict[str, type[StrapSample] | type[BedFrame] | type[DeviceStatus]]] = {
     StrapSample.kind: StrapSample,
     BedFrame.kind: BedFrame,
+    DeviceStatus.kind: DeviceStatus,
 }
 
 

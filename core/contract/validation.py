@@ -26,6 +26,7 @@ from core.contract.records import (
     SPECS,
     TYPES,
     WIRE_NAMES,
+    BedFrame,
     FieldSpec,
     FieldType,
     Record,
@@ -142,7 +143,7 @@ def _check_record(rec: Record) -> None:
     if isinstance(rec, StrapSample):
         if rec.hr_bpm < 25 and not (rec.hr_bpm == 0 and rec.sensor_contact is False):
             raise ContractError("hr_bpm", f"{rec.hr_bpm} bpm is implausible (0 only without contact)")
-    elif rec.duration_ms > 10 * 60 * 1000:
+    elif isinstance(rec, BedFrame) and rec.duration_ms > 10 * 60 * 1000:
         raise ContractError("samples", f"frame spans {rec.duration_ms / 1000:.0f} s (max 600 s)")
 
 

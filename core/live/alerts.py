@@ -12,6 +12,10 @@ Rules (thresholds in :class:`AlertRules`, all configurable):
 * ``contact_lost``: at least half of a strap's notifications report no skin contact for
   ``contact_lost_s``.
 
+Technical alerts (``category = "technical"``: the device, not the patient) come from the
+collector's device statuses, :mod:`core.live.device_health`: ``device_silent``,
+``battery_low``, ``not_worn``; ``contact_lost`` is technical too.
+
 A :class:`AlertTracker` consumes one device's epoch documents in epoch order and returns
 alert documents: one when the rule is first met (``status = "open"``, no end) and one
 with the same deterministic id when the condition ends (``status = "closed"``), so a
@@ -33,7 +37,17 @@ from core.contract import FieldType
 from core.contract import doc_field as _f
 from core.contract.epochs import EPOCH_MS
 
-__all__ = ["ALERT_FIELDS", "AlertKind", "AlertRules", "AlertTracker", "alert_id"]
+__all__ = [
+    "ALERT_FIELDS",
+    "TECHNICAL",
+    "AlertKind",
+    "AlertRules",
+    "AlertTracker",
+    "Run",
+    "alert_doc",
+    "alert_id",
+    "category",
+]
 
 
 class AlertKind(StrEnum):
@@ -42,6 +56,21 @@ class AlertKind(StrEnum):
     BREATHING_PAUSE = "breathing_pause"
     BED_EXIT = "bed_exit"
     CONTACT_LOST = "contact_lost"
+    # technical: the device, not the patient (core.live.device_health)
+    DEVICE_SILENT = "device_silent"
+    BATTERY_LOW = "battery_low"
+    NOT_WORN = "not_worn"
+
+
+#: Alerts about a device rather than the patient: routed and shown apart from clinical ones.
+TECHNICAL: Final = frozenset(
+    {AlertKind.DEVICE_SILENT, AlertKind.BATTERY_LOW, AlertKind.NOT_WORN, AlertKind.CONTACT_LOST}
+)
+
+
+def category(kind: str) -> str:
+    """``technical`` (the device) or ``clinical`` (the patient)."""
+    return "technical" if kind in TECHNICAL else "clinical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +85,10 @@ class AlertRules:
     bed_exit_min_in_bed_s: int = 1800
     contact_lost_s: int = 60
     max_gap_s: int = 120
+    #: technical alerts, from the collector's device statuses (core.live.device_health)
+    battery_low_pct: float = 20.0
+    device_silent_s: int = 300
+    not_worn_s: int = 600
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AlertRules:
@@ -85,13 +118,24 @@ ALERT_FIELDS: Final = (
     _f("subject_id", FieldType.STRING, "pseudonymous subject id", False),
     _f("device_id", FieldType.STRING, "device whose data raised it", False),
     _f("source", FieldType.STRING, "bed or strap", False),
-    _f("kind", FieldType.STRING, "hr_high, hr_low, breathing_pause, bed_exit, contact_lost", False),
+    _f(
+        "kind",
+        FieldType.STRING,
+        "hr_high, hr_low, breathing_pause, bed_exit (clinical); contact_lost, device_silent, battery_low,"
+        " not_worn (technical)",
+        False,
+    ),
+    _f("category", FieldType.STRING, "clinical (the patient) or technical (the device)", False),
     _f("status", FieldType.STRING, "open or closed", False),
     _f("start_ms", FieldType.INT64, "when the condition began, ms UTC", False),
     _f("end_ms", FieldType.INT64, "when it ended, ms UTC (null while open)"),
     _f("raised_ms", FieldType.INT64, "when the rule was first met, ms UTC", False),
     _f("duration_s", FieldType.FLOAT64, "end - start (so far, while open), s", False),
-    _f("value", FieldType.FLOAT64, "peak heart rate (bpm), lowest (bpm), or pause length (s)"),
+    _f(
+        "value",
+        FieldType.FLOAT64,
+        "peak heart rate (bpm), lowest (bpm), pause length (s), lowest battery (%), or silent/unworn time (s)",
+    ),
     _f("threshold", FieldType.FLOAT64, "the rule's threshold in the same unit"),
 )
 
@@ -101,7 +145,7 @@ def alert_id(device_id: str, kind: str, start_ms: int) -> str:
 
 
 @dataclass
-class _Run:
+class Run:
     start_ms: int
     end_ms: int
     value: float | None = None
@@ -115,7 +159,7 @@ class AlertTracker:
     rules: AlertRules
     last_epoch_ms: int | None = None
     in_bed_s: int = 0
-    runs: dict[str, _Run] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ state I/O
     def to_state(self) -> dict[str, Any]:
@@ -133,7 +177,7 @@ class AlertTracker:
             rules,
             state.get("last_epoch_ms"),
             int(state.get("in_bed_s", 0)),
-            {k: _Run(**r) for k, r in state.get("runs", {}).items()},
+            {k: Run(**r) for k, r in state.get("runs", {}).items()},
         )
 
     # ------------------------------------------------------------------ feeding
@@ -212,13 +256,13 @@ class AlertTracker:
                 out += self._close(epoch, kind)
             return
         if run is None:
-            run = self.runs[kind] = _Run(start, start)
+            run = self.runs[kind] = Run(start, start)
         run.end_ms = start + EPOCH_MS
         if value is not None and pick is not None:
             run.value = value if run.value is None else pick(run.value, value)
         self._maybe_raise(out, epoch, kind, run)
 
-    def _maybe_raise(self, out: list[dict[str, Any]], epoch: dict[str, Any], kind: str, run: _Run) -> None:
+    def _maybe_raise(self, out: list[dict[str, Any]], epoch: dict[str, Any], kind: str, run: Run) -> None:
         if not run.raised and run.end_ms - run.start_ms >= self._min_s(kind) * 1000:
             run.raised = True
             out.append(self._doc(epoch, kind, run, closed=False))
@@ -238,27 +282,50 @@ class AlertTracker:
             else:
                 if run is not None:
                     out += self._close(epoch, kind)
-                run = self.runs[kind] = _Run(int(a), int(b))
+                run = self.runs[kind] = Run(int(a), int(b))
             run.value = (run.end_ms - run.start_ms) / 1000
             self._maybe_raise(out, epoch, kind, run)
         run = self.runs.get(kind)
         if run is not None and (not present or run.end_ms < end - join_ms):
             out += self._close(epoch, kind)
 
-    def _doc(self, epoch: dict[str, Any], kind: str, run: _Run, *, closed: bool) -> dict[str, Any]:
-        device = str(epoch["device_id"])
-        min_ms = round(self._min_s(kind) * 1000)
-        return {
-            "doc_id": alert_id(device, kind, run.start_ms),
-            "subject_id": epoch["subject_id"],
-            "device_id": device,
-            "source": epoch["source"],
-            "kind": str(kind),
-            "status": "closed" if closed else "open",
-            "start_ms": run.start_ms,
-            "end_ms": run.end_ms if closed else None,
-            "raised_ms": run.start_ms + min_ms,
-            "duration_s": round((run.end_ms - run.start_ms) / 1000, 3),
-            "value": None if run.value is None else round(float(run.value), 3),
-            "threshold": self._threshold(kind),
-        }
+    def _doc(self, epoch: dict[str, Any], kind: str, run: Run, *, closed: bool) -> dict[str, Any]:
+        return alert_doc(
+            subject_id=str(epoch["subject_id"]),
+            device_id=str(epoch["device_id"]),
+            source=str(epoch["source"]),
+            kind=kind,
+            run=run,
+            min_s=self._min_s(kind),
+            threshold=self._threshold(kind),
+            closed=closed,
+        )
+
+
+def alert_doc(
+    *,
+    subject_id: str,
+    device_id: str,
+    source: str,
+    kind: str,
+    run: Run,
+    min_s: float,
+    threshold: float | None,
+    closed: bool,
+) -> dict[str, Any]:
+    """The alert document (:data:`ALERT_FIELDS`) of a run, raised ``min_s`` after it started."""
+    return {
+        "doc_id": alert_id(device_id, kind, run.start_ms),
+        "subject_id": subject_id,
+        "device_id": device_id,
+        "source": source,
+        "kind": str(kind),
+        "category": category(kind),
+        "status": "closed" if closed else "open",
+        "start_ms": run.start_ms,
+        "end_ms": run.end_ms if closed else None,
+        "raised_ms": run.start_ms + round(min_s * 1000),
+        "duration_s": round((run.end_ms - run.start_ms) / 1000, 3),
+        "value": None if run.value is None else round(float(run.value), 3),
+        "threshold": threshold,
+    }

@@ -31,7 +31,8 @@ __all__ = [
 def simulated_night_records(subject_id: str, seed: int, apnea_per_hour: float = 0.0) -> list[Record]:
     """One simulated night (strap + 100 Hz bed) of ``subject_id`` as contract records, in time order."""
     sim = simulate_night(SimConfig(subject_id, FIRST_NIGHT_T0_MS, seed, apnea_per_hour=apnea_per_hour))
-    return night_records(sim, strap_device=f"strap-{subject_id}", bed_device=f"bed-{subject_id}")
+    records: list[Record] = [*night_records(sim, strap_device=f"strap-{subject_id}", bed_device=f"bed-{subject_id}")]
+    return records
 
 
 #: The one shard a benchmark's packing assumes (a collector whose devices all hash to one shard).

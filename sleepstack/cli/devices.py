@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -78,6 +79,19 @@ def _check_assigned(targets: list[DeviceTarget], cache: AssignmentCache, now_ms:
             )
 
 
+def _registered(targets: list[DeviceTarget], settings: Settings) -> tuple[list[DeviceTarget], AssignmentCache]:
+    """The targets with their kinds from the registry (a device that never connects reports as
+    silent), and the registry's assignment cache; refuses a device assigned to nobody now."""
+    from ingest.assignments import AssignmentCache
+    from ingest.collector import wall_clock_ms
+
+    registry = wiring.registry(settings, create=False)
+    cache = AssignmentCache(registry.assignments)
+    _check_assigned(targets, cache, wall_clock_ms(), settings.home)
+    kinds = {d.address: d.kind for d in registry.devices()}
+    return [dataclasses.replace(t, kind=kinds.get(t.address)) for t in targets], cache
+
+
 def _check_replayed(played: list[DeviceTarget], cache: AssignmentCache, home: Path) -> None:
     """A recording that names no subject plays only devices the registry has assigned."""
     for t in played:
@@ -109,7 +123,6 @@ def run_collect(
 ) -> int:
     from bleak.backends.client import BaseBleakClient
 
-    from ingest.assignments import AssignmentCache
     from ingest.collector import Collector, DeviceTarget, wall_clock_ms
     from ingest.fake_ble import FakeBleWorld
     from ingest.sender import SpoolSender
@@ -117,8 +130,7 @@ def run_collect(
 
     targets = parse_devices(devices, settings.home)
     recordings = _load_recordings(replays)  # a bad recording is refused before anything is created
-    cache = AssignmentCache(wiring.registry(settings, create=False).assignments)
-    _check_assigned(targets, cache, wall_clock_ms(), settings.home)
+    targets, cache = _registered(targets, settings)
     backend: type[BaseBleakClient] | None = None
     clock = wall_clock_ms
     world: FakeBleWorld | None = None
@@ -128,7 +140,7 @@ def run_collect(
         backend, clock = world.client_backend(), world.clock_ms
         named = {t.address for t in targets}
         # a recording names its devices' subject; one that does not goes by the registry
-        played = [DeviceTarget(a, p.subject_id) for a, p in world.peripherals.items() if a not in named]
+        played = [DeviceTarget(a, p.subject_id, p.kind) for a, p in world.peripherals.items() if a not in named]
         _check_replayed(played, cache, settings.home)
         targets += played
     left = spool.backlog()
