@@ -36,11 +36,13 @@ __all__ = [
     "Assignment",
     "AssignmentIndex",
     "Device",
+    "Reassignment",
     "RegistryError",
     "Subject",
     "check_assignment",
     "conflict",
     "plan_assignment",
+    "plan_reassignment",
     "subject_at",
 ]
 
@@ -228,6 +230,95 @@ def plan_assignment(existing: Iterable[Assignment], new: Assignment) -> list[Ass
             f"{new.device} is assigned to {a.subject_id} from {_iso(a.from_ms)} until {until}, which overlaps",
         )
     return writes
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """How a device's assignments change so that ``[from_ms, to_ms)`` is ``subject_id``'s.
+
+    ``previous``: who the device was assigned to over the window before, clipped to it
+    (what the stored data was filed under); ``writes`` and ``deletes``: the assignments to
+    put and to remove (by device and start). Nothing to write or delete: it already is so.
+    """
+
+    device: str
+    from_ms: int
+    to_ms: int
+    subject_id: str
+    previous: tuple[Assignment, ...]
+    writes: tuple[Assignment, ...]
+    deletes: tuple[Assignment, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.writes or self.deletes)
+
+    def previous_subjects(self) -> list[str]:
+        """The subjects the window was assigned to before, other than the new one, sorted."""
+        return sorted({a.subject_id for a in self.previous} - {self.subject_id})
+
+
+def plan_reassignment(
+    existing: Iterable[Assignment], device: str, from_ms: int, to_ms: int, subject_id: str
+) -> Reassignment:
+    """The device's assignments after correcting ``[from_ms, to_ms)`` to ``subject_id``.
+
+    Assignments overlapping the window are cut at its edges: the parts outside keep their
+    subjects, the window becomes one assignment of ``subject_id``, joined with a neighbour
+    of the same subject that touches it. Only time the device was assigned can be
+    corrected (there is no data from other time to move): a window that reaches time the
+    device was assigned to nobody is refused, naming that time.
+    """
+    if to_ms <= from_ms:
+        raise RegistryError("to", "must be after from")
+    window = Assignment(device, from_ms, subject_id, to_ms)
+    current = sorted(a for a in existing if a.device == device)
+    inside = [a for a in current if a.overlaps(window)]
+    covered_until = from_ms
+    for a in inside:
+        if a.from_ms > covered_until:
+            break
+        covered_until = to_ms if a.to_ms is None else max(covered_until, a.to_ms)
+    if covered_until < to_ms:
+        gap_end = next((a.from_ms for a in inside if a.from_ms > covered_until), to_ms)
+        raise RegistryError(
+            "window",
+            f"{device} is assigned to nobody from {_iso(covered_until)} until {_iso(gap_end)}, inside the window:"
+            " only time it was assigned to someone can be corrected",
+        )
+    previous = tuple(
+        replace(a, from_ms=max(a.from_ms, from_ms), to_ms=to_ms if a.to_ms is None else min(a.to_ms, to_ms))
+        for a in inside
+    )
+    after = [a for a in current if not a.overlaps(window)]
+    for a in inside:
+        if a.from_ms < from_ms:
+            after.append(replace(a, to_ms=from_ms))
+        if a.to_ms is None or a.to_ms > to_ms:
+            after.append(replace(a, from_ms=to_ms))
+    start: int = from_ms
+    end: int | None = to_ms
+    before = next((a for a in after if a.to_ms == from_ms and a.subject_id == subject_id), None)
+    following = next((a for a in after if a.from_ms == to_ms and a.subject_id == subject_id), None)
+    if before is not None:
+        after.remove(before)
+        start = before.from_ms
+    if following is not None:
+        after.remove(following)
+        end = following.to_ms
+    after.append(Assignment(device, start, subject_id, end))
+    after.sort()
+    old = set(current)
+    starts = {a.from_ms for a in after}
+    return Reassignment(
+        device,
+        from_ms,
+        to_ms,
+        subject_id,
+        previous=previous,
+        writes=tuple(a for a in after if a not in old),
+        deletes=tuple(a for a in current if a.from_ms not in starts),
+    )
 
 
 def _iso(t_ms: int) -> str:

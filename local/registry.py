@@ -11,7 +11,7 @@ from typing import Any
 
 from core.registry import Assignment, Device, RegistryError, Subject
 from local.sqlite import open_db, write_transaction
-from registry.store import RegistryStore, RegistryUnavailable, VersionConflict
+from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict
 
 __all__ = ["LocalRegistry"]
 
@@ -92,7 +92,15 @@ class LocalRegistry(RegistryStore):
             ).fetchall()
         return (int(version[0]) if version else 0), [Assignment(*r) for r in rows]
 
-    def _write_assignments(self, address: str, version: int, writes: Sequence[Assignment]) -> None:
+    def _write_assignments(
+        self,
+        address: str,
+        version: int,
+        writes: Sequence[Assignment],
+        *,
+        deletes: Sequence[Assignment] = (),
+        log: HistoryEntry | None = None,
+    ) -> None:
         with self._lock, write_transaction(self._db, RegistryUnavailable, "the registry"):
             moved = self._db.execute(
                 "UPDATE devices SET version = version + 1 WHERE address = ? AND version = ?", (address, version)
@@ -103,6 +111,11 @@ class LocalRegistry(RegistryStore):
                 "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?)",
                 [(a.device, a.from_ms, a.subject_id, a.to_ms) for a in writes],
             )
+            self._db.executemany(
+                "DELETE FROM assignments WHERE device = ? AND from_ms = ?", [(a.device, a.from_ms) for a in deletes]
+            )
+            if log is not None:
+                self._insert_history(log.at_ms, log.action, log.why, log.detail)
 
     def assignments(self, device: str | None = None) -> list[Assignment]:
         sql = "SELECT device, from_ms, subject_id, to_ms FROM assignments"
@@ -120,7 +133,11 @@ class LocalRegistry(RegistryStore):
 
     def _log(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
         with self._lock, write_transaction(self._db, RegistryUnavailable, "the registry"):
-            self._db.execute(
-                "INSERT INTO history (at_ms, action, why, detail) VALUES (?, ?, ?, ?)",
-                (at_ms, action, why, json.dumps(detail, sort_keys=True)),
-            )
+            self._insert_history(at_ms, action, why, detail)
+
+    def _insert_history(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
+        """Inside a write transaction (the caller holds the lock)."""
+        self._db.execute(
+            "INSERT INTO history (at_ms, action, why, detail) VALUES (?, ?, ?, ?)",
+            (at_ms, action, why, json.dumps(detail, sort_keys=True)),
+        )

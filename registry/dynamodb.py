@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from core.registry import Assignment, Device, RegistryError, Subject
-from registry.store import RegistryStore, RegistryUnavailable, VersionConflict
+from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict
 
 __all__ = ["DynamoRegistry"]
 
@@ -142,7 +142,15 @@ class DynamoRegistry(RegistryStore):
         version = int(device["version"]["N"]) if device else 0
         return version, self.assignments(address)
 
-    def _write_assignments(self, address: str, version: int, writes: Sequence[Assignment]) -> None:
+    def _write_assignments(
+        self,
+        address: str,
+        version: int,
+        writes: Sequence[Assignment],
+        *,
+        deletes: Sequence[Assignment] = (),
+        log: HistoryEntry | None = None,
+    ) -> None:
         from botocore.exceptions import ClientError
 
         ops: list[dict[str, Any]] = [
@@ -166,6 +174,11 @@ class DynamoRegistry(RegistryStore):
             if a.to_ms is not None:
                 item["to_ms"] = _n(a.to_ms)
             ops.append({"Put": {"TableName": self.table, "Item": item}})
+        for a in deletes:
+            key = {"pk": _s(f"device#{a.device}"), "sk": _s(f"assign#{a.from_ms:015d}")}
+            ops.append({"Delete": {"TableName": self.table, "Key": key}})
+        if log is not None:
+            ops.append({"Put": {"TableName": self.table, "Item": self._history_item(log)}})
         try:
             self._call("transact_write_items", TransactItems=ops)
         except ClientError:
@@ -208,14 +221,15 @@ class DynamoRegistry(RegistryStore):
         ]
 
     def _log(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
-        self._call(
-            "put_item",
-            Item={
-                "pk": _s("history"),
-                "sk": _s(f"{at_ms:015d}#{uuid.uuid4().hex}"),
-                "at_ms": _n(at_ms),
-                "action": _s(action),
-                "why": _s(why),
-                "detail": _s(json.dumps(detail, sort_keys=True)),
-            },
-        )
+        self._call("put_item", Item=self._history_item(HistoryEntry(at_ms, action, why, detail)))
+
+    @staticmethod
+    def _history_item(entry: HistoryEntry) -> dict[str, Any]:
+        return {
+            "pk": _s("history"),
+            "sk": _s(f"{entry.at_ms:015d}#{uuid.uuid4().hex}"),
+            "at_ms": _n(entry.at_ms),
+            "action": _s(entry.action),
+            "why": _s(entry.why),
+            "detail": _s(json.dumps(entry.detail, sort_keys=True)),
+        }

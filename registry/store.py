@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from core.errors import SleepstackError
-from core.registry import Assignment, Device, RegistryError, Subject, check_assignment, plan_assignment
+from core.registry import (
+    Assignment,
+    Device,
+    Reassignment,
+    RegistryError,
+    Subject,
+    check_assignment,
+    plan_assignment,
+    plan_reassignment,
+)
 
-__all__ = ["RegistryStore", "RegistryUnavailable", "VersionConflict"]
+__all__ = ["Change", "HistoryEntry", "RegistryStore", "RegistryUnavailable", "VersionConflict"]
 
 _RETRIES: Final = 5
 
@@ -28,6 +38,26 @@ class RegistryUnavailable(SleepstackError):
 
 class VersionConflict(Exception):
     """The device's assignments changed between reading and writing them; read again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    """One change as the history keeps it (see :meth:`RegistryStore.history`)."""
+
+    at_ms: int
+    action: str
+    why: str
+    detail: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """What one versioned write does to a device's assignments: put ``writes``, remove
+    ``deletes`` (by device and start) and, in the same transaction, log ``log``."""
+
+    writes: Sequence[Assignment]
+    deletes: Sequence[Assignment] = ()
+    log: HistoryEntry | None = None
 
 
 class RegistryStore(ABC):
@@ -58,8 +88,17 @@ class RegistryStore(ABC):
         """The device's version and assignments."""
 
     @abstractmethod
-    def _write_assignments(self, address: str, version: int, writes: Sequence[Assignment]) -> None:
-        """Put ``writes`` (keyed by device and start) and bump the version, if it is still ``version``."""
+    def _write_assignments(
+        self,
+        address: str,
+        version: int,
+        writes: Sequence[Assignment],
+        *,
+        deletes: Sequence[Assignment] = (),
+        log: HistoryEntry | None = None,
+    ) -> None:
+        """Put ``writes`` (keyed by device and start), remove ``deletes`` and add ``log`` to the
+        history, all in one transaction that bumps the version, if it is still ``version``."""
 
     @abstractmethod
     def assignments(self, device: str | None = None) -> list[Assignment]:
@@ -103,7 +142,8 @@ class RegistryStore(ABC):
             raise RegistryError("at", f"{later[0].device} is assigned to {subject_id} after it; change that first")
         for a in self.assignments():
             if a.subject_id == subject_id and a.covers(at_ms):
-                self._retrying(a.device, lambda _current, a=a: [dataclasses.replace(a, to_ms=at_ms)])
+                ended = [dataclasses.replace(a, to_ms=at_ms)]
+                self._retrying(a.device, lambda _current: ended)  # noqa: B023 - called before the loop moves on
         withdrawn = dataclasses.replace(subject, status="withdrawn", withdrawn_ms=at_ms)
         self._put_subject(withdrawn, new=False)
         self._log(at_ms, "subject_withdrawn", why, {"subject_id": subject_id})
@@ -124,6 +164,58 @@ class RegistryStore(ABC):
         self._log(at_ms, "assigned", why, {"written": [a.to_dict() for a in written]})
         return written
 
+    def plan_reassign(self, device: str, from_ms: int, to_ms: int, subject_id: str) -> Reassignment:
+        """What :meth:`reassign` would change now (nothing is written); refused as it would be."""
+        if self.get_device(device) is None:
+            raise RegistryError("device", f"{device!r} is not registered")
+        subject = self._require_subject(subject_id)
+        if subject.withdrawn_ms is not None and to_ms > subject.withdrawn_ms:
+            when = datetime.fromtimestamp(subject.withdrawn_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raise RegistryError("subject", f"{subject_id} was withdrawn at {when}; the window must end before that")
+        return plan_reassignment(self.assignments(device), device, from_ms, to_ms, subject_id)
+
+    def reassign(
+        self,
+        device: str,
+        from_ms: int,
+        to_ms: int,
+        subject_id: str,
+        *,
+        at_ms: int,
+        why: str = "",
+        by: str = "",
+        op: str = "",
+    ) -> Reassignment:
+        """Correct a mistaken assignment: ``[from_ms, to_ms)`` of ``device`` becomes ``subject_id``'s.
+
+        The device's assignments over the window are cut at its edges
+        (:func:`core.registry.plan_reassignment`) and the history's ``reassigned`` entry
+        (``by`` whom, ``why``, the previous subjects, ``op``: the operation moving the data)
+        is written in the same transaction. Already so: nothing is written (``changed`` is
+        False), so a rerun is a no-op. The stored data is moved by :mod:`sleepstack.reassign`.
+        """
+        self.plan_reassign(device, from_ms, to_ms, subject_id)  # the checks, before any write
+        planned: list[Reassignment] = []
+
+        def plan(current: list[Assignment]) -> Change:
+            p = plan_reassignment(current, device, from_ms, to_ms, subject_id)
+            planned[:] = [p]
+            detail = {
+                "device": device,
+                "from_ms": from_ms,
+                "to_ms": to_ms,
+                "subject_id": subject_id,
+                "by": by,
+                "op": op,
+                "previous": [a.to_dict() for a in p.previous],
+                "written": [a.to_dict() for a in p.writes],
+                "deleted": [a.to_dict() for a in p.deletes],
+            }
+            return Change(p.writes, p.deletes, HistoryEntry(at_ms, "reassigned", why, detail))
+
+        self._changing(device, plan)
+        return planned[0]
+
     def subject_at(self, device: str, t_ms: int) -> str | None:
         return next((a.subject_id for a in self.assignments(device) if a.covers(t_ms)), None)
 
@@ -134,13 +226,19 @@ class RegistryStore(ABC):
             raise RegistryError("subject", f"{subject_id!r} is not registered")
         return subject
 
-    def _retrying(self, address: str, plan: Any) -> list[Assignment]:
+    def _retrying(self, address: str, plan: Callable[[list[Assignment]], list[Assignment]]) -> list[Assignment]:
+        """Write what ``plan`` makes of the device's current assignments, re-planned on a version conflict."""
+        return list(self._changing(address, lambda current: Change(plan(current))).writes)
+
+    def _changing(self, address: str, plan: Callable[[list[Assignment]], Change]) -> Change:
         for _ in range(_RETRIES):
             version, current = self._device_assignments(address)
-            writes: list[Assignment] = plan(current)
+            change = plan(current)
+            if not change.writes and not change.deletes:
+                return change
             try:
-                self._write_assignments(address, version, writes)
+                self._write_assignments(address, version, change.writes, deletes=change.deletes, log=change.log)
             except VersionConflict:
                 continue
-            return writes
+            return change
         raise RegistryUnavailable(f"the assignments of {address} kept changing; try again")
