@@ -18,6 +18,7 @@ file's name is derived from its inputs' names, so a rerun rewrites the same obje
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from batch_layer.lake_schema import RAW_SCHEMA
 from core.contract.conflicts import drop_duplicate_records
 
-__all__ = ["CompactionStats", "compact_partition"]
+__all__ = ["CompactionStats", "compact_partition", "replace_objects"]
 
 COMPACTED_PREFIX = "sleepstack-raw-compacted-"
 
@@ -76,14 +77,39 @@ def _merge(group: list[Path], directory: Path) -> tuple[int, int, int]:
     order = pc.sort_indices(table, sort_keys=[("subject_id", "ascending"), ("event_time_ms", "ascending")])
     table = table.take(order)
     digest = hashlib.sha1("\n".join(f.name for f in group).encode(), usedforsecurity=False).hexdigest()[:16]
-    out = directory / f"{COMPACTED_PREFIX}{digest}.parquet"
-    tmp = out.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=64 * 1024)
-    tmp.replace(out)
-    for f in group:
-        if f != out:
-            f.unlink()
+    replace_objects([(table, directory / f"{COMPACTED_PREFIX}{digest}.parquet")], group)
     return table.num_rows, before - table.num_rows, conflicts
+
+
+def replace_objects(
+    outputs: Sequence[tuple[pa.Table, Path]],
+    inputs: Sequence[Path],
+    *,
+    written: Callable[[], None] | None = None,
+) -> None:
+    """Replace lake objects ``inputs`` by ``outputs``: each output is written under a
+    temporary name and renamed, and only then are the inputs deleted.
+
+    A crash before the renames leaves the inputs as they were; a crash after them leaves
+    inputs and outputs side by side, which a rerun that derives the same output names from
+    the same inputs finishes (the caller's duty). ``written`` is called between the two
+    (a test stops the process there).
+    """
+    for table, out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        try:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=64 * 1024)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(out)
+    if written is not None:
+        written()
+    kept = {out for _, out in outputs}
+    for f in inputs:
+        if f not in kept:
+            f.unlink(missing_ok=True)
 
 
 def compact_partition(directory: Path, *, target_bytes: int = 128 * 1024 * 1024, min_files: int = 4) -> CompactionStats:

@@ -11,6 +11,7 @@ The layout (all owner-only; nothing here is meant to be edited by hand)::
       serving/state.sqlite       the speed layer's per-device epoch state
       serving/speed-ledger.sqlite  record ids the speed layer applied (reconcile)
       registry.sqlite            subjects, devices and who wears which device when
+      reassign/<id>.json         the journal of each correction of an assignment (``sleepstack reassign``)
       checkpoints/<consumer>.json  shard checkpoints of the speed layer and the delivery
       dead-letters/              what the speed layer and the CLI quarantined
       spool/collector.sqlite     the collector's durable spool
@@ -64,6 +65,10 @@ class Home:
     @property
     def registry_db(self) -> Path:
         return self.root / "registry.sqlite"
+
+    def reassign_journal(self, op: str) -> Path:
+        """The journal of one correction of an assignment (:mod:`sleepstack.reassign`)."""
+        return self.root / "reassign" / f"{op}.json"
 
     @property
     def ledger_db(self) -> Path:

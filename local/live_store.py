@@ -54,6 +54,14 @@ class LocalLiveStore(LiveStore, LiveQueries):
             self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return []
 
+    def reassign(self, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> int:
+        with self._lock, write_transaction(self._db, StoreError, "the embedded live store"):
+            return self._db.execute(
+                "UPDATE docs SET subject_id = ?1, body = json_set(body, '$.subject_id', ?1)"
+                " WHERE t_ms >= ?2 AND t_ms < ?3 AND subject_id IS NOT ?1 AND body ->> 'device_id' = ?4",
+                (subject_id, start_ms, end_ms, device_id),
+            ).rowcount
+
     def count(self, kind: str) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM docs WHERE idx = ?", (kind,)).fetchone()[0])

@@ -23,8 +23,9 @@ from typing import Any, Final
 
 from core.errors import SleepstackError
 from speed_layer.indices import index_for, index_pattern
+from speed_layer.processing import DOC_KINDS, TIME_FIELD
 
-__all__ = ["Doc", "LiveStore", "OpenSearchLiveStore", "Rejected", "StoreError"]
+__all__ = ["Doc", "LiveStore", "OpenSearchLiveStore", "Rejected", "StoreError", "reassign_query"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,34 @@ class LiveStore(ABC):
     @abstractmethod
     def distinct_record_ids(self) -> int:
         """How many distinct source records the stored documents name."""
+
+    @abstractmethod
+    def reassign(self, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> int:
+        """File the documents of ``device_id`` placed in ``[start_ms, end_ms)`` (each kind by
+        its time field, :data:`speed_layer.processing.TIME_FIELD`) under ``subject_id``: a
+        corrected assignment (``sleepstack reassign``). Returns how many changed; a rerun
+        changes none. Raises StoreError when the store cannot do it."""
+
+
+def reassign_query(kind: str, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> dict[str, Any]:
+    """The ``_update_by_query`` body that files a device's ``kind`` documents of a window under
+    ``subject_id`` (only those under another subject: a rerun updates nothing)."""
+    return {
+        "query": {
+            "bool": {
+                "filter": [
+                    {"term": {"device_id": device_id}},
+                    {"range": {TIME_FIELD[kind]: {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}},
+                ],
+                "must_not": [{"term": {"subject_id": subject_id}}],
+            }
+        },
+        "script": {
+            "lang": "painless",
+            "source": "ctx._source.subject_id = params.subject_id",
+            "params": {"subject_id": subject_id},
+        },
+    }
 
 
 #: Item statuses worth retrying: throttling and transient server errors.
@@ -158,6 +187,32 @@ class OpenSearchLiveStore(LiveStore):
 
     def count(self, kind: str) -> int:
         return int(self.client.count(index=index_pattern(self.prefix, kind))["count"])
+
+    def reassign(self, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> int:
+        """One ``_update_by_query`` per kind over its daily indices (refreshed, so the live
+        views see the change at once); version conflicts with a concurrent write are
+        retried by the caller's rerun, which finds only what is left."""
+        from opensearchpy.exceptions import ConnectionError as OsConnectionError
+        from opensearchpy.exceptions import TransportError
+
+        changed = 0
+        for kind in DOC_KINDS:
+            body = reassign_query(kind, device_id, start_ms, end_ms, subject_id)
+            try:
+                resp = self.client.update_by_query(
+                    index=index_pattern(self.prefix, kind),
+                    body=body,
+                    params={"conflicts": "proceed", "refresh": "true", "allow_no_indices": "true"},
+                )
+            except (OsConnectionError, TransportError) as exc:
+                raise StoreError(f"moving {kind} documents to another subject failed: {exc}") from exc
+            if resp.get("failures") or resp.get("version_conflicts"):
+                raise StoreError(
+                    f"moving {kind} documents to another subject: {len(resp.get('failures') or [])} failures,"
+                    f" {resp.get('version_conflicts', 0)} version conflicts; run it again"
+                )
+            changed += int(resp.get("updated", 0))
+        return changed
 
     def distinct_record_ids(self) -> int:
         """Exact: the record ids are paged through a composite aggregation (a ``cardinality``
