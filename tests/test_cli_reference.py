@@ -45,6 +45,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("devices", "list"): ["--all"],
     ("assign",): ["AA:BB", "s001", "--from", "yesterday"],
     ("assignments",): ["--device"],
+    ("reassign",): ["--device", "AA:BB", "--from", "2026-01-05T22:00", "--to", "2026-01-05T21:00", "--subject", "s001"],
     ("ble", "decode-hrm"): ["zz"],
     ("ble", "decode-bed"): ["0102"],
     ("stack", "up"): ["--port", "70000"],

@@ -1,4 +1,5 @@
-"""Commands for study coordinators and ward staff: ``subjects``, ``devices``, ``assign``, ``assignments``.
+"""Commands for study coordinators and ward staff: ``subjects``, ``devices``, ``assign``, ``assignments``,
+``reassign``.
 
 Who wears which device when lives in the registry (:mod:`registry.store`; this home's
 ``registry.sqlite`` locally, the ``RegistryTable`` on AWS); the collector records a
@@ -8,6 +9,7 @@ device only while it is assigned to someone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from datetime import datetime
@@ -159,6 +161,84 @@ def _cmd_assignments(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_FLAGS = {"device": "--device", "subject": "--subject", "to": "--to", "window": "--from/--to"}
+
+
+def _cmd_reassign(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from core.errors import ConfigError
+    from sleepstack import reassign, wiring
+
+    start = parse_time(args.start, "--from", settings.tz)
+    end = parse_time(args.end, "--to", settings.tz)
+    if end <= start:
+        raise UsageError("--to", f"{utc(end)} is not after --from {utc(start)}")
+    if settings.target == "aws":
+        raise ConfigError(
+            "SLEEPSTACK_TARGET", "is aws: reassign moves a local stack's stored data; on AWS it is not built yet"
+        )
+    reg = _registry(settings, writes=False)  # nothing to correct in a registry not made yet
+
+    def run_nightly(nights: list[str]) -> None:
+        from batch_layer.nightly_job import run_nightly
+        from local.spark import local_spark
+
+        lake, zones = settings.lake, {s.subject_id: s.tz for s in reg.subjects()}
+        run_nightly(
+            local_spark(),
+            str(lake / "raw"),
+            str(lake / "curated"),
+            nights,
+            settings.tz,
+            include_pending=False,
+            rr_staging=settings.staging_rr,
+            subject_tz=zones,
+        )
+
+    job = reassign.Reassigner(
+        registry=reg,
+        raw=settings.lake / "raw",
+        live=lambda: wiring.live_store(settings),
+        restage=lambda nights: reassign.restage_nights(settings.lake, nights, run_nightly),
+        journal_path=settings.paths.reassign_journal,
+        default_tz=settings.tz,
+    )
+    try:
+        by = args.by or getpass.getuser()
+    except (KeyError, OSError):
+        by = "unknown"
+    try:
+        out = job.run(args.device, start, end, args.subject, why=args.why, by=by, now_ms=int(time.time() * 1000))
+    except RegistryError as exc:
+        raise UsageError(_FLAGS.get(exc.what, exc.what), exc.reason) from None
+    j = out.journal
+    if args.json:
+        print(json.dumps({**dataclasses.asdict(j), "resumed": out.resumed, "already": out.already, "did": out.did}))
+        return 0
+    window = f"{j.device} from {utc(j.from_ms)} until {utc(j.to_ms)}"
+    if out.already:
+        print(f"already done: {window} is {j.subject_id}'s (corrected {utc(j.finished_ms or 0)}); nothing to do")
+        return 0
+    was = ", ".join(j.previous_subjects()) or "already theirs in the registry"
+    print(f"{'resumed and finished' if out.resumed else 'reassigned'} {window} to {j.subject_id} (was: {was})")
+    f = j.figures
+    print(
+        f"  registry: {f.get('assignments_written', 0)} assignments written, {f.get('assignments_deleted', 0)} removed"
+    )
+    print(f"  raw lake: {f.get('lake_rows_moved', 0)} rows refiled in {f.get('lake_objects_rewritten', 0)} objects")
+    print(f"  live store: {f.get('live_documents_moved', 0)} documents refiled")
+    staged = f.get("nights_restaged") or []
+    pending = sorted(set(f.get("nights_touched") or []) - set(staged))
+    print(
+        f"  nights re-staged: {', '.join(staged) or 'none'}"
+        + (f" (left to the nightly batch: {', '.join(pending)})" if pending else "")
+    )
+    if out.resumed:
+        print("  (figures of a resumed run count only what it did after the interruption)")
+    return 0
+
+
 def register(sub: Any) -> None:
     s = sub.add_parser("subjects", help="enrol, list and withdraw subjects (pseudonymous ids)")
     acts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -197,6 +277,19 @@ def register(sub: Any) -> None:
     s.add_argument("--to", dest="end", help="ISO 8601 (default: until further notice)")
     s.add_argument("--why", default="", help="a note kept in the registry's history")
     s.set_defaults(func=_cmd_assign)
+
+    s = sub.add_parser(
+        "reassign",
+        help="correct a mistaken assignment: [--from, --to) of a device, and its stored data, become --subject's",
+    )
+    s.add_argument("--device", required=True, help="the device's address")
+    s.add_argument("--from", dest="start", required=True, help="start of the window, ISO 8601 (device time)")
+    s.add_argument("--to", dest="end", required=True, help="end of the window (exclusive), ISO 8601")
+    s.add_argument("--subject", required=True, help="the subject who really wore it")
+    s.add_argument("--why", default="", help="a note kept in the registry's history")
+    s.add_argument("--by", help="who makes the correction, kept in the history (default: the OS user)")
+    s.add_argument("--json", action="store_true", help="the operation's journal as one JSON object")
+    s.set_defaults(func=_cmd_reassign)
 
     s = sub.add_parser("assignments", help="who wore which device when")
     s.add_argument("--device", help="one device only")
