@@ -7,7 +7,10 @@
 world.scanner_backend())`` sees the world's peripherals advertising.
 
 A peripheral plays its script of ``(t_ms, payload)`` notifications in order, as fast as
-the event loop allows (``speed=None``) or paced at ``speed`` x real time. A
+the event loop allows (``speed=None``) or paced at ``speed`` x real time. Played as fast as
+possible, the world's connected peripherals keep in step: none delivers a notification
+more than :data:`LOCKSTEP_MS` of recording time ahead of another's next one, so the
+devices of one room play their night together, as they would in real time. A
 :class:`Drop` in the script disconnects the link at that point in the recording: the
 notifications stamped in the following ``down_ms`` are lost (the sensor sent them to
 nobody), the next ``refuse`` connection attempts fail, and playback resumes once a client
@@ -30,7 +33,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
@@ -73,6 +76,8 @@ class Drop:
 
 
 ScriptItem = tuple[int, bytes] | Drop
+#: How far (recording ms) a peripheral played as fast as possible may run ahead of the others.
+LOCKSTEP_MS: Final = 1_000
 
 
 @dataclass
@@ -162,6 +167,7 @@ class FakeBleWorld:
     def __init__(self, peripherals: Iterable[FakePeripheral] = ()) -> None:
         self.peripherals: dict[str, FakePeripheral] = {}
         self._clock_ms = 0
+        self._next_ms: dict[str, int] = {}  # fast playback: each playing peripheral's next notification
         for p in peripherals:
             self.add(p)
 
@@ -188,6 +194,20 @@ class FakeBleWorld:
 
     def set_clock(self, t_ms: int) -> None:
         self._clock_ms = t_ms
+
+    async def wait_turn(self, address: str, t_ms: int) -> None:
+        """Fast playback: wait until no other playing peripheral is more than :data:`LOCKSTEP_MS` behind ``t_ms``."""
+        self._next_ms[address] = t_ms
+        while t_ms > min(self._next_ms.values()) + LOCKSTEP_MS:
+            await asyncio.sleep(0)
+
+    def hold(self, address: str, t_ms: int) -> None:
+        """A dropped peripheral resumes at ``t_ms``: the others wait there until it is reconnected."""
+        self._next_ms[address] = t_ms
+
+    def leave(self, address: str) -> None:
+        """A peripheral stopped playing (link lost, finished, unsubscribed): nobody waits for it."""
+        self._next_ms.pop(address, None)
 
 
 class FakeBleakClient(BaseBleakClient):
@@ -286,22 +306,33 @@ class FakeBleakClient(BaseBleakClient):
             task.cancel()
 
     async def _play(self, p: FakePeripheral, callback: NotifyCallback) -> None:
+        dropped = False
+        try:
+            dropped = await self._play_script(p, callback)
+        finally:
+            if not dropped:
+                self.world.leave(p.address)
+
+    async def _play_script(self, p: FakePeripheral, callback: NotifyCallback) -> bool:
+        """Play until the script ends (False) or a drop breaks the link (True)."""
         prev_t: int | None = None
         while p.cursor < len(p.script):
             item = p.script[p.cursor]
             p.cursor += 1
             if isinstance(item, Drop):
                 self._drop(p, item, prev_t)
-                return
+                return True
             t_ms, payload = item
             if p.speed:
                 if prev_t is not None and t_ms > prev_t:
                     await asyncio.sleep((t_ms - prev_t) / 1000 / p.speed)
-            elif p.delivered % 32 == 0:
-                await asyncio.sleep(0)
+            else:
+                await self.world.wait_turn(p.address, t_ms)
+                if p.delivered % 32 == 0:
+                    await asyncio.sleep(0)
             if not self.is_connected:
                 p.cursor -= 1
-                return
+                return False
             prev_t = t_ms
             self.world.set_clock(t_ms)
             p.played_ms = t_ms
@@ -314,6 +345,7 @@ class FakeBleakClient(BaseBleakClient):
                     self._battery(bytearray([level]))
         p.finished = True
         self._lose_link(p)
+        return False
 
     def _drop(self, p: FakePeripheral, drop: Drop, prev_t: int | None) -> None:
         """Skip what the sensor sent while nobody listened, then break the link."""
@@ -325,6 +357,8 @@ class FakeBleakClient(BaseBleakClient):
             p.cursor += 1
             p.lost += 1
         p.refuse_left = drop.refuse
+        if p.cursor < len(p.script) and not p.speed:  # the others play on only up to when it is back
+            self.world.hold(p.address, _first_time(p.script, p.cursor))
         self._lose_link(p)
 
     def _lose_link(self, p: FakePeripheral) -> None:

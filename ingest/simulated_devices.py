@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 from tqdm import tqdm
 
 from core.ble.bed_profile import encode_bed_frame
-from core.ble.hrm import encode_hrm
+from core.ble.hrm import HeartRateMeasurement, encode_hrm
 from ingest.collector import Collector, DeviceTarget
 from ingest.fake_ble import Drop, FakeBleWorld, FakePeripheral, ScriptItem
 from ingest.producer import KinesisProducer
@@ -30,6 +32,7 @@ from simulator.nights import SimulatedNight, bed_notifications, strap_measuremen
 
 __all__ = [
     "MALFORMED_HRM",
+    "DeviceFaults",
     "IngestResult",
     "bed_address",
     "collect_simulated",
@@ -44,6 +47,58 @@ MALFORMED_HRM: tuple[bytes, ...] = (
     bytes([0x01, 60]),  # 16-bit heart rate promised, 8 bits sent
     bytes([0x16, 0, 0x00, 0x04]),  # heart rate 0 with contact detected
 )
+
+
+@dataclass(frozen=True)
+class DeviceFaults:
+    """Batteries, and what goes wrong with the first subject's devices in its first night.
+
+    Every device gets a Battery Service starting at ``battery_pct`` and losing
+    ``drain_pct_h`` an hour; the first subject's strap starts at ``low_battery_pct`` and
+    loses ``low_drain_pct_h``, so it reads 20 % or less from ``(low_battery_pct - 20) /
+    low_drain_pct_h`` hours on. That strap slips off ``slip_after_min`` into the night for
+    ``slip_min`` (it keeps notifying: heart rate 0, no skin contact), and that subject's
+    bed sensor goes out of range ``silence_after_min`` into the night for ``silence_min``
+    (its notifications then are lost). Times count from the night's start (``t0_ms``);
+    the battery drains from the device's first notification.
+    """
+
+    battery_pct: float = 100.0
+    drain_pct_h: float = 1.0
+    low_battery_pct: float = 26.0
+    low_drain_pct_h: float = 2.0
+    slip_after_min: float = 120.0
+    slip_min: float = 15.0
+    silence_after_min: float = 240.0
+    silence_min: float = 8.0
+
+    def slip_window(self, t0_ms: int) -> tuple[int, int]:
+        start = t0_ms + round(self.slip_after_min * 60_000)
+        return start, start + round(self.slip_min * 60_000)
+
+    def silence_window(self, t0_ms: int) -> tuple[int, int]:
+        start = t0_ms + round(self.silence_after_min * 60_000)
+        return start, start + round(self.silence_min * 60_000)
+
+    def battery_low_from(self, t0_ms: int, threshold_pct: float = 20.0) -> int:
+        """When the first subject's strap first reads ``threshold_pct`` or less (whole percent)."""
+        # the level is int(start - drain * hours): at most the threshold once below threshold + 1
+        hours = (self.low_battery_pct - (math.floor(threshold_pct) + 1)) / self.low_drain_pct_h
+        return t0_ms + math.floor(hours * 3_600_000) + 1
+
+
+_SLIPPED: Final = encode_hrm(HeartRateMeasurement(0, (), sensor_contact=False))
+
+
+def _apply_faults(strap: list[ScriptItem], bed: list[ScriptItem], faults: DeviceFaults, t0: int) -> list[ScriptItem]:
+    """The first night's strap slips off (in place) and its bed falls silent (the bed script returned)."""
+    a, b = faults.slip_window(t0)
+    for i, item in enumerate(strap):
+        if not isinstance(item, Drop) and a <= item[0] < b:
+            strap[i] = (item[0], _SLIPPED)
+    quiet_from, quiet_to = faults.silence_window(t0)
+    at = next(i for i, item in enumerate(bed) if not isinstance(item, Drop) and item[0] >= quiet_from)
+    return [*bed[:at], Drop(quiet_to - quiet_from, refuse=1), *bed[at:]]
 
 
 def strap_address(subject_id: str) -> str:
@@ -61,13 +116,15 @@ def simulated_peripherals(
     drop_ms: int = 20_000,
     samples_per_frame: int = 50,
     malformed: bool = False,
+    faults: DeviceFaults | None = None,
 ) -> list[FakePeripheral]:
     """One strap and one bed peripheral per subject, playing the subject's nights in order.
 
     With ``drop_ms`` > 0 each device loses its link once per night, at a random point, for
     that long (the sensor's notifications in that time are lost and the collector must
     reconnect). With ``malformed`` the first subject's strap also sends
-    :data:`MALFORMED_HRM` ten minutes into its first night.
+    :data:`MALFORMED_HRM` ten minutes into its first night. With ``faults`` the devices have
+    batteries, and the first subject's devices fail as :class:`DeviceFaults` says.
     """
     rng = np.random.default_rng(seed)
     scripts: dict[tuple[str, str, str], list[ScriptItem]] = {}  # (address, kind, subject) -> script
@@ -79,22 +136,25 @@ def simulated_peripherals(
             at = min(len(strap) // 3, 600)
             t_bad = strap[at][0]  # type: ignore[index]
             strap[at:at] = [(t_bad + 1 + j, p) for j, p in enumerate(MALFORMED_HRM)]
+        if faults is not None and k == 0:
+            bed = _apply_faults(strap, bed, faults, night.t0_ms)
         for script in (strap, bed) if drop_ms > 0 else ():
             at = int(rng.integers(len(script) // 10, 9 * len(script) // 10))
             script.insert(at, Drop(drop_ms, refuse=int(rng.integers(1, 4))))
         scripts.setdefault((strap_address(subject), "strap", subject), []).extend(strap)
         scripts.setdefault((bed_address(subject), "bed", subject), []).extend(bed)
-    return [
-        FakePeripheral(
-            address=addr,
-            kind=kind,
-            script=script,
-            name=addr,
-            samples_per_frame=samples_per_frame,
-            subject_id=subject,
+    first = min((n.config.subject_id for n in nights), default=None)
+    peripherals = []
+    for (addr, kind, subject), script in scripts.items():
+        p = FakePeripheral(
+            address=addr, kind=kind, script=script, name=addr, samples_per_frame=samples_per_frame, subject_id=subject
         )
-        for (addr, kind, subject), script in scripts.items()
-    ]
+        if faults is not None:
+            low = kind == "strap" and subject == first
+            p.battery_pct = faults.low_battery_pct if low else faults.battery_pct
+            p.battery_drain_pct_h = faults.low_drain_pct_h if low else faults.drain_pct_h
+        peripherals.append(p)
+    return peripherals
 
 
 @dataclass
@@ -146,13 +206,14 @@ def collect_simulated(
     malformed: bool = True,
     progress: bool = False,
     resolve: Callable[[str, int], str | None] | None = None,
+    faults: DeviceFaults | None = None,
 ) -> IngestResult:
     """Collect ``nights`` over the fake BLE backend into ``spool`` and send it all.
 
     ``resolve``: each notification's subject from the registry (the demo registers its
     cohort first); without it, each device goes to the subject its simulated night names.
     """
-    peripherals = simulated_peripherals(nights, seed=seed, drop_ms=drop_ms, malformed=malformed)
+    peripherals = simulated_peripherals(nights, seed=seed, drop_ms=drop_ms, malformed=malformed, faults=faults)
     world = FakeBleWorld(peripherals)
     targets = [DeviceTarget(p.address, None if resolve else str(p.subject_id), p.kind) for p in peripherals]
     collector = Collector(

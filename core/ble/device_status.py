@@ -9,7 +9,7 @@
   the collector can keep a strap's wear state per notification at no cost.
 * The collector's periodic :class:`StatusSnapshot` of one device (link, battery, wear, the
   number of measurement notifications since the previous snapshot) travels through the
-  spool as a 21-byte payload (:func:`encode_status` / :func:`decode_status`, little-endian)
+  spool as a 17-byte payload (:func:`encode_status` / :func:`decode_status`, little-endian)
   and becomes a :class:`~core.contract.DeviceStatus` record (:func:`status_record`).
 
 Pure: no I/O. Times are milliseconds since the Unix epoch, UTC.
