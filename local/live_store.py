@@ -136,6 +136,14 @@ class LocalLiveStore(LiveStore, LiveQueries):
             ).fetchall()
         return [{"kind": k, "status": st, "count": int(n)} for k, st, n in rows]
 
+    def device_statuses(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        return self._bodies(
+            "SELECT body FROM (SELECT body, body ->> 'device_id' AS device, row_number() OVER"
+            " (PARTITION BY body ->> 'device_id' ORDER BY t_ms DESC) AS k FROM docs WHERE idx = 'status' AND t_ms >= ?)"
+            " WHERE k = 1 ORDER BY device",
+            (since_ms,),
+        )
+
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         return self._bodies(
             "SELECT body FROM docs WHERE idx = ? AND subject_id = ? ORDER BY t_ms DESC, id LIMIT ?",

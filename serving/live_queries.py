@@ -61,6 +61,10 @@ class LiveQueries(ABC):
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         """A subject's ``n`` most recent documents of a kind, newest first."""
 
+    @abstractmethod
+    def device_statuses(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        """Each device's newest ``status`` document taken at or after ``since_ms``, by device address."""
+
     def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
         """A subject's open alerts, oldest first."""
         return sorted(self.alerts(subject_id, "open"), key=lambda a: a["start_ms"])
@@ -178,6 +182,22 @@ class OpenSearchLiveQueries(LiveQueries):
             for st in k["status"]["buckets"]
         ]
         return sorted(out, key=lambda r: (r["kind"], r["status"]))
+
+    def device_statuses(self, since_ms: int = 0) -> list[dict[str, Any]]:
+        t = TIME_FIELD["status"]
+        body = {
+            "size": 0,
+            "query": {"range": {t: {"gte": since_ms, "format": "epoch_millis"}}},
+            "aggs": {
+                "device": {
+                    "terms": {"field": "device_id", "size": 10_000},
+                    "aggs": {"newest": {"top_hits": {"size": 1, "sort": [{t: {"order": "desc"}}]}}},
+                }
+            },
+        }
+        buckets = self._search("status", body).get("aggregations", {}).get("device", {}).get("buckets", [])
+        docs = [hit["_source"] for b in buckets for hit in b["newest"]["hits"]["hits"]]
+        return sorted(docs, key=lambda d: d["device_id"])
 
     def latest(self, kind: str, subject_id: str, n: int = 1) -> list[dict[str, Any]]:
         body = {

@@ -16,7 +16,17 @@ from core.errors import ConfigError
 from serving.web.auth import COOKIE
 from sleepstack.dashboard import Listen, build_app, check_listen, read_token, token
 from sleepstack.settings import Settings
-from tests.dashboard_helpers import SUBJECTS, fill_home
+from tests.dashboard_helpers import (
+    HOURS,
+    LOW_STRAP,
+    SILENT_BED,
+    SILENT_MIN,
+    SUBJECTS,
+    battery_at,
+    fill_home,
+    night_records,
+    register,
+)
 
 
 @pytest.fixture(scope="module")
@@ -398,3 +408,45 @@ def test_served_over_tls_with_a_secure_cookie(home: tuple[Settings, str], tmp_pa
         plain = address.replace("https://", "http://")
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             urllib.request.urlopen(f"{plain}/api/subjects", timeout=5)  # noqa: S310 - no plain HTTP
+
+
+# --- device health ----------------------------------------------------------------------
+
+
+def test_devices_carry_battery_link_and_technical_alerts_as_their_statuses_say(
+    client: TestClient, home: tuple[Settings, str]
+) -> None:
+    settings, night = home
+    register(settings, night)
+    devices = {d["address"]: d for d in client.get("/api/registry/devices").json()}
+    assert len(devices) == 8
+    last_h = HOURS - 1 / 60  # the last status, a minute before the end
+    for address in (f"{k}-{s}" for s in SUBJECTS for k in ("strap", "bed")):
+        d = devices[address]
+        assert d["battery_pct"] == battery_at(address, last_h), address
+        assert d["low_battery"] == (address == LOW_STRAP)
+        assert d["connected"] == (address != SILENT_BED)
+        assert d["silent"]  # assigned now, nothing heard since the night (months ago)
+        expected = {LOW_STRAP: ["battery_low"], SILENT_BED: ["device_silent"]}.get(address, [])
+        assert d["technical_alerts"] == expected, address
+    assert devices["strap-s004"]["battery_pct"] is None and devices["strap-s004"]["last_seen_ms"] is None
+    t0 = min(r.event_time_ms for r in night_records())  # the statuses' first minute
+    minutes = round(HOURS * 60)
+    alerts = client.get("/api/alerts", params={"subject_id": "s002"}).json()["alerts"]
+    (silent,) = [a for a in alerts if a["kind"] == "device_silent"]
+    assert silent["category"] == "technical" and silent["status"] == "open" and silent["device_id"] == SILENT_BED
+    assert silent["start_ms"] == t0 + (minutes - SILENT_MIN) * 60_000  # its last measurement
+    assert silent["duration_s"] == 300 and silent["raised_ms"] == silent["start_ms"] + 300_000  # raised at 5 min
+    alerts = client.get("/api/alerts", params={"subject_id": "s001"}).json()["alerts"]
+    (low,) = [a for a in alerts if a["kind"] == "battery_low"]
+    # int(24 - 2 h) <= 20 from the first status after 1.5 h: minute 91
+    assert low["start_ms"] == t0 + 91 * 60_000 and low["raised_ms"] == low["start_ms"]
+    assert low["value"] == 20 and low["threshold"] == 20  # the level when raised
+    grid = client.get("/api/compliance", params={"until": night}).json()
+    rows = {r["subject_id"]: r for r in grid["subjects"]}
+    assert (
+        rows["s001"]["low_battery"]
+        and not rows["s002"]["low_battery"]
+        and not rows["s004"]["devices"][0]["low_battery"]
+    )
+    assert {d["address"] for d in rows["s001"]["devices"]} == {"strap-s001", "bed-s001"}

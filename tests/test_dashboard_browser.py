@@ -20,7 +20,7 @@ from sleepstack.dashboard import Listen, serving, token
 from sleepstack.report import CHROMIUM_FLAGS
 from sleepstack.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.dashboard_helpers import SUBJECTS, fill_home
+from tests.dashboard_helpers import HOURS, LOW_STRAP, SILENT_BED, SUBJECTS, battery_at, fill_home, register
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -167,32 +167,13 @@ def test_a_night_page_draws_the_hypnogram(page: Any, home: tuple[Settings, str],
     _shot(page, "night")
 
 
-def _register(settings: Settings, night: str) -> None:
-    """The cohort in the registry (enrolled the day before the night), and s004, enrolled but never recorded."""
-    from datetime import date, timedelta
-
-    from core.contract.epochs import night_bounds_ms
-    from core.registry import Assignment, Device, Subject
-    from local.registry import LocalRegistry
-
-    start, _ = night_bounds_ms((date.fromisoformat(night) - timedelta(days=1)).isoformat(), settings.tz)
-    reg = LocalRegistry(settings.paths.registry_db)
-    for sid in (*SUBJECTS, "s004"):
-        if reg.get_subject(sid) is None:
-            reg.add_subject(Subject(sid, enrolled_ms=start, tz=settings.tz))
-            for kind in ("strap", "bed"):
-                reg.add_device(Device(f"{kind}-{sid}", kind, f"{kind} of {sid}"), at_ms=start)
-                reg.assign(Assignment(f"{kind}-{sid}", start, sid), at_ms=start)
-    reg.close()
-
-
 def test_the_compliance_view_flags_missing_nights_and_silent_devices(
     page: Any, home: tuple[Settings, str], address: str
 ) -> None:
     from datetime import date, timedelta
 
     settings, night = home
-    _register(settings, night)
+    register(settings, night)
     until = (date.fromisoformat(night) + timedelta(days=2)).isoformat()
     page.goto(f"{address}/compliance?until={until}")
     page.wait_for_function("document.body.dataset.ready === '1'")
@@ -207,12 +188,18 @@ def test_the_compliance_view_flags_missing_nights_and_silent_devices(
     never = rows.nth(3).locator("td")
     assert never.first.inner_text() == "s004" and never.nth(3 + 13 - 2).get_attribute("class") == "c missing"
     assert "missing" in page.locator("#count").inner_text()
+    # device health: s001's strap reads a low battery, s002's bed lost its link
+    chips = {r: rows.nth(i).locator(".chip") for i, r in enumerate(("s001", "s002", "s003"))}
+    low = chips["s001"].filter(has_text="strap of s001")
+    assert "low-battery" in (low.get_attribute("class") or "") and "battery low" in low.inner_text()
+    assert f"{battery_at(LOW_STRAP, HOURS - 1 / 60)}%" in low.inner_text()
+    assert "low-battery" not in (chips["s003"].first.get_attribute("class") or "")
     _shot(page, "compliance")
 
 
 def test_the_registry_page_lists_who_wears_what(page: Any, home: tuple[Settings, str], address: str) -> None:
     settings, night = home
-    _register(settings, night)
+    register(settings, night)
     page.goto(f"{address}/registry")
     page.wait_for_function("document.body.dataset.ready === '1'")
     assert page.locator("#subjects tbody tr").count() == 4
@@ -220,5 +207,12 @@ def test_the_registry_page_lists_who_wears_what(page: Any, home: tuple[Settings,
     assert devices.count() == 8
     bed = next(devices.nth(i).inner_text() for i in range(devices.count()) if "bed-s001" in devices.nth(i).inner_text())
     assert "bed of s001" in bed and "s001" in bed and "ago" in bed  # last seen from the live store
+    row = {devices.nth(i).locator("td").first.inner_text(): devices.nth(i) for i in range(devices.count())}
+    strap = row[LOW_STRAP].locator("td")
+    assert strap.nth(4).inner_text() == f"{battery_at(LOW_STRAP, HOURS - 1 / 60)}%"
+    assert "alerting" in (strap.nth(4).get_attribute("class") or "") and "battery_low" in strap.nth(8).inner_text()
+    silent = row[SILENT_BED].locator("td")
+    assert silent.nth(5).inner_text() == "lost" and "device_silent" in silent.nth(8).inner_text()
+    assert row["bed-s003"].locator("td").nth(8).inner_text() == "\N{EN DASH}"  # no technical alert
     assert page.locator("#assignments tbody tr").count() == 8
     _shot(page, "registry")

@@ -13,27 +13,29 @@ and any subject with staged nights the registry does not know), one cell per nig
 * ``not enrolled``: before the subject's enrolment or after their withdrawal.
 
 ``silent`` flags a subject whose devices are assigned now but whose newest live document
-is older than 5 minutes. Battery levels are not reported yet (issue 26, device health).
+is older than 5 minutes; ``devices`` lists the devices assigned to the subject now with
+their health (:func:`serving.device_health.device_health`: battery, last heard, and the
+``low_battery``, ``silent`` and ``not_worn`` flags), and ``low_battery`` says whether any
+of them reads low.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from core.contract.epochs import night_of
-from core.registry import Subject
+from core.registry import AssignmentIndex, Subject
+from serving.device_health import SILENT_MS, device_health
 from serving.web.api import NIGHT_PATTERN, ApiContext, Ctx, check_night, query_rows
 
-__all__ = ["SILENT_MS", "compliance_grid", "router"]
-
-#: An assigned subject whose newest live document is older than this is flagged silent.
-SILENT_MS: Final = 5 * 60 * 1000
+__all__ = ["compliance_grid", "router"]
 
 router = APIRouter(prefix="/api", tags=["compliance"])
 
@@ -45,11 +47,24 @@ class Cell(BaseModel):
     reason: str | None = Field(None, description="why a night is partial or insufficient")
 
 
+class DeviceFlag(BaseModel):
+    address: str = Field(description="the device's address")
+    kind: str = Field(description="strap or bed")
+    label: str = Field(description="what people call it")
+    battery_pct: int | None = Field(description="last Battery Level read, % (null: none)")
+    last_seen_ms: int | None = Field(description="its last measurement, ms UTC")
+    low_battery: bool = Field(description="battery at or below the alert threshold")
+    silent: bool = Field(description="no measurement for 5 min (or ever)")
+    not_worn: bool = Field(description="a strap reporting no skin contact")
+
+
 class ComplianceRow(BaseModel):
     subject_id: str = Field(description="pseudonymous subject id")
     status: str = Field(description="enrolled, withdrawn, or unregistered (staged nights, no registry entry)")
     last_seen_ms: int | None = Field(description="newest live document, ms UTC")
     silent: bool = Field(description="assigned devices, but nothing live for 5 min")
+    low_battery: bool = Field(description="a device assigned now reads a low battery")
+    devices: list[DeviceFlag] = Field(description="the devices assigned to the subject now, with their health")
     cells: list[Cell] = Field(description="one per night, oldest first")
 
 
@@ -76,6 +91,7 @@ def compliance_grid(
     current: str,
     tz: str,
     now_ms: int,
+    devices: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The grid (see the module's doc) from the ``night_completeness`` rows, the registry and the live store."""
     by_key = {(r["subject_id"], r["night"]): r for r in rows}
@@ -105,26 +121,34 @@ def compliance_grid(
             else:
                 cells.append({"night": night, "state": "missing"})
         seen = last_seen.get(sid)
+        mine = [d for d in devices if d["assigned_to"] == sid]
         out.append(
             {
                 "subject_id": sid,
                 "status": subject.status if subject is not None else "unregistered",
                 "last_seen_ms": seen,
                 "silent": sid in assigned_now and (seen is None or now_ms - seen > SILENT_MS),
+                "low_battery": any(d["low_battery"] for d in mine),
+                "devices": mine,
                 "cells": cells,
             }
         )
     return {"nights": nights, "subjects": out}
 
 
-def _gather(ctx: ApiContext, nights: list[str], now_ms: int) -> tuple[list[dict[str, Any]], list[Subject], set[str]]:
+def _gather(
+    ctx: ApiContext, nights: list[str], now_ms: int
+) -> tuple[list[dict[str, Any]], list[Subject], set[str], list[dict[str, Any]]]:
     rows = query_rows(ctx.sql(), "night_completeness", {"subject": "", "limit": 100_000})
     rows = [r for r in rows if r["night"] in nights]
     if ctx.registry is None:
-        return rows, [], set()
+        return rows, [], set(), []
     registry = ctx.registry()
-    assigned = {a.subject_id for a in registry.assignments() if a.covers(now_ms)}
-    return rows, registry.subjects(), assigned
+    assignments = registry.assignments()
+    assigned = {a.subject_id for a in assignments if a.covers(now_ms)}
+    statuses, opened = ctx.live.device_statuses(), ctx.live.alerts(status="open")
+    health = device_health(registry.devices(), AssignmentIndex(assignments), statuses, opened, now_ms=now_ms)
+    return rows, registry.subjects(), assigned, health
 
 
 @router.get("/compliance", response_model=Compliance, summary="Every subject x the last nights: completeness")
@@ -141,6 +165,8 @@ async def compliance(
         check_night(until)
     last = date.fromisoformat(until or current)
     shown = [(last - timedelta(days=k)).isoformat() for k in range(nights - 1, -1, -1)]
-    rows, subjects, assigned = await run_in_threadpool(_gather, ctx, shown, now_ms)
+    rows, subjects, assigned, health = await run_in_threadpool(_gather, ctx, shown, now_ms)
     last_seen = {s["subject_id"]: int(s["last_seen_ms"]) for s in ctx.live.subjects()}
-    return compliance_grid(shown, rows, subjects, last_seen, assigned, current=current, tz=ctx.tz, now_ms=now_ms)
+    return compliance_grid(
+        shown, rows, subjects, last_seen, assigned, current=current, tz=ctx.tz, now_ms=now_ms, devices=health
+    )

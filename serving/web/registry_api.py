@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from core.registry import Assignment, AssignmentIndex, Device, RegistryError, Subject
 from registry.store import RegistryStore
+from serving.device_health import device_health
 from serving.web.api import SUBJECT_PATTERN, Ctx, unprocessable
 
 __all__ = ["router"]
@@ -76,6 +77,15 @@ class DeviceOut(BaseModel):
     kind: str = Field(description="strap or bed")
     label: str = Field(description="what people call it")
     assigned_to: str | None = Field(description="the subject it is assigned to now")
+    battery_pct: int | None = Field(description="last Battery Level read, % (null: no Battery Service or no status)")
+    connected: bool | None = Field(description="link up at its last status (null: no status yet)")
+    worn: bool | None = Field(description="strap skin contact at its last status (null: bed, unsupported, none)")
+    last_status_ms: int | None = Field(description="when its collector last reported on it, ms UTC")
+    last_seen_ms: int | None = Field(description="its last measurement, ms UTC (null: none yet)")
+    low_battery: bool = Field(description="battery at or below the battery_low_pct alert threshold")
+    silent: bool = Field(description="assigned now, but no measurement for 5 min (or ever)")
+    not_worn: bool = Field(description="a strap whose last status reports no skin contact")
+    technical_alerts: list[str] = Field(description="kinds of its open technical alerts")
 
 
 class AssignmentIn(BaseModel):
@@ -164,18 +174,23 @@ async def withdraw(subject_id: SubjectPath, body: Withdrawal, ctx: Ctx) -> dict[
     return done.to_dict()
 
 
-@router.get("/devices", response_model=list[DeviceOut], summary="Every device and whom it is assigned to now")
+@router.get(
+    "/devices", response_model=list[DeviceOut], summary="Every device: whom it is assigned to now, and its health"
+)
 async def devices(ctx: Ctx) -> list[dict[str, Any]]:
     store, now = _store(ctx), _now()
     found, index = await _call(lambda: (store.devices(), AssignmentIndex(store.assignments())))
-    return [{**d.to_dict(), "assigned_to": index.subject_at(d.address, now)} for d in found]
+    statuses, opened = await run_in_threadpool(lambda: (ctx.live.device_statuses(), ctx.live.alerts(status="open")))
+    return device_health(found, index, statuses, opened, now_ms=now)
 
 
 @router.post("/devices", response_model=DeviceOut, status_code=201, summary="Register a device")
 async def add_device(body: DeviceIn, ctx: Ctx) -> dict[str, Any]:
     device = _build(Device, **body.model_dump())
-    done = await _call(_store(ctx).add_device, device, at_ms=_now())
-    return {**done.to_dict(), "assigned_to": None}
+    now = _now()
+    done = await _call(_store(ctx).add_device, device, at_ms=now)
+    (row,) = device_health([done], AssignmentIndex(()), (), (), now_ms=now)  # new: no status yet, assigned to nobody
+    return row
 
 
 @router.get("/assignments", response_model=list[AssignmentOut], summary="Who wore which device when")

@@ -229,7 +229,7 @@ function alertsPage() {
       who.appendChild(link(`/subjects/${encodeURIComponent(a.subject_id)}`, a.subject_id));
       tr.appendChild(who);
       const [value, threshold] = [a.value, a.threshold].map((v) => SleepCharts.alertFigure(a.kind, v));
-      for (const v of [a.kind, a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value, threshold]) {
+      for (const v of [a.kind, a.category || "clinical", a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value, threshold]) {
         tr.appendChild(cell(v));
       }
       return tr;
@@ -278,7 +278,9 @@ function compliancePage() {
       who.appendChild(link(`/nights?subject_id=${encodeURIComponent(s.subject_id)}`, s.subject_id));
       tr.appendChild(who);
       tr.appendChild(cell(s.status));
-      tr.appendChild(s.silent ? cell(`silent since ${s.last_seen_ms ? ago(s.last_seen_ms) : "ever"}`, "alerting") : cell(s.last_seen_ms ? `seen ${ago(s.last_seen_ms)}` : "–", "muted"));
+      const devs = s.silent ? cell(`silent since ${s.last_seen_ms ? ago(s.last_seen_ms) : "ever"}`, "alerting") : cell(s.last_seen_ms ? `seen ${ago(s.last_seen_ms)}` : "–", "muted");
+      for (const d of s.devices || []) devs.appendChild(deviceChip(d));
+      tr.appendChild(devs);
       for (const c of s.cells) {
         const td = cell(c.state === "not enrolled" ? "" : c.coverage_pct == null ? c.state.slice(0, 4) : `${fmt(c.coverage_pct, 0)}%`, `c ${c.state.replace(" ", "-")}`);
         td.title = `${c.night}: ${c.state}${c.reason ? ` (${c.reason})` : ""}`;
@@ -290,6 +292,16 @@ function compliancePage() {
     document.getElementById("count").textContent = `${grid.subjects.length} subjects × ${grid.nights.length} nights, ${missing} missing`;
     document.body.dataset.ready = "1";
   });
+}
+
+// A device's health in one chip: its label and battery, coloured by its flags.
+function deviceChip(d) {
+  const flags = [d.low_battery && "battery low", d.silent && "silent", d.not_worn && "not worn"].filter(Boolean);
+  const chip = document.createElement("span");
+  chip.className = `chip${d.low_battery ? " low-battery" : ""}${d.silent ? " silent" : ""}${d.not_worn ? " not-worn" : ""}`;
+  chip.textContent = `${d.label || d.kind} ${d.battery_pct == null ? "–" : `${d.battery_pct}%`}${flags.length ? ` (${flags.join(", ")})` : ""}`;
+  chip.title = `${d.address}: last measurement ${d.last_seen_ms ? time(d.last_seen_ms) : "never"}`;
+  return chip;
 }
 
 // ---- registry ------------------------------------------------------------------------
@@ -311,10 +323,14 @@ function registryPage() {
     });
     fillTable(document.querySelector("#devices tbody"), devices, (d) => {
       const tr = document.createElement("tr");
-      const last = seen[d.address];
+      const last = d.last_seen_ms || seen[d.address]; // the collector's statuses, else the newest epoch
       const quiet = d.assigned_to && (!last || Date.now() - last > SILENT_MS);
       for (const v of [d.address, d.kind, d.label || "–", d.assigned_to || "nobody"]) tr.appendChild(cell(v));
+      tr.appendChild(cell(d.battery_pct == null ? "–" : `${d.battery_pct}%`, d.low_battery ? "alerting battery" : "battery"));
+      tr.appendChild(cell(d.connected == null ? "–" : d.connected ? "connected" : "lost", d.connected === false ? "alerting" : ""));
+      tr.appendChild(cell(d.worn == null ? "–" : d.worn ? "yes" : "no", d.not_worn ? "alerting" : ""));
       tr.appendChild(cell(last ? ago(last) : "never", quiet ? "silent" : ""));
+      tr.appendChild(cell(d.technical_alerts.length ? d.technical_alerts.join(", ") : "–", d.technical_alerts.length ? "alerting" : ""));
       return tr;
     });
     fillTable(document.querySelector("#assignments tbody"), assignments, (a) => {

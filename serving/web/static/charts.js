@@ -159,7 +159,7 @@ const SleepCharts = (() => {
   }
 
   // An alert's value or threshold with its unit: heart rates in bpm, pause lengths in s.
-  const ALERT_UNITS = { hr_high: "bpm", hr_low: "bpm", breathing_pause: "s" };
+  const ALERT_UNITS = { hr_high: "bpm", hr_low: "bpm", breathing_pause: "s", battery_low: "%", device_silent: "s", not_worn: "s" };
   function alertFigure(kind, v) {
     if (v == null || Number.isNaN(v)) return "–";
     const unit = ALERT_UNITS[kind];
