@@ -136,7 +136,7 @@ def test_every_live_query_answers_as_the_embedded_store(replayed: Replayed) -> N
     start, end = night_bounds_ms(night)
     for subject in SUBJECTS:
         assert os_q.has_subject(subject) and local_q.has_subject(subject)
-        for kind in ("vitals", "samples"):
+        for kind in ("vitals", "samples", "status"):
             got = os_q.between(kind, subject, start, end)
             assert got == local_q.between(kind, subject, start, end) and got
             assert os_q.latest(kind, subject, 3) == local_q.latest(kind, subject, 3)
@@ -145,6 +145,9 @@ def test_every_live_query_answers_as_the_embedded_store(replayed: Replayed) -> N
     assert not os_q.has_subject("nobody") and os_q.between("vitals", "nobody", start, end) == []
     assert os_q.alerts() == local_q.alerts() and os_q.alerts()
     assert os_q.alert_counts() == local_q.alert_counts()
+    statuses = os_q.device_statuses()
+    assert statuses == local_q.device_statuses() and len(statuses) == 2 * len(SUBJECTS)
+    assert os_q.device_statuses(statuses[0]["event_time_ms"] + 1) == []  # the newest are all older
 
 
 def test_the_dashboard_and_live_read_opensearch_as_they_read_the_embedded_store(
