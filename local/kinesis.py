@@ -2,9 +2,11 @@
 
 kinesalite (npm, pinned in ``infra/local/package-lock.json``) runs on 127.0.0.1 and keeps
 its streams on disk under ``$SLEEPSTACK_HOME/stream`` (LevelDB, through kinesalite's
-``leveldown`` module), so acknowledged records survive restarts and crashes; records older
-than the stream's retention (24 h, as on Kinesis) are trimmed as they are read. Streams
-are created with the names and shard counts of ``infra/template.yaml``. The port is
+``leveldown`` module), so acknowledged records survive restarts and crashes. Streams are
+created with the names, shard counts and retention (``RetentionPeriodHours``: 168 h, as on
+AWS) of ``infra/template.yaml``, and a stream an older home created with kinesalite's
+default 24 h is brought to the template's retention at start; records older than the
+retention are trimmed as they are read, as Kinesis does. The port is
 chosen once and remembered (:attr:`local.home.Home.stream_port`), so a collector started
 before a restart keeps sending to the same endpoint. The running server's pid and port
 are in :attr:`local.home.Home.stream_server`.
@@ -28,7 +30,7 @@ from local.home import Home
 from local.supervisor import pid_alive
 from local.template import TEMPLATE_PATH, StreamSpec, load_template, stream_specs
 
-__all__ = ["LOCAL_REGION", "KinesaliteServer", "StackError", "check_tools", "local_kinesis_client"]
+__all__ = ["LOCAL_REGION", "KinesaliteServer", "StackError", "check_tools", "local_kinesis_client", "set_retention"]
 
 #: The region label of every local stand-in (kinesalite accepts any; ARNs carry it).
 LOCAL_REGION: Final = "us-east-1"
@@ -75,6 +77,9 @@ class KinesaliteServer:
     home: Home
     region: str = LOCAL_REGION
     durable: bool = True
+    #: shifts the server's clock (ms): records' arrival times and the retention cutoff move with it.
+    #: Tests use it to stand the stream a day or a week later than it is; 0 everywhere else.
+    clock_skew_ms: int = 0
 
     @property
     def _state_file(self) -> Path:
@@ -120,6 +125,8 @@ class KinesaliteServer:
         if self.durable:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             argv.append(str(self.data_dir))
+        if self.clock_skew_ms:
+            argv.append(f"--clock-skew-ms={self.clock_skew_ms}")
         self._log.parent.mkdir(parents=True, exist_ok=True)
         log = self._log.open("ab")
         proc = subprocess.Popen(argv, cwd=_NODE_DIR, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
@@ -163,6 +170,7 @@ class KinesaliteServer:
         return endpoint
 
     def create_streams(self, specs: list[StreamSpec], endpoint: str) -> None:
+        """Create the template's streams that are missing and give every one the template's retention."""
         client = local_kinesis_client(endpoint, self.region)
         existing = set(client.list_streams()["StreamNames"])
         for spec in specs:
@@ -172,6 +180,7 @@ class KinesaliteServer:
             client.get_waiter("stream_exists").wait(
                 StreamName=spec.name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
             )
+            set_retention(client, spec.name, spec.retention_hours)
 
     def down(self) -> bool:
         """Stop the server; returns whether one was running."""
@@ -184,3 +193,13 @@ class KinesaliteServer:
         except ProcessLookupError:
             return False
         return True
+
+
+def set_retention(client: Any, stream: str, hours: int) -> None:
+    """Give ``stream`` a retention of ``hours`` (kinesalite, like Kinesis, creates streams with 24 h)."""
+    summary = client.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    current = int(summary["RetentionPeriodHours"])
+    if current < hours:
+        client.increase_stream_retention_period(StreamName=stream, RetentionPeriodHours=hours)
+    elif current > hours:
+        client.decrease_stream_retention_period(StreamName=stream, RetentionPeriodHours=hours)

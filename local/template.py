@@ -91,6 +91,8 @@ class StreamSpec:
     logical_id: str
     name: str
     shard_count: int
+    #: how long the stream keeps a record (``RetentionPeriodHours``; Kinesis' default is 24)
+    retention_hours: int = 24
 
 
 def _params(doc: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +109,15 @@ def stream_specs(doc: dict[str, Any], **overrides: Any) -> list[StreamSpec]:
         if res.get("Type") == "AWS::Kinesis::Stream":
             props = res["Properties"]
             shards = _resolve(props.get("ShardCount", {"Ref": "AWS::NoValue"}), params, doc)
-            # an on-demand stream starts with 4 shards; locally, give it that many
-            out.append(StreamSpec(lid, str(_resolve(props["Name"], params)), 4 if shards is _NO_VALUE else int(shards)))
+            retention = _resolve(props.get("RetentionPeriodHours", 24), params, doc)
+            out.append(
+                StreamSpec(
+                    lid,
+                    str(_resolve(props["Name"], params)),
+                    4 if shards is _NO_VALUE else int(shards),  # an on-demand stream starts with 4 shards
+                    24 if retention is _NO_VALUE else int(retention),
+                )
+            )
     return out
 
 
