@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ from core.errors import NoDataError
 from core.registry import Assignment, Device, Subject
 from ingest.assignments import AssignmentCache
 from ingest.producer import KinesisProducer
-from ingest.simulated_devices import bed_address, collect_simulated, strap_address
+from ingest.simulated_devices import DeviceFaults, bed_address, collect_simulated, strap_address
 from ingest.spool import Spool
 from local.duckdb_sql import LocalSqlEngine
 from local.home import Home
@@ -48,6 +48,10 @@ from sleepstack.stack import reconcile, request_stage, stack_down, stack_status,
 __all__ = ["BAD_RECORDS", "DemoResult", "run_demo", "truth_table"]
 
 #: Contract-breaking payloads the demo sends along, to show quarantine at work.
+#: What goes wrong with the first subject's devices in its first night: its strap's battery
+#: runs low and the strap slips off for a while, its bed sensor goes out of range.
+DEMO_FAULTS: Final = DeviceFaults()
+
 BAD_RECORDS: list[tuple[str, bytes]] = [
     ("bad-device", b"\x00\x01not json"),
     ("bad-device", b'{"kind":"strap","schema_version":99}'),
@@ -93,6 +97,8 @@ class DemoResult:
     quarantined_speed: int = 0
     quarantined_delivery: int = 0
     nights: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: technical alert episodes (the first subject's faults: DEMO_FAULTS)
+    technical: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -193,7 +199,13 @@ def _run(
     )
     cache = AssignmentCache(registry.assignments)  # the collector resolves every notification's subject here
     ingest = collect_simulated(
-        sims, Spool(home.spool), KinesisProducer(client, stream), seed=seed, progress=progress, resolve=cache.subject_at
+        sims,
+        Spool(home.spool),
+        KinesisProducer(client, stream),
+        seed=seed,
+        progress=progress,
+        resolve=cache.subject_at,
+        faults=DEMO_FAULTS,
     )
     say(ingest.summary_line())
     KinesisProducer(client, stream).put_encoded(BAD_RECORDS)
@@ -261,7 +273,13 @@ def _serve(home: Home, lake: Path, store: LocalLiveStore, result: DemoResult, sa
     result.bed_vitals = sum(1 for kind, _, body in store.dump() if kind == "vitals" and '"source":"bed"' in body)
     say(
         f"live store: {vitals} epoch-vitals docs ({result.bed_vitals} from bed sensors), {alerts} alerts,"
-        f" {strap} strap heart-rate docs"
+        f" {strap} strap heart-rate docs, {store.count('status')} device statuses"
+    )
+    result.technical = [a for a in store.alerts() if a.get("category") == "technical"]
+    kinds = sorted({f"{a['kind']} ({a['device_id']}, {a['status']})" for a in result.technical})
+    say(
+        f"technical alerts (devices, not patients): {', '.join(kinds) or 'none'};"
+        " each device's battery and last measurement: the dashboard's registry page"
     )
     say(
         f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"

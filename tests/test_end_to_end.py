@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch_layer.nightly_job import run_nightly
+from local.home import Home
 from local.spark import local_spark
 from simulator.nights import FIRST_NIGHT
-from sleepstack.demo import BAD_RECORDS, run_demo
+from sleepstack.demo import BAD_RECORDS, DEMO_FAULTS, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.integration]
 
@@ -53,6 +54,26 @@ def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:
     # breathing pauses per hour: the simulator's apnoeas per hour of its sleep, within 1/h (issue 31)
     assert (result.nights["true_pauses_per_hour"] > 0).all()
     assert ((result.nights["pauses_per_hour"] - result.nights["true_pauses_per_hour"]).abs() <= 1.0).all()
+
+    # the first night's device faults raise their technical alerts, each from a status at most a minute late
+    truth = pq.read_table(Home(tmp_path / "demo").truth / "epochs.parquet").to_pandas()
+    t0 = int(truth["epoch_start_ms"].min())
+    first = {(a["kind"], a["device_id"]): a for a in result.technical}
+    assert set(first) == {
+        ("battery_low", "strap-s001"),
+        ("not_worn", "strap-s001"),
+        ("contact_lost", "strap-s001"),
+        ("device_silent", "bed-s001"),
+    }
+    step = 65_000
+    slip_a, slip_b = DEMO_FAULTS.slip_window(t0)
+    assert slip_a <= first[("not_worn", "strap-s001")]["start_ms"] <= slip_a + step
+    nw = first[("not_worn", "strap-s001")]
+    assert nw["status"] == "closed" and slip_b <= nw["end_ms"] <= slip_b + step
+    quiet_a, _ = DEMO_FAULTS.silence_window(t0)
+    assert quiet_a - 2_000 <= first[("device_silent", "bed-s001")]["start_ms"] <= quiet_a
+    low = DEMO_FAULTS.battery_low_from(t0)
+    assert low - step <= first[("battery_low", "strap-s001")]["start_ms"] <= low + step
 
     lake = tmp_path / "demo" / "lake"
     before = {t: _read(lake / "curated" / t) for t in ("epochs", "nights")}
