@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup tools demo test test-fast lint format clean opensearch notebooks
+.PHONY: setup tools demo test test-fast lint format clean opensearch notebooks lambda-emulator
 
 CHECKOV_VERSION ?= 3.3.30
 
@@ -43,11 +43,18 @@ opensearch: setup
 	@command -v mvn >/dev/null || { echo "Maven is required to fetch OpenSearch: apt-get install maven"; exit 1; }
 	$(BIN)/sleepstack opensearch install
 
+# AWS's Lambda Runtime Interface Emulator (a Go module, built from the module proxy; the module
+# asks for Go >= 1.26.6) and what the python3.11 runtime provides (awslambdaric, boto3), both
+# under build/ once: tests/test_lambda_runtime.py and `sleepstack bench lambda` run the zip in them
+lambda-emulator: setup
+	@command -v go >/dev/null || { echo "Go (1.26.6 or newer) is required to build the Lambda Runtime Interface Emulator"; exit 1; }
+	$(BIN)/python -c 'from pathlib import Path; from sleepstack.emulator import build_emulator, runtime_dir; print(build_emulator(Path("build")), runtime_dir(Path("build")))'
+
 demo: setup
 	$(BIN)/sleepstack demo --keep-running
 
 # the whole suite: the infra tests' checkov and the integration suite's OpenSearch node are fetched first
-test: setup .venv-checkov/.installed opensearch
+test: setup .venv-checkov/.installed opensearch lambda-emulator
 	$(BIN)/pytest -n 2 --dist loadfile
 
 # JupyterLab (the notebooks extra) on the notebooks, loopback only; it prints its address with a token

@@ -91,7 +91,9 @@ def opensearch_client(url: str, *, sigv4_region: str | None = None) -> Any:
     from opensearchpy import Urllib3AWSV4SignerAuth
 
     auth = Urllib3AWSV4SignerAuth(boto3.Session().get_credentials(), sigv4_region, "es")
-    return OpenSearch(hosts=[url], http_auth=auth, use_ssl=True, verify_certs=True, timeout=30)
+    # the domain's https endpoint (the template's); a plain http one only for a loopback stand-in
+    tls = not url.startswith("http://")
+    return OpenSearch(hosts=[url], http_auth=auth, use_ssl=tls, verify_certs=tls, timeout=30)
 
 
 def dashboards_post(sigv4_region: str | None = None) -> HttpPost:

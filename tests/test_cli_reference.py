@@ -72,6 +72,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("bench", "batch"): ["--nights", "10,x"],
     ("bench", "dashboard"): ["--records", "5"],
     ("bench", "opensearch"): ["--requests", "5"],
+    ("bench", "lambda"): ["--records", "5"],
 }
 
 #: Runs that find no data: exit 1.
