@@ -169,11 +169,17 @@ def conflict(existing: Iterable[Assignment], new: Assignment) -> Assignment | No
 
 
 def check_assignment(new: Assignment, device: Device | None, subject: Subject | None) -> None:
-    """Refuse an assignment to an unknown device or subject, or to a withdrawn subject after withdrawal."""
+    """Refuse an assignment to an unknown device or subject, starting before the subject's
+    enrolment, or reaching past a withdrawn subject's withdrawal."""
     if device is None:
         raise RegistryError("device", f"{new.device!r} is not registered: add it first (devices add)")
     if subject is None:
         raise RegistryError("subject", f"{new.subject_id!r} is not registered: add it first (subjects add)")
+    if new.from_ms < subject.enrolled_ms:
+        raise RegistryError(
+            "from",
+            f"is before {subject.subject_id}'s enrolment ({_iso(subject.enrolled_ms)}); nobody wore it for them then",
+        )
     if subject.withdrawn_ms is not None and (new.to_ms is None or new.to_ms > subject.withdrawn_ms):
         raise RegistryError("subject", f"{subject.subject_id} was withdrawn; an assignment must end before that")
 

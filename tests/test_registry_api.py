@@ -24,11 +24,18 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def test_enrol_register_assign_and_read_back(client: TestClient) -> None:
-    made = client.post("/api/registry/subjects", json={"subject_id": "s001", "tz": "Europe/London", "sex": "female"})
+    made = client.post(
+        "/api/registry/subjects",
+        json={"subject_id": "s001", "tz": "Europe/London", "sex": "female", "enrolled_ms": T0 - H},
+    )
     assert made.status_code == 201 and made.json()["status"] == "enrolled" and made.json()["tz"] == "Europe/London"
     client.post("/api/registry/subjects", json={"subject_id": "s002", "enrolled_ms": T0 - H})
     bed = client.post("/api/registry/devices", json={"address": "bed-12", "kind": "bed", "label": "bed 12"})
     assert bed.status_code == 201
+    early = client.post(
+        "/api/registry/assignments", json={"device": "bed-12", "subject_id": "s001", "from_ms": T0 - 2 * H}
+    )
+    assert early.status_code == 422 and "enrolment" in early.text  # nobody wore it for them before they enrolled
     first = client.post("/api/registry/assignments", json={"device": "bed-12", "subject_id": "s001", "from_ms": T0})
     assert first.status_code == 201 and first.json() == [
         {"device": "bed-12", "subject_id": "s001", "from_ms": T0, "to_ms": None}
@@ -66,8 +73,8 @@ def test_a_refused_body_is_422_naming_the_field(client: TestClient, path: str, b
 
 
 def test_an_overlap_is_409_naming_the_assignment_and_unknown_ids_404(client: TestClient) -> None:
-    client.post("/api/registry/subjects", json={"subject_id": "s001"})
-    client.post("/api/registry/subjects", json={"subject_id": "s002"})
+    client.post("/api/registry/subjects", json={"subject_id": "s001", "enrolled_ms": T0})
+    client.post("/api/registry/subjects", json={"subject_id": "s002", "enrolled_ms": T0})
     client.post("/api/registry/devices", json={"address": "strap-1", "kind": "strap"})
     client.post(
         "/api/registry/assignments",
