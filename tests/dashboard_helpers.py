@@ -16,8 +16,8 @@ HOURS = 4.5  # a night is scored from 4 h in bed
 
 #: The devices' statuses: every battery starts full and loses 1 %/h, but s001's strap starts
 #: at 24 % and loses 2 %/h (low, <= 20 %, from 1.5 h on); s002's bed goes silent (link lost)
-#: for the last :data:`SILENT_MIN` minutes.
-LOW_STRAP, SILENT_BED, SILENT_MIN = "strap-s001", "bed-s002", 20
+#: and s003's strap is off the skin for the last :data:`SILENT_MIN` minutes.
+LOW_STRAP, SILENT_BED, UNWORN_STRAP, SILENT_MIN = "strap-s001", "bed-s002", "strap-s003", 20
 
 
 def battery_at(device: str, hours: float) -> int:
@@ -40,7 +40,7 @@ def device_statuses(t0_ms: int, end_ms: int) -> list[DeviceStatus]:
                     notifications=0 if down else (60 if kind == "strap" else 120),
                     last_notification_ms=quiet_from if down else t - 500,
                     battery_pct=battery_at(device, (t - t0_ms) / 3_600_000),
-                    worn=True if kind == "strap" else None,
+                    worn=(device != UNWORN_STRAP or t < quiet_from) if kind == "strap" else None,
                 )
                 out.append(status_record(snap, device_id=device, subject_id=subject, receive_ms=t))
     return out

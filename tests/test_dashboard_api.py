@@ -22,6 +22,7 @@ from tests.dashboard_helpers import (
     SILENT_BED,
     SILENT_MIN,
     SUBJECTS,
+    UNWORN_STRAP,
     battery_at,
     fill_home,
     night_records,
@@ -427,7 +428,12 @@ def test_devices_carry_battery_link_and_technical_alerts_as_their_statuses_say(
         assert d["low_battery"] == (address == LOW_STRAP)
         assert d["connected"] == (address != SILENT_BED)
         assert d["silent"]  # assigned now, nothing heard since the night (months ago)
-        expected = {LOW_STRAP: ["battery_low"], SILENT_BED: ["device_silent"]}.get(address, [])
+        assert d["not_worn"] == (address == UNWORN_STRAP) and d["worn"] == (
+            None if "bed" in address else not d["not_worn"]
+        )
+        expected = {LOW_STRAP: ["battery_low"], SILENT_BED: ["device_silent"], UNWORN_STRAP: ["not_worn"]}.get(
+            address, []
+        )
         assert d["technical_alerts"] == expected, address
     assert devices["strap-s004"]["battery_pct"] is None and devices["strap-s004"]["last_seen_ms"] is None
     t0 = min(r.event_time_ms for r in night_records())  # the statuses' first minute
@@ -442,6 +448,10 @@ def test_devices_carry_battery_link_and_technical_alerts_as_their_statuses_say(
     # int(24 - 2 h) <= 20 from the first status after 1.5 h: minute 91
     assert low["start_ms"] == t0 + 91 * 60_000 and low["raised_ms"] == low["start_ms"]
     assert low["value"] == 20 and low["threshold"] == 20  # the level when raised
+    alerts = client.get("/api/alerts", params={"subject_id": "s003"}).json()["alerts"]
+    (unworn,) = [a for a in alerts if a["kind"] == "not_worn"]
+    assert unworn["start_ms"] == t0 + (minutes - SILENT_MIN) * 60_000  # the first status without contact
+    assert unworn["raised_ms"] == unworn["start_ms"] + 600_000 and unworn["status"] == "open"
     grid = client.get("/api/compliance", params={"until": night}).json()
     rows = {r["subject_id"]: r for r in grid["subjects"]}
     assert (

@@ -20,7 +20,16 @@ from sleepstack.dashboard import Listen, serving, token
 from sleepstack.report import CHROMIUM_FLAGS
 from sleepstack.settings import Settings
 from tests.conftest import REPO_ROOT
-from tests.dashboard_helpers import HOURS, LOW_STRAP, SILENT_BED, SUBJECTS, battery_at, fill_home, register
+from tests.dashboard_helpers import (
+    HOURS,
+    LOW_STRAP,
+    SILENT_BED,
+    SUBJECTS,
+    UNWORN_STRAP,
+    battery_at,
+    fill_home,
+    register,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -194,6 +203,8 @@ def test_the_compliance_view_flags_missing_nights_and_silent_devices(
     assert "low-battery" in (low.get_attribute("class") or "") and "battery low" in low.inner_text()
     assert f"{battery_at(LOW_STRAP, HOURS - 1 / 60)}%" in low.inner_text()
     assert "low-battery" not in (chips["s003"].first.get_attribute("class") or "")
+    unworn = chips["s003"].filter(has_text="strap of s003")
+    assert "not-worn" in (unworn.get_attribute("class") or "") and "not worn" in unworn.inner_text()
     _shot(page, "compliance")
 
 
@@ -214,5 +225,7 @@ def test_the_registry_page_lists_who_wears_what(page: Any, home: tuple[Settings,
     silent = row[SILENT_BED].locator("td")
     assert silent.nth(5).inner_text() == "lost" and "device_silent" in silent.nth(8).inner_text()
     assert row["bed-s003"].locator("td").nth(8).inner_text() == "\N{EN DASH}"  # no technical alert
+    unworn = row[UNWORN_STRAP].locator("td")
+    assert unworn.nth(6).inner_text() == "no" and "not_worn" in unworn.nth(8).inner_text()
     assert page.locator("#assignments tbody tr").count() == 8
     _shot(page, "registry")
