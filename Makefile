@@ -68,7 +68,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core dead_letters registry ingest speed_layer batch_layer serving local glue_jobs sleepstack simulator
+	$(BIN)/mypy core dead_letters registry ingest speed_layer batch_layer serving local glue_jobs sleepstack simulator access
 
 format: setup
 	$(BIN)/ruff format .

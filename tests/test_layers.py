@@ -25,10 +25,11 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"core", "registry", "simulator"},
     "speed_layer": {"core", "dead_letters"},
     "batch_layer": {"core"},
-    "serving": {"core", "registry", "speed_layer"},
-    "local": {"core", "infra", *ADAPTERS},
+    "access": {"core"},
+    "serving": {"core", "registry", "speed_layer", "access"},
+    "local": {"core", "infra", "access", *ADAPTERS},
     "glue_jobs": {"core", "batch_layer", "registry"},
-    "sleepstack": {"core", "infra", "local", "glue_jobs", "simulator", *ADAPTERS},
+    "sleepstack": {"core", "infra", "local", "glue_jobs", "simulator", "access", *ADAPTERS},
 }
 PACKAGES = set(ALLOWED)
 
