@@ -20,6 +20,7 @@
 | ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
 | ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``800`` |
 | ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
+| ``SLEEPSTACK_IDLE_POLL_S`` | the local stack's longest pause between polls when idle (0.2-5 s) | ``1.0`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
 """
 
@@ -68,6 +69,7 @@ class Settings:
     opensearch_dist: Path | None = None
     send_linger_ms: int = 800
     staging_rr: bool = False
+    idle_poll_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +104,13 @@ class Settings:
         staging_rr = e.get("SLEEPSTACK_STAGING_RR", "off")
         if staging_rr not in ("on", "off"):
             raise ConfigError("SLEEPSTACK_STAGING_RR", f"must be 'on' or 'off', not {staging_rr!r}")
+        idle_poll = e.get("SLEEPSTACK_IDLE_POLL_S", "1.0")
+        try:
+            idle_poll_s = float(idle_poll)
+        except ValueError:
+            idle_poll_s = -1.0
+        if not 0.2 <= idle_poll_s <= 5.0:
+            raise ConfigError("SLEEPSTACK_IDLE_POLL_S", f"must be seconds from 0.2 to 5, not {idle_poll!r}")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -123,6 +132,7 @@ class Settings:
             opensearch_dist=Path(dist).resolve() if dist else None,
             send_linger_ms=int(linger),
             staging_rr=staging_rr == "on",
+            idle_poll_s=idle_poll_s,
         )
 
     def child_env(self) -> dict[str, str]:

@@ -73,6 +73,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("bench", "dashboard"): ["--records", "5"],
     ("bench", "opensearch"): ["--requests", "5"],
     ("bench", "lambda"): ["--records", "5"],
+    ("bench", "idle"): ["--latency-seconds", "x"],
 }
 
 #: Runs that find no data: exit 1.

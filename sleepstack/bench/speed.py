@@ -170,9 +170,20 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def bench_speed_latency(
-    seconds: float = 90.0, subjects: int = 10, poll_s: float = 0.2, seed: int = 0, linger_ms: int = DEFAULT_LINGER_MS
+    seconds: float = 90.0,
+    subjects: int = 10,
+    poll_s: float = 0.2,
+    seed: int = 0,
+    linger_ms: int = DEFAULT_LINGER_MS,
+    idle_poll_s: float | None = None,
 ) -> dict[str, Any]:
-    """Replay ``seconds`` of ``subjects`` strap+bed pairs in real time (spool, sender, stream); latency per epoch."""
+    """Replay ``seconds`` of ``subjects`` strap+bed pairs in real time (spool, sender, stream); latency per epoch.
+
+    The poller pauses ``poll_s`` between drains, or as the stack's services do with
+    ``idle_poll_s``: ``poll_s`` while records flow, backing off to ``idle_poll_s`` when idle.
+    """
+    from sleepstack.services.loop import IdlePoll
+
     per_subject = int(seconds) + int(seconds) // 30 + 2
     raw = mixed_records(per_subject * subjects, subjects, seed)
     start_ms = int(time.time() * 1000) + 2000
@@ -216,11 +227,12 @@ def bench_speed_latency(
             batch_size=500,
         )
         stop = threading.Event()
+        pause = IdlePoll(lambda: handler.stats.kinesis_records, fast_s=poll_s, idle_s=idle_poll_s or poll_s)
 
         def poll() -> None:
             while not stop.is_set():
                 esm.drain()
-                stop.wait(poll_s)
+                stop.wait(pause.next_pause())
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()

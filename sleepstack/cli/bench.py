@@ -1,4 +1,4 @@
-"""``sleepstack bench ingest|speed|batch|dashboard|opensearch|lambda``: benchmarks that print figures."""
+"""``sleepstack bench ingest|speed|batch|dashboard|opensearch|lambda|idle``: benchmarks that print figures."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from sleepstack.bench.opensearch import bench_opensearch
 
         figures = bench_opensearch(settings, rounds=args.rounds)
+    elif args.which == "idle":
+        from sleepstack.bench.idle import bench_idle
+
+        figures = bench_idle(rounds=args.rounds, latency_seconds=args.latency_seconds)
     elif args.which == "lambda":
         from sleepstack.bench.lambda_runtime import bench_lambda
 
@@ -88,5 +92,7 @@ def register(sub: Any) -> None:
         help="how long 10 clients poll the live view, alone and beside a slow night reader",
     )
     bench("opensearch", "bulk indexing and live queries against a real OpenSearch node")
+    b = bench("idle", "the idle stack's CPU and epoch-end -> queryable latency: fixed 0.2-s polls vs backing off")
+    b.add_argument("--latency-seconds", type=float, default=60.0, help="real-time replay length per policy")
     bench("lambda", "the Lambda zip in AWS's runtime emulator: cold start (init), invocations and peak memory")
     s.set_defaults(func=_cmd_bench)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sleepstack import wiring
 from sleepstack.services.base import Service
-from sleepstack.services.loop import run_loop
+from sleepstack.services.loop import IdlePoll, run_loop
 
 __all__ = ["DeliveryService"]
 
@@ -39,7 +39,10 @@ class DeliveryService(Service):
             buffer_interval_s=interval,
         )
         try:
-            run_loop(self.step, self.name, self.control, self.stop)
+            stats = self.delivery.stats
+            # fast while records arrive, backing off to settings.idle_poll_s on an empty stream
+            poll = IdlePoll(lambda: stats.records + stats.errors, idle_s=settings.idle_poll_s)
+            run_loop(self.step, self.name, self.control, self.stop, poll=poll)
         finally:
             self.delivery.poll(flush=True)  # graceful stop: nothing stays buffered
             self.control.beat(self.name, "stopped", buffered_records=0)

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sleepstack.services.base import Service
-from sleepstack.services.loop import run_loop
+from sleepstack.services.loop import IdlePoll, run_loop
 
 __all__ = ["SchedulerService"]
 
@@ -33,7 +33,8 @@ class SchedulerService(Service):
         self.state = self.control.scheduler_state()
         hour, minute = (int(x) for x in self.settings.batch_at.split(":"))
         self.at = (hour, minute)
-        run_loop(self.step, self.name, self.control, self.stop)
+        # it reads its requests and the clock: a stage request waits at most settings.idle_poll_s
+        run_loop(self.step, self.name, self.control, self.stop, poll=IdlePoll(idle_s=self.settings.idle_poll_s))
 
     def _run_batch(self, nights: str) -> dict[str, Any]:
         t0 = time.time()

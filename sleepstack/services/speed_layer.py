@@ -8,7 +8,7 @@ from typing import Any
 
 from sleepstack import wiring
 from sleepstack.services.base import Service
-from sleepstack.services.loop import run_loop
+from sleepstack.services.loop import IdlePoll, run_loop
 
 __all__ = ["SpeedLayerService"]
 
@@ -57,7 +57,9 @@ class SpeedLayerService(Service):
         )
         self.caught_up_ms = 0
         self.last_beat_s = 0.0
-        run_loop(self.step, self.name, self.control, self.stop)
+        # fast while Kinesis records arrive, backing off to settings.idle_poll_s on an empty stream
+        poll = IdlePoll(lambda: handler.stats.kinesis_records, idle_s=settings.idle_poll_s)
+        run_loop(self.step, self.name, self.control, self.stop, poll=poll)
 
     def figures(self) -> dict[str, Any]:
         now_ms = int(time.time() * 1000)

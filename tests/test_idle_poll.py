@@ -1,0 +1,47 @@
+"""The stack's pollers back off on an idle stream and return to fast polling when records flow."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigError
+from sleepstack.services.loop import BUSY_GRACE_S, IDLE_POLL_S, POLL_S, IdlePoll
+from sleepstack.settings import Settings
+
+
+def test_fast_while_records_flow_backing_off_to_a_second_when_idle_and_fast_again_at_once() -> None:
+    now = [0.0]
+    seen = [0]
+    poll = IdlePoll(lambda: seen[0], clock=lambda: now[0])
+
+    def step(records: int) -> float:
+        seen[0] += records
+        pause = poll.next_pause()
+        now[0] += pause
+        return pause
+
+    assert {step(5) for _ in range(20)} == {POLL_S}  # records flowing
+    quiet = [step(0) for _ in range(30)]
+    fast = [p for p in quiet if p == POLL_S]
+    assert len(fast) * POLL_S == pytest.approx(BUSY_GRACE_S, abs=POLL_S)  # a grace period after the last records
+    assert quiet[len(fast) : len(fast) + 3] == [0.4, 0.8, IDLE_POLL_S]  # then doubling
+    assert quiet[-1] == IDLE_POLL_S  # idle: about one poll a second, as Lambda polls an idle shard
+    assert step(1) == POLL_S  # the first record found: fast again
+
+
+def test_without_a_progress_measure_it_settles_at_the_idle_pause() -> None:
+    now = [0.0]
+    poll = IdlePoll(idle_s=2.0, clock=lambda: now[0])
+    pauses = []
+    for _ in range(40):
+        pauses.append(poll.next_pause())
+        now[0] += pauses[-1]
+    assert pauses[0] == POLL_S and pauses[-1] == 2.0
+
+
+def test_the_idle_pause_is_a_setting() -> None:
+    assert Settings.from_env({}).idle_poll_s == IDLE_POLL_S
+    assert Settings.from_env({"SLEEPSTACK_IDLE_POLL_S": "0.2"}).idle_poll_s == 0.2
+    for bad in ("0.1", "9", "soon"):
+        with pytest.raises(ConfigError, match="SLEEPSTACK_IDLE_POLL_S"):
+            Settings.from_env({"SLEEPSTACK_IDLE_POLL_S": bad})
