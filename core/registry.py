@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _ID: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
+_GROUP: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEVICE_KINDS: Final = ("strap", "bed")
 SEXES: Final = ("female", "male", "other")
 #: Age bands (years) a subject may carry instead of a birth date (pseudonymity).
@@ -70,6 +71,8 @@ class Subject:
     sex: str | None = None
     #: Alert thresholds that override the defaults for this subject only.
     alert_overrides: Mapping[str, float] = field(default_factory=dict)
+    #: The studies or wards the subject is in: who may see them (a user's groups, issue 27)
+    groups: tuple[str, ...] = ()
 
     STATUSES: ClassVar[tuple[str, ...]] = ("enrolled", "withdrawn")
 
@@ -94,6 +97,9 @@ class Subject:
             self.alert_rules()
         except (TypeError, ValueError) as exc:
             raise RegistryError("alert_overrides", str(exc)) from None
+        for g in self.groups:
+            if not isinstance(g, str) or not _GROUP.match(g):
+                raise RegistryError("groups", f"{g!r} is not a group name (1-64 of letters, digits, ._-)")
 
     def alert_rules(self, defaults: AlertRules | None = None) -> AlertRules:
         """The thresholds this subject's alerts use: the defaults with the overrides applied."""
@@ -109,12 +115,14 @@ class Subject:
             "age_band": self.age_band,
             "sex": self.sex,
             "alert_overrides": dict(self.alert_overrides),
+            "groups": list(self.groups),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Subject:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         known["alert_overrides"] = dict(known.get("alert_overrides") or {})
+        known["groups"] = tuple(sorted(set(known.get("groups") or ())))
         return cls(**known)
 
 

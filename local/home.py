@@ -18,7 +18,9 @@ The layout (all owner-only; nothing here is meant to be edited by hand)::
       run/                       the control plane (:mod:`local.control`): heartbeats,
                                  requests, the supervisor's and the scheduler's state
       logs/<service>.log         each service's structured log
-      dashboard/token            the dashboard's access token
+      dashboard/token            the dashboard's break-glass token
+      dashboard/accounts.sqlite  the dashboard's users, sessions and API tokens (hashed)
+      audit/access.jsonl(.head)  the access audit: who saw which subject's data (hash-chained)
       opensearch/                the local OpenSearch node (``--live-store opensearch``)
       sim/, truth/               simulated recordings and the demo's ground truth
 """
@@ -93,6 +95,16 @@ class Home:
     @property
     def dashboard_token(self) -> Path:
         return self.root / "dashboard" / "token"
+
+    @property
+    def accounts_db(self) -> Path:
+        """The dashboard's users, sessions and API tokens (:mod:`local.accounts`)."""
+        return self.root / "dashboard" / "accounts.sqlite"
+
+    @property
+    def audit_log(self) -> Path:
+        """The hash-chained access audit (:mod:`access.audit`); its head beside it."""
+        return self.root / "audit" / "access.jsonl"
 
     @property
     def sim(self) -> Path:

@@ -152,7 +152,15 @@ def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQuer
     else:
         sql = _FreshSql(settings)
     registry = wiring.registry(settings)  # one store for the app's life (SQLite: one connection)
-    ctx = ApiContext(live or wiring.live_queries(settings), sql, settings.tz, model_cards(), lambda: registry)
+    ctx = ApiContext(
+        live or wiring.live_queries(settings),
+        sql,
+        settings.tz,
+        model_cards(),
+        lambda: registry,
+        accounts=wiring.accounts(settings),
+        audit=wiring.audit_log(settings),
+    )
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 
 

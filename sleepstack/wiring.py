@@ -22,6 +22,8 @@ from speed_layer.state_store import DynamoStateStore, StateStore
 from speed_layer.store import LiveStore, OpenSearchLiveStore
 
 if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
+    from access.accounts import AccountStore
+    from access.audit import AuditLog
     from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
@@ -200,6 +202,25 @@ def registry(settings: Settings, *, create: bool = True) -> RegistryStore:
     if not create and not settings.paths.registry_db.exists():
         return LocalRegistry(Path(":memory:"))
     return LocalRegistry(settings.paths.registry_db)
+
+
+def accounts(settings: Settings, *, create: bool = True) -> AccountStore:
+    """The dashboard's users, sessions and API tokens: an SQLite file of the home, on either
+    target (the dashboard runs beside its home; on AWS too it reads the cloud through it).
+
+    ``create=False``: a home without accounts gets an empty store in memory (creates nothing)."""
+    from local.accounts import LocalAccounts
+
+    if not create and not settings.paths.accounts_db.exists():
+        return LocalAccounts(Path(":memory:"))
+    return LocalAccounts(settings.paths.accounts_db)
+
+
+def audit_log(settings: Settings) -> AuditLog:
+    """The access audit of this home (created owner-only at its first entry)."""
+    from access.audit import AuditLog
+
+    return AuditLog(settings.paths.audit_log)
 
 
 def dead_letters(settings: Settings, local_dir: Path | None = None) -> DeadLetterSink:

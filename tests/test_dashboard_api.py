@@ -58,15 +58,30 @@ def _night_bounds(client: TestClient, subject: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["/", "/api/subjects", "/api/subjects/s001/vitals?start_ms=0&end_ms=1", "/api/openapi.json", "/static/app.js"],
+    ("path", "status"),
+    [
+        ("/", 303),  # a page: to the sign-in page
+        ("/nights/s001/2026-01-05", 303),
+        ("/api/subjects", 401),
+        ("/api/subjects/s001/vitals?start_ms=0&end_ms=1", 401),
+        ("/api/openapi.json", 401),
+    ],
 )
-def test_every_request_without_the_token_is_refused(anonymous: TestClient, path: str) -> None:
+def test_every_request_without_a_sign_in_is_refused(anonymous: TestClient, path: str, status: int) -> None:
     resp = anonymous.get(path)
-    assert resp.status_code == 401
+    assert resp.status_code == status
+    if status == 303:
+        assert resp.headers["location"].startswith("/login?next=")
     assert "subject" not in resp.text.lower().replace("subjects", "")  # no data in the refusal
-    assert anonymous.get(path, headers={"authorization": "Bearer " + "x" * 43}).status_code == 401
-    assert anonymous.get(path, headers={"cookie": f"{COOKIE}=wrong"}).status_code == 401
+    assert anonymous.get(path, headers={"authorization": "Bearer " + "x" * 43}).status_code == status
+    assert anonymous.get(path, headers={"authorization": "Bearer sst_" + "x" * 43}).status_code == status
+    assert anonymous.get(path, headers={"cookie": f"{COOKIE}=wrong"}).status_code == status
+
+
+def test_the_sign_in_page_and_its_assets_are_open_and_hold_no_data(anonymous: TestClient) -> None:
+    for path in ("/login", "/static/app.js", "/static/app.css"):
+        resp = anonymous.get(path)
+        assert resp.status_code == 200 and "s001" not in resp.text
 
 
 def test_the_token_in_the_address_becomes_a_cookie(home: tuple[Settings, str], anonymous: TestClient) -> None:
@@ -269,6 +284,9 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
         "/api/registry/devices",
         "/api/registry/assignments",
         "/api/compliance",
+        "/api/session",
+        "/api/me",
+        "/api/audit",
     }
     params = {p["name"]: p for p in schema["paths"]["/api/subjects/{subject_id}/vitals"]["get"]["parameters"]}
     assert params["start_ms"]["required"] and params["subject_id"]["schema"]["pattern"]
@@ -284,6 +302,8 @@ def test_every_api_body_is_documented_and_every_answer_matches_its_model(
     components = schema["components"]["schemas"]
     for path, methods in schema["paths"].items():
         for method, op in methods.items():
+            if "204" in op["responses"]:  # sign out: no body
+                continue
             answer = op["responses"].get("200") or op["responses"]["201"]
             ok = answer["content"]["application/json"]["schema"]
             name = (ok.get("items") or ok)["$ref"].rsplit("/", 1)[-1]

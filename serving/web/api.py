@@ -11,6 +11,7 @@ an id no document names is 404. Times are epoch milliseconds, UTC.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -22,11 +23,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from access.accounts import AccountStore
+from access.audit import AuditLog
 from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
 from registry.store import RegistryStore
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
+from serving.web.access import Who, keep, visible_subjects
 from serving.web.models import AlertCounts, Alerts, NightEpochs, NightOut, Nights, Samples, SubjectNow, Subjects, Vitals
 
 __all__ = [
@@ -61,13 +65,18 @@ class _Json(JSONResponse):
 @dataclass
 class ApiContext:
     """What the API reads: the live queries, a (fresh) SQL engine, the time zone, the models'
-    cards by name, and the registry (None: the registry routes answer 503)."""
+    cards by name, the registry (None: the registry routes answer 503), the accounts and
+    the access audit."""
 
     live: LiveQueries
     sql: Callable[[], SqlEngine]
     tz: str
     model_cards: dict[str, dict[str, Any]]
     registry: Callable[[], RegistryStore] | None = None
+    #: users, sessions and API tokens (None: only the break-glass token signs in)
+    accounts: AccountStore | None = None
+    #: the access audit (None: not kept; the app then refuses to start, see serving.web.app)
+    audit: AuditLog | None = None
 
 
 SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]
@@ -185,8 +194,9 @@ router = APIRouter(prefix="/api", default_response_class=_Json)
     response_model=Subjects,
     summary="Every subject: in-bed state, latest vitals, last seen, open alerts",
 )
-async def subjects(ctx: Ctx) -> _Json:
-    return _Json({"subjects": ctx.live.subjects()})
+async def subjects(ctx: Ctx, who: Who) -> _Json:
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    return _Json({"subjects": keep(ctx.live.subjects(), allowed)})
 
 
 @router.get(
@@ -248,29 +258,38 @@ async def samples(
 @router.get("/alerts", response_model=Alerts, summary="Alert episodes, open and closed, newest first")
 async def alerts(
     ctx: Ctx,
+    who: Who,
     subject_id: OptionalSubject = None,
     status: Annotated[Literal["open", "closed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_DOCS)] = 500,
 ) -> _Json:
     if subject_id is not None:
         _require_live(ctx, subject_id)
-    return _Json({"alerts": ctx.live.alerts(subject_id, status, limit)})
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    return _Json({"alerts": keep(ctx.live.alerts(subject_id, status, limit), allowed)})
 
 
 @router.get(
     "/alerts/counts", response_model=AlertCounts, summary="How many alert episodes of each kind are open and closed"
 )
-async def alert_counts(ctx: Ctx) -> _Json:
-    return _Json({"counts": ctx.live.alert_counts()})
+async def alert_counts(ctx: Ctx, who: Who) -> _Json:
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    if allowed is None:
+        return _Json({"counts": ctx.live.alert_counts()})
+    tally = Counter((a["kind"], a["status"]) for a in keep(ctx.live.alerts(limit=MAX_DOCS), allowed))
+    return _Json({"counts": [{"kind": k, "status": st, "count": n} for (k, st), n in sorted(tally.items())]})
 
 
 @router.get("/nights", response_model=Nights, summary="Staged nights from the curated tables, newest first")
 async def nights(
     ctx: Ctx,
+    who: Who,
     subject_id: OptionalSubject = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> _Json:
-    return _Json({"nights": await sql_rows(ctx, "night_list", {"subject": subject_id or "", "limit": limit})})
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    rows = await sql_rows(ctx, "night_list", {"subject": subject_id or "", "limit": limit if allowed is None else 5000})
+    return _Json({"nights": keep(rows, allowed)[:limit]})
 
 
 @router.get(

@@ -8,44 +8,51 @@
 | ``/static``, ``/vendor`` | the front-end files and the pinned chart library |
 
 The routers are module-level; what they read (:class:`serving.web.api.ApiContext`) is
-the app's state, reached through one dependency (``serving.web.api.Ctx``). Every path is
-behind :class:`serving.web.auth.TokenGate`. The interactive API docs (Swagger UI, ReDoc)
-are off: they load their scripts from a CDN.
+the app's state, reached through one dependency (``serving.web.api.Ctx``). Every request
+passes :class:`serving.web.auth.Gate` (who it is, CSRF, the audit) and every route
+:func:`serving.web.access.authorize` (the route's permission, the subject's groups). The
+interactive API docs (Swagger UI, ReDoc) are off: they load their scripts from a CDN.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from serving.web import api, compliance, registry_api, views
+from serving.web import api, compliance, registry_api, session, views
+from serving.web.access import authorize
 from serving.web.api import ApiContext
-from serving.web.auth import AccessLog, TokenGate
+from serving.web.auth import AccessLog, Gate
 from serving.web.pages import load_assets, vendor_dir
 
 __all__ = ["create_app"]
 
 
 def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> Any:
-    """The ASGI application: the FastAPI app behind the token gate and the access log."""
+    """The ASGI application: the FastAPI app (every route checked by ``authorize``) behind the
+    gate (who the request is, CSRF, the audit) and the access log."""
     load_assets()  # fail at start, naming `make setup`, not at the first page
+    if ctx.audit is None:
+        raise ValueError("the dashboard serves subject data only with an access audit")
     app = FastAPI(
         title="sleepstack dashboard API",
         version="1",
         description="Live vitals and alerts (the speed layer's documents) and staged nights (the curated tables)."
-        " Times are ms UTC. Authenticate with the dashboard token: `Authorization: Bearer <token>` or the cookie"
-        " the dashboard's address sets.",
+        " Times are ms UTC. Authenticate with a user's API token (`Authorization: Bearer sst_...`,"
+        " `sleepstack users token`) or sign in (`POST /api/session`); what a role may read is in docs/security.md.",
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        dependencies=[Depends(authorize)],
     )
     app.state.ctx = ctx
     app.include_router(api.router)
     app.include_router(registry_api.router)
     app.include_router(compliance.router)
+    app.include_router(session.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(packages=[("serving.web", "static")]), name="static")
     app.mount("/vendor", StaticFiles(directory=str(vendor_dir())), name="vendor")
-    return AccessLog(TokenGate(app, token, secure_cookie=secure_cookie))
+    return AccessLog(Gate(app, token, accounts=ctx.accounts, audit=ctx.audit, secure_cookie=secure_cookie))

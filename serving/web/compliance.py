@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from core.contract.epochs import night_of
 from core.registry import AssignmentIndex, Subject
 from serving.device_health import SILENT_MS, device_health
+from serving.web.access import Who, keep, visible_subjects
 from serving.web.api import NIGHT_PATTERN, ApiContext, Ctx, check_night, query_rows
 
 __all__ = ["compliance_grid", "router"]
@@ -154,6 +155,7 @@ def _gather(
 @router.get("/compliance", response_model=Compliance, summary="Every subject x the last nights: completeness")
 async def compliance(
     ctx: Ctx,
+    who: Who,
     nights: Annotated[int, Query(ge=1, le=31, description="how many nights")] = 14,
     until: Annotated[
         str | None, Query(pattern=NIGHT_PATTERN, description="the last night shown (default: now's)")
@@ -167,6 +169,8 @@ async def compliance(
     shown = [(last - timedelta(days=k)).isoformat() for k in range(nights - 1, -1, -1)]
     rows, subjects, assigned, health = await run_in_threadpool(_gather, ctx, shown, now_ms)
     last_seen = {s["subject_id"]: int(s["last_seen_ms"]) for s in ctx.live.subjects()}
-    return compliance_grid(
+    grid = compliance_grid(
         shown, rows, subjects, last_seen, assigned, current=current, tz=ctx.tz, now_ms=now_ms, devices=health
     )
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    return {**grid, "subjects": keep(grid["subjects"], allowed)}

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from core.registry import Assignment, AssignmentIndex, Device, RegistryError, Subject
 from registry.store import RegistryStore
 from serving.device_health import device_health
+from serving.web.access import Who, keep, visible_subjects
 from serving.web.api import SUBJECT_PATTERN, Ctx, unprocessable
 
 __all__ = ["router"]
@@ -37,6 +38,7 @@ class SubjectIn(BaseModel):
     sex: str | None = Field(None, description="female, male or other")
     alert_overrides: dict[str, float] = Field(default_factory=dict, description="alert thresholds for this subject")
     enrolled_ms: int | None = Field(None, description="enrolment time, ms UTC (default now)")
+    groups: list[str] = Field(default_factory=list, description="studies or wards the subject is in (who may see them)")
     why: str = Field("", description="a note kept in the registry's history")
 
 
@@ -47,6 +49,7 @@ class SubjectUpdate(BaseModel):
     alert_overrides: dict[str, float] | None = Field(
         None, description="alert thresholds for this subject (all of them)"
     )
+    groups: list[str] | None = Field(None, description="studies or wards the subject is in (all of them)")
     why: str = Field("", description="a note kept in the registry's history")
 
 
@@ -59,6 +62,7 @@ class SubjectOut(BaseModel):
     age_band: str | None = Field(description="18-29, 30-39, ... 80+ (null: not given)")
     sex: str | None = Field(description="female, male or other (null: not given)")
     alert_overrides: dict[str, float] = Field(description="alert thresholds overriding the defaults (AlertRules names)")
+    groups: list[str] = Field(description="studies or wards the subject is in (who may see them)")
 
 
 class Withdrawal(BaseModel):
@@ -136,13 +140,14 @@ SubjectPath = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudony
 
 
 @router.get("/subjects", response_model=list[SubjectOut], summary="Every registered subject")
-async def subjects(ctx: Ctx) -> list[dict[str, Any]]:
-    return [s.to_dict() for s in await _call(_store(ctx).subjects)]
+async def subjects(ctx: Ctx, who: Who) -> list[dict[str, Any]]:
+    return [s.to_dict() for s in await _call(_store(ctx).subjects) if who.sees(s.groups)]
 
 
 @router.post("/subjects", response_model=SubjectOut, status_code=201, summary="Enrol a subject")
 async def add_subject(body: SubjectIn, ctx: Ctx) -> dict[str, Any]:
     fields = body.model_dump(exclude={"why", "enrolled_ms"})
+    fields["groups"] = tuple(sorted(set(body.groups)))
     subject = _build(Subject, enrolled_ms=body.enrolled_ms or _now(), **fields)
     return (await _call(_store(ctx).add_subject, subject, why=body.why)).to_dict()
 
@@ -177,11 +182,14 @@ async def withdraw(subject_id: SubjectPath, body: Withdrawal, ctx: Ctx) -> dict[
 @router.get(
     "/devices", response_model=list[DeviceOut], summary="Every device: whom it is assigned to now, and its health"
 )
-async def devices(ctx: Ctx) -> list[dict[str, Any]]:
+async def devices(ctx: Ctx, who: Who) -> list[dict[str, Any]]:
     store, now = _store(ctx), _now()
     found, index = await _call(lambda: (store.devices(), AssignmentIndex(store.assignments())))
     statuses, opened = await run_in_threadpool(lambda: (ctx.live.device_statuses(), ctx.live.alerts(status="open")))
-    return device_health(found, index, statuses, opened, now_ms=now)
+    rows = device_health(found, index, statuses, opened, now_ms=now)
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    # a device assigned to someone out of scope is not shown (unassigned ones are: to assign them)
+    return rows if allowed is None else [r for r in rows if r["assigned_to"] is None or r["assigned_to"] in allowed]
 
 
 @router.post("/devices", response_model=DeviceOut, status_code=201, summary="Register a device")
@@ -194,8 +202,9 @@ async def add_device(body: DeviceIn, ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/assignments", response_model=list[AssignmentOut], summary="Who wore which device when")
-async def assignments(ctx: Ctx, device: str | None = None) -> list[dict[str, Any]]:
-    return [a.to_dict() for a in await _call(_store(ctx).assignments, device)]
+async def assignments(ctx: Ctx, who: Who, device: str | None = None) -> list[dict[str, Any]]:
+    allowed = await run_in_threadpool(visible_subjects, ctx, who)
+    return keep((a.to_dict() for a in await _call(_store(ctx).assignments, device)), allowed)
 
 
 @router.post(

@@ -26,7 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 from serving.web.api import NIGHT_PATTERN, ApiContext, Ctx, Night, SubjectId, night_detail, not_staged
 from serving.web.pages import render_page, render_report
 
-__all__ = ["HEADERS", "router"]
+__all__ = ["HEADERS", "page", "router"]
 
 HEADERS: Final = {
     "cache-control": "no-store",
@@ -40,7 +40,7 @@ HEADERS: Final = {
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 
-def _page(ctx: ApiContext, template: str, **kw: Any) -> HTMLResponse:
+def page(ctx: ApiContext, template: str, **kw: Any) -> HTMLResponse:
     return HTMLResponse(render_page(template, tz=ctx.tz, **kw), headers=HEADERS)
 
 
@@ -53,7 +53,7 @@ async def _detail(ctx: ApiContext, subject_id: str, night: str) -> dict[str, Any
 
 @router.get("/")
 async def cohort(ctx: Ctx) -> HTMLResponse:
-    return _page(ctx, "cohort.html.j2", title="Cohort", page="cohort")
+    return page(ctx, "cohort.html.j2", title="Cohort", page="cohort")
 
 
 @router.get("/subjects/{subject_id}")
@@ -61,29 +61,29 @@ async def subject(subject_id: SubjectId, ctx: Ctx, night: str | None = None) -> 
     if not ctx.live.has_subject(subject_id):
         raise HTTPException(404, detail=f"no live documents name subject {subject_id}")
     data = {"subject": subject_id, **({"night": night} if night else {})}
-    return _page(ctx, "subject.html.j2", title=subject_id, page="subject", data=data, subject_id=subject_id)
+    return page(ctx, "subject.html.j2", title=subject_id, page="subject", data=data, subject_id=subject_id)
 
 
 @router.get("/alerts")
 async def alerts(ctx: Ctx) -> HTMLResponse:
-    return _page(ctx, "alerts.html.j2", title="Alerts", page="alerts")
+    return page(ctx, "alerts.html.j2", title="Alerts", page="alerts")
 
 
 @router.get("/nights")
 async def nights(ctx: Ctx, subject_id: str | None = None) -> HTMLResponse:
     data = {"subject": subject_id} if subject_id else {}
-    return _page(ctx, "nights.html.j2", title="Nights", page="nights", data=data)
+    return page(ctx, "nights.html.j2", title="Nights", page="nights", data=data)
 
 
 @router.get("/compliance")
 async def compliance(ctx: Ctx, until: Annotated[str | None, Query(pattern=NIGHT_PATTERN)] = None) -> HTMLResponse:
     data = {"until": until} if until else {}
-    return _page(ctx, "compliance.html.j2", title="Compliance", page="compliance", data=data)
+    return page(ctx, "compliance.html.j2", title="Compliance", page="compliance", data=data)
 
 
 @router.get("/registry")
 async def registry(ctx: Ctx) -> HTMLResponse:
-    return _page(ctx, "registry.html.j2", title="Registry", page="registry")
+    return page(ctx, "registry.html.j2", title="Registry", page="registry")
 
 
 @router.get("/nights/{subject_id}/{night}")

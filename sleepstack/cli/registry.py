@@ -75,6 +75,7 @@ def _subject_row(s: Subject) -> dict[str, Any]:
         "age_band": s.age_band,
         "sex": s.sex,
         "alert_overrides": dict(s.alert_overrides),
+        "groups": list(s.groups),
     }
 
 
@@ -104,6 +105,7 @@ def _cmd_subjects(args: argparse.Namespace, settings: Settings) -> int:
             age_band=args.age_band,
             sex=args.sex,
             alert_overrides=_overrides(args.alert),
+            groups=tuple(sorted(set(args.group))),
         )
         subject = _registry(settings, writes=True).add_subject(new, why=args.why)
         print(f"enrolled {subject.subject_id} (nights cut in {subject.tz})")
@@ -251,6 +253,9 @@ def register(sub: Any) -> None:
         "--alert", action="append", default=[], help="RULE=NUMBER: this subject's alert threshold (repeatable)"
     )
     a.add_argument("--enrolled", help="enrolment time, ISO 8601 (default now)")
+    a.add_argument(
+        "--group", action="append", default=[], help="a study or ward the subject is in: who may see them (repeatable)"
+    )
     a.add_argument("--why", default="", help="a note kept in the registry's history")
     a = acts.add_parser("list", help="every subject with status, time zone and thresholds")
     a.add_argument("--json", action="store_true", help="a JSON array")

@@ -10,8 +10,73 @@ SleepCharts.setZone(document.body.dataset.tz);
 
 async function getJson(path) {
   const resp = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+  if (resp.status === 401) location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
   if (!resp.ok) throw new Error(`${path}: ${resp.status}`);
   return resp.json();
+}
+
+// State-changing requests carry the CSRF token the session's cookie holds (double submit).
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|; )sleepstack_csrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : "";
+}
+
+async function send(method, path, body) {
+  const headers = { "x-csrf-token": csrfToken() };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  return fetch(path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body) });
+}
+
+// ---- who is signed in (every page but the sign-in page) ------------------------------
+async function showWho() {
+  const who = document.getElementById("who");
+  if (!who || document.body.dataset.page === "login") return;
+  const me = await getJson("/api/me");
+  const may = new Set(me.may);
+  const needs = { "/": "live", "/alerts": "live", "/nights": "nights", "/compliance": "compliance", "/registry": "registry_read", "/audit": "audit" };
+  for (const a of document.querySelectorAll("header.bar a[href]")) {
+    const need = needs[a.getAttribute("href")];
+    if (need && !may.has(need)) a.hidden = true;
+  }
+  who.textContent = `${me.name} (${me.role}) `;
+  const out = document.createElement("button");
+  out.textContent = "Sign out";
+  out.id = "sign-out";
+  out.onclick = async () => { await send("DELETE", "/api/session"); location.assign("/login"); };
+  if (me.via === "session") who.appendChild(out);
+}
+
+function loginPage() {
+  document.getElementById("login").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = new FormData(ev.target);
+    const resp = await send("POST", "/api/session", { name: form.get("name"), password: form.get("password") });
+    if (resp.ok) {
+      const next = new URLSearchParams(location.search).get("next") || "/";
+      const me = await resp.json();
+      location.assign(next.startsWith("/") && !next.startsWith("//") ? (me.may.includes("live") || next !== "/" ? next : "/nights") : "/");
+    } else {
+      document.getElementById("login-error").textContent = (await resp.json()).detail;
+    }
+  });
+}
+
+function auditPage() {
+  every(10000, async () => {
+    const q = new URLSearchParams();
+    if (document.body.dataset.subject) q.set("subject", document.body.dataset.subject);
+    if (document.body.dataset.user) q.set("user", document.body.dataset.user);
+    const page = await getJson(`/api/audit?${q}`);
+    document.getElementById("chain").textContent = page.chain_ok ? "The chain verifies: no entry changed, removed or moved." : `The chain is broken: ${page.problems.join("; ")}`;
+    document.getElementById("chain").className = page.chain_ok ? "muted" : "alerting";
+    fillTable(document.querySelector("#audit tbody"), page.entries, (e) => {
+      const tr = document.createElement("tr");
+      for (const v of [String(e.seq), time(e.at_ms), e.user, e.role, e.via, `${e.method} ${e.route}`, e.subjects.join(", ") || "–", String(e.outcome)]) tr.appendChild(cell(v));
+      return tr;
+    });
+    document.getElementById("count").textContent = `${page.entries.length} entries`;
+    document.body.dataset.ready = "1";
+  });
 }
 
 function cell(text, cls) {
@@ -343,5 +408,6 @@ function registryPage() {
   });
 }
 
-const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage, compliance: compliancePage, registry: registryPage };
+const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage, compliance: compliancePage, registry: registryPage, login: loginPage, audit: auditPage };
+showWho();
 (PAGES[document.body.dataset.page] || (() => {}))();
