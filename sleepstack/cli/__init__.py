@@ -4,7 +4,8 @@ Commands are grouped by who uses them, each group a module with its parsers next
 their handlers: :mod:`~sleepstack.cli.pipeline` (simulate, demo, batch, sql, catalog),
 :mod:`~sleepstack.cli.devices` (collect, ble), :mod:`~sleepstack.cli.operations` (stack,
 live, opensearch, package), :mod:`~sleepstack.cli.dashboard` (dashboard, report),
-:mod:`~sleepstack.cli.people` (users, audit), :mod:`~sleepstack.cli.model` (evaluate, train) and
+:mod:`~sleepstack.cli.people` (users, audit),
+:mod:`~sleepstack.cli.export` (export), :mod:`~sleepstack.cli.model` (evaluate, train) and
 :mod:`~sleepstack.cli.bench`.
 """
 
@@ -17,7 +18,7 @@ import sys
 from typing import NoReturn
 
 from core.errors import SleepstackError
-from sleepstack.cli import bench, dashboard, devices, model, operations, people, pipeline, registry
+from sleepstack.cli import bench, dashboard, devices, export, model, operations, people, pipeline, registry
 from sleepstack.cli.errors import UsageError, exit_code
 from sleepstack.settings import Settings
 
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO (counts and positions, never health data)")
     p.add_argument("--version", action="version", version=f"%(prog)s {version('sleepstack')}")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (pipeline, registry, devices, operations, dashboard, people, model, bench):
+    for group in (pipeline, registry, devices, operations, dashboard, people, export, model, bench):
         group.register(sub)
     return p
 
