@@ -86,7 +86,9 @@ def apply_records(
         if seen:
             tracker = HealthTracker.from_state(rules_for(seen[-1].subject_id) if rules_for else rules, health_state)
             alerts, behind = tracker.observe_all(seen)
-            out.docs.extend(("status", status_doc(r)) for r in seen if r.record_id not in set(behind))
+            # every status is a fact worth its document (a restarted collector's may come late);
+            # only the alert tracker skips those behind its watermark
+            out.docs.extend(("status", status_doc(r)) for r in seen)
             out.docs.extend(("alerts", a) for a in alerts)
             out.behind.extend(behind)
             health_state = tracker.to_state()

@@ -198,9 +198,11 @@ def test_health_alerts_are_the_same_however_the_statuses_are_batched(
         applied = apply_records(statuses[i : i + 7], states, AlertRules())
         pieces += applied.docs
         states = {**states, **applied.states}
-    again = apply_records(statuses[:20], states, AlertRules())  # a redelivery changes nothing
+    again = apply_records(statuses[:20], states, AlertRules())  # a redelivery: the same documents, no alert
     assert sorted(map(repr, pieces)) == sorted(map(repr, whole))
     assert not [d for k, d in again.docs if k == "alerts"] and len(again.behind) == 20
+    ids = {r.record_id for r in statuses[:20]}
+    assert sorted(d["doc_id"] for _, d in again.docs) == sorted(ids)
 
 
 def test_a_device_handed_to_another_subject_closes_its_alerts_under_the_first() -> None:

@@ -107,14 +107,34 @@ def _running_pid(home: Path, name: str, timeout_s: float = 30.0) -> int:
 
 
 def _outputs(home: Path) -> tuple[list[tuple[str, str, str]], set[tuple[Any, ...]]]:
+    """The night's live documents and raw-lake rows: the measurements and what comes of them.
+
+    Device statuses (and technical alerts) describe the collection itself: a killed
+    collector reconnects, and reports each connect, so they differ between runs by design;
+    :func:`_statuses` checks them apart."""
     store = LocalLiveStore(home / "serving" / "live.sqlite")
-    docs = store.dump()
+    docs = [d for d in store.dump() if d[0] != "status" and '"category":"technical"' not in d[2]]
     store.close()
     rows = set()
     for path in (home / "lake" / "raw").rglob("*.parquet"):
         for row in pq.read_table(path).to_pylist():
-            rows.add(tuple((k, json.dumps(v, sort_keys=True, default=str)) for k, v in sorted(row.items())))
+            if row["kind"] != "status":
+                rows.add(tuple((k, json.dumps(v, sort_keys=True, default=str)) for k, v in sorted(row.items())))
     return docs, rows
+
+
+def _statuses(home: Path) -> tuple[set[str], list[str]]:
+    """The status record ids in the live store, and those in the raw lake (a list: duplicates show)."""
+    store = LocalLiveStore(home / "serving" / "live.sqlite")
+    live = {rid for kind, rid, _ in store.dump() if kind == "status"}
+    store.close()
+    lake = [
+        r["record_id"]
+        for path in (home / "lake" / "raw").rglob("*.parquet")
+        for r in pq.read_table(path, columns=["record_id", "kind"]).to_pylist()
+        if r["kind"] == "status"
+    ]
+    return live, lake
 
 
 def _run(home: Path, recordings: list[Path], shift_ms: int, chaos: random.Random | None) -> dict[str, int]:
@@ -155,9 +175,12 @@ def test_chaos_kill_9_of_every_part_loses_and_duplicates_nothing(tmp_path: Path,
     calm = _run(tmp_path / "calm", recordings, shift, chaos=None)
     stormy = _run(tmp_path / "stormy", recordings, shift, chaos=random.Random(20261201))
     assert calm["lost"] == stormy["lost"] == 0 and calm["duplicated"] == stormy["duplicated"] == 0
-    assert calm["produced"] == stormy["produced"] > 4_000
+    assert min(calm["produced"], stormy["produced"]) > 4_000
     calm_docs, calm_rows = _outputs(tmp_path / "calm")
     stormy_docs, stormy_rows = _outputs(tmp_path / "stormy")
+    for run in ("calm", "stormy"):  # device statuses: each once in the live store and in the lake
+        live, lake = _statuses(tmp_path / run)
+        assert live and len(lake) == len(set(lake)) and set(lake) == live
     assert stormy_docs == calm_docs  # the live store: the same documents, same ids, same content
     # the pinned clock is off the 30-s grid by some ms, as a real sensor's is: bed vitals all the same
     bed_docs = [body for kind, _, body in calm_docs if kind == "vitals" and '"source":"bed"' in body]
