@@ -95,13 +95,14 @@ def http_markdown() -> str:
     from serving.web.app import create_app
 
     # the schema needs the routes, not the stores: nothing is read while it is built
-    ctx = ApiContext(live=cast(Any, None), sql=cast(Any, None), tz="UTC", model_cards={})
+    audit = cast(Any, object())  # never written: no request is served
+    ctx = ApiContext(live=cast(Any, None), sql=cast(Any, None), tz="UTC", model_cards={}, audit=audit)
     app = create_app(ctx, "x" * 43)  # a placeholder of a real token's length: no request is served
-    while not hasattr(app, "openapi"):  # the token gate and the access log wrap the FastAPI app
+    while not hasattr(app, "openapi"):  # the gate and the access log wrap the FastAPI app
         app = app.app
     schema = app.openapi()
     lines = [_HEADER, f"# HTTP API reference: {schema['info']['title']}", "", schema["info"]["description"], ""]
-    lines.append(f"The schema itself is served at `{app.openapi_url}` (with the token).")
+    lines.append(f"The schema itself is served at `{app.openapi_url}` (signed in). What each role may use: security.md.")
     lines.append("")
     for path, methods in schema["paths"].items():
         for method, op in methods.items():
