@@ -145,4 +145,4 @@ async def authorize(request: Request) -> None:
     subject = request.path_params.get("subject_id") or request.query_params.get("subject_id")
     ctx = request.app.state.ctx
     if subject and not await run_in_threadpool(visible, ctx, who, subject):
-        raise HTTPException(404, detail=f"no subject {subject} in your groups")
+        raise HTTPException(404, detail="no such subject in your groups")
