@@ -92,8 +92,8 @@ def test_a_request_without_the_token_is_refused(browser: Any, address: str) -> N
     context = browser.new_context()
     p = context.new_page()
     resp = p.goto(f"{address}/")
-    assert resp.status == 401
-    assert "not authenticated" in p.content()
+    assert resp.status == 200 and p.url.endswith("/login?next=/")  # a page: to the sign-in page
+    assert "Sign in" in p.content() and "s001" not in p.content()
     assert p.goto(f"{address}/api/subjects").status == 401
     context.close()
 
@@ -229,3 +229,55 @@ def test_the_registry_page_lists_who_wears_what(page: Any, home: tuple[Settings,
     assert unworn.nth(6).inner_text() == "no" and "not_worn" in unworn.nth(8).inner_text()
     assert page.locator("#assignments tbody tr").count() == 8
     _shot(page, "registry")
+
+
+@pytest.mark.parametrize(
+    ("role", "lands", "shown", "hidden"),
+    [
+        ("admin", "/", {"Cohort", "Nights", "Compliance", "Registry", "Audit"}, set()),
+        ("clinician", "/", {"Cohort", "Alerts", "Nights", "Compliance", "Registry"}, {"Audit"}),
+        ("researcher", "/nights", {"Nights"}, {"Cohort", "Alerts", "Compliance", "Registry", "Audit"}),
+        ("viewer", "/", {"Cohort", "Alerts"}, {"Nights", "Compliance", "Registry", "Audit"}),
+    ],
+)
+def test_each_role_signs_in_through_the_page_and_sees_its_own_menu(
+    browser: Any, home: tuple[Settings, str], address: str, role: str, lands: str, shown: set[str], hidden: set[str]
+) -> None:
+    from local.accounts import LocalAccounts
+
+    settings, night = home
+    register(settings, night)
+    accounts = LocalAccounts(settings.paths.accounts_db)
+    name = f"{role}-b"
+    if accounts.get_user(name) is None:
+        accounts.add_user(name, role, ["*"], now_ms=0)
+    password = accounts.reset_password(name)
+    accounts.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 700}, bypass_csp=True)
+    p = context.new_page()
+    p.goto(f"{address}/compliance")  # not signed in: to the sign-in page, which remembers where
+    p.wait_for_url("**/login?next=**")
+    p.fill("input[name=name]", name)
+    p.fill("input[name=password]", "wrong password")
+    p.click("button[type=submit]")
+    p.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    assert "do not match" in p.locator("#login-error").inner_text()
+    if role == "admin":
+        _shot(p, "login")
+    p.fill("input[name=password]", password)
+    p.click("button[type=submit]")
+    p.wait_for_function("document.getElementById('who').textContent.length > 0")
+    expected = "/compliance" if role in ("admin", "clinician") else lands  # where they were going, if they may
+    assert p.url.endswith(expected)
+    assert f"{name} ({role})" in p.locator("#who").inner_text()
+    nav = {a.inner_text(): a.is_visible() for a in p.locator("header.bar a").all() if a.inner_text() != "sleepstack"}
+    assert {k for k in shown if nav.get(k)} == shown and not {k for k in hidden if nav.get(k)}
+    if role == "admin":
+        p.goto(f"{address}/audit")
+        p.wait_for_function("document.body.dataset.ready === '1'")
+        assert "The chain verifies" in p.locator("#chain").inner_text()
+        assert p.locator("#audit tbody tr").count() > 0
+        _shot(p, "audit")
+    p.click("#sign-out")
+    p.wait_for_url("**/login")
+    context.close()

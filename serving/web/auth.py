@@ -23,10 +23,10 @@ carries no ambient credential and needs none. Sign-in itself must be JSON (a cro
 form cannot send that without a preflight) and, when the browser says where it comes from
 (``Origin``), come from this server.
 
-**Audit.** Every request to a route the policy marks audited, and every break-glass request,
-appends who, role, how signed in, method, route template, the subjects it named or returned
-(``subject_id`` and ``assigned_to`` values in the path, query and JSON body) and the status
-to the hash-chained audit (:class:`access.audit.AuditLog`); nothing else.
+**Audit.** Every request to a route the policy marks audited, and every break-glass request
+(but for the pages' scripts and styles), appends who, role, how signed in, method, route
+template, the subjects it named or returned (``subject_id`` and ``assigned_to`` values in
+the path, query and JSON body) and the status to the hash-chained audit (:class:`access.audit.AuditLog`); nothing else.
 
 Secrets are compared in constant time; the access log (:class:`AccessLog`) names the
 route's template, never the path with its ids or the query string.
@@ -203,6 +203,8 @@ class Gate:
         route = scope.get("route")
         template = getattr(route, "path", None)
         rule = rule_of(scope["method"], template) if template else None
+        if scope["path"].startswith(_OPEN_PREFIXES):  # the pages' code and styles: no data
+            return
         if not (who.via == "break-glass" or (rule is not None and rule.audited)):
             return
         subjects: set[str] = set()

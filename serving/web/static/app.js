@@ -28,12 +28,20 @@ async function send(method, path, body) {
 }
 
 // ---- who is signed in (every page but the sign-in page) ------------------------------
+// What each page needs (serving/web/access.py's POLICY says it for the server).
+const PAGE_NEEDS = { "/": "live", "/subjects": "live", "/alerts": "live", "/nights": "nights", "/reports": "nights", "/compliance": "compliance", "/registry": "registry_read", "/audit": "audit" };
+
+function pageNeeds(path) {
+  const first = `/${path.split("/")[1] || ""}`;
+  return PAGE_NEEDS[first] || PAGE_NEEDS[path];
+}
+
 async function showWho() {
   const who = document.getElementById("who");
   if (!who || document.body.dataset.page === "login") return;
   const me = await getJson("/api/me");
   const may = new Set(me.may);
-  const needs = { "/": "live", "/alerts": "live", "/nights": "nights", "/compliance": "compliance", "/registry": "registry_read", "/audit": "audit" };
+  const needs = PAGE_NEEDS;
   for (const a of document.querySelectorAll("header.bar a[href]")) {
     const need = needs[a.getAttribute("href")];
     if (need && !may.has(need)) a.hidden = true;
@@ -52,9 +60,11 @@ function loginPage() {
     const form = new FormData(ev.target);
     const resp = await send("POST", "/api/session", { name: form.get("name"), password: form.get("password") });
     if (resp.ok) {
-      const next = new URLSearchParams(location.search).get("next") || "/";
+      // where they were going, if their role may see it; else the first page it may
       const me = await resp.json();
-      location.assign(next.startsWith("/") && !next.startsWith("//") ? (me.may.includes("live") || next !== "/" ? next : "/nights") : "/");
+      const next = new URLSearchParams(location.search).get("next") || "/";
+      const ok = (path) => path.startsWith("/") && !path.startsWith("//") && me.may.includes(pageNeeds(path));
+      location.assign(ok(next) ? next : ["/", "/nights", "/compliance", "/registry", "/audit"].find(ok) || "/api/me");
     } else {
       document.getElementById("login-error").textContent = (await resp.json()).detail;
     }
