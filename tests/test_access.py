@@ -341,3 +341,47 @@ def test_the_cli_answers_who_looked_and_verify_fails_on_an_edit(
         assert "BROKEN" in capsys.readouterr().out
     finally:
         path.write_text(text)
+
+
+def test_a_user_over_the_rate_limit_gets_429_and_others_do_not(home: tuple[Settings, str, dict[str, str]]) -> None:
+    from serving.web.auth import BURST
+
+    settings, _, tokens = home
+    with TestClient(build_app(settings), base_url="http://127.0.0.1") as c:
+        flood = {"authorization": f"Bearer {tokens['viewer']}"}
+        codes = [c.get("/api/me", headers=flood).status_code for _ in range(int(BURST) + 20)]
+        assert codes[: int(BURST) - 1] == [200] * (int(BURST) - 1) and codes[-1] == 429
+        held = c.get("/api/me", headers=flood)
+        assert held.status_code == 429 and int(held.headers["retry-after"]) >= 1 and "too many" in held.json()["detail"]
+        assert c.get("/api/me", headers={"authorization": f"Bearer {tokens['clinician']}"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kw", "status"),
+    [
+        (
+            "POST",
+            "/api/registry/subjects",
+            {"content": b"{" * 70_000, "headers": {"content-type": "application/json"}},
+            413,
+        ),
+        (
+            "POST",
+            "/api/registry/subjects",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            422,
+        ),
+        ("GET", "/api/subjects/..%2F..%2Fetc", {}, 404),  # no such route
+        ("GET", "/api/nights/s001/2026-13-45", {}, 422),
+        ("GET", "/api/subjects/s001/vitals?start_ms=x&end_ms=1", {}, 422),
+    ],
+)
+def test_malformed_input_is_a_4xx_naming_the_problem(
+    home: tuple[Settings, str, dict[str, str]], method: str, url: str, kw: dict[str, Any], status: int
+) -> None:
+    settings, _, tokens = home
+    with TestClient(build_app(settings), base_url="http://127.0.0.1") as c:
+        resp = c.request(
+            method, url, headers={"authorization": f"Bearer {tokens['admin']}", **kw.pop("headers", {})}, **kw
+        )
+        assert resp.status_code == status and resp.json()["detail"]

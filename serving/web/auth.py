@@ -16,6 +16,10 @@ Without one, an API request gets 401 and a page a redirect to ``/login``; the si
 its assets and ``POST /api/session`` are open. What a principal may do is decided per route
 by :func:`serving.web.access.authorize`.
 
+**Limits.** Each user may make :data:`RATE_PER_S` requests a second on average with bursts of
+:data:`BURST` (a token bucket per user; the break-glass token is not limited): over it, 429
+with ``Retry-After``, and other users are unaffected. A body over :data:`MAX_BODY_BYTES` is 413.
+
 **CSRF.** A state-changing request (POST, PATCH, PUT, DELETE) authenticated by a cookie must
 carry ``X-CSRF-Token`` equal to the ``sleepstack_csrf`` cookie (double submit; the pages'
 script sends it), and for a session, equal to that session's own token. A bearer request
@@ -37,15 +41,18 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode
 
 import anyio.to_thread
 import orjson
+from starlette.exceptions import HTTPException
 
 from access.accounts import AccountStore
 from access.audit import AuditLog
@@ -98,8 +105,41 @@ def _subjects_in(value: Any, out: set[str]) -> None:
             _subjects_in(v, out)
 
 
+#: Each signed-in principal may make this many requests a second on average...
+RATE_PER_S: Final = 20.0
+#: ...and this many at once (a page opening fetches several); over it: 429 with Retry-After.
+BURST: Final = 60.0
+#: The largest request body accepted (the API's bodies are a few hundred bytes).
+MAX_BODY_BYTES: Final = 64 * 1024
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimit:
+    """A token bucket per key (a user, not a connection): ``take`` says how long to wait, 0 if allowed."""
+
+    def __init__(self, rate_per_s: float = RATE_PER_S, burst: float = BURST) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, key: str, now: float) -> float:
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = _Bucket(self.burst, now)
+        b.tokens = min(self.burst, b.tokens + (now - b.at) * self.rate)
+        b.at = now
+        if b.tokens >= 1:
+            b.tokens -= 1
+            return 0.0
+        return (1 - b.tokens) / self.rate
+
+
 class Gate:
-    """ASGI middleware: the principal, CSRF and the audit (see the module's doc)."""
+    """ASGI middleware: the principal, CSRF, rate limits, body size and the audit (see the module's doc)."""
 
     def __init__(
         self,
@@ -115,6 +155,7 @@ class Gate:
             raise ValueError("the dashboard token must be at least 32 characters")
         self.app, self.token, self.accounts, self.audit = app, token, accounts, audit
         self.secure_cookie, self.clock = secure_cookie, clock
+        self.limits = RateLimit()
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -156,8 +197,18 @@ class Gate:
             if sent is None or not hmac.compare_digest(sent.encode(), csrf_expected.encode()):
                 await _respond(send, 403, "the request lacks this session's X-CSRF-Token header (cross-site?)")
                 return
+        if who.via != "break-glass":  # the installation's own token (the stack's tools) is not limited
+            wait = self.limits.take(f"{who.via}:{who.name}", time.monotonic())
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait)))
+                await _respond(send, 429, f"too many requests from {who.name}: retry in {retry} s", retry_after=retry)
+                return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _respond(send, 413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            return
         scope.setdefault("state", {})["principal"] = who
-        await self._run_audited(scope, receive, send, who, query)
+        await self._run_audited(scope, _capped(receive), send, who, query)
 
     def _principal(self, scope: Scope, jar: dict[str, str]) -> tuple[Principal | None, str | None]:
         """(principal, the CSRF token a state-changing request must carry: None for bearer requests)."""
@@ -228,7 +279,23 @@ class Gate:
         await anyio.to_thread.run_sync(lambda: self.audit.append(**entry))
 
 
-async def _respond(send: Send, status: int, detail: str) -> None:
+def _capped(receive: Receive) -> Receive:
+    """``receive`` refusing a body (without a length) that grows past :data:`MAX_BODY_BYTES`."""
+    seen = 0
+
+    async def wrapped() -> MutableMapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:  # raised where the route reads its body: answered as 413
+                raise HTTPException(413, detail=f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+        return message
+
+    return wrapped
+
+
+async def _respond(send: Send, status: int, detail: str, *, retry_after: str | None = None) -> None:
     body = orjson.dumps({"detail": detail})
     headers = [
         (b"content-type", b"application/json"),
@@ -237,6 +304,8 @@ async def _respond(send: Send, status: int, detail: str) -> None:
     ]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="sleepstack"'))
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
