@@ -21,7 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -112,6 +112,28 @@ class AuditLog:
             for e in self.entries()
             if (subject is None or subject in e.get("subjects", ())) and (user is None or e.get("user") == user)
         ]
+
+    def ship(self, put: Callable[[str, bytes], object]) -> tuple[int, int]:
+        """Copy the entries not copied yet to a write-once store: ``put(key, body)`` for one
+        object ``audit/<first>-<last>.jsonl`` of them and one ``audit/head-<last>.json``.
+
+        The last shipped ``seq`` is kept beside the log (``.shipped``), written after both
+        puts; a crash between them ships the same entries again under the same keys (Object
+        Lock keeps both versions). Returns (first, last) shipped, (0, 0) when nothing was new."""
+        marker = self.path.with_name(self.path.name + ".shipped")
+        done = int(marker.read_text()) if marker.exists() else 0
+        new = [e for e in self.entries() if isinstance(e.get("seq"), int) and e["seq"] > done]
+        if not new:
+            return 0, 0
+        first, last = new[0]["seq"], new[-1]["seq"]
+        body = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in new).encode()
+        put(f"audit/{first:012d}-{last:012d}.jsonl", body)
+        put(f"audit/head-{last:012d}.json", json.dumps({"seq": last, "hash": new[-1]["hash"]}).encode())
+        tmp = marker.with_name(marker.name + ".tmp")
+        tmp.write_text(str(last))
+        tmp.chmod(0o600)
+        tmp.replace(marker)
+        return first, last
 
     def verify(self) -> Verification:
         """Recompute the chain; each problem names the entry (line) where the chain breaks."""

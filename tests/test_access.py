@@ -385,3 +385,58 @@ def test_malformed_input_is_a_4xx_naming_the_problem(
             method, url, headers={"authorization": f"Bearer {tokens['admin']}", **kw.pop("headers", {})}, **kw
         )
         assert resp.status_code == status and resp.json()["detail"]
+
+
+def test_the_audit_ships_write_once_to_an_object_locked_bucket(tmp_path: Path) -> None:
+    import boto3
+    from moto import mock_aws
+
+    log = AuditLog(tmp_path / "audit" / "access.jsonl")
+    for k in range(3):
+        log.append(
+            at_ms=T0 + k,
+            user="u",
+            role="clinician",
+            via="session",
+            method="GET",
+            route="/r",
+            subjects=["s001"],
+            outcome=200,
+        )
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="audit", ObjectLockEnabledForBucket=True)
+        s3.put_object_lock_configuration(
+            Bucket="audit",
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+            },
+        )
+
+        def put(key: str, body: bytes) -> None:
+            s3.put_object(Bucket="audit", Key=key, Body=body)
+
+        assert log.ship(put) == (1, 3)
+        assert log.ship(put) == (0, 0)  # nothing new
+        log.append(
+            at_ms=T0 + 9, user="u", role="clinician", via="session", method="GET", route="/r", subjects=[], outcome=200
+        )
+        assert log.ship(put) == (4, 4)
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="audit")["Contents"])
+        assert keys == [
+            "audit/000000000001-000000000003.jsonl",
+            "audit/000000000004-000000000004.jsonl",
+            "audit/head-000000000003.json",
+            "audit/head-000000000004.json",
+        ]
+        shipped = [
+            json.loads(line)
+            for k in keys
+            if k.endswith(".jsonl")
+            for line in s3.get_object(Bucket="audit", Key=k)["Body"].read().splitlines()
+        ]
+        assert shipped == list(log.entries())  # the chain, whole, in the bucket
+        version = s3.list_object_versions(Bucket="audit")["Versions"][0]
+        with pytest.raises(Exception, match=r"AccessDenied|locked|retention|Retention"):
+            s3.delete_object(Bucket="audit", Key=version["Key"], VersionId=version["VersionId"])

@@ -54,6 +54,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("users", "tokens"): [],
     ("users", "revoke"): ["nobody", "abc"],
     ("audit", "verify"): ["--subject", "s001"],
+    ("audit", "ship"): [],  # which bucket?
     ("reassign",): ["--device", "AA:BB", "--from", "2026-01-05T22:00", "--to", "2026-01-05T21:00", "--subject", "s001"],
     ("ble", "decode-hrm"): ["zz"],
     ("ble", "decode-bed"): ["0102"],

@@ -5,7 +5,8 @@ one-time password (the first admin comes from here: ``--role admin --group '*'``
 ``users list|disable|enable|reset``; ``users token NAME --days N`` issues an API token
 (printed once, stored hashed), ``users tokens NAME`` lists them, ``users revoke NAME ID``
 revokes one. ``sleepstack audit [--subject S] [--user U] [--json]`` answers "who looked at
-this patient"; ``audit verify`` checks the hash chain (exit 1 if it is broken).
+this patient"; ``audit verify`` checks the hash chain (exit 1 if it is broken); ``audit ship
+--bucket B`` copies new entries to the write-once S3 bucket of the template.
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         for problem in check.problems:
             print(f"  {problem}")
         return 1
+    if args.action == "ship":
+        if not args.bucket:
+            raise UsageError("--bucket", "name the write-once audit bucket (the template's AuditBucketName output)")
+        import boto3
+
+        s3 = boto3.client("s3", region_name=settings.region)
+        first, last = log.ship(lambda key, body: s3.put_object(Bucket=args.bucket, Key=key, Body=body))
+        print(f"shipped entries {first}-{last} to s3://{args.bucket}/audit/" if last else "nothing new to ship")
+        return 0
     found = log.find(subject=args.subject, user=args.user)
     if args.json:
         print(json.dumps(found))
@@ -125,6 +135,8 @@ def register(sub: Any) -> None:
     s = sub.add_parser("audit", help="who looked at which subject's data (the access audit)")
     acts = s.add_subparsers(dest="action", metavar="ACTION")
     acts.add_parser("verify", help="check the audit's hash chain (exit 1 if broken)")
+    a = acts.add_parser("ship", help="copy the entries not copied yet to the write-once audit bucket (AWS)")
+    a.add_argument("--bucket", help="the template's AuditBucket (Object Lock, COMPLIANCE, 6 years)")
     s.add_argument("--subject", help="entries naming this subject")
     s.add_argument("--user", help="entries by this user")
     s.add_argument("--json", action="store_true", help="a JSON array")
