@@ -10,6 +10,11 @@
   the curated tables (a DuckDB query over Parquet) in a loop; the live polls' p50/p95 with
   and without that reader, side by side (goal: live p95 under load ≤ 100 ms). A route that
   blocked the server's event loop would make every poll wait for the slow query.
+* **Load and abuse**: ``clients`` users (default 200), each signed in with its own session,
+  poll the live view once a second for ``load_seconds``: p50/p95, every status counted,
+  server errors (goal: none); then the same beside one more user flooding the API as fast
+  as it answers, which its rate limit answers with 429 and ``Retry-After``: the others'
+  p95 side by side with the calm run's (``p95_ratio``).
 * **Pages**: headless Chromium (Debian's, through Playwright) opens the subject page and
   the night page ``loads`` times each; "ready" is when the page has drawn its charts with
   the night's data (``document.body.dataset.ready``), from the navigation's start, median
@@ -101,6 +106,86 @@ def _concurrent(address: str, token: str, live: str, slow: str, seconds: float, 
     return figures
 
 
+def _sessions(settings: Settings, n: int) -> list[str]:
+    """``n`` users (clinicians of every subject), each signed in: their ``Cookie`` headers."""
+    from access.accounts import SESSION_IDLE_MS
+    from local.accounts import LocalAccounts
+    from serving.web.auth import CSRF_COOKIE, SESSION_COOKIE
+
+    store = LocalAccounts(settings.paths.accounts_db)
+    now = int(time.time() * 1000)
+    out = []
+    for k in range(n):
+        _, password = store.add_user(f"load{k:04d}", "clinician", ["*"], now_ms=now)
+        s = store.sign_in(f"load{k:04d}", password, address=f"bench-{k}", now_ms=now)
+        out.append(f"{SESSION_COOKIE}={s.secret}; {CSRF_COOKIE}={s.csrf}")
+    store.close()
+    assert SESSION_IDLE_MS > 60_000  # noqa: S101 - a session outlives the run
+    return out
+
+
+def _client(url: str, cookie: str, stop: threading.Event, every_s: float, out: list[tuple[float, int, bool]]) -> None:
+    """Poll ``url`` every ``every_s`` (0: as fast as answered): (ms, status, Retry-After given) per request."""
+    import urllib.error
+
+    while not stop.is_set():
+        t = time.perf_counter()
+        req = urllib.request.Request(url, headers={"Cookie": cookie})  # noqa: S310 - loopback
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+                resp.read()
+                status, retry = resp.status, False
+        except urllib.error.HTTPError as exc:
+            status, retry = exc.code, exc.headers.get("retry-after") is not None
+        except OSError:
+            status, retry = 599, False  # refused or timed out: counted as a server failure
+        ms = (time.perf_counter() - t) * 1000
+        out.append((ms, status, retry))
+        if every_s:
+            stop.wait(max(0.0, every_s - ms / 1000))
+
+
+def _load(address: str, settings: Settings, live: str, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` signed-in users polling the live view once a second each, calm and beside one
+    user flooding the API as fast as it answers (over its rate limit)."""
+    cookies = _sessions(settings, clients + 1)
+    figures: dict[str, Any] = {"clients": clients, "seconds": seconds}
+    for case in ("calm", "with_flooder"):
+        stop = threading.Event()
+        per: list[list[tuple[float, int, bool]]] = [[] for _ in range(clients)]
+        flood: list[tuple[float, int, bool]] = []
+        threads = [
+            threading.Thread(target=_client, args=(address + live, cookies[k], stop, 1.0, per[k]))
+            for k in range(clients)
+        ]
+        if case == "with_flooder":
+            threads.append(threading.Thread(target=_client, args=(address + live, cookies[-1], stop, 0.0, flood)))
+        for th in threads:
+            th.start()
+        time.sleep(seconds)
+        stop.set()
+        for th in threads:
+            th.join()
+        calls = [c for one in per for c in one]
+        statuses: dict[str, int] = {}
+        for _, status, _ in calls:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        figures[case] = {
+            **_timings([ms for ms, _, _ in calls]),
+            "requests": len(calls),
+            "statuses": statuses,
+            "server_errors": sum(1 for _, st, _ in calls if st >= 500),
+        }
+        if flood:
+            figures[case]["flooder"] = {
+                "requests": len(flood),
+                "refused_429": sum(1 for _, st, _ in flood if st == 429),
+                "429_with_retry_after": all(r for _, st, r in flood if st == 429),
+            }
+    figures["p95_ratio"] = round(figures["with_flooder"]["p95_ms"] / figures["calm"]["p95_ms"], 2)
+    return figures
+
+
 def _pages(address: str, token: str, paths: dict[str, str], loads: int, chromium: str) -> dict[str, Any]:
     if not Path(chromium).is_file():
         return {"skipped": f"{chromium} is not installed (apt-get install chromium)"}
@@ -129,7 +214,12 @@ def _pages(address: str, token: str, paths: dict[str, str], loads: int, chromium
 
 
 def bench_dashboard(
-    requests: int = 50, loads: int = 5, subjects: int = 3, concurrent_seconds: float = 10.0
+    requests: int = 50,
+    loads: int = 5,
+    subjects: int = 3,
+    concurrent_seconds: float = 10.0,
+    clients: int = 200,
+    load_seconds: float = 10.0,
 ) -> dict[str, Any]:
     from core.contract.epochs import night_bounds_ms
     from sleepstack.dashboard import token
@@ -154,6 +244,7 @@ def bench_dashboard(
             pages = _pages(
                 address, tok, {"subject": "/subjects/d001", "night": f"/nights/d001/{night}"}, loads, settings.chromium
             )
+            load = _load(address, settings, last, clients, load_seconds) if clients else {"skipped": "--clients 0"}
     return {
         "subjects": subjects,
         "night": night,
@@ -166,6 +257,8 @@ def bench_dashboard(
         "page_loads": loads,
         "pages": pages,
         "goal_page_ready_ms": 1000,
+        "load": load,
+        "goal_load_server_errors": 0,
     }
 
 

@@ -40,7 +40,11 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from sleepstack.bench.dashboard import bench_dashboard
 
         figures = bench_dashboard(
-            requests=args.requests, loads=args.rounds + 2, concurrent_seconds=args.concurrent_seconds
+            requests=args.requests,
+            loads=args.rounds + 2,
+            concurrent_seconds=args.concurrent_seconds,
+            clients=args.clients,
+            load_seconds=args.load_seconds,
         )
     else:
         from sleepstack.bench.ingest import bench_ingest
@@ -91,6 +95,10 @@ def register(sub: Any) -> None:
         default=10.0,
         help="how long 10 clients poll the live view, alone and beside a slow night reader",
     )
+    b.add_argument(
+        "--clients", type=int, default=200, help="signed-in users polling once a second in the load run (0: skip)"
+    )
+    b.add_argument("--load-seconds", type=float, default=10.0, help="how long each load run lasts")
     bench("opensearch", "bulk indexing and live queries against a real OpenSearch node")
     b = bench("idle", "the idle stack's CPU and epoch-end -> queryable latency: fixed 0.2-s polls vs backing off")
     b.add_argument("--latency-seconds", type=float, default=60.0, help="real-time replay length per policy")
