@@ -5,8 +5,8 @@ Four roles (issue 27), each scoped to groups of subjects (a study or a ward):
 | role | may |
 |---|---|
 | ``admin`` | everything: users (CLI), the registry, the audit, and every view |
-| ``clinician`` | live views, nights and reports, the compliance view, the registry (read) |
-| ``researcher`` | staged nights and reports (pseudonymous ids only); no live views |
+| ``clinician`` | live views, nights and reports, the compliance view, the registry (read), exports |
+| ``researcher`` | staged nights, reports and exports (pseudonymous ids only); no live views |
 | ``viewer`` | the live views, read-only |
 
 A principal sees a subject when they share a group; the group ``*`` is every subject
@@ -52,14 +52,22 @@ class Permission(StrEnum):
     REGISTRY_READ = "registry_read"
     REGISTRY_EDIT = "registry_edit"
     AUDIT = "audit"  # who looked at which patient
+    EXPORT = "export"  # a subject's data as files (Parquet, CSV, FHIR, EDF+)
 
 
 GRANTS: Final[dict[Role, frozenset[Permission]]] = {
     Role.ADMIN: frozenset(Permission),
     Role.CLINICIAN: frozenset(
-        {Permission.SIGNED_IN, Permission.LIVE, Permission.NIGHTS, Permission.COMPLIANCE, Permission.REGISTRY_READ}
+        {
+            Permission.SIGNED_IN,
+            Permission.LIVE,
+            Permission.NIGHTS,
+            Permission.COMPLIANCE,
+            Permission.REGISTRY_READ,
+            Permission.EXPORT,
+        }
     ),
-    Role.RESEARCHER: frozenset({Permission.SIGNED_IN, Permission.NIGHTS}),
+    Role.RESEARCHER: frozenset({Permission.SIGNED_IN, Permission.NIGHTS, Permission.EXPORT}),
     Role.VIEWER: frozenset({Permission.SIGNED_IN, Permission.LIVE}),
 }
 

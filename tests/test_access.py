@@ -120,6 +120,7 @@ def _urls(night: str, subject: str) -> list[tuple[str, str, dict[str, Any] | Non
         ("GET", "/api/registry/devices", None),
         ("GET", "/api/registry/assignments", None),
         ("GET", "/api/audit", None),
+        ("GET", f"/api/export/{s}?format=fhir&from={n}&to={n}", None),
         ("PATCH", f"/api/registry/subjects/{s}", {"why": "matrix"}),
     ]
 
@@ -140,6 +141,7 @@ _NEEDS = {
     "/audit": Permission.AUDIT,
     "/api/audit": Permission.AUDIT,
     "/api/me": Permission.SIGNED_IN,
+    "/api/export": Permission.EXPORT,
     "/api/openapi.json": Permission.SIGNED_IN,
 }
 
@@ -440,3 +442,26 @@ def test_the_audit_ships_write_once_to_an_object_locked_bucket(tmp_path: Path) -
         version = s3.list_object_versions(Bucket="audit")["Versions"][0]
         with pytest.raises(Exception, match=r"AccessDenied|locked|retention|Retention"):
             s3.delete_object(Bucket="audit", Key=version["Key"], VersionId=version["VersionId"])
+
+
+def test_an_export_from_the_dashboard_is_the_commands_file_and_is_audited(
+    client: TestClient, home: tuple[Settings, str, dict[str, str]]
+) -> None:
+    import io
+    import zipfile
+
+    settings, night, tokens = home
+    h = {"authorization": f"Bearer {tokens['researcher']}"}
+    bundle = client.get(f"/api/export/s001?format=fhir&from={night}&to={night}", headers=h)
+    assert bundle.status_code == 200 and bundle.headers["content-type"].startswith("application/fhir+json")
+    body = bundle.json()
+    assert body["resourceType"] == "Bundle" and body["entry"] and "s002" not in bundle.text
+    tables = client.get("/api/export/s001?format=csv", headers=h)
+    names = zipfile.ZipFile(io.BytesIO(tables.content)).namelist()
+    assert tables.status_code == 200 and {n.split("/")[-1] for n in names} >= {"raw.csv", "epochs.csv", "nights.csv"}
+    assert client.get("/api/export/s001?format=xls", headers=h).status_code == 422
+    assert client.get("/api/export/s003?format=csv", headers=h).status_code == 404  # not in the researcher's ward
+    viewer = {"authorization": f"Bearer {tokens['viewer']}"}
+    assert client.get("/api/export/s001?format=csv", headers=viewer).status_code == 403
+    last = [e for e in AuditLog(settings.paths.audit_log).entries() if e["route"] == "/api/export/{subject_id}"]
+    assert [e["subjects"] for e in last[-4:-2]] == [["s001"], ["s001"]] and last[-1]["user"] == "viewer"

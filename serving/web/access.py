@@ -85,6 +85,8 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("POST", "/api/registry/subjects/{subject_id}/withdrawal"): Rule(_P.REGISTRY_EDIT, audited=True),
     ("POST", "/api/registry/devices"): Rule(_P.REGISTRY_EDIT, audited=True),
     ("POST", "/api/registry/assignments"): Rule(_P.REGISTRY_EDIT, audited=True),
+    # a subject's data as files
+    ("GET", "/api/export/{subject_id}"): Rule(_P.EXPORT, audited=True),
     # who looked at which patient
     ("GET", "/audit"): Rule(_P.AUDIT),
     ("GET", "/api/audit"): Rule(_P.AUDIT, audited=True),

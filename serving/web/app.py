@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from serving.web import api, compliance, registry_api, session, views
+from serving.web import api, compliance, export_api, registry_api, session, views
 from serving.web.access import authorize
 from serving.web.api import ApiContext
 from serving.web.auth import AccessLog, Gate
@@ -52,6 +52,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
     app.include_router(registry_api.router)
     app.include_router(compliance.router)
     app.include_router(session.router)
+    app.include_router(export_api.router)
     app.include_router(views.router)
     app.mount("/static", StaticFiles(packages=[("serving.web", "static")]), name="static")
     app.mount("/vendor", StaticFiles(directory=str(vendor_dir())), name="vendor")
