@@ -32,6 +32,7 @@ from core.live.alerts import AlertRules
 __all__ = [
     "AGE_BANDS",
     "DEVICE_KINDS",
+    "OPEN_END_MS",
     "SEXES",
     "Assignment",
     "AssignmentIndex",
@@ -39,11 +40,14 @@ __all__ = [
     "Reassignment",
     "RegistryError",
     "Subject",
+    "Window",
     "check_assignment",
     "conflict",
+    "in_windows",
     "plan_assignment",
     "plan_reassignment",
     "subject_at",
+    "subject_windows",
 ]
 
 _ID: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
@@ -337,3 +341,25 @@ def plan_reassignment(
 
 def _iso(t_ms: int) -> str:
     return datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: A device's time ``[from_ms, to_ms)`` that was one subject's (an assignment): ``(device, from_ms, to_ms)``.
+Window = tuple[str, int, int]
+#: Where an open assignment's window ends (far beyond any record's time).
+OPEN_END_MS: Final = 2**62
+
+
+def subject_windows(assignments: Iterable[Assignment], subject_id: str) -> list[Window]:
+    """The windows of ``subject_id``'s assignments (an open one until :data:`OPEN_END_MS`), sorted."""
+    return sorted(
+        (a.device, a.from_ms, OPEN_END_MS if a.to_ms is None else a.to_ms)
+        for a in assignments
+        if a.subject_id == subject_id
+    )
+
+
+def in_windows(windows: Iterable[Window], device: object, t_ms: object) -> bool:
+    """Whether ``device`` at ``t_ms`` (device time, ms) falls in one of ``windows``."""
+    if not isinstance(t_ms, int | float):
+        return False
+    return any(device == d and start <= t_ms < end for d, start, end in windows)

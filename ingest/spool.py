@@ -38,6 +38,7 @@ from core.ble.device_status import decode_status, status_record
 from core.ble.hrm import decode_hrm
 from core.contract import SCHEMA_VERSION, Record, to_wire, validate
 from core.errors import ContractError, DecodeError, SleepstackError
+from core.registry import Window, in_windows
 
 __all__ = ["KINDS", "Notification", "OutboxEntry", "Spool", "SpoolFullError"]
 
@@ -364,6 +365,56 @@ class Spool:
             self._bump({"sent": len(ids)}, in_tx=True)
             self._db.execute("COMMIT")
 
+    # ------------------------------------------------------------------ erasure
+
+    def erase(self, subject_id: str, windows: Sequence[Window], *, dry_run: bool = False) -> dict[str, int]:
+        """Delete what the spool holds of ``subject_id`` (``sleepstack erase``): notifications and
+        open frames under it or from a window's device in the window (receive time, open
+        frame's start), outbox records under it or of a window's device in the window (device
+        time), quarantined payloads of a window's device in the window. One transaction; a
+        rerun deletes nothing. How many per table (``dry_run``: would be; nothing deleted)."""
+
+        def hit(subject: object, device: str, t_ms: int) -> bool:
+            return subject == subject_id or in_windows(windows, device, t_ms)
+
+        with self._lock:
+            gone: dict[str, list[tuple[object]]] = {
+                "notifications": [
+                    (i,)
+                    for i, s, d, t in self._db.execute(
+                        "SELECT id, subject_id, device_id, receive_ms FROM notifications"
+                    )
+                    if hit(s, d, t)
+                ],
+                "open_frames": [
+                    (d,)
+                    for d, s, t in self._db.execute("SELECT device_id, subject_id, start_ms FROM open_frames")
+                    if hit(s, d, t)
+                ],
+                "outbox": [
+                    (i,)
+                    for i, key, data in self._db.execute("SELECT id, partition_key, data FROM outbox")
+                    if _outbox_names(bytes(data), key, subject_id, windows)
+                ],
+                "quarantine": [
+                    (i,)
+                    for i, d, t in self._db.execute("SELECT id, device_id, receive_ms FROM quarantine")
+                    if in_windows(windows, d, t)
+                ],
+            }
+            if dry_run:
+                return {f"spool_{table}": len(keys) for table, keys in gone.items()}
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table, keys in gone.items():
+                    column = "device_id" if table == "open_frames" else "id"
+                    self._db.executemany(f"DELETE FROM {table} WHERE {column} = ?", keys)  # noqa: S608 - names from code
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return {f"spool_{table}": len(keys) for table, keys in gone.items()}
+
     # ------------------------------------------------------------------ status
 
     def backlog(self) -> dict[str, int]:
@@ -386,6 +437,18 @@ class Spool:
             {"device_id": d, "kind": k, "receive_ms": t, "payload_hex": bytes(p).hex(), "reason": r}
             for d, k, t, p, r in rows
         ]
+
+
+def _outbox_names(data: bytes, partition_key: str, subject_id: str, windows: Sequence[Window]) -> bool:
+    """Whether an outbox record is ``subject_id``'s or its device's in a window (an undecodable
+    one: whether its partition key, the device, has a window at all)."""
+    from core.contract import from_wire
+
+    try:
+        rec = from_wire(data)
+    except ContractError:
+        return any(d == partition_key for d, _, _ in windows) or subject_id.encode() in data
+    return rec.subject_id == subject_id or in_windows(windows, rec.device_id, rec.device_time_ms)
 
 
 def _counter_deltas(c: FramerCounts, r: _FrameResult, consumed: int) -> dict[str, int]:

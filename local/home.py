@@ -12,6 +12,8 @@ The layout (all owner-only; nothing here is meant to be edited by hand)::
       serving/speed-ledger.sqlite  record ids the speed layer applied (reconcile)
       registry.sqlite            subjects, devices and who wears which device when
       reassign/<id>.json         the journal of each correction of an assignment (``sleepstack reassign``)
+      erase/<key>.json           the journal of each subject's erasure (``sleepstack erase``; no identifiers once done)
+      exports.jsonl              the exports made (subject, format, files): erasing a subject deletes its exports
       checkpoints/<consumer>.json  shard checkpoints of the speed layer and the delivery
       dead-letters/              what the speed layer and the CLI quarantined
       spool/collector.sqlite     the collector's durable spool
@@ -71,6 +73,15 @@ class Home:
     def reassign_journal(self, op: str) -> Path:
         """The journal of one correction of an assignment (:mod:`sleepstack.reassign`)."""
         return self.root / "reassign" / f"{op}.json"
+
+    def erase_journal(self, key: str) -> Path:
+        """The journal of one subject's erasure (:mod:`sleepstack.erase`), named by its erasure key."""
+        return self.root / "erase" / f"{key}.json"
+
+    @property
+    def exports_index(self) -> Path:
+        """One JSON line per export made by the CLI (:func:`local.erasure.record_export`)."""
+        return self.root / "exports.jsonl"
 
     @property
     def ledger_db(self) -> Path:

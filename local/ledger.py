@@ -29,6 +29,13 @@ class Ledger:
         with write_transaction(self._db, StoreError, "the speed layer's ledger"):
             self._db.executemany("INSERT OR IGNORE INTO applied VALUES (?)", [(i,) for i in ids])
 
+    def discard(self, ids: Iterable[str]) -> int:
+        """Forget record ids (a subject's erasure: their records are gone); how many were held."""
+        with write_transaction(self._db, StoreError, "the speed layer's ledger"):
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM applied WHERE record_id = ?", [(i,) for i in ids])
+            return self._db.total_changes - before
+
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM applied").fetchone()[0])
 

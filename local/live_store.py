@@ -18,7 +18,7 @@ import orjson
 from local.sqlite import open_db, write_transaction
 from serving.live_queries import MAX_DOCS, LiveQueries, SubjectSummary
 from speed_layer.processing import TIME_FIELD
-from speed_layer.store import Doc, LiveStore, Rejected, StoreError
+from speed_layer.store import Doc, LiveStore, Rejected, StoreError, Window
 
 __all__ = ["LocalLiveStore"]
 
@@ -61,6 +61,17 @@ class LocalLiveStore(LiveStore, LiveQueries):
                 " WHERE t_ms >= ?2 AND t_ms < ?3 AND subject_id IS NOT ?1 AND body ->> 'device_id' = ?4",
                 (subject_id, start_ms, end_ms, device_id),
             ).rowcount
+
+    def erase_subject(self, subject_id: str, windows: Sequence[Window]) -> int:
+        deleted = 0
+        with self._lock, write_transaction(self._db, StoreError, "the embedded live store"):
+            deleted += self._db.execute("DELETE FROM docs WHERE subject_id = ?", (subject_id,)).rowcount
+            for device_id, start_ms, end_ms in windows:
+                deleted += self._db.execute(
+                    "DELETE FROM docs WHERE t_ms >= ? AND t_ms < ? AND body ->> 'device_id' = ?",
+                    (start_ms, end_ms, device_id),
+                ).rowcount
+        return deleted
 
     def count(self, kind: str) -> int:
         with self._lock:

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.registry import Assignment, Device, RegistryError, Subject
 from local.sqlite import open_db, write_transaction
-from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict
+from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict, redact
 
 __all__ = ["LocalRegistry"]
 
@@ -134,6 +134,25 @@ class LocalRegistry(RegistryStore):
     def _log(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
         with self._lock, write_transaction(self._db, RegistryUnavailable, "the registry"):
             self._insert_history(at_ms, action, why, detail)
+
+    def _delete_subject(self, subject_id: str) -> bool:
+        with self._lock, write_transaction(self._db, RegistryUnavailable, "the registry"):
+            return self._db.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,)).rowcount > 0
+
+    def _redact_history(self, subject_id: str, key: str) -> int:
+        with self._lock, write_transaction(self._db, RegistryUnavailable, "the registry"):
+            rows = self._db.execute("SELECT seq, why, detail FROM history").fetchall()
+            changed = [
+                (
+                    redact(why, subject_id, key),
+                    json.dumps(redact(json.loads(detail), subject_id, key), sort_keys=True),
+                    seq,
+                )
+                for seq, why, detail in rows
+            ]
+            changed = [c for c, (_, why, detail) in zip(changed, rows, strict=True) if (c[0], c[1]) != (why, detail)]
+            self._db.executemany("UPDATE history SET why = ?, detail = ? WHERE seq = ?", changed)
+        return len(changed)
 
     def _insert_history(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
         """Inside a write transaction (the caller holds the lock)."""

@@ -34,5 +34,12 @@ class LocalStateStore(StateStore):
         with self._lock, write_transaction(self._db, StateStoreError, "the embedded state store"):
             self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
 
+    def delete_many(self, device_ids: Iterable[str]) -> int:
+        rows = [(d,) for d in dict.fromkeys(device_ids)]
+        with self._lock, write_transaction(self._db, StateStoreError, "the embedded state store"):
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM device_state WHERE device_id = ?", rows)
+            return self._db.total_changes - before
+
     def close(self) -> None:
         self._db.close()

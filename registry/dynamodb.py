@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from core.registry import Assignment, Device, RegistryError, Subject
-from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict
+from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict, redact
 
 __all__ = ["DynamoRegistry"]
 
@@ -222,6 +222,24 @@ class DynamoRegistry(RegistryStore):
 
     def _log(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None:
         self._call("put_item", Item=self._history_item(HistoryEntry(at_ms, action, why, detail)))
+
+    def _delete_subject(self, subject_id: str) -> bool:
+        resp = self._call(
+            "delete_item", Key={"pk": _s(f"subject#{subject_id}"), "sk": _s("subject")}, ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in resp
+
+    def _redact_history(self, subject_id: str, key: str) -> int:
+        """Each history item naming the subject is put again, redacted, under its own key."""
+        changed = 0
+        for item in self._scan(FilterExpression="pk = :h", ExpressionAttributeValues={":h": _s("history")}):
+            why, detail = item["why"]["S"], item["detail"]["S"]
+            new_why = redact(why, subject_id, key)
+            new_detail = json.dumps(redact(json.loads(detail), subject_id, key), sort_keys=True)
+            if (new_why, new_detail) != (why, json.dumps(json.loads(detail), sort_keys=True)):
+                self._call("put_item", Item=item | {"why": _s(new_why), "detail": _s(new_detail)})
+                changed += 1
+        return changed
 
     @staticmethod
     def _history_item(entry: HistoryEntry) -> dict[str, Any]:

@@ -10,6 +10,8 @@ themselves (:mod:`core.registry`) run here, once, for every adapter.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -27,9 +29,37 @@ from core.registry import (
     plan_reassignment,
 )
 
-__all__ = ["Change", "HistoryEntry", "RegistryStore", "RegistryUnavailable", "VersionConflict"]
+__all__ = [
+    "Change",
+    "HistoryEntry",
+    "RegistryStore",
+    "RegistryUnavailable",
+    "VersionConflict",
+    "erasure_key",
+    "redact",
+]
 
 _RETRIES: Final = 5
+
+
+def erasure_key(subject_id: str) -> str:
+    """What stands for an erased subject wherever its id stood (the registry's tombstone, the
+    redacted history, the erasure's journal): a salted SHA-256 of the id. Whoever knows the id
+    can find its tombstone (a rerun, an auditor asked about it); the key alone does not name it,
+    though a pseudonymous id guessed from a small space can be tried (docs/erasure.md)."""
+    return "erased-" + hashlib.sha256(f"sleepstack-erasure|{subject_id}".encode()).hexdigest()[:24]
+
+
+def redact(value: Any, subject_id: str, key: str) -> Any:
+    """``value`` (JSON: dicts, lists, strings, numbers) with every string equal to ``subject_id``
+    (keys too), and every word of a text that is ``subject_id``, replaced by ``key``."""
+    if isinstance(value, dict):
+        return {redact(k, subject_id, key): redact(v, subject_id, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, subject_id, key) for v in value]
+    if isinstance(value, str):
+        return re.sub(rf"(?<![\w.-]){re.escape(subject_id)}(?![\w.-])", key, value)
+    return value
 
 
 class RegistryUnavailable(SleepstackError):
@@ -110,6 +140,14 @@ class RegistryStore(ABC):
 
     @abstractmethod
     def _log(self, at_ms: int, action: str, why: str, detail: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def _delete_subject(self, subject_id: str) -> bool:
+        """Remove the subject's record; whether it existed."""
+
+    @abstractmethod
+    def _redact_history(self, subject_id: str, key: str) -> int:
+        """Rewrite every history entry naming ``subject_id`` with :func:`redact`; how many changed."""
 
     # ------------------------------------------------------------------ the rules
     def add_subject(self, subject: Subject, *, why: str = "") -> Subject:
@@ -215,6 +253,41 @@ class RegistryStore(ABC):
 
         self._changing(device, plan)
         return planned[0]
+
+    def erase_subject(self, subject_id: str) -> dict[str, int]:
+        """Remove ``subject_id`` from the registry: its assignments (each device's in one
+        versioned write), its record, and its id from the history (replaced by
+        :func:`erasure_key`). Idempotent: a rerun finds nothing. The devices stay (they are
+        the ward's, not the subject's). The tombstone is :meth:`log_erasure`."""
+        key = erasure_key(subject_id)
+        deleted = 0
+        for device in sorted({a.device for a in self.assignments() if a.subject_id == subject_id}):
+            change = self._changing(
+                device,
+                lambda current: Change((), [a for a in current if a.subject_id == subject_id]),
+            )
+            deleted += len(change.deletes)
+        redacted = self._redact_history(subject_id, key)
+        existed = self._delete_subject(subject_id)
+        return {
+            "registry_subject": int(existed),
+            "registry_assignments": deleted,
+            "registry_history_redacted": redacted,
+        }
+
+    def log_erasure(self, subject_id: str, *, at_ms: int, by: str, why: str = "", op: str = "") -> bool:
+        """The tombstone: a history entry ``erased`` with when, by whom and why (any mention
+        of the id in ``why`` redacted), keyed by :func:`erasure_key`; written once (False: it was)."""
+        key = erasure_key(subject_id)
+        if self.erased(subject_id) is not None:
+            return False
+        self._log(at_ms, "erased", redact(why, subject_id, key), {"subject": key, "by": by, "op": op})
+        return True
+
+    def erased(self, subject_id: str) -> dict[str, Any] | None:
+        """The tombstone of ``subject_id``'s erasure, or None."""
+        key = erasure_key(subject_id)
+        return next((h for h in self.history() if h["action"] == "erased" and h["detail"].get("subject") == key), None)
 
     def subject_at(self, device: str, t_ms: int) -> str | None:
         return next((a.subject_id for a in self.assignments(device) if a.covers(t_ms)), None)

@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
-import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +34,7 @@ from typing import Any, Final
 from core.contract.epochs import night_bounds_ms, night_of, night_range
 from core.errors import SleepstackError
 from registry.store import RegistryStore
+from sleepstack.journal import load_journal, locked, save_journal
 from speed_layer.store import LiveStore
 
 __all__ = ["STEPS", "Journal", "Outcome", "ReassignBusy", "Reassigner", "op_id"]
@@ -93,37 +91,16 @@ class Outcome:
 
 
 def _save(path: Path, journal: Journal) -> None:
-    """Replace the journal atomically; owner-only whatever the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(dataclasses.asdict(journal), out, sort_keys=True, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    save_journal(path, dataclasses.asdict(journal))
 
 
 def _load(path: Path) -> Journal | None:
-    try:
-        body = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    return Journal(**body)
+    body = load_journal(path)
+    return None if body is None else Journal(**body)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReassignBusy("this correction is being run by another process; wait for it") from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock (a killed process's is released by the kernel)
+def _locked(path: Path) -> contextlib.AbstractContextManager[None]:
+    return locked(path, ReassignBusy("this correction is being run by another process; wait for it"))
 
 
 @dataclass

@@ -41,6 +41,10 @@ class StateStore(ABC):
     @abstractmethod
     def put_many(self, states: Mapping[str, dict[str, Any]]) -> None: ...
 
+    @abstractmethod
+    def delete_many(self, device_ids: Iterable[str]) -> int:
+        """Forget the devices' state (a subject's erasure); how many were deleted (absent: none)."""
+
 
 class DynamoStateStore(StateStore):
     """Device state in DynamoDB through an injected boto3 client."""
@@ -89,3 +93,18 @@ class DynamoStateStore(StateStore):
                 time.sleep(min(1.0, 0.05 * 2**attempt))
             else:
                 raise StateStoreError(f"DynamoDB left {len(pending)} state writes unprocessed")
+
+    def delete_many(self, device_ids: Iterable[str]) -> int:
+        """``DeleteItem`` per device that has state (BatchWriteItem would not say which existed)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        deleted = 0
+        for d in dict.fromkeys(device_ids):
+            try:
+                resp = self.client.delete_item(
+                    TableName=self.table, Key={"device_id": {"S": d}}, ReturnValues="ALL_OLD"
+                )
+            except (BotoCoreError, ClientError) as exc:
+                raise StateStoreError(f"deleting a device's state in {self.table} failed: {exc}") from exc
+            deleted += "Attributes" in resp
+        return deleted

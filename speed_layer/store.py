@@ -22,10 +22,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from core.registry import Window
 from speed_layer.indices import index_for, index_pattern
 from speed_layer.processing import DOC_KINDS, TIME_FIELD
 
-__all__ = ["Doc", "LiveStore", "OpenSearchLiveStore", "Rejected", "StoreError", "reassign_query"]
+__all__ = [
+    "Doc",
+    "LiveStore",
+    "OpenSearchLiveStore",
+    "Rejected",
+    "StoreError",
+    "Window",
+    "erase_query",
+    "reassign_query",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +80,31 @@ class LiveStore(ABC):
         its time field, :data:`speed_layer.processing.TIME_FIELD`) under ``subject_id``: a
         corrected assignment (``sleepstack reassign``). Returns how many changed; a rerun
         changes none. Raises StoreError when the store cannot do it."""
+
+    @abstractmethod
+    def erase_subject(self, subject_id: str, windows: Sequence[Window]) -> int:
+        """Delete every document of ``subject_id``, of every kind, and every document of a
+        window's device placed in the window (by its kind's time field): the subject's
+        erasure (``sleepstack erase``). Returns how many were deleted; a rerun deletes none.
+        Raises StoreError when the store cannot do it."""
+
+
+def erase_query(kind: str, subject_id: str, windows: Sequence[Window]) -> dict[str, Any]:
+    """The ``_delete_by_query`` body that deletes ``subject_id``'s ``kind`` documents and those
+    of the windows' devices placed in their windows (``kind``'s time field)."""
+    should: list[dict[str, Any]] = [{"term": {"subject_id": subject_id}}]
+    for device_id, start_ms, end_ms in windows:
+        should.append(
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"device_id": device_id}},
+                        {"range": {TIME_FIELD[kind]: {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}}},
+                    ]
+                }
+            }
+        )
+    return {"query": {"bool": {"should": should, "minimum_should_match": 1}}}
 
 
 def reassign_query(kind: str, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> dict[str, Any]:
@@ -213,6 +248,30 @@ class OpenSearchLiveStore(LiveStore):
                 )
             changed += int(resp.get("updated", 0))
         return changed
+
+    def erase_subject(self, subject_id: str, windows: Sequence[Window]) -> int:
+        """One ``_delete_by_query`` per kind over its daily indices (refreshed); a version
+        conflict with a concurrent write fails the step, and the rerun deletes what is left."""
+        from opensearchpy.exceptions import ConnectionError as OsConnectionError
+        from opensearchpy.exceptions import TransportError
+
+        deleted = 0
+        for kind in DOC_KINDS:
+            try:
+                resp = self.client.delete_by_query(
+                    index=index_pattern(self.prefix, kind),
+                    body=erase_query(kind, subject_id, windows),
+                    params={"conflicts": "proceed", "refresh": "true", "allow_no_indices": "true"},
+                )
+            except (OsConnectionError, TransportError) as exc:
+                raise StoreError(f"deleting a subject's {kind} documents failed: {exc}") from exc
+            if resp.get("failures") or resp.get("version_conflicts"):
+                raise StoreError(
+                    f"deleting a subject's {kind} documents: {len(resp.get('failures') or [])} failures,"
+                    f" {resp.get('version_conflicts', 0)} version conflicts; run it again"
+                )
+            deleted += int(resp.get("deleted", 0))
+        return deleted
 
     def distinct_record_ids(self) -> int:
         """Exact: the record ids are paged through a composite aggregation (a ``cardinality``

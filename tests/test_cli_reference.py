@@ -72,6 +72,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("dashboard",): ["--host", "0.0.0.0"],  # noqa: S104 - refused without TLS
     ("report",): ["--subject", "s 1", "--night", "2026-01-05"],
     ("export",): ["--subject", "s001", "--format", "fhir", "--out", "{tmp}/b.json", "--from", "2026-13-01"],
+    ("erase",): ["--subject", "s 1", "--yes"],
     ("evaluate", "vitals"): ["--rr", "{tmp}/nope.csv"],
     ("evaluate", "sleep-accel"): ["--source", "rr"],  # beat-to-beat staging is slpdb's
     ("evaluate", "slpdb"): [],  # no dataset directory

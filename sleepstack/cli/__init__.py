@@ -5,7 +5,8 @@ their handlers: :mod:`~sleepstack.cli.pipeline` (simulate, demo, batch, sql, cat
 :mod:`~sleepstack.cli.devices` (collect, ble), :mod:`~sleepstack.cli.operations` (stack,
 live, opensearch, package), :mod:`~sleepstack.cli.dashboard` (dashboard, report),
 :mod:`~sleepstack.cli.people` (users, audit),
-:mod:`~sleepstack.cli.export` (export), :mod:`~sleepstack.cli.model` (evaluate, train) and
+:mod:`~sleepstack.cli.export` (export), :mod:`~sleepstack.cli.erase` (erase),
+:mod:`~sleepstack.cli.model` (evaluate, train) and
 :mod:`~sleepstack.cli.bench`.
 """
 
@@ -18,7 +19,7 @@ import sys
 from typing import NoReturn
 
 from core.errors import SleepstackError
-from sleepstack.cli import bench, dashboard, devices, export, model, operations, people, pipeline, registry
+from sleepstack.cli import bench, dashboard, devices, erase, export, model, operations, people, pipeline, registry
 from sleepstack.cli.errors import UsageError, exit_code
 from sleepstack.settings import Settings
 
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO (counts and positions, never health data)")
     p.add_argument("--version", action="version", version=f"%(prog)s {version('sleepstack')}")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (pipeline, registry, devices, operations, dashboard, people, export, model, bench):
+    for group in (pipeline, registry, devices, operations, dashboard, people, export, erase, model, bench):
         group.register(sub)
     return p
 

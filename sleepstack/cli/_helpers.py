@@ -16,7 +16,7 @@ NIGHT_HELP = (
     "the most recent night that has closed"
 )
 
-__all__ = ["NIGHT_HELP", "print_figures", "rr_argument", "utc"]
+__all__ = ["NIGHT_HELP", "operator", "print_figures", "rr_argument", "utc"]
 
 
 def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
@@ -44,3 +44,13 @@ def rr_argument(path: str | None) -> Any:
         return read_rr_ms(Path(path))
     except DatasetError as exc:
         raise UsageError("--rr", str(exc)) from None
+
+
+def operator(by: str | None) -> str:
+    """Who runs an operation the history keeps (``--by``; default: the OS user)."""
+    import getpass
+
+    try:
+        return by or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ _FORMATS = ("parquet", "csv", "fhir", "edf")
 
 
 def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from local.erasure import record_export
     from serving.export import check_request, export_subject
     from sleepstack import wiring
 
@@ -24,6 +26,7 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     result = export_subject(
         wiring.sql_engine(settings), args.subject, args.format, out, first=args.start, last=args.end, tz=tz
     )
+    record_export(settings.paths, args.subject, args.format, result.out, int(time.time() * 1000))  # erase finds it
     print(result.summary())
     return 0
 

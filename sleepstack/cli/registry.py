@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from core.registry import AGE_BANDS, DEVICE_KINDS, SEXES, Assignment, AssignmentIndex, Device, RegistryError, Subject
-from sleepstack.cli._helpers import utc
+from sleepstack.cli._helpers import operator, utc
 from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
 
@@ -167,8 +167,6 @@ _FLAGS = {"device": "--device", "subject": "--subject", "to": "--to", "window": 
 
 
 def _cmd_reassign(args: argparse.Namespace, settings: Settings) -> int:
-    import getpass
-
     from core.errors import ConfigError
     from sleepstack import reassign, wiring
 
@@ -207,11 +205,9 @@ def _cmd_reassign(args: argparse.Namespace, settings: Settings) -> int:
         default_tz=settings.tz,
     )
     try:
-        by = args.by or getpass.getuser()
-    except (KeyError, OSError):
-        by = "unknown"
-    try:
-        out = job.run(args.device, start, end, args.subject, why=args.why, by=by, now_ms=int(time.time() * 1000))
+        out = job.run(
+            args.device, start, end, args.subject, why=args.why, by=operator(args.by), now_ms=int(time.time() * 1000)
+        )
     except RegistryError as exc:
         raise UsageError(_FLAGS.get(exc.what, exc.what), exc.reason) from None
     j = out.journal

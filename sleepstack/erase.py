@@ -1,0 +1,290 @@
+"""Erase a subject from every store (``sleepstack erase``), and prove it.
+
+What is the subject's: everything filed under its id, and every record its devices sent
+during its assignments (its *windows*: device, ``[from, to)`` of device time), whoever it
+was filed under. Erasure is a journaled operation like a correction of an assignment
+(:mod:`sleepstack.reassign`), in steps, each idempotent:
+
+1. ``registry``: its assignments, its record and its id in the history (replaced by its
+   erasure key, :func:`registry.store.erasure_key`) go first, so collection for it stops;
+2. ``ledger``: the speed layer's ledger forgets its records' ids;
+3. ``live``: the live store's documents of every kind (:meth:`speed_layer.store.LiveStore.erase_subject`);
+4. ``state``: the speed layer's state of its devices, where the state names it;
+5. ``spool``: the collector's notifications, outbox, open frames and quarantine (:meth:`ingest.spool.Spool.erase`);
+6. ``lake``: every Parquet object under the lake holding its rows, rewritten (:func:`local.erasure.erase_lake`);
+7. ``dead_letters``: the speed layer's and the delivery's dead letters;
+8. ``exports``: the files of its exports still present, and their index lines;
+9. ``verify``: :func:`local.erasure.scan` reads every store again; anything found (e.g. a
+   record that landed meanwhile) fails the run and the data steps are done again next run;
+10. ``tombstone``: the registry's history gets ``erased`` (when, by whom, why, the key; no
+    identifier of the data) and the access audit an entry naming the key.
+
+The journal (``<home>/erase/<key>.json``, owner-only, named by the erasure key) holds the
+windows read before anything changed and the steps done; killed anywhere, the same command
+resumes at the first step not done, and once finished the journal keeps only counts, times
+and the key, and a rerun says ``already done``. The journal's lock keeps a second run out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from core.errors import InputError, SleepstackError
+from core.registry import Window, subject_windows
+from local.home import Home
+from registry.store import RegistryStore, erasure_key, redact
+from sleepstack.journal import load_journal, locked, save_journal
+
+__all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "Outcome", "Plan"]
+
+STEPS: Final = (
+    "registry",
+    "ledger",
+    "live",
+    "state",
+    "spool",
+    "lake",
+    "dead_letters",
+    "exports",
+    "verify",
+    "tombstone",
+)
+#: the steps that remove data: done again when the verification still finds some
+DATA_STEPS: Final = ("ledger", "live", "state", "spool", "lake", "dead_letters", "exports")
+JOURNAL_VERSION: Final = 1
+
+#: Called with the name of each point the operation passes ("journal", each step, "lake:written"):
+#: the crash tests stop the process there. None in production.
+checkpoint_hook: Callable[[str], None] | None = None
+
+
+class EraseBusy(SleepstackError):
+    """The same erasure is being run by another process."""
+
+
+class EraseIncomplete(SleepstackError):
+    """The verification still found the subject's data; run it again."""
+
+
+@dataclass
+class Journal:
+    key: str
+    #: the subject's id, its windows and its devices: kept until the erasure is finished, then cleared
+    subject_id: str
+    windows: list[list[Any]]
+    devices: list[str]
+    why: str
+    by: str
+    started_ms: int
+    #: what the stores held of the subject before anything changed, per place
+    before: dict[str, int]
+    done: list[str] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    finished_ms: int | None = None
+    version: int = JOURNAL_VERSION
+
+    def window_tuples(self) -> list[Window]:
+        return [(str(d), int(a), int(b)) for d, a, b in self.windows]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What erasing a subject would remove, read before anything changes (nothing is created)."""
+
+    subject_id: str
+    registered: bool
+    windows: list[Window]
+    hits: dict[str, int]
+    devices: list[str]
+
+    @property
+    def found(self) -> bool:
+        return self.registered or any(self.hits.values())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    journal: Journal
+    resumed: bool = False
+    already: bool = False
+    did: tuple[str, ...] = ()
+
+
+def _checkpoint(name: str) -> None:
+    if checkpoint_hook is not None:
+        checkpoint_hook(name)
+
+
+@dataclass
+class Eraser:
+    """One subject's erasure over a local home's stores (wired by the CLI).
+
+    ``registry()``: the registry (None when the home has none); ``audit(key, by, at_ms)``:
+    append the erasure to the access audit."""
+
+    home: Home
+    registry: Callable[[], RegistryStore | None]
+    audit: Callable[[str, str, int], None] | None = None
+
+    def journal_path(self, subject_id: str) -> Any:
+        return self.home.erase_journal(erasure_key(subject_id))
+
+    def finished(self, subject_id: str) -> Journal | None:
+        """The finished erasure of ``subject_id``, if any (reads only)."""
+        body = load_journal(self.journal_path(subject_id))
+        j = None if body is None else Journal(**body)
+        return j if j is not None and j.finished_ms is not None else None
+
+    def plan(self, subject_id: str) -> Plan:
+        """What the stores hold of the subject (read-only)."""
+        from local.erasure import scan
+
+        reg = self.registry()
+        registered, windows = False, []
+        if reg is not None:
+            registered = reg.get_subject(subject_id) is not None
+            windows = subject_windows(reg.assignments(), subject_id)
+        found = scan(self.home, subject_id, windows)
+        devices = sorted(found.devices | {d for d, _, _ in windows})
+        return Plan(subject_id, registered, windows, found.hits, devices)
+
+    def run(self, subject_id: str, *, why: str, by: str, now_ms: int) -> Outcome:
+        key = erasure_key(subject_id)
+        path = self.journal_path(subject_id)
+        with locked(path, EraseBusy("this erasure is being run by another process; wait for it")):
+            body = load_journal(path)
+            journal = None if body is None else Journal(**body)
+            if journal is not None and journal.finished_ms is not None:
+                return Outcome(journal, already=True)
+            resumed = journal is not None
+            if journal is None:
+                plan = self.plan(subject_id)
+                if not plan.found:
+                    raise InputError("--subject", f"{subject_id!r} is not registered and no store holds data of it")
+                journal = Journal(
+                    key,
+                    subject_id,
+                    [list(w) for w in plan.windows],
+                    plan.devices,
+                    why,
+                    by,
+                    now_ms,
+                    {k: v for k, v in plan.hits.items() if v},
+                )
+                self._save(journal)
+                _checkpoint("journal")
+            did = []
+            for step in STEPS:
+                if step in journal.done:
+                    continue
+                journal.figures.update(getattr(self, f"_{step}")(journal, now_ms))
+                journal.done.append(step)
+                self._save(journal)
+                did.append(step)
+                _checkpoint(step)
+            journal.finished_ms = now_ms
+            journal.why = redact(journal.why, subject_id, key)
+            journal.subject_id, journal.windows, journal.devices = "", [], []  # no identifiers once done
+            self._save(journal)
+        return Outcome(journal, resumed=resumed, did=tuple(did))
+
+    def _save(self, journal: Journal) -> None:
+        save_journal(self.home.erase_journal(journal.key), dataclasses.asdict(journal))
+
+    # ------------------------------------------------------------------ the steps
+    def _registry(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        reg = self.registry()
+        return reg.erase_subject(j.subject_id) if reg is not None else {}
+
+    def _ledger(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.erasure import lake_record_ids
+        from local.ledger import Ledger
+
+        if not self.home.ledger_db.exists():
+            return {}
+        ledger = Ledger(self.home.ledger_db)
+        try:
+            return {"ledger_ids": ledger.discard(lake_record_ids(self.home.lake, j.subject_id, j.window_tuples()))}
+        finally:
+            ledger.close()
+
+    def _live(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.live_store import LocalLiveStore
+
+        if not self.home.live_db.exists():
+            return {}
+        store = LocalLiveStore(self.home.live_db)
+        try:
+            return {"live_documents": store.erase_subject(j.subject_id, j.window_tuples())}
+        finally:
+            store.close()
+
+    def _state(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        import json
+
+        from local.state_store import LocalStateStore
+
+        if not self.home.state_db.exists():
+            return {}
+        store = LocalStateStore(self.home.state_db)
+        try:
+            quoted = json.dumps(j.subject_id)
+            states = store.get_many(j.devices)
+            return {"device_states": store.delete_many(d for d, s in states.items() if quoted in json.dumps(s))}
+        finally:
+            store.close()
+
+    def _spool(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from ingest.spool import Spool
+
+        if not self.home.spool.exists():
+            return {}
+        spool = Spool(self.home.spool)
+        try:
+            return spool.erase(j.subject_id, j.window_tuples())
+        finally:
+            spool.close()
+
+    def _lake(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.erasure import erase_lake
+
+        stats = erase_lake(
+            self.home.lake, j.subject_id, j.window_tuples(), op=j.key, written=lambda: _checkpoint("lake:written")
+        )
+        return {
+            "lake_rows": stats.rows_removed,
+            "lake_objects_rewritten": stats.objects_rewritten,
+            "lake_objects_deleted": stats.objects_deleted,
+        }
+
+    def _dead_letters(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.erasure import erase_dead_letters
+
+        return {"dead_letters": erase_dead_letters(self.home, j.subject_id, j.window_tuples())}
+
+    def _exports(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.erasure import erase_exports
+
+        return erase_exports(self.home, j.subject_id)
+
+    def _verify(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+        from local.erasure import scan
+
+        found = scan(self.home, j.subject_id, j.window_tuples())
+        if not found.clean:
+            j.done = [s for s in j.done if s not in DATA_STEPS]
+            self._save(j)
+            left = ", ".join(f"{k} {v}" for k, v in found.hits.items() if v)
+            raise EraseIncomplete(f"the subject's data is still in: {left} (landed while erasing?); run it again")
+        return {"scan": found.hits, "kept": found.kept}
+
+    def _tombstone(self, j: Journal, now_ms: int) -> dict[str, Any]:
+        reg = self.registry()
+        if reg is not None:
+            reg.log_erasure(j.subject_id, at_ms=now_ms, by=j.by, why=j.why, op=j.key)
+        if self.audit is not None and "audited" not in j.figures:
+            self.audit(j.key, j.by, now_ms)
+        return {"audited": self.audit is not None}
