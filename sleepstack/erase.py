@@ -36,7 +36,7 @@ from core.errors import InputError, SleepstackError
 from core.registry import Window, subject_windows
 from local.home import Home
 from registry.store import RegistryStore, erasure_key, redact
-from sleepstack.journal import load_journal, locked, save_journal
+from sleepstack.journal import load_journal, locked, run_steps, save_journal
 
 __all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "Outcome", "Plan"]
 
@@ -176,15 +176,10 @@ class Eraser:
                 )
                 self._save(journal)
                 _checkpoint("journal")
-            did = []
-            for step in STEPS:
-                if step in journal.done:
-                    continue
-                journal.figures.update(getattr(self, f"_{step}")(journal, now_ms))
-                journal.done.append(step)
-                self._save(journal)
-                did.append(step)
-                _checkpoint(step)
+            j = journal
+            did = run_steps(
+                j, STEPS, lambda step: getattr(self, f"_{step}")(j, now_ms), lambda: self._save(j), _checkpoint
+            )
             journal.finished_ms = now_ms
             journal.why = redact(journal.why, subject_id, key)
             journal.subject_id, journal.windows, journal.devices = "", [], []  # no identifiers once done

@@ -11,13 +11,13 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.errors import SleepstackError
 
-__all__ = ["load_journal", "locked", "save_journal"]
+__all__ = ["Stepped", "load_journal", "locked", "run_steps", "save_journal"]
 
 
 def save_journal(path: Path, body: dict[str, Any]) -> None:
@@ -54,3 +54,31 @@ def locked(path: Path, busy: SleepstackError) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock (a killed process's is released by the kernel)
+
+
+class Stepped(Protocol):
+    """A journal that lists the steps done and the figures they reported."""
+
+    done: list[str]
+    figures: dict[str, Any]
+
+
+def run_steps(
+    journal: Stepped,
+    steps: Iterable[str],
+    step: Callable[[str], dict[str, Any]],
+    save: Callable[[], None],
+    checkpoint: Callable[[str], None],
+) -> list[str]:
+    """Do each of ``steps`` not yet done, in order: its figures into the journal, the journal
+    saved, then ``checkpoint(name)`` (a crash test stops there). The steps this run did."""
+    did = []
+    for name in steps:
+        if name in journal.done:
+            continue
+        journal.figures.update(step(name))
+        journal.done.append(name)
+        save()
+        did.append(name)
+        checkpoint(name)
+    return did

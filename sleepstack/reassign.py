@@ -34,7 +34,7 @@ from typing import Any, Final
 from core.contract.epochs import night_bounds_ms, night_of, night_range
 from core.errors import SleepstackError
 from registry.store import RegistryStore
-from sleepstack.journal import load_journal, locked, save_journal
+from sleepstack.journal import load_journal, locked, run_steps, save_journal
 from speed_layer.store import LiveStore
 
 __all__ = ["STEPS", "Journal", "Outcome", "ReassignBusy", "Reassigner", "op_id"]
@@ -138,15 +138,10 @@ class Reassigner:
                 )
                 _save(path, journal)
                 _checkpoint("journal")
-            did = []
-            for step in STEPS:
-                if step in journal.done:
-                    continue
-                journal.figures.update(getattr(self, f"_{step}")(journal, now_ms))
-                journal.done.append(step)
-                _save(path, journal)
-                did.append(step)
-                _checkpoint(step)
+            j = journal
+            did = run_steps(
+                j, STEPS, lambda step: getattr(self, f"_{step}")(j, now_ms), lambda: _save(path, j), _checkpoint
+            )
             journal.finished_ms = now_ms
             _save(path, journal)
         return Outcome(journal, resumed=resumed, did=tuple(did))

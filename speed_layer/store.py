@@ -227,51 +227,46 @@ class OpenSearchLiveStore(LiveStore):
         """One ``_update_by_query`` per kind over its daily indices (refreshed, so the live
         views see the change at once); version conflicts with a concurrent write are
         retried by the caller's rerun, which finds only what is left."""
-        from opensearchpy.exceptions import ConnectionError as OsConnectionError
-        from opensearchpy.exceptions import TransportError
-
-        changed = 0
-        for kind in DOC_KINDS:
-            body = reassign_query(kind, device_id, start_ms, end_ms, subject_id)
-            try:
-                resp = self.client.update_by_query(
-                    index=index_pattern(self.prefix, kind),
-                    body=body,
-                    params={"conflicts": "proceed", "refresh": "true", "allow_no_indices": "true"},
-                )
-            except (OsConnectionError, TransportError) as exc:
-                raise StoreError(f"moving {kind} documents to another subject failed: {exc}") from exc
-            if resp.get("failures") or resp.get("version_conflicts"):
-                raise StoreError(
-                    f"moving {kind} documents to another subject: {len(resp.get('failures') or [])} failures,"
-                    f" {resp.get('version_conflicts', 0)} version conflicts; run it again"
-                )
-            changed += int(resp.get("updated", 0))
-        return changed
+        return self._by_query(
+            "update_by_query",
+            "updated",
+            "moving {kind} documents to another subject",
+            lambda kind: reassign_query(kind, device_id, start_ms, end_ms, subject_id),
+        )
 
     def erase_subject(self, subject_id: str, windows: Sequence[Window]) -> int:
         """One ``_delete_by_query`` per kind over its daily indices (refreshed); a version
         conflict with a concurrent write fails the step, and the rerun deletes what is left."""
+        return self._by_query(
+            "delete_by_query",
+            "deleted",
+            "deleting a subject's {kind} documents",
+            lambda kind: erase_query(kind, subject_id, windows),
+        )
+
+    def _by_query(self, api: str, counted: str, what: str, body: Callable[[str], dict[str, Any]]) -> int:
+        """``api`` (``update_by_query``, ``delete_by_query``) once per kind; the sum of ``counted``.
+        Failures or version conflicts raise StoreError (the caller's rerun finds what is left)."""
         from opensearchpy.exceptions import ConnectionError as OsConnectionError
         from opensearchpy.exceptions import TransportError
 
-        deleted = 0
+        total = 0
         for kind in DOC_KINDS:
             try:
-                resp = self.client.delete_by_query(
+                resp = getattr(self.client, api)(
                     index=index_pattern(self.prefix, kind),
-                    body=erase_query(kind, subject_id, windows),
+                    body=body(kind),
                     params={"conflicts": "proceed", "refresh": "true", "allow_no_indices": "true"},
                 )
             except (OsConnectionError, TransportError) as exc:
-                raise StoreError(f"deleting a subject's {kind} documents failed: {exc}") from exc
+                raise StoreError(f"{what.format(kind=kind)} failed: {exc}") from exc
             if resp.get("failures") or resp.get("version_conflicts"):
                 raise StoreError(
-                    f"deleting a subject's {kind} documents: {len(resp.get('failures') or [])} failures,"
+                    f"{what.format(kind=kind)}: {len(resp.get('failures') or [])} failures,"
                     f" {resp.get('version_conflicts', 0)} version conflicts; run it again"
                 )
-            deleted += int(resp.get("deleted", 0))
-        return deleted
+            total += int(resp.get(counted, 0))
+        return total
 
     def distinct_record_ids(self) -> int:
         """Exact: the record ids are paged through a composite aggregation (a ``cardinality``
