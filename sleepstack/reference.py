@@ -102,7 +102,7 @@ def http_markdown() -> str:
         app = app.app
     schema = app.openapi()
     lines = [_HEADER, f"# HTTP API reference: {schema['info']['title']}", "", schema["info"]["description"], ""]
-    lines.append(f"The schema itself is served at `{app.openapi_url}` (signed in). What each role may use: security.md.")
+    lines.append(f"The schema itself is served at `{app.openapi_url}` (signed in). Who may use what: accounts.md.")
     lines.append("")
     for path, methods in schema["paths"].items():
         for method, op in methods.items():

@@ -111,7 +111,7 @@ def test_files_under_home_are_owner_only_whatever_the_umask(
     try:
         assert main(["stack", "up"]) == 0
         # the recording names no subject: the registry says whose the strap is
-        assert main(["subjects", "add", SUBJECT]) == 0
+        assert main(["subjects", "add", SUBJECT, "--enrolled", "2020-01-01T00:00+00:00"]) == 0
         assert main(["devices", "add", ADDRESS, "--kind", "strap"]) == 0
         assert main(["assign", ADDRESS, SUBJECT, "--from", "2020-01-01T00:00+00:00"]) == 0
         assert main(["collect", "--replay", str(recording)]) == 0
