@@ -53,6 +53,8 @@ __all__ = [
     "lake_record_ids",
     "record_export",
     "scan",
+    "subject_mask",
+    "token",
 ]
 
 ERASED_PREFIX: Final = "sleepstack-erased-"
@@ -60,7 +62,7 @@ ERASED_PREFIX: Final = "sleepstack-erased-"
 _TIME_FIELDS: Final = ("device_time_ms", *sorted(set(TIME_FIELD.values())))
 
 
-def _token(subject_id: str) -> re.Pattern[str]:
+def token(subject_id: str) -> re.Pattern[str]:
     """``subject_id`` as a whole word (``s001`` is not in ``s0011``)."""
     return re.compile(rf"(?<![\w.-]){re.escape(subject_id)}(?![\w.-])")
 
@@ -70,7 +72,7 @@ def _parquet(lake: Path) -> list[Path]:
     return sorted(p for p in lake.rglob("*.parquet") if p.is_file())
 
 
-def _mask(table: pa.Table, subject_id: str, windows: Sequence[Window]) -> pa.ChunkedArray | None:
+def subject_mask(table: pa.Table, subject_id: str, windows: Sequence[Window]) -> pa.ChunkedArray | None:
     """Which rows of ``table`` are the subject's (None: the table cannot hold any)."""
     names = set(table.column_names)
     mask = None
@@ -94,7 +96,7 @@ def _matching(path: Path, subject_id: str, windows: Sequence[Window]) -> tuple[p
     table = pq.ParquetFile(path).read()
     if _in_subject_partition(path, subject_id):
         return table, pa.chunked_array([pa.array([True] * table.num_rows, pa.bool_())])
-    mask = _mask(table, subject_id, windows)
+    mask = subject_mask(table, subject_id, windows)
     if mask is None or not pc.any(mask).as_py():
         return None
     return table, mask
@@ -149,12 +151,12 @@ def _names(value: Any, subject_id: str) -> bool:
         return any(_names(k, subject_id) or _names(v, subject_id) for k, v in value.items())
     if isinstance(value, list):
         return any(_names(v, subject_id) for v in value)
-    return isinstance(value, str) and _token(subject_id).search(value) is not None
+    return isinstance(value, str) and token(subject_id).search(value) is not None
 
 
 def _letter_is_subjects(path: Path, subject_id: str, windows: Sequence[Window]) -> bool:
     raw = path.read_bytes()
-    if subject_id.encode() in raw and _token(subject_id).search(raw.decode("utf-8", "replace")):
+    if subject_id.encode() in raw and token(subject_id).search(raw.decode("utf-8", "replace")):
         return True
     try:
         letter = json.loads(raw)
@@ -166,7 +168,7 @@ def _letter_is_subjects(path: Path, subject_id: str, windows: Sequence[Window]) 
         payload = base64.b64decode(letter["payload_b64"])
     except ValueError:
         payload = b""
-    if _token(subject_id).search(payload.decode("utf-8", "replace")):
+    if token(subject_id).search(payload.decode("utf-8", "replace")):
         return True
     try:
         body = json.loads(payload)
@@ -321,6 +323,6 @@ def _scan_lake(home: Home, subject_id: str, windows: Sequence[Window], out: Scan
             rows += int(pc.sum(found[1].cast(pa.int64())).as_py() or 0)
             if "device_id" in found[0].column_names:
                 out.devices.update(d for d in found[0].filter(found[1])["device_id"].to_pylist() if d)
-        elif _token(subject_id).search(str(path.relative_to(home.lake))):
+        elif token(subject_id).search(str(path.relative_to(home.lake))):
             rows += 1  # a file named after the subject
     out.hits["lake_rows"] = rows
