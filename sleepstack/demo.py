@@ -276,10 +276,13 @@ def _serve(home: Home, lake: Path, store: LocalLiveStore, result: DemoResult, sa
         f" {strap} strap heart-rate docs, {store.count('status')} device statuses"
     )
     result.technical = [a for a in store.alerts() if a.get("category") == "technical"]
-    kinds = sorted({f"{a['kind']} ({a['device_id']}, {a['status']})" for a in result.technical})
+    first = min((a["subject_id"] for a in result.technical), default="")
+    faults = sorted({f"{a['kind']} ({a['device_id']})" for a in result.technical if a["subject_id"] == first})
+    idle = sum(1 for a in result.technical if a["subject_id"] != first and a["kind"] == "device_silent")
     say(
-        f"technical alerts (devices, not patients): {', '.join(kinds) or 'none'};"
-        " each device's battery and last measurement: the dashboard's registry page"
+        f"technical alerts (devices, not patients): {first}'s simulated faults raised {', '.join(faults) or 'none'};"
+        f" {idle} device_silent episodes of the other devices between and after the nights (they stay assigned"
+        " by day); each device's battery and last measurement: the dashboard's registry page"
     )
     say(
         f"quarantined: speed_layer={result.quarantined_speed} delivery={result.quarantined_delivery}"
