@@ -1,4 +1,4 @@
-"""The committed staging models, read from the artefacts that ship with the core.
+"""The committed staging models (and the apnoea model), read from the artefacts that ship with the core.
 
 The core defines the model (:class:`core.nights.classifier.StageModel`) and never reads a
 file; the artefacts are package data of ``core.nights`` (``core/nights/models/<name>.json``
@@ -14,9 +14,10 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
+from core.nights.apnoea import APNOEA_MODEL, ApnoeaModel
 from core.nights.classifier import DEFAULT_MODEL, RR_MODEL, StageModel, StageModels
 
-__all__ = ["bundled", "load_model", "model_card", "model_cards", "model_resource"]
+__all__ = ["bundled", "load_apnoea_model", "load_model", "model_card", "model_cards", "model_resource"]
 
 
 def model_resource(name: str = DEFAULT_MODEL) -> Traversable:
@@ -51,3 +52,13 @@ def load_model(name: str = DEFAULT_MODEL) -> StageModel:
 def bundled() -> StageModels:
     """The committed pair staging chooses between, read once per process."""
     return StageModels(hr=load_model(DEFAULT_MODEL), rr=load_model(RR_MODEL))
+
+
+def load_apnoea_model(name: str = APNOEA_MODEL) -> ApnoeaModel:
+    """The apnoea detector shipped in ``core/nights/models/<name>.json`` (its card: ``model_card(name)``);
+    :class:`KeyError` if none."""
+    try:
+        text = model_resource(name).read_text()
+    except FileNotFoundError:
+        raise KeyError(f"no apnoea model named {name!r} in core/nights/models") from None
+    return ApnoeaModel.from_json(text)

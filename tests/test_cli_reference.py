@@ -77,6 +77,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("evaluate", "sleep-accel"): ["--source", "rr"],  # beat-to-beat staging is slpdb's
     ("evaluate", "slpdb"): [],  # no dataset directory
     ("evaluate", "cvhr"): [],
+    ("evaluate", "apnea-ecg"): [],  # no dataset directory
     ("evaluate", "report"): ["--nights", "0"],
     ("train",): ["--model", "nope"],
     ("bench", "ingest"): ["--latency-seconds", "5"],

@@ -16,9 +16,12 @@ __all__ = ["register"]
 #: ``train --data`` default: the shared data folder beside a checkout (run from its root).
 DEFAULT_SLEEP_ACCEL = Path("..") / "shared" / "data" / "sleep-accel"
 DEFAULT_SLPDB = Path("..") / "shared" / "data" / "slpdb-rr"
+DEFAULT_APNEA_ECG = Path("..") / "shared" / "data" / "apnea-ecg"
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.what == "apnea-ecg" or getattr(args, "apnea", False):
+        return _evaluate_apnoea(args)
     if args.what in ("sleep-accel", "slpdb"):
         return _evaluate_staging(args)
     if args.what == "cvhr":
@@ -53,6 +56,47 @@ def _evaluate_cvhr(args: argparse.Namespace) -> int:
     else:
         _print_with_rows(figures, "per_record")
     return 0
+
+
+def _evaluate_apnoea(args: argparse.Namespace) -> int:
+    from sleepstack.evaluation import apnea_ecg
+
+    slpdb = args.what == "slpdb"
+    if not args.dir:
+        layout = "meta.csv, rr/ and stages/" if slpdb else "meta.csv, rr/ and apnea/"
+        raise UsageError(f"evaluate {args.what}", f"needs the dataset directory ({layout})")
+    if slpdb and (args.cv is not None or args.model or args.anchor or args.also_train_on or args.source != "hr"):
+        raise UsageError("--apnea", "scores the committed apnoea model: leave out --cv, --model, --source and --anchor")
+    if not slpdb and args.cv is not None and (args.cv == 1 or args.cv < 0):
+        raise UsageError("--cv", f"{args.cv} folds: give 2 or more (0: one fold per subject)")
+    if not slpdb and args.cv is not None and args.model:
+        raise UsageError("--model", "--cv trains its own fold models: leave out --model")
+    root = Path(args.dir)
+    if slpdb:
+        figures = apnea_ecg.evaluate_slpdb(root, _apnoea_model(None))
+    elif args.cv is not None:
+        figures = apnea_ecg.cross_validate(root, folds=args.cv, seed=args.seed)
+    else:
+        figures = apnea_ecg.evaluate(root, _apnoea_model(args.model))
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        _print_with_rows(figures, "per_record")
+    return 0
+
+
+def _apnoea_model(path: str | None) -> Any:
+    from batch_layer.stage_models import load_apnoea_model
+    from core.nights.apnoea import ApnoeaModel
+
+    if path is None:
+        return load_apnoea_model()
+    try:
+        return ApnoeaModel.from_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError("--model", f"{path}: no such model file") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError("--model", f"{path} is not a sleepstack apnoea model ({type(exc).__name__}: {exc})") from None
 
 
 def _evaluate_report(args: argparse.Namespace) -> int:
@@ -155,9 +199,12 @@ def _model(path: str) -> Any:
 
 def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from batch_layer.stage_models import model_resource
+    from core.nights.apnoea import APNOEA_MODEL
     from core.nights.classifier import RR_MODEL
     from sleepstack.evaluation.staging import train, train_rr
 
+    if args.model == APNOEA_MODEL:
+        return _train_apnoea(args)
     if args.model == RR_MODEL:
         accel = Path(args.sleep_accel or DEFAULT_SLEEP_ACCEL)
         model = train_rr(Path(args.data or DEFAULT_SLPDB), accel, seed=args.seed)
@@ -169,6 +216,24 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     out.write_text(model.to_json())
     counts = model.training["class_counts"]
     print(f"wrote {out}: {model.name}, {len(model.training['subjects'])} subjects, epochs per stage {counts}")
+    return 0
+
+
+def _train_apnoea(args: argparse.Namespace) -> int:
+    from batch_layer.stage_models import model_resource
+    from sleepstack.evaluation.apnea_ecg import train
+
+    if args.sleep_accel:
+        raise UsageError("--sleep-accel", "the apnoea model trains on apnea-ecg alone (--data)")
+    if args.seed != 0:
+        raise UsageError("--seed", "the apnoea model's training has no random start: leave out --seed")
+    model = train(Path(args.data or DEFAULT_APNEA_ECG))
+    out = Path(args.out) if args.out else Path(str(model_resource(model.name)))
+    out.write_text(model.to_json())
+    t = model.training
+    print(
+        f"wrote {out}: {model.name}, {len(t['records'])} records, {t['minutes']} minutes ({t['apnoea_minutes']} apnoea)"
+    )
     return 0
 
 
@@ -208,8 +273,18 @@ def register(sub: Any) -> None:
             )
             e.add_argument("--train-seed", type=int, default=0, help="--cv: the first training seed (the spread)")
             e.add_argument("--members", type=int, help="--cv: networks per model (default: as committed, hr 1, rr 3)")
+            e.add_argument(
+                "--apnea",
+                action="store_true",
+                help="score the committed apnoea model on the scorers' respiratory events"
+                " (30-s epochs mapped to minutes)",
+            )
         else:
-            e.set_defaults(source="hr", also_train_on=None, anchor=None, train_seed=0, members=None)
+            e.set_defaults(source="hr", also_train_on=None, anchor=None, train_seed=0, members=None, apnea=False)
+    e = evaluate("apnea-ecg", "per-minute apnoea, AHI and record class from RR against Apnea-ECG's labels", "apnea-ecg")
+    e.add_argument("--cv", type=int, help="subject-grouped CV with this many folds (0: one per subject)")
+    e.add_argument("--seed", type=int, default=0, help="--cv: the seed that deals subjects to folds")
+    e.add_argument("--model", help="an apnoea model JSON file (default: the committed model)")
     evaluate("cvhr", "the CVHR apnoea screening index against slpdb-rr's scored respiratory events", "slpdb-rr")
     e = evaluate("report", "every number of the night report against the simulator's truth, through both layers")
     e.add_argument("--nights", type=int, help="simulated nights to audit (default 6: every scenario once)")
@@ -217,10 +292,21 @@ def register(sub: Any) -> None:
     s.set_defaults(func=_cmd_evaluate)
 
     s = sub.add_parser(
-        "train", help="train a staging model: hr-mlp-v1 on sleep-accel, rr-mlp-v3 on slpdb-rr and sleep-accel"
+        "train",
+        help="train a model: hr-mlp-v1 on sleep-accel, rr-mlp-v3 on slpdb-rr and sleep-accel,"
+        " apnoea-rr-lr-v1 on apnea-ecg",
     )
-    s.add_argument("--model", choices=["hr-mlp-v1", "rr-mlp-v3"], default="hr-mlp-v1", help="which model to train")
-    s.add_argument("--data", help="dataset directory (default ../shared/data/sleep-accel or ../shared/data/slpdb-rr)")
+    s.add_argument(
+        "--model",
+        choices=["hr-mlp-v1", "rr-mlp-v3", "apnoea-rr-lr-v1"],
+        default="hr-mlp-v1",
+        help="which model to train",
+    )
+    s.add_argument(
+        "--data",
+        help="dataset directory (default ../shared/data/sleep-accel, ../shared/data/slpdb-rr"
+        " or ../shared/data/apnea-ecg)",
+    )
     s.add_argument("--sleep-accel", help="rr-mlp-v3: the sleep-accel directory (default ../shared/data/sleep-accel)")
     s.add_argument("--out", help="artefact path (JSON; default: the packaged core/nights/models/<model>.json)")
     s.add_argument("--seed", type=int, default=0, help="the training seed")
