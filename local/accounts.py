@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from access.accounts import AccountStore, AccountsUnavailable, User
 from access.roles import AccessError, Role
-from local.sqlite import open_db, write_transaction
+from local.sqlite import SqliteStore, write_transaction
 
 __all__ = ["LocalAccounts"]
 
@@ -27,21 +26,12 @@ CREATE INDEX IF NOT EXISTS failures_key ON failures (key, at_ms);
 """
 
 
-class LocalAccounts(AccountStore):
+class LocalAccounts(SqliteStore, AccountStore):
     """Accounts in SQLite (WAL); safe to share between the server's threads."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = open_db(path, synchronous="NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(path, _SCHEMA)
 
     def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         with self._lock, write_transaction(self._db, AccountsUnavailable, "the accounts store"):

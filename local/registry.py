@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.registry import Assignment, Device, RegistryError, Subject
-from local.sqlite import open_db, write_transaction
+from local.sqlite import SqliteStore, write_transaction
 from registry.store import HistoryEntry, RegistryStore, RegistryUnavailable, VersionConflict, redact
 
 __all__ = ["LocalRegistry"]
@@ -27,20 +26,11 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
-class LocalRegistry(RegistryStore):
+class LocalRegistry(SqliteStore, RegistryStore):
     """The registry in one SQLite file (WAL; a killed writer leaves no half-written change)."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_db(path, synchronous="NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        super().__init__(path, _SCHEMA)
 
     # subjects
     def get_subject(self, subject_id: str) -> Subject | None:

@@ -9,11 +9,13 @@ batch leaves nothing half-stored and is retried.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["open_db", "write_transaction"]
+__all__ = ["SqliteStore", "open_db", "write_transaction"]
 
 
 def open_db(path: Path, *, synchronous: str | None = None) -> sqlite3.Connection:
@@ -43,3 +45,20 @@ def write_transaction(db: sqlite3.Connection, error: type[Exception], what: str)
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+class SqliteStore:
+    """One SQLite file (WAL, ``synchronous=NORMAL``) made with ``schema``, shared by a server's
+    threads under one lock: the base of the home's small stores (registry, accounts)."""
+
+    def __init__(self, path: Path, schema: str) -> None:
+        self._db = open_db(path, synchronous="NORMAL")
+        self._db.executescript(schema)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
