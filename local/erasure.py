@@ -51,6 +51,7 @@ __all__ = [
     "erase_exports",
     "erase_lake",
     "lake_record_ids",
+    "letter_is_subjects",
     "record_export",
     "scan",
     "subject_mask",
@@ -154,18 +155,24 @@ def _names(value: Any, subject_id: str) -> bool:
     return isinstance(value, str) and token(subject_id).search(value) is not None
 
 
-def _letter_is_subjects(path: Path, subject_id: str, windows: Sequence[Window]) -> bool:
-    raw = path.read_bytes()
+def letter_is_subjects(raw: bytes, written_ms: int, subject_id: str, windows: Sequence[Window]) -> bool:
+    """Whether the dead letter ``raw`` (one JSON letter) is the subject's: it names the subject
+    anywhere (its payload decoded from base64 too: ``payload_b64`` of the speed layer's and the
+    delivery's letters, ``rawData`` of Firehose's error records), its payload parses as a record
+    or document of a window's device in the window, or its payload cannot be decoded and its
+    partition key is a window's device and it was written (``written_ms``: its file's or S3
+    object's time, within seconds of the arrival) in the window."""
     if subject_id.encode() in raw and token(subject_id).search(raw.decode("utf-8", "replace")):
         return True
     try:
         letter = json.loads(raw)
     except ValueError:
         return False
-    if not isinstance(letter, dict) or "payload_b64" not in letter:
+    encoded = letter.get("payload_b64", letter.get("rawData")) if isinstance(letter, dict) else None
+    if not isinstance(encoded, str):
         return False
     try:
-        payload = base64.b64decode(letter["payload_b64"])
+        payload = base64.b64decode(encoded)
     except ValueError:
         payload = b""
     if token(subject_id).search(payload.decode("utf-8", "replace")):
@@ -178,7 +185,11 @@ def _letter_is_subjects(path: Path, subject_id: str, windows: Sequence[Window]) 
         return any(in_windows(windows, body["device_id"], body.get(f)) for f in _TIME_FIELDS)
     # undecodable: attributed to its device (the partition key) at the time it was written
     device = (letter.get("source") or {}).get("partitionKey")
-    return in_windows(windows, device, int(path.stat().st_mtime * 1000))
+    return in_windows(windows, device, written_ms)
+
+
+def _letter_is_subjects(path: Path, subject_id: str, windows: Sequence[Window]) -> bool:
+    return letter_is_subjects(path.read_bytes(), int(path.stat().st_mtime * 1000), subject_id, windows)
 
 
 def erase_dead_letters(home: Home, subject_id: str, windows: Sequence[Window]) -> int:

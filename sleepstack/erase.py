@@ -1,5 +1,10 @@
 """Erase a subject from every store (``sleepstack erase``), and prove it.
 
+The operation (:class:`Eraser`: the plan, the journal, the steps, the proof, the tombstone)
+runs over a target's stores: :class:`LocalStores` (a local stack's home, the steps below) or
+:class:`sleepstack.erase_aws.AwsStores` (DynamoDB, OpenSearch, S3: registry, live, state,
+lake, dead_letters).
+
 What is the subject's: everything filed under its id, and every record its devices sent
 during its assignments (its *windows*: device, ``[from, to)`` of device time), whoever it
 was filed under. Erasure is a journaled operation like a correction of an assignment
@@ -28,32 +33,23 @@ and the key, and a rerun says ``already done``. The journal's lock keeps a secon
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from core.errors import InputError, SleepstackError
 from core.registry import Window, subject_windows
+from local.erasure import Scan
 from local.home import Home
 from registry.store import RegistryStore, erasure_key, redact
 from sleepstack.journal import load_journal, locked, run_steps, save_journal
 
-__all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "Outcome", "Plan"]
+__all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "LocalStores", "Outcome", "Plan", "Stores"]
 
-STEPS: Final = (
-    "registry",
-    "ledger",
-    "live",
-    "state",
-    "spool",
-    "lake",
-    "dead_letters",
-    "exports",
-    "verify",
-    "tombstone",
-)
-#: the steps that remove data: done again when the verification still finds some
+#: the steps that remove data from a local stack: done again when the verification still finds some
 DATA_STEPS: Final = ("ledger", "live", "state", "spool", "lake", "dead_letters", "exports")
+#: a local stack's erasure, in order
+STEPS: Final = ("registry", *DATA_STEPS, "verify", "tombstone")
 JOURNAL_VERSION: Final = 1
 
 #: Called with the name of each point the operation passes ("journal", each step, "lake:written"):
@@ -118,16 +114,35 @@ def _checkpoint(name: str) -> None:
         checkpoint_hook(name)
 
 
+class Stores(Protocol):
+    """The stores of one target that erasure reads and empties."""
+
+    #: the steps that remove data, in order (done again when the verification still finds some)
+    data_steps: tuple[str, ...]
+
+    def registry(self) -> RegistryStore | None:
+        """The registry (None when there is none)."""
+
+    def scan(self, subject_id: str, windows: Sequence[Window]) -> Scan:
+        """Every store read for the subject (read-only; creates nothing)."""
+
+    def erase(self, step: str, journal: Journal) -> dict[str, Any]:
+        """Do one of :attr:`data_steps` (idempotent); its figures."""
+
+
 @dataclass
 class Eraser:
-    """One subject's erasure over a local home's stores (wired by the CLI).
+    """One subject's erasure over a target's ``stores``, journaled under ``home`` (wired by the CLI).
 
-    ``registry()``: the registry (None when the home has none); ``audit(key, by, at_ms)``:
-    append the erasure to the access audit."""
+    ``audit(key, by, at_ms)``: append the erasure to the access audit."""
 
     home: Home
-    registry: Callable[[], RegistryStore | None]
+    stores: Stores
     audit: Callable[[str, str, int], None] | None = None
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return ("registry", *self.stores.data_steps, "verify", "tombstone")
 
     def journal_path(self, subject_id: str) -> Any:
         return self.home.erase_journal(erasure_key(subject_id))
@@ -140,14 +155,12 @@ class Eraser:
 
     def plan(self, subject_id: str) -> Plan:
         """What the stores hold of the subject (read-only)."""
-        from local.erasure import scan
-
-        reg = self.registry()
+        reg = self.stores.registry()
         registered, windows = False, []
         if reg is not None:
             registered = reg.get_subject(subject_id) is not None
             windows = subject_windows(reg.assignments(), subject_id)
-        found = scan(self.home, subject_id, windows)
+        found = self.stores.scan(subject_id, windows)
         devices = sorted(found.devices | {d for d, _, _ in windows})
         return Plan(subject_id, registered, windows, found.hits, devices)
 
@@ -177,9 +190,7 @@ class Eraser:
                 self._save(journal)
                 _checkpoint("journal")
             j = journal
-            did = run_steps(
-                j, STEPS, lambda step: getattr(self, f"_{step}")(j, now_ms), lambda: self._save(j), _checkpoint
-            )
+            did = run_steps(j, self.steps, lambda step: self._step(step, j, now_ms), lambda: self._save(j), _checkpoint)
             journal.finished_ms = now_ms
             journal.why = redact(journal.why, subject_id, key)
             journal.subject_id, journal.windows, journal.devices = "", [], []  # no identifiers once done
@@ -189,12 +200,53 @@ class Eraser:
     def _save(self, journal: Journal) -> None:
         save_journal(self.home.erase_journal(journal.key), dataclasses.asdict(journal))
 
-    # ------------------------------------------------------------------ the steps
-    def _registry(self, j: Journal, _now_ms: int) -> dict[str, Any]:
-        reg = self.registry()
-        return reg.erase_subject(j.subject_id) if reg is not None else {}
+    def _step(self, step: str, j: Journal, now_ms: int) -> dict[str, Any]:
+        if step == "registry":
+            reg = self.stores.registry()
+            return reg.erase_subject(j.subject_id) if reg is not None else {}
+        if step == "verify":
+            return self._verify(j)
+        if step == "tombstone":
+            return self._tombstone(j, now_ms)
+        return self.stores.erase(step, j)
 
-    def _ledger(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _verify(self, j: Journal) -> dict[str, Any]:
+        found = self.stores.scan(j.subject_id, j.window_tuples())
+        if not found.clean:
+            j.done = [s for s in j.done if s not in self.stores.data_steps]
+            self._save(j)
+            left = ", ".join(f"{k} {v}" for k, v in found.hits.items() if v)
+            raise EraseIncomplete(f"the subject's data is still in: {left} (landed while erasing?); run it again")
+        return {"scan": found.hits, "kept": found.kept}
+
+    def _tombstone(self, j: Journal, now_ms: int) -> dict[str, Any]:
+        reg = self.stores.registry()
+        if reg is not None:
+            reg.log_erasure(j.subject_id, at_ms=now_ms, by=j.by, why=j.why, op=j.key)
+        if self.audit is not None and "audited" not in j.figures:
+            self.audit(j.key, j.by, now_ms)
+        return {"audited": self.audit is not None}
+
+
+@dataclass
+class LocalStores:
+    """A local stack's stores: the files of its home. ``registry()``: the home's registry."""
+
+    home: Home
+    registry: Callable[[], RegistryStore | None]
+    data_steps: tuple[str, ...] = DATA_STEPS
+
+    def scan(self, subject_id: str, windows: Sequence[Window]) -> Scan:
+        from local.erasure import scan
+
+        return scan(self.home, subject_id, windows)
+
+    def erase(self, step: str, journal: Journal) -> dict[str, Any]:
+        result: dict[str, Any] = getattr(self, f"_{step}")(journal)
+        return result
+
+    # ------------------------------------------------------------------ the steps
+    def _ledger(self, j: Journal) -> dict[str, Any]:
         from local.erasure import lake_record_ids
         from local.ledger import Ledger
 
@@ -206,7 +258,7 @@ class Eraser:
         finally:
             ledger.close()
 
-    def _live(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _live(self, j: Journal) -> dict[str, Any]:
         from local.live_store import LocalLiveStore
 
         if not self.home.live_db.exists():
@@ -217,7 +269,7 @@ class Eraser:
         finally:
             store.close()
 
-    def _state(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _state(self, j: Journal) -> dict[str, Any]:
         import json
 
         from local.state_store import LocalStateStore
@@ -232,7 +284,7 @@ class Eraser:
         finally:
             store.close()
 
-    def _spool(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _spool(self, j: Journal) -> dict[str, Any]:
         from ingest.spool import Spool
 
         if not self.home.spool.exists():
@@ -243,7 +295,7 @@ class Eraser:
         finally:
             spool.close()
 
-    def _lake(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _lake(self, j: Journal) -> dict[str, Any]:
         from local.erasure import erase_lake
 
         stats = erase_lake(
@@ -255,31 +307,12 @@ class Eraser:
             "lake_objects_deleted": stats.objects_deleted,
         }
 
-    def _dead_letters(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _dead_letters(self, j: Journal) -> dict[str, Any]:
         from local.erasure import erase_dead_letters
 
         return {"dead_letters": erase_dead_letters(self.home, j.subject_id, j.window_tuples())}
 
-    def _exports(self, j: Journal, _now_ms: int) -> dict[str, Any]:
+    def _exports(self, j: Journal) -> dict[str, Any]:
         from local.erasure import erase_exports
 
         return erase_exports(self.home, j.subject_id)
-
-    def _verify(self, j: Journal, _now_ms: int) -> dict[str, Any]:
-        from local.erasure import scan
-
-        found = scan(self.home, j.subject_id, j.window_tuples())
-        if not found.clean:
-            j.done = [s for s in j.done if s not in DATA_STEPS]
-            self._save(j)
-            left = ", ".join(f"{k} {v}" for k, v in found.hits.items() if v)
-            raise EraseIncomplete(f"the subject's data is still in: {left} (landed while erasing?); run it again")
-        return {"scan": found.hits, "kept": found.kept}
-
-    def _tombstone(self, j: Journal, now_ms: int) -> dict[str, Any]:
-        reg = self.registry()
-        if reg is not None:
-            reg.log_erasure(j.subject_id, at_ms=now_ms, by=j.by, why=j.why, op=j.key)
-        if self.audit is not None and "audited" not in j.figures:
-            self.audit(j.key, j.by, now_ms)
-        return {"audited": self.audit is not None}

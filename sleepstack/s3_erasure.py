@@ -7,12 +7,19 @@ buckets are versioned, so removing the current object is not enough:
 * an object holding some of the subject's rows is rewritten without them (a new current
   version), then every other version of its key is deleted (``VersionId``);
 * an object holding only the subject's rows is deleted with every version and delete marker;
-* a dead letter (any object of the dead-letter bucket) whose key or body names the subject is
-  deleted with every version.
+* dead letters: every object of the dead-letter bucket (the speed layer's letters, one JSON
+  letter each) and of the raw bucket's ``errors/`` (Firehose's error records, one JSON record
+  per line) is read line by line, and a letter is the subject's by the local rule
+  (:func:`local.erasure.letter_is_subjects`: named anywhere, its base64 payload decoded too;
+  a payload of a window's device in the window; an undecodable payload of a window's device
+  written, by the version's time, in the window). An object of only such letters is deleted
+  with every version; one that also holds others' letters is rewritten without them (a new
+  current version) and its other versions deleted; a noncurrent version holding one is
+  deleted.
 
 Idempotent: a rerun finds nothing to rewrite. :meth:`S3Erasure.scan` is the proof: it lists
-and reads every version under the prefixes and counts the subject's rows left.
-Not yet wired into ``sleepstack erase`` (see docs/erasure.md).
+and reads every version under the prefixes and counts the subject's rows and letters left.
+``sleepstack erase`` runs it on AWS (:mod:`sleepstack.erase_aws`).
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.registry import Window
-from local.erasure import subject_mask, token
+from local.erasure import letter_is_subjects, subject_mask, token
 
 __all__ = ["CURATED_PREFIXES", "RAW_PREFIXES", "S3Erasure", "S3Stats"]
 
 RAW_PREFIXES: Final = ("raw/",)
+#: Firehose's error output in the raw bucket (the template's ``ErrorOutputPrefix``)
+FIREHOSE_ERRORS: Final = "errors/"
 CURATED_PREFIXES: Final = ("epochs/", "nights/")
 
 
@@ -67,10 +76,17 @@ class S3Erasure:
 
     def _versions(self, bucket: str, prefix: str) -> list[tuple[str, str, bool]]:
         """(key, version id, is a delete marker) of every version under ``prefix``."""
-        out: list[tuple[str, str, bool]] = []
+        return [(k, v, marker) for k, v, marker, _, _ in self._listing(bucket, prefix)]
+
+    def _listing(self, bucket: str, prefix: str) -> list[tuple[str, str, bool, bool, int]]:
+        """(key, version id, is a delete marker, is the current version, written ms) under ``prefix``."""
+        out: list[tuple[str, str, bool, bool, int]] = []
         for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
-            out += [(v["Key"], v["VersionId"], False) for v in page.get("Versions", [])]
-            out += [(m["Key"], m["VersionId"], True) for m in page.get("DeleteMarkers", [])]
+            for items, marker in ((page.get("Versions", []), False), (page.get("DeleteMarkers", []), True)):
+                out += [
+                    (v["Key"], v["VersionId"], marker, bool(v["IsLatest"]), int(v["LastModified"].timestamp() * 1000))
+                    for v in items
+                ]
         return out
 
     def _purge(self, bucket: str, key: str, keep: str | None = None) -> int:
@@ -114,15 +130,7 @@ class S3Erasure:
                 new = self.client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())["VersionId"]
                 stats.versions_deleted += self._purge(bucket, key, keep=new)
                 stats.objects_rewritten += 1
-        if self.dead_letter_bucket:
-            word = token(subject_id)
-            for key, vid, marker in self._versions(self.dead_letter_bucket, ""):
-                if marker:
-                    continue
-                body = self._read(self.dead_letter_bucket, key, vid).decode("utf-8", "replace")
-                if word.search(key) or word.search(body):
-                    self.client.delete_object(Bucket=self.dead_letter_bucket, Key=key, VersionId=vid)
-                    stats.dead_letters += 1
+        stats.dead_letters += self._erase_letters(subject_id, windows)
         return stats
 
     def _purge_dirty(self, bucket: str, key: str, subject_id: str, windows: Sequence[Window]) -> int:
@@ -147,10 +155,47 @@ class S3Erasure:
                 _, mask = self._hits(self._read(bucket, key, vid), subject_id, windows)
                 if mask is not None:
                     hits["s3_lake_rows"] += int(pc.sum(pc.cast(mask, pa.int64())).as_py() or 0)
-        if self.dead_letter_bucket:
-            word = token(subject_id)
-            for key, vid, marker in self._versions(self.dead_letter_bucket, ""):
+        for bucket, prefix in self._letter_places():
+            for key, vid, marker, _, written in self._listing(bucket, prefix):
                 if not marker:
-                    body = self._read(self.dead_letter_bucket, key, vid).decode("utf-8", "replace")
-                    hits["s3_dead_letters"] += bool(word.search(key) or word.search(body))
+                    body = self._read(bucket, key, vid)
+                    hits["s3_dead_letters"] += sum(self._mine(key, body, written, subject_id, windows))
         return hits
+
+    # ------------------------------------------------------------------ dead letters
+    def _letter_places(self) -> Iterator[tuple[str, str]]:
+        if self.dead_letter_bucket:
+            yield self.dead_letter_bucket, ""
+        if self.raw_bucket:
+            yield self.raw_bucket, FIREHOSE_ERRORS
+
+    @staticmethod
+    def _mine(key: str, body: bytes, written_ms: int, subject_id: str, windows: Sequence[Window]) -> list[bool]:
+        """For each letter of the object (one per line; a pretty-printed letter is one), whether
+        it is the subject's (all of them when the object's key names the subject)."""
+        lines = [line for line in body.splitlines() if line.strip()] or [body]
+        one_per_line = all(line.lstrip().startswith(b"{") and line.rstrip().endswith(b"}") for line in lines)
+        if len(lines) > 1 and not one_per_line:
+            lines = [body]  # one letter over several lines
+        if token(subject_id).search(key):
+            return [True] * len(lines)
+        return [letter_is_subjects(line, written_ms, subject_id, windows) for line in lines]
+
+    def _erase_letters(self, subject_id: str, windows: Sequence[Window]) -> int:
+        """Delete or rewrite the subject's letters (module docstring); how many letters went."""
+        gone = 0
+        for bucket, prefix in self._letter_places():
+            for key, vid, marker, latest, written in self._listing(bucket, prefix):
+                if marker:
+                    continue
+                body = self._read(bucket, key, vid)
+                mine = self._mine(key, body, written, subject_id, windows)
+                if not any(mine):
+                    continue
+                gone += sum(mine)
+                lines = [line for line in body.splitlines() if line.strip()]
+                if latest and not all(mine) and len(lines) == len(mine):
+                    kept = b"".join(line + b"\n" for line, m in zip(lines, mine, strict=True) if not m)
+                    self.client.put_object(Bucket=bucket, Key=key, Body=kept)
+                self.client.delete_object(Bucket=bucket, Key=key, VersionId=vid)
+        return gone

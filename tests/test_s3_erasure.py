@@ -118,3 +118,52 @@ def test_erases_every_version_and_keeps_the_others_rows(s3: Any) -> None:
     assert (again.rows_removed, again.objects_rewritten, again.objects_deleted, again.versions_deleted) == (0, 0, 0, 0)
     assert again.dead_letters == 0
     assert _state(s3) == after
+
+
+def _b64(value: Any) -> str:
+    import base64
+
+    return base64.b64encode(value if isinstance(value, bytes) else json.dumps(value).encode()).decode()
+
+
+def test_dead_letters_are_matched_as_locally_and_firehose_errors_rewritten_line_by_line(s3: Any) -> None:
+    """The local rule on S3: base64 payloads decoded, a window's device in its window, an
+    undecodable payload by its partition key and the version's time; Firehose's error records
+    (one per line under the raw bucket's errors/) rewritten without the subject's."""
+    now = 1_700_000_000_000
+    windows = [("strap-1", 1_000, 2_000), ("bed-1", 0, 2**62)]  # bed-1 is the subject's still
+    letter = {"reason": "bad record", "source": {"partitionKey": "strap-1"}}
+    s3.put_object(  # a record of its strap in its window, not naming it
+        Bucket="dead",
+        Key="speed-layer/a.json",
+        Body=json.dumps({**letter, "payload_b64": _b64({"device_id": "strap-1", "device_time_ms": 1_500})}).encode(),
+    )
+    s3.put_object(  # the same strap after the window: someone else's
+        Bucket="dead",
+        Key="speed-layer/b.json",
+        Body=json.dumps({**letter, "payload_b64": _b64({"device_id": "strap-1", "device_time_ms": 2_500})}).encode(),
+    )
+    s3.put_object(  # undecodable, from its bed while assigned (written now)
+        Bucket="dead",
+        Key="speed-layer/c.json",
+        Body=json.dumps({"source": {"partitionKey": "bed-1"}, "payload_b64": _b64(b"\x00\xff")}).encode(),
+    )
+    failed = {"errorCode": "Lambda.FunctionError", "arrivalTimestamp": now}
+    records = [
+        {**failed, "rawData": _b64({"subject_id": S, "hr": 50})},
+        {**failed, "rawData": _b64({"subject_id": "s002", "hr": 51})},
+        {**failed, "rawData": _b64({"device_id": "strap-1", "device_time_ms": 1_100})},
+    ]
+    key = "errors/processing-failed/2026/01/01/part-1"
+    s3.put_object(Bucket="raw", Key=key, Body=b"".join(json.dumps(r).encode() + b"\n" for r in records))
+
+    job = S3Erasure(s3, raw_bucket="raw", curated_bucket=None, dead_letter_bucket="dead")
+    assert job.scan(S, windows)["s3_dead_letters"] == 2 + 2
+    assert job.erase(S, windows).dead_letters == 4
+    assert job.scan(S, windows) == {"s3_lake_rows": 0, "s3_dead_letters": 0}
+    assert [v["Key"] for v in s3.list_object_versions(Bucket="dead").get("Versions", [])] == ["speed-layer/b.json"]
+    versions = s3.list_object_versions(Bucket="raw", Prefix="errors/").get("Versions", [])
+    assert len(versions) == 1  # the rewrite, and no older version holding the subject
+    kept = s3.get_object(Bucket="raw", Key=key)["Body"].read().splitlines()
+    assert [json.loads(line) for line in kept] == [records[1]]
+    assert job.erase(S, windows).dead_letters == 0

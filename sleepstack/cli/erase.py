@@ -59,7 +59,7 @@ def _eraser(settings: Settings) -> Any:
             outcome=200,
         )
 
-    return erase.Eraser(settings.paths, registry=lambda: registry, audit=audit)
+    return erase.Eraser(settings.paths, erase.LocalStores(settings.paths, lambda: registry), audit=audit)
 
 
 def _described(hits: dict[str, int]) -> str:
