@@ -30,7 +30,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from core.registry import Window, in_windows
 from local.compaction import replace_objects
 from local.home import Home
+from registry.store import RegistryStore, redact
 from speed_layer.processing import TIME_FIELD
 
 __all__ = [
@@ -53,7 +54,9 @@ __all__ = [
     "lake_record_ids",
     "letter_is_subjects",
     "record_export",
+    "registry_hits",
     "scan",
+    "state_hits",
     "subject_mask",
     "token",
 ]
@@ -278,7 +281,6 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
     """Every store of the home, read for the subject (module docstring); creates nothing."""
     from ingest.spool import Spool
     from local.registry import LocalRegistry
-    from registry.store import redact
 
     out = Scan()
     _scan_live(home, subject_id, windows, out)
@@ -293,11 +295,7 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
     if home.registry_db.exists():
         reg = LocalRegistry(home.registry_db)
         try:
-            out.hits["registry_subject"] = int(reg.get_subject(subject_id) is not None)
-            out.hits["registry_assignments"] = sum(a.subject_id == subject_id for a in reg.assignments())
-            out.hits["registry_history"] = sum(
-                redact([h["why"], h["detail"]], subject_id, "") != [h["why"], h["detail"]] for h in reg.history()
-            )
+            out.hits.update(registry_hits(reg, subject_id))
         finally:
             reg.close()
     quoted = json.dumps(subject_id)
@@ -310,6 +308,24 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
         lines = [json.loads(line) for line in home.audit_log.read_text().splitlines() if line.strip()]
         out.kept["access_audit_entries"] = sum(subject_id in e.get("subjects", []) for e in lines)
     return out
+
+
+def registry_hits(reg: RegistryStore, subject_id: str) -> dict[str, int]:
+    """What a registry (either adapter) still holds of the subject: its record, its
+    assignments, the history entries naming it (the id as a word)."""
+    return {
+        "registry_subject": int(reg.get_subject(subject_id) is not None),
+        "registry_assignments": sum(a.subject_id == subject_id for a in reg.assignments()),
+        "registry_history": sum(
+            redact([h["why"], h["detail"]], subject_id, "") != [h["why"], h["detail"]] for h in reg.history()
+        ),
+    }
+
+
+def state_hits(states: Mapping[str, dict[str, Any]], subject_id: str) -> list[str]:
+    """The devices whose speed-layer state names the subject."""
+    quoted = json.dumps(subject_id)
+    return [d for d, s in states.items() if quoted in json.dumps(s)]
 
 
 def _scan_live(home: Home, subject_id: str, windows: Sequence[Window], out: Scan) -> None:

@@ -2,7 +2,8 @@
 
 **What.** OpenSearch 2.19.6's ``integ-test-zip`` distribution
 (``org.opensearch.distribution.integ-test-zip:opensearch:2.19.6:zip``, 56 MB: the server
-and its ``transport-netty4`` module, no bundled JDK; it runs on the machine's Java 17),
+and its ``transport-netty4`` module, no bundled JDK; it runs on the machine's Java 17), and
+the ``reindex`` and ``lang-painless`` modules from their jars (:mod:`local.opensearch_modules`),
 pinned by version and SHA-256 (:data:`DIST_SHA256`). :func:`install_dist` fetches it
 with Maven into the local repository and unpacks it under ``build/opensearch/`` (ignored
 by git; ``make opensearch``). The Index State Management plugin is not published to Maven Central (its
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from local.opensearch_modules import install_modules, modules_marker
 
 __all__ = [
     "DIST_COORDINATES",
@@ -82,7 +84,9 @@ def install_dist(dist: Path, *, m2: Path | None = None) -> Path:
     its SHA-256 and unpack it as ``dist`` (a folder named ``opensearch-<version>``)."""
     if dist.name != f"opensearch-{OPENSEARCH_VERSION}":
         raise NodeError(f"{dist} must be a folder named opensearch-{OPENSEARCH_VERSION}")
-    if (dist / ".installed").exists():
+    marker = f"{DIST_SHA256}\n{modules_marker()}\n"
+    installed = dist / ".installed"
+    if installed.exists() and installed.read_text() == marker:
         return dist
     if shutil.which("mvn") is None:
         raise NodeError("Maven (mvn) is needed to fetch OpenSearch from Maven Central: apt-get install maven")
@@ -108,7 +112,8 @@ def install_dist(dist: Path, *, m2: Path | None = None) -> Path:
         z.extractall(dist.parent)
     for script in (dist / "bin").iterdir():
         script.chmod(0o755)
-    (dist / ".installed").write_text(DIST_SHA256 + "\n")
+    install_modules(dist, repo, NodeError)
+    installed.write_text(marker)
     return dist
 
 

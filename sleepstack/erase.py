@@ -270,17 +270,14 @@ class LocalStores:
             store.close()
 
     def _state(self, j: Journal) -> dict[str, Any]:
-        import json
-
+        from local.erasure import state_hits
         from local.state_store import LocalStateStore
 
         if not self.home.state_db.exists():
             return {}
         store = LocalStateStore(self.home.state_db)
         try:
-            quoted = json.dumps(j.subject_id)
-            states = store.get_many(j.devices)
-            return {"device_states": store.delete_many(d for d, s in states.items() if quoted in json.dumps(s))}
+            return {"device_states": store.delete_many(state_hits(store.get_many(j.devices), j.subject_id))}
         finally:
             store.close()
 

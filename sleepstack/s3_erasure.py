@@ -107,6 +107,13 @@ class S3Erasure:
         return table, subject_mask(table, subject_id, windows)
 
     def erase(self, subject_id: str, windows: Sequence[Window]) -> S3Stats:
+        """The lake's objects (:meth:`erase_lake`), then the dead letters (:meth:`erase_letters`)."""
+        stats = self.erase_lake(subject_id, windows)
+        stats.dead_letters = self.erase_letters(subject_id, windows)
+        return stats
+
+    def erase_lake(self, subject_id: str, windows: Sequence[Window]) -> S3Stats:
+        """Every Parquet object and version of the raw and curated prefixes without the subject's rows."""
         stats = S3Stats()
         for bucket, prefix in self._lakes():
             for key in self._keys(bucket, prefix):
@@ -130,7 +137,6 @@ class S3Erasure:
                 new = self.client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())["VersionId"]
                 stats.versions_deleted += self._purge(bucket, key, keep=new)
                 stats.objects_rewritten += 1
-        stats.dead_letters += self._erase_letters(subject_id, windows)
         return stats
 
     def _purge_dirty(self, bucket: str, key: str, subject_id: str, windows: Sequence[Window]) -> int:
@@ -181,7 +187,7 @@ class S3Erasure:
             return [True] * len(lines)
         return [letter_is_subjects(line, written_ms, subject_id, windows) for line in lines]
 
-    def _erase_letters(self, subject_id: str, windows: Sequence[Window]) -> int:
+    def erase_letters(self, subject_id: str, windows: Sequence[Window]) -> int:
         """Delete or rewrite the subject's letters (module docstring); how many letters went."""
         gone = 0
         for bucket, prefix in self._letter_places():

@@ -10,6 +10,7 @@
 | ``OPENSEARCH_URL`` | live store: an OpenSearch endpoint instead of the embedded store | unset |
 | ``SLEEPSTACK_ATHENA_WORKGROUP`` / ``SLEEPSTACK_ATHENA_S3_STAGING`` | Athena (aws) | ``primary`` / unset |
 | ``SLEEPSTACK_DEAD_LETTER_BUCKET`` | on-failure destination of the Lambda (aws) | unset |
+| ``SLEEPSTACK_RAW_BUCKET`` / ``SLEEPSTACK_CURATED_BUCKET`` | the raw and curated buckets (aws; ``erase``) | unset |
 | ``SLEEPSTACK_STATE_TABLE`` | DynamoDB table of the speed layer's device state (aws) | unset |
 | ``SLEEPSTACK_REGISTRY_TABLE`` | DynamoDB table of subjects, devices and assignments (aws) | unset |
 | ``OPENSEARCH_DASHBOARDS_URL`` | where ``sleepstack opensearch setup`` imports dashboards | unset |
@@ -59,6 +60,8 @@ class Settings:
     athena_s3_staging: str | None
     dead_letter_bucket: str | None
     state_table: str | None = None
+    raw_bucket: str | None = None
+    curated_bucket: str | None = None
     registry_table: str | None = None
     opensearch_dashboards_url: str | None = None
     alert_rules: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +125,8 @@ class Settings:
             athena_s3_staging=e.get("SLEEPSTACK_ATHENA_S3_STAGING") or None,
             dead_letter_bucket=e.get("SLEEPSTACK_DEAD_LETTER_BUCKET") or None,
             state_table=e.get("SLEEPSTACK_STATE_TABLE") or None,
+            raw_bucket=e.get("SLEEPSTACK_RAW_BUCKET") or None,
+            curated_bucket=e.get("SLEEPSTACK_CURATED_BUCKET") or None,
             registry_table=e.get("SLEEPSTACK_REGISTRY_TABLE") or None,
             opensearch_dashboards_url=e.get("OPENSEARCH_DASHBOARDS_URL") or None,
             alert_rules=rules,

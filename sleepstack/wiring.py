@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module
     from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
+    from sleepstack.erase_aws import AwsStores
     from speed_layer.subject_rules import SubjectRules
 
 __all__ = [
@@ -270,3 +271,36 @@ def subject_rules(settings: Settings, defaults: AlertRules) -> SubjectRules | No
         return dict(subject.alert_overrides) if subject is not None else None
 
     return SubjectRules(defaults, overrides)
+
+
+def aws_erasure_stores(settings: Settings) -> AwsStores:
+    """The deployed stores a subject's erasure empties on AWS (``sleepstack erase``,
+    :mod:`sleepstack.erase_aws`): every one must be named, or nothing is erased."""
+    named = {
+        "SLEEPSTACK_REGISTRY_TABLE": settings.registry_table,
+        "OPENSEARCH_URL": settings.opensearch_url,
+        "SLEEPSTACK_STATE_TABLE": settings.state_table,
+        "SLEEPSTACK_RAW_BUCKET": settings.raw_bucket,
+        "SLEEPSTACK_CURATED_BUCKET": settings.curated_bucket,
+        "SLEEPSTACK_DEAD_LETTER_BUCKET": settings.dead_letter_bucket,
+    }
+    missing = [k for k, v in named.items() if not v]
+    if missing:
+        raise ConfigError(
+            missing[0],
+            f"must be set to erase on AWS (SLEEPSTACK_TARGET=aws); unset: {', '.join(missing)}"
+            " (the stack's outputs name them: docs/erasure.md)",
+        )
+    import boto3
+
+    from sleepstack.erase_aws import AwsStores
+    from sleepstack.s3_erasure import S3Erasure
+
+    s3 = boto3.client("s3", region_name=settings.region)
+    url = settings.opensearch_url or ""  # named: checked above
+    return AwsStores(
+        registry(settings),
+        OpenSearchLiveStore(opensearch_client(url, sigv4_region=_sigv4_region(settings))),
+        state_store(settings),
+        S3Erasure(s3, settings.raw_bucket, settings.curated_bucket, settings.dead_letter_bucket),
+    )

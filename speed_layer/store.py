@@ -223,6 +223,32 @@ class OpenSearchLiveStore(LiveStore):
     def count(self, kind: str) -> int:
         return int(self.client.count(index=index_pattern(self.prefix, kind))["count"])
 
+    def _refresh(self, kind: str) -> None:
+        """Make every document of ``kind`` indexed so far searchable (and so seen by a by-query)."""
+        self.client.indices.refresh(
+            index=index_pattern(self.prefix, kind), params={"allow_no_indices": "true", "ignore_unavailable": "true"}
+        )
+
+    def count_subject(self, subject_id: str, windows: Sequence[Window]) -> int:
+        """How many documents :meth:`erase_subject` would delete (``_count`` with its query, per
+        kind): the erasure's proof on OpenSearch. Raises StoreError when the store cannot say."""
+        from opensearchpy.exceptions import ConnectionError as OsConnectionError
+        from opensearchpy.exceptions import TransportError
+
+        total = 0
+        for kind in DOC_KINDS:
+            try:
+                self._refresh(kind)
+                resp = self.client.count(
+                    index=index_pattern(self.prefix, kind),
+                    body=erase_query(kind, subject_id, windows),
+                    params={"allow_no_indices": "true", "ignore_unavailable": "true"},
+                )
+            except (OsConnectionError, TransportError) as exc:
+                raise StoreError(f"counting a subject's {kind} documents failed: {exc}") from exc
+            total += int(resp["count"])
+        return total
+
     def reassign(self, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> int:
         """One ``_update_by_query`` per kind over its daily indices (refreshed, so the live
         views see the change at once); version conflicts with a concurrent write are
@@ -253,6 +279,9 @@ class OpenSearchLiveStore(LiveStore):
         total = 0
         for kind in DOC_KINDS:
             try:
+                # a by-query sees only what a refresh made searchable: documents indexed since the
+                # last one (within the index's refresh interval) would be left without it
+                self._refresh(kind)
                 resp = getattr(self.client, api)(
                     index=index_pattern(self.prefix, kind),
                     body=body(kind),

@@ -204,7 +204,10 @@ def test_opensearch_deletes_each_kind_by_query() -> None:
     store = OpenSearchLiveStore(cluster.client(), prefix="t")
     windows = [("strap-1", 1000, 2000), ("bed-1", 1500, OPEN_END_MS)]
     assert store.erase_subject("s001", windows) == 2 * len(DOC_KINDS)
-    assert [s.url for s in cluster.sent] == [f"/t-{k}-*/_delete_by_query" for k in DOC_KINDS]
+    # each kind refreshed first: a by-query sees only what a refresh made searchable
+    urls = [u for k in DOC_KINDS for u in (f"/t-{k}-*/_refresh", f"/t-{k}-*/_delete_by_query")]
+    assert [s.url for s in cluster.sent] == urls
+    cluster.sent = [s for s in cluster.sent if s.url.endswith("_delete_by_query")]
     sent = cluster.sent[0]
     assert sent.params["conflicts"] == "proceed" and sent.params["refresh"] == "true"
     assert sent.json() == erase_query("vitals", "s001", windows)
@@ -294,3 +297,21 @@ def test_dynamodb_registry_and_state_erase_the_subject() -> None:
         states.put_many({"strap-s001": {"subject_id": "s001"}, "strap-s002": {"subject_id": "s002"}})
         assert states.delete_many(["strap-s001", "strap-x"]) == 1
         assert list(states.get_many(["strap-s001", "strap-s002"])) == ["strap-s002"]
+
+
+def test_on_aws_every_deployed_store_must_be_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLEEPSTACK_TARGET", "aws")
+    for name in (
+        "SLEEPSTACK_REGISTRY_TABLE",
+        "SLEEPSTACK_STATE_TABLE",
+        "SLEEPSTACK_RAW_BUCKET",
+        "SLEEPSTACK_CURATED_BUCKET",
+    ):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    monkeypatch.delenv("SLEEPSTACK_DEAD_LETTER_BUCKET", raising=False)
+    assert main(ERASE) == 2
+    err = capsys.readouterr().err
+    assert "OPENSEARCH_URL" in err and "SLEEPSTACK_DEAD_LETTER_BUCKET" in err and "Traceback" not in err

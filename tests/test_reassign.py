@@ -237,7 +237,10 @@ def test_opensearch_updates_each_kind_by_query() -> None:
     cluster = FakeCluster(lambda sent: (200, {"updated": 3, "failures": [], "version_conflicts": 0}))
     store = OpenSearchLiveStore(cluster.client(), prefix="t")
     assert store.reassign(STRAP, *WINDOW, "s002") == 3 * len(DOC_KINDS)
-    assert [s.url for s in cluster.sent] == [f"/t-{k}-*/_update_by_query" for k in DOC_KINDS]
+    # each kind refreshed first: a by-query sees only what a refresh made searchable
+    urls = [u for k in DOC_KINDS for u in (f"/t-{k}-*/_refresh", f"/t-{k}-*/_update_by_query")]
+    assert [s.url for s in cluster.sent] == urls
+    cluster.sent = [s for s in cluster.sent if s.url.endswith("_update_by_query")]
     sent = cluster.sent[0]
     assert sent.params["conflicts"] == "proceed" and sent.params["refresh"] == "true"
     assert sent.json() == reassign_query("vitals", STRAP, *WINDOW, "s002")

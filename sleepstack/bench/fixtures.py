@@ -78,15 +78,18 @@ def private_stream(home: Path) -> Iterator[tuple[Settings, Any, str]]:
         stream.down()
 
 
-def index_records(settings: Settings, recs: list[Record], *, batch: int = 500, store: LiveStore | None = None) -> None:
+def index_records(
+    settings: Settings, recs: list[Record], *, batch: int = 500, store: LiveStore | None = None, **stores: Any
+) -> None:
     """Index ``recs`` into the settings' live store (or ``store``) through the real
-    speed-layer handler, in Kinesis events of ``batch`` records (as the event-source mapping would)."""
+    speed-layer handler, in Kinesis events of ``batch`` records (as the event-source mapping would).
+    ``stores``: the handler's other stores instead of the settings' (``states``, ``letters``)."""
     from datetime import UTC, datetime
 
     from core.contract import to_wire
     from local.event_source_mapping import LambdaContext, kinesis_event
 
-    handler = wiring.speed_layer_handler(settings, store=store)
+    handler = wiring.speed_layer_handler(settings, store=store, **stores)
     now = datetime.now(tz=UTC)
     for start in range(0, len(recs), batch):
         rows = [

@@ -31,6 +31,9 @@ _PLACES = {
     "spool_outbox": "spool: outbox records",
     "spool_quarantine": "spool: quarantined payloads",
     "lake_rows": "lake: rows",
+    "lake_versions_deleted": "lake: S3 versions deleted",
+    "s3_lake_rows": "S3 lake: rows (every version)",
+    "s3_dead_letters": "S3 dead letters (every version)",
     "dead_letters": "dead letters",
     "exports": "exports",
     "export_index": "export index: exports",
@@ -42,7 +45,11 @@ def _eraser(settings: Settings) -> Any:
     from access.audit import AuditLog
     from sleepstack import erase, wiring
 
-    registry = wiring.registry(settings, create=False) if settings.paths.registry_db.exists() else None
+    registry = (
+        wiring.registry(settings, create=False)
+        if settings.target == "local" and settings.paths.registry_db.exists()
+        else None
+    )
 
     def audit(key: str, by: str, at_ms: int) -> None:
         log = AuditLog(settings.paths.audit_log)
@@ -59,6 +66,8 @@ def _eraser(settings: Settings) -> Any:
             outcome=200,
         )
 
+    if settings.target == "aws":
+        return erase.Eraser(settings.paths, wiring.aws_erasure_stores(settings), audit=audit)
     return erase.Eraser(settings.paths, erase.LocalStores(settings.paths, lambda: registry), audit=audit)
 
 
@@ -67,14 +76,8 @@ def _described(hits: dict[str, int]) -> str:
 
 
 def _cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from core.errors import ConfigError
-
     if not _ID.match(args.subject):
         raise UsageError("--subject", f"{args.subject!r} is not a subject id (1-64 of letters, digits, :_.-)")
-    if settings.target == "aws":
-        raise ConfigError(
-            "SLEEPSTACK_TARGET", "is aws: erase works on a local stack's stores; on AWS see docs/erasure.md"
-        )
     job = _eraser(settings)
     done = job.finished(args.subject)
     if done is None:
@@ -109,7 +112,10 @@ def register(sub: Any) -> None:
     s = sub.add_parser(
         "erase",
         help="erase a subject from every store, leave a tombstone, and prove it by a scan (docs/erasure.md)",
-        description="Erase a subject: every store of the local stack, then a scan of them all. Killed, run it again.",
+        description=(
+            "Erase a subject: every store of the stack (local, or AWS with SLEEPSTACK_TARGET=aws),"
+            " then a scan of them all. Killed, run it again."
+        ),
     )
     s.add_argument("--subject", required=True, help="the subject's pseudonymous id (registered or not)")
     s.add_argument("--yes", action="store_true", help="do it (without: say what would be erased, exit 2)")
