@@ -43,6 +43,7 @@ from local.erasure import Scan
 from local.home import Home
 from registry.store import RegistryStore, erasure_key, redact
 from sleepstack.journal import load_journal, locked, run_steps, save_journal
+from speed_layer.store import OpenSearchLiveStore
 
 __all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "LocalStores", "Outcome", "Plan", "Stores"]
 
@@ -230,16 +231,22 @@ class Eraser:
 
 @dataclass
 class LocalStores:
-    """A local stack's stores: the files of its home. ``registry()``: the home's registry."""
+    """A local stack's stores: the files of its home. ``registry()``: the home's registry;
+    ``opensearch``: the live store when the stack runs on an OpenSearch node
+    (``stack up --live-store opensearch``), erased and scanned besides the embedded file."""
 
     home: Home
     registry: Callable[[], RegistryStore | None]
+    opensearch: OpenSearchLiveStore | None = None
     data_steps: tuple[str, ...] = DATA_STEPS
 
     def scan(self, subject_id: str, windows: Sequence[Window]) -> Scan:
         from local.erasure import scan
 
-        return scan(self.home, subject_id, windows)
+        found = scan(self.home, subject_id, windows)
+        if self.opensearch is not None:
+            found.hits["live_store_opensearch"] = self.opensearch.count_subject(subject_id, windows)
+        return found
 
     def erase(self, step: str, journal: Journal) -> dict[str, Any]:
         result: dict[str, Any] = getattr(self, f"_{step}")(journal)
@@ -261,13 +268,16 @@ class LocalStores:
     def _live(self, j: Journal) -> dict[str, Any]:
         from local.live_store import LocalLiveStore
 
-        if not self.home.live_db.exists():
-            return {}
-        store = LocalLiveStore(self.home.live_db)
-        try:
-            return {"live_documents": store.erase_subject(j.subject_id, j.window_tuples())}
-        finally:
-            store.close()
+        out = {}
+        if self.opensearch is not None:
+            out["live_documents_opensearch"] = self.opensearch.erase_subject(j.subject_id, j.window_tuples())
+        if self.home.live_db.exists():
+            store = LocalLiveStore(self.home.live_db)
+            try:
+                out["live_documents"] = store.erase_subject(j.subject_id, j.window_tuples())
+            finally:
+                store.close()
+        return out
 
     def _state(self, j: Journal) -> dict[str, Any]:
         from local.erasure import state_hits

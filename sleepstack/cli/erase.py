@@ -24,6 +24,8 @@ _PLACES = {
     "ledger_ids": "speed layer's ledger: record ids",
     "live_store": "live store: documents",
     "live_documents": "live store: documents",
+    "live_store_opensearch": "live store (OpenSearch): documents",
+    "live_documents_opensearch": "live store (OpenSearch): documents",
     "device_states": "device state: devices",
     "device_state": "device state: devices",
     "spool_notifications": "spool: notifications",
@@ -44,6 +46,7 @@ _PLACES = {
 def _eraser(settings: Settings) -> Any:
     from access.audit import AuditLog
     from sleepstack import erase, wiring
+    from speed_layer.store import OpenSearchLiveStore
 
     registry = (
         wiring.registry(settings, create=False)
@@ -68,7 +71,9 @@ def _eraser(settings: Settings) -> Any:
 
     if settings.target == "aws":
         return erase.Eraser(settings.paths, wiring.aws_erasure_stores(settings), audit=audit)
-    return erase.Eraser(settings.paths, erase.LocalStores(settings.paths, lambda: registry), audit=audit)
+    live = wiring.live_store(settings) if settings.opensearch_url else None  # a stack on an OpenSearch node
+    opensearch = live if isinstance(live, OpenSearchLiveStore) else None
+    return erase.Eraser(settings.paths, erase.LocalStores(settings.paths, lambda: registry, opensearch), audit=audit)
 
 
 def _described(hits: dict[str, int]) -> str:
