@@ -152,9 +152,12 @@ def run_nightly(
     def stage(night: pd.DataFrame) -> pd.DataFrame:  # type hints: how Spark reads a grouped-map function
         return stage_subject_night(night, models=bundled(), rr_staging=rr_staging)
 
+    def summarize(epochs: pd.DataFrame) -> pd.DataFrame:
+        return summarize_night(epochs, bundled())
+
     epochs = raw.groupBy("subject_id", "night").applyInPandas(stage, schema=_ddl(EPOCH_COLUMNS))
     epochs = epochs.cache()
-    summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize_night, schema=_ddl(NIGHT_COLUMNS))
+    summaries = epochs.groupBy("subject_id", "night").applyInPandas(summarize, schema=_ddl(NIGHT_COLUMNS))
     (
         epochs.repartition("night")
         .sortWithinPartitions("subject_id", "epoch_start_ms")

@@ -35,8 +35,9 @@ def model_card(name: str = DEFAULT_MODEL) -> dict[str, Any]:
 
 
 def model_cards() -> dict[str, dict[str, Any]]:
-    """The card of every committed model, by name (a night's ``method`` names the one that staged it)."""
-    return {name: model_card(name) for name in (DEFAULT_MODEL, RR_MODEL)}
+    """The card of every committed model, by name (a night's ``method`` names the one that staged it,
+    its ``apnoea_model`` the apnoea detector)."""
+    return {name: model_card(name) for name in (DEFAULT_MODEL, RR_MODEL, APNOEA_MODEL)}
 
 
 def load_model(name: str = DEFAULT_MODEL) -> StageModel:
@@ -51,7 +52,7 @@ def load_model(name: str = DEFAULT_MODEL) -> StageModel:
 @cache
 def bundled() -> StageModels:
     """The committed pair staging chooses between, read once per process."""
-    return StageModels(hr=load_model(DEFAULT_MODEL), rr=load_model(RR_MODEL))
+    return StageModels(hr=load_model(DEFAULT_MODEL), rr=load_model(RR_MODEL), apnoea=load_apnoea_model())
 
 
 def load_apnoea_model(name: str = APNOEA_MODEL) -> ApnoeaModel:

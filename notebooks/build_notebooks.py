@@ -71,7 +71,7 @@ ONE_NIGHT = [
         "raw = pd.DataFrame([to_row(r) for r in night_records(sim, strap_device=None, bed_device='bed-1')])\n"
         "raw['night'] = night_of(sim.t0_ms)\n"
         "epochs = stage_subject_night(raw, models=bundled())\n"
-        "summary = summarize_night(epochs)\n"
+        "summary = summarize_night(epochs, bundled())\n"
         "summary.T"
     ),
     new_code_cell(
@@ -113,7 +113,7 @@ COHORT = [
         "        raw = pd.DataFrame([to_row(r) for r in night_records(sim, strap_device=None, bed_device=f'bed-{k}')])\n"
         "        raw['night'] = night_of(sim.t0_ms)\n"
         "        e = stage_subject_night(raw, models=bundled())\n"
-        "        epochs.append(e); nights.append(summarize_night(e))\n"
+        "        epochs.append(e); nights.append(summarize_night(e, bundled()))\n"
         "for name, frames in (('epochs', epochs), ('nights', nights)):\n"
         "    df = pd.concat(frames)\n"
         "    for night, part in df.groupby('night'):\n"

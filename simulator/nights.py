@@ -8,8 +8,12 @@ Model (all times in seconds from lights-off ``t0``; sample rate ``fs_hz``):
   onset latency and a final awakening; optionally one bed exit during the night.
 * Heart: RR intervals from a stage-dependent mean heart rate (wake > REM > light > deep),
   a first-order lag between stages, respiratory sinus arrhythmia whose depth rises with
-  vagal tone (deep > light > REM), and AR(1) beat-to-beat noise. Or the beat sequence of
-  a real recording (``rr_source_ms``), whose RR intervals are replayed as given.
+  vagal tone (deep > light > REM), and AR(1) beat-to-beat noise. Each apnoea leaves the
+  cyclic variation of heart rate it leaves in patients: a slowing during the pause and a
+  surge of 8-16 beats/min at its end, peaking ~5 s after breathing resumes and fading over
+  ~15 s (Guilleminault C. et al., "Cyclical variation of the heart rate in sleep apnoea
+  syndrome", Lancet 1984;1:126-131). Or the beat sequence of a real recording
+  (``rr_source_ms``), whose RR intervals are replayed as given.
 * Breathing: 10-20 breaths/min, slower and more regular in deep sleep, irregular in REM;
   optional breathing pauses (apnoeas) of 10-25 s during sleep.
 * Bed sensor (ballistocardiogram + respiration): per beat a BCG complex (a Gabor wavelet,
@@ -196,10 +200,34 @@ def _breaths(
     return np.asarray(out), events
 
 
-def _beats(stage_s: npt.NDArray[np.int8], hr_base: float, breath_t: FloatArray, rng: np.random.Generator) -> FloatArray:
+def _cvhr_bpm(n_s: int, apneas: list[dict[str, float | str]], rng: np.random.Generator) -> FloatArray:
+    """Heart-rate change (beats/min, shape (n_s,)) the apnoeas leave (module docstring): during
+    each pause a slowing towards -4 bpm, then a surge of 8-16 bpm rising over ~5 s after it
+    ends and decaying with a 6-s time constant."""
+    out = np.zeros(n_s)
+    t = np.arange(n_s, dtype=float)
+    for ev in apneas:
+        start, end = float(ev["start_s"]), float(ev["end_s"])
+        during = (t >= start) & (t < end)
+        out[during] -= 4.0 * np.minimum(1.0, (t[during] - start) / 5.0)
+        lo, hi = min(int(np.ceil(end)), n_s), min(int(np.ceil(end)) + 60, n_s)
+        after = t[lo:hi] - end
+        out[lo:hi] += rng.uniform(8.0, 16.0) * (after / 5.0) * np.exp(1.0 - after / 5.0)
+    return out
+
+
+def _beats(
+    stage_s: npt.NDArray[np.int8],
+    hr_base: float,
+    breath_t: FloatArray,
+    rng: np.random.Generator,
+    cvhr_bpm: FloatArray | None = None,
+) -> FloatArray:
     n_s = len(stage_s)
     drift = np.linspace(1.5, -2.5, n_s)  # circadian fall of HR across the night
     hr = _lag(hr_base + drift + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
+    if cvhr_bpm is not None:
+        hr = hr + cvhr_bpm  # the apnoeas' heart-rate cycles are fast: not lagged like the stages
     rsa = _lag(np.vectorize(_RSA_MS.get)(stage_s).astype(float), 30.0)
     noise_sd = np.vectorize(_RR_NOISE_MS.get)(stage_s).astype(float)
     resp_phase = np.interp(np.arange(n_s + 1, dtype=float), breath_t, np.arange(len(breath_t), dtype=float))
@@ -292,7 +320,10 @@ def simulate_night(config: SimConfig) -> SimulatedNight:
     if config.rr_source_ms is not None:
         beat_t = _beats_from_source(config.rr_source_ms, n_s, rng)
     else:
-        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng)
+        # the apnoeas' heart-rate cycles draw from their own stream: a night's other signals stay
+        # those of the same seed without them
+        cvhr = _cvhr_bpm(n_s, apneas, np.random.default_rng([config.seed, 2000])) if apneas else None
+        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng, cvhr)
 
     # movement: around wake transitions and scattered through wake, never out of bed
     move_s = np.zeros(n_s, dtype=bool)

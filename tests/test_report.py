@@ -31,6 +31,28 @@ def test_the_report_is_one_self_contained_file(home: tuple[Settings, str], tmp_p
     assert 'id="screen-pauses_per_hour"' in text and 'id="bed-exits"' in text  # and the bed its pauses
 
 
+def test_the_report_shows_the_ahi_estimate_with_its_interval_and_the_models_figures(
+    home: tuple[Settings, str], tmp_path: Path
+) -> None:
+    """The night's AHI figures as the curated table holds them, and the detector's validated figures."""
+    from batch_layer.stage_models import model_card, model_cards
+    from core.nights.apnoea import APNOEA_MODEL
+    from serving.web.api import night_detail
+    from sleepstack import wiring
+
+    settings, night = home
+    summary = night_detail(wiring.sql_engine(settings), "s002", night, model_cards())["summary"]  # type: ignore[index]
+    assert summary["apnoea_model"] == APNOEA_MODEL and summary["ahi_lo"] <= summary["ahi_est"] <= summary["ahi_hi"]
+    text = write_report(settings, "s002", night, tmp_path / "r.html")[0].read_text()
+    assert 'id="ahi"' in text and 'id="apnoea-model"' in text
+    shown = re.search(r'id="ahi-interval">([\d.]+)\u2013([\d.]+) /h', text)
+    assert shown is not None
+    assert float(shown[1]) == pytest.approx(summary["ahi_lo"], abs=0.051)
+    assert float(shown[2]) == pytest.approx(summary["ahi_hi"], abs=0.051)
+    card = model_card(APNOEA_MODEL)
+    assert f"r {card['ahi_pearson_r']}" in text and card["limitations"] in text
+
+
 @pytest.mark.browser
 def test_the_report_prints_to_pdf(home: tuple[Settings, str], tmp_path: Path) -> None:
     settings, night = home

@@ -42,6 +42,7 @@ def lake(tmp_path: Path) -> Path:
                 "bed_exits": 0,
                 "rr_window": False,
                 "cvhr_cycles": None,
+                "apnoea_prob": None,
                 "strap_data": False,
                 "bed_data": True,
                 "method": "m",

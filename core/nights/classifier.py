@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
 
+from core.nights.apnoea import ApnoeaModel
 from core.signals.hr_features import FEATURE_NAMES
 from core.signals.hrv_features import RR_FEATURE_NAMES
 
@@ -137,11 +138,14 @@ class StageModel:
 @dataclass(frozen=True)
 class StageModels:
     """The committed models staging chooses between: ``hr`` (heart rate alone) and ``rr``
-    (heart rate and HRV). The core never reads them: :func:`batch_layer.stage_models.bundled`
-    loads the artefacts shipped in ``core/nights/models/`` and callers pass them in."""
+    (heart rate and HRV), and the apnoea detector the nightly job runs on a strap's beats
+    (:mod:`core.nights.apnoea`; None: no apnoea columns). The core never reads them:
+    :func:`batch_layer.stage_models.bundled` loads the artefacts shipped in
+    ``core/nights/models/`` and callers pass them in."""
 
     hr: StageModel
     rr: StageModel
+    apnoea: ApnoeaModel | None = None
 
     def for_source(self, source: str) -> StageModel:
         """The model of an input set (``hr`` or ``rr``)."""

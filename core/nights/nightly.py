@@ -33,11 +33,14 @@ import pandas as pd
 
 from core.contract.conflicts import drop_duplicate_records
 from core.contract.epochs import EPOCH_MS, EPOCH_S
+from core.nights.apnoea import ApnoeaModel
+from core.nights.apnoea_screens import severity
 from core.nights.bed_events import bed_events, starts_per_epoch
 from core.nights.classifier import StageModels
 from core.nights.metrics import night_metrics
 from core.nights.stages import SleepStage
 from core.nights.staging import Beats, stage_night
+from core.signals.apnoea_features import minute_features
 from core.signals.cvhr import cvhr_cycles
 from core.signals.hrv import notification_beats
 from core.signals.runs import true_runs
@@ -71,6 +74,7 @@ EPOCH_COLUMNS: Final = (
     ("bed_exits", "int"),
     ("rr_window", "boolean"),
     ("cvhr_cycles", "int"),
+    ("apnoea_prob", "double"),
     ("strap_data", "boolean"),
     ("bed_data", "boolean"),
     ("method", "string"),
@@ -101,6 +105,14 @@ NIGHT_COLUMNS: Final = (
     ("pauses_per_hour", "double"),
     ("bed_exits", "int"),
     ("cvhr_per_hour", "double"),
+    ("ahi_est", "double"),
+    ("ahi_lo", "double"),
+    ("ahi_hi", "double"),
+    ("ahi_severity", "string"),
+    ("apnoea_class", "string"),
+    ("apnoea_minutes_est", "double"),
+    ("apnoea_hours", "double"),
+    ("apnoea_model", "string"),
     ("sleep_score", "double"),
     ("mean_hr_bpm", "double"),
     ("mean_br_per_min", "double"),
@@ -125,6 +137,9 @@ _MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate
 _MIN_SCORED_EPOCHS: Final = 480
 _MAX_BRIDGED_EPOCHS: Final = 10  # gaps without any data longer than 5 min stay unscored
 UNSCORED_LABEL: Final = "unscored"
+EPOCHS_PER_MINUTE: Final = 60_000 // EPOCH_MS
+#: A night's AHI is estimated with at least this much of its time in bed scored by the detector (1 h).
+_MIN_APNOEA_MINUTES: Final = 60
 #: A stretch without data from any device at least this long counts as a gap (5 min).
 GAP_MIN_EPOCHS: Final = 10
 #: A night is complete with heart rate in at least this share of its epochs in bed ...
@@ -209,6 +224,24 @@ def _cvhr_per_epoch(beats: Beats | None, with_rr: npt.NDArray[np.bool_]) -> pd.a
     return out
 
 
+def _apnoea_per_epoch(
+    models: StageModels, beats: Beats | None, n_epochs: int, unscored: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Each epoch's apnoea probability, shape (n_epochs,): the probability of the minute it falls
+    in (:mod:`core.nights.apnoea`; minutes counted from the night's first epoch, both epochs of
+    a minute sharing it). NaN without a detector, in a minute without enough clean beats, and in
+    unscored epochs."""
+    out = np.full(n_epochs, np.nan)
+    if models.apnoea is None or beats is None:
+        return out
+    per_minute = EPOCHS_PER_MINUTE
+    n_minutes = -(-n_epochs // per_minute)
+    prob = models.apnoea.predict_proba(minute_features(beats.t_s, beats.rr_ms, n_minutes))
+    out = np.repeat(prob, per_minute)[:n_epochs]
+    out[unscored] = np.nan
+    return out
+
+
 def _long_gaps(no_data: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Epochs in runs of ``no_data`` longer than :data:`_MAX_BRIDGED_EPOCHS`."""
     out = np.zeros(len(no_data), dtype=bool)
@@ -273,6 +306,7 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
             "bed_exits": pd.array(ep["bed_exits"].to_numpy(), dtype="Int32"),
             "rr_window": staging.with_rr & ~unscored,
             "cvhr_cycles": _cvhr_per_epoch(beats, staging.with_rr & ~unscored),
+            "apnoea_prob": _apnoea_per_epoch(models, beats, len(grid), unscored),
             "strap_data": has_strap,
             "bed_data": bed_epochs,
             "method": staging.method,
@@ -335,7 +369,7 @@ def completeness(epochs: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
+def summarize_night(epochs: pd.DataFrame, models: StageModels | None = None) -> pd.DataFrame:
     """One-row night summary (:data:`NIGHT_COLUMNS`) from :func:`stage_subject_night` output.
 
     The hypnogram runs from the first to the last epoch in bed; metrics are those of
@@ -348,6 +382,14 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
     morning ends the night, it is not an exit). The apnoea
     screening index ``cvhr_per_hour`` counts CVHR cycles (:mod:`core.signals.cvhr`) per hour of
     staged sleep with HRV, when the night has an hour of it (NULL otherwise).
+
+    With ``models.apnoea`` (the RR apnoea detector, :mod:`core.nights.apnoea`) and an hour or
+    more of the time in bed with its minute probabilities (``apnoea_prob``): ``ahi_est`` (events
+    per hour, the detector's called apnoea minutes per hour mapped by its training nights),
+    its 90 % interval ``ahi_lo``-``ahi_hi``, ``ahi_severity`` (AASM band), ``apnoea_class``
+    (the challenge's A/B/C from ``apnoea_minutes_est``), ``apnoea_hours`` (the hours it
+    scored) and ``apnoea_model``. The time base is the in-bed time the detector scored, as
+    the Apnea-ECG AHI is per hour of recording.
     """
     epochs = epochs.sort_values("epoch_start_ms")
     in_bed = epochs["presence"].to_numpy(dtype=bool)
@@ -388,5 +430,29 @@ def summarize_night(epochs: pd.DataFrame) -> pd.DataFrame:
         rr_sleep = ((stages >= 0) & (stages != SleepStage.WAKE)) & cycles.notna().to_numpy()
         if rr_sleep.sum() >= _MIN_EPOCHS:  # an hour of sleep with HRV
             row["cvhr_per_hour"] = float(cycles[rr_sleep].sum()) / (rr_sleep.sum() * EPOCH_MS / 3_600_000)
+    if models is not None and models.apnoea is not None and len(span):
+        row.update(_night_apnoea(span, models.apnoea, int(epochs["epoch_start_ms"].iloc[0])))
     row.update(completeness(epochs, row))
     return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])
+
+
+def _night_apnoea(span: pd.DataFrame, model: ApnoeaModel, t0_ms: int) -> dict[str, Any]:
+    """The night's AHI figures (:func:`summarize_night`) from its in-bed epochs' ``apnoea_prob``
+    (one per detector minute, counted from the night's first epoch ``t0_ms``)."""
+    prob = span["apnoea_prob"].astype(float).to_numpy()
+    minute = (span["epoch_start_ms"].to_numpy(dtype=np.int64) - t0_ms) // 60_000
+    per_minute = pd.Series(prob).groupby(minute).first().to_numpy()
+    scored = per_minute[np.isfinite(per_minute)]
+    if len(scored) < _MIN_APNOEA_MINUTES:
+        return {}
+    night = model.night(scored)
+    return {
+        "ahi_est": night.ahi,
+        "ahi_lo": night.ahi_interval[0],
+        "ahi_hi": night.ahi_interval[1] if np.isfinite(night.ahi_interval[1]) else None,
+        "ahi_severity": severity(night.ahi),
+        "apnoea_class": night.record_class,
+        "apnoea_minutes_est": night.apnoea_minutes,
+        "apnoea_hours": len(scored) / 60.0,
+        "apnoea_model": model.name,
+    }

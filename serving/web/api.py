@@ -133,6 +133,12 @@ def card_of(summary: dict[str, Any], cards: dict[str, dict[str, Any]]) -> dict[s
     return cards.get(str(summary.get("method")))
 
 
+def apnoea_card_of(summary: dict[str, Any], cards: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The card of the apnoea detector that estimated a night's AHI (its ``apnoea_model``); None without one."""
+    name = summary.get("apnoea_model")
+    return cards.get(str(name)) if name else None
+
+
 def night_detail(
     engine: SqlEngine, subject_id: str, night: str, cards: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
@@ -141,7 +147,12 @@ def night_detail(
     if not rows:
         return None
     epochs = query_rows(engine, "night_epochs", {"subject": subject_id, "night": night})
-    return {"summary": rows[0], "epochs": epochs, "model": card_of(rows[0], cards)}
+    return {
+        "summary": rows[0],
+        "epochs": epochs,
+        "model": card_of(rows[0], cards),
+        "apnoea_model": apnoea_card_of(rows[0], cards),
+    }
 
 
 async def context(request: Request) -> ApiContext:
@@ -299,7 +310,13 @@ async def nights(
 )
 async def night(subject_id: SubjectId, night: Night, ctx: Ctx) -> _Json:
     summary = (await night_rows(ctx, "night_detail", subject_id, night))[0]
-    return _Json({"summary": summary, "model": card_of(summary, ctx.model_cards)})
+    return _Json(
+        {
+            "summary": summary,
+            "model": card_of(summary, ctx.model_cards),
+            "apnoea_model": apnoea_card_of(summary, ctx.model_cards),
+        }
+    )
 
 
 @router.get(

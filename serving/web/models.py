@@ -85,6 +85,15 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     " the last epoch in bed; null without a bed sensor",
     "cvhr_per_hour": "cyclic variation of heart rate (apnoea screening): cycles per hour of sleep with HRV, /h;"
     " null under an hour of it",
+    "ahi_est": "estimated apnoea-hypopnoea index from the strap's RR (model apnoea_model), events per hour of the"
+    " time in bed it scored; a screening estimate, not a polysomnography; null under an hour of RR in bed",
+    "ahi_lo": "lower end of ahi_est's 90 % interval (held-out Apnea-ECG errors), events/h",
+    "ahi_hi": "upper end of ahi_est's 90 % interval, events/h",
+    "ahi_severity": "AASM band of ahi_est: normal (< 5), mild (5-15), moderate (15-30), severe (>= 30)",
+    "apnoea_class": "the Apnea-ECG record class from apnoea_minutes_est: A (>= 100 min), B, C (< 5 min)",
+    "apnoea_minutes_est": "estimated minutes with apnoea in the time scored, min",
+    "apnoea_hours": "the time in bed the apnoea detector scored (minutes with enough clean RR), h",
+    "apnoea_model": "the apnoea detector's model name (its card: docs/evaluation.md)",
     "sleep_score": "sleep score 0-100, higher is better (TST, efficiency, SOL, WASO, long awakenings; docs/analyst.md)",
     "mean_hr_bpm": "mean heart rate in bed, beats/min",
     "mean_br_per_min": "mean breathing rate in bed, breaths/min (bed sensor)",
@@ -114,6 +123,8 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "sdnn_ms": "SDNN of cleaned RR, ms (strap)",
     "rr_window": "the epoch's window had HRV from the strap's RR intervals",
     "cvhr_cycles": "CVHR cycles starting in this epoch; null without HRV",
+    "apnoea_prob": "probability 0-1 that the epoch's minute holds an apnoea or hypopnoea (strap RR, apnoea_model);"
+    " null without enough clean beats in the minute",
     "strap_data": "the strap sent data in this epoch",
     "bed_data": "the bed sensor sent data in this epoch",
 }
@@ -271,9 +282,28 @@ class ModelCard(_Open):
     measured_by: str = Field(description="the command that measured these figures")
 
 
+class ApnoeaCard(_Open):
+    """The apnoea detector's card (core/nights/models/<name>.card.json): how it measured on the
+    Apnea-ECG records it never saw, and what it cannot do."""
+
+    model: str = Field(description="the model's name, as a night's apnoea_model names it")
+    validation: str = Field(description="how it was validated, on what data")
+    minute_accuracy: float = Field(description="share of minutes called right (apnoea or not), 0-1")
+    minute_sensitivity: float = Field(description="share of apnoea minutes called apnoea, 0-1")
+    minute_specificity: float = Field(description="share of normal minutes called normal, 0-1")
+    ahi_pearson_r: float = Field(description="Pearson r of the AHI estimate against polysomnography")
+    ahi_mae_per_h: float = Field(description="mean absolute AHI error, events/h")
+    ahi_interval_coverage_90: float = Field(description="share of held-out nights inside the 90 % interval, 0-1")
+    limitations: str = Field(description="what the estimate cannot be used for")
+    measured_by: str = Field(description="the command that measured these figures")
+
+
 class NightOut(BaseModel):
     summary: NightRow = Field(description="every column of the night's night_summary row")  # type: ignore[valid-type]
     model: ModelCard | None = Field(description="the card of the model that staged the night (null: no card)")
+    apnoea_model: ApnoeaCard | None = Field(
+        None, description="the card of the apnoea detector that estimated ahi_est (null: no estimate)"
+    )
 
 
 class NightEpochs(BaseModel):

@@ -85,7 +85,7 @@ def _core_rate(templates: list[dict[str, pa.Table]]) -> float:
         raw = pa.concat_tables(tables.values()).to_pandas()
         raw["night"] = night_of(FIRST_NIGHT_T0_MS)
         t = time.perf_counter()
-        summarize_night(stage_subject_night(raw, models=bundled()))
+        summarize_night(stage_subject_night(raw, models=bundled()), bundled())
         times.append(time.perf_counter() - t)
     return 60.0 / statistics.median(times)
 

@@ -120,7 +120,7 @@ def stage_records(lake: Path, recs: list[Record], tz: str = "UTC") -> None:
         epochs = stage_subject_night(rows, models=bundled())
         if epochs.empty:
             continue
-        for table, df in (("epochs", epochs), ("nights", summarize_night(epochs))):
+        for table, df in (("epochs", epochs), ("nights", summarize_night(epochs, bundled()))):
             folder = lake / "curated" / table / f"night={night}"
             folder.mkdir(parents=True, exist_ok=True)
             df.drop(columns="night").to_parquet(folder / f"part-{subject}.parquet", index=False)

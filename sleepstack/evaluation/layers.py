@@ -159,5 +159,5 @@ def _batch(raw: pd.DataFrame, tz: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         staged = stage_subject_night(group.reset_index(drop=True), models=bundled())
         if len(staged):
             epochs.append(staged)
-            nights.append(summarize_night(staged))
+            nights.append(summarize_night(staged, bundled()))
     return pd.concat(epochs, ignore_index=True), pd.concat(nights, ignore_index=True)
