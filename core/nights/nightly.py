@@ -38,6 +38,7 @@ from core.nights.apnoea_screens import severity
 from core.nights.bed_events import bed_events, starts_per_epoch
 from core.nights.classifier import StageModels
 from core.nights.metrics import night_metrics
+from core.nights.respiratory_events import epoch_events
 from core.nights.stages import SleepStage
 from core.nights.staging import Beats, stage_night
 from core.signals.apnoea_features import minute_features
@@ -75,6 +76,9 @@ EPOCH_COLUMNS: Final = (
     ("rr_window", "boolean"),
     ("cvhr_cycles", "int"),
     ("apnoea_prob", "double"),
+    ("resp_event", "string"),
+    ("pause_s", "double"),
+    ("hr_surge_bpm", "double"),
     ("strap_data", "boolean"),
     ("bed_data", "boolean"),
     ("method", "string"),
@@ -148,9 +152,9 @@ COMPLETE_COVERAGE_PCT: Final = 90.0
 COMPLETE_MAX_GAP_EPOCHS: Final = 60
 
 
-def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
+def _bed_vitals(bed: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
     """Per-epoch bed vitals, and the pause episodes and bed exits starting in each epoch
-    (:mod:`core.nights.bed_events`)."""
+    (:mod:`core.nights.bed_events`); and the pause episodes (start_ms, end_ms)."""
     runs = [
         BedRun(
             np.asarray(row["samples"], dtype=np.int16),
@@ -165,16 +169,18 @@ def _bed_vitals(bed: pd.DataFrame) -> pd.DataFrame:
     docs = [d for run_docs in bed_runs_vitals(runs) for d in run_docs]  # the night's epochs as one stack
     cols = ["hr_bpm", "br_per_min", "movement", "presence", "breathing_pauses", "bed_exits"]
     if not docs:
-        return pd.DataFrame(columns=cols, index=pd.Index([], name="epoch_start_ms"))
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="epoch_start_ms")), []
     df = pd.DataFrame(docs).sort_values(["epoch_start_ms", "device_id"]).drop_duplicates("epoch_start_ms")
     grid = df["epoch_start_ms"].to_numpy(dtype=np.int64)
     df["breathing_pauses"] = 0
     df["bed_exits"] = 0
+    pauses: list[tuple[int, int]] = []
     for device in sorted({d["device_id"] for d in docs}):
         events = bed_events(sorted((d for d in docs if d["device_id"] == device), key=lambda d: d["epoch_start_ms"]))
         df["breathing_pauses"] += starts_per_epoch(events.pauses, grid)
         df["bed_exits"] += starts_per_epoch(events.bed_exits, grid)
-    return df.set_index("epoch_start_ms")[cols]
+        pauses += events.pauses
+    return df.set_index("epoch_start_ms")[cols], sorted(pauses)
 
 
 def _strap_vitals(strap: pd.DataFrame) -> pd.DataFrame:
@@ -264,7 +270,7 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
         return empty
     raw, _ = drop_duplicate_records(raw)  # the job counts conflicts in its state table
     subject, night = str(raw["subject_id"].iloc[0]), str(raw["night"].iloc[0])
-    bed = _bed_vitals(raw[raw["kind"] == "bed"])
+    bed, pauses = _bed_vitals(raw[raw["kind"] == "bed"])
     strap_rows = raw[raw["kind"] == "strap"]
     strap = _strap_vitals(strap_rows)
     ep = bed.join(strap, how="outer").sort_index()
@@ -288,6 +294,15 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
     has_strap = ep["strap_hr_bpm"].notna().to_numpy()
     bed_epochs = ep.index.isin(bed.index)
     hr_source = np.where(ep["hr_bpm"].notna().to_numpy(), "bed", np.where(has_strap, "strap", ""))
+    cycles = _cvhr_per_epoch(beats, staging.with_rr & ~unscored)
+    events = epoch_events(
+        grid,
+        pauses,
+        bed_epochs,
+        None if beats is None else beats.t_s,
+        None if beats is None else beats.rr_ms,
+        cycles.to_numpy(dtype=float, na_value=np.nan),
+    )
     return pd.DataFrame(
         {
             "subject_id": subject,
@@ -305,8 +320,11 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
             "breathing_pauses": pd.array(ep["breathing_pauses"].to_numpy(), dtype="Int32"),
             "bed_exits": pd.array(ep["bed_exits"].to_numpy(), dtype="Int32"),
             "rr_window": staging.with_rr & ~unscored,
-            "cvhr_cycles": _cvhr_per_epoch(beats, staging.with_rr & ~unscored),
+            "cvhr_cycles": cycles,
             "apnoea_prob": _apnoea_per_epoch(models, beats, len(grid), unscored),
+            "resp_event": events.kind,
+            "pause_s": events.pause_s,
+            "hr_surge_bpm": events.hr_surge_bpm,
             "strap_data": has_strap,
             "bed_data": bed_epochs,
             "method": staging.method,

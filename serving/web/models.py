@@ -125,6 +125,12 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "cvhr_cycles": "CVHR cycles starting in this epoch; null without HRV",
     "apnoea_prob": "probability 0-1 that the epoch's minute holds an apnoea or hypopnoea (strap RR, apnoea_model);"
     " null without enough clean beats in the minute",
+    "resp_event": "a respiratory event starting in this epoch: pause+cvhr (the bed's breathing pause and the strap's"
+    " heart-rate surge after it), pause (the bed's pause alone), cvhr (the strap's heart-rate cycle where the bed"
+    " gave no epoch); null: none (docs/night-metrics.md)",
+    "pause_s": "length of that event's breathing pause, s (the longest, where two start in the epoch)",
+    "hr_surge_bpm": "heart-rate surge after the pause ends: peak 3-beat mean in the 20 s after minus the median"
+    " in the 20 s before, beats/min",
     "strap_data": "the strap sent data in this epoch",
     "bed_data": "the bed sensor sent data in this epoch",
 }
