@@ -53,6 +53,28 @@ def test_the_report_shows_the_ahi_estimate_with_its_interval_and_the_models_figu
     assert f"r {card['ahi_pearson_r']}" in text and card["limitations"] in text
 
 
+def test_the_reports_metrics_carry_the_stagers_conformal_intervals(home: tuple[Settings, str], tmp_path: Path) -> None:
+    """TST and the others read with the 90 % interval the staging model's card measured, around the night's value."""
+    from batch_layer.stage_models import model_card, model_cards
+    from serving.web.api import night_detail
+    from sleepstack import wiring
+
+    settings, night = home
+    detail = night_detail(wiring.sql_engine(settings), "s002", night, model_cards())
+    assert detail is not None
+    s, card = detail["summary"], model_card(str(detail["summary"]["method"]))
+    text = write_report(settings, "s002", night, tmp_path / "r.html")[0].read_text()
+    if "intervals_90" not in card:
+        assert "this model's card has none measured" in text
+        return
+    q = card["intervals_90"]["total_sleep_time_min"]["halfwidth"]
+    shown = re.search(r'id="interval-total_sleep_time_min">90 %: (\d+)\u2013(\d+)', text)
+    assert shown is not None
+    assert float(shown[1]) == pytest.approx(max(0.0, s["total_sleep_time_min"] - q), abs=0.5)
+    assert float(shown[2]) == pytest.approx(s["total_sleep_time_min"] + q, abs=0.5)
+    assert 'id="interval-deep_min"' in text and 'id="intervals-note"' in text
+
+
 @pytest.mark.browser
 def test_the_report_prints_to_pdf(home: tuple[Settings, str], tmp_path: Path) -> None:
     settings, night = home

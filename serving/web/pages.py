@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 from core.errors import ConfigError
 from core.nights.apnoea_screens import apnoea_screens
+from core.nights.intervals import night_intervals
 from core.nights.stage_norms import stage_share_flags
 from core.nights.stages import SleepStage
 
@@ -148,6 +149,7 @@ def render_report(detail: dict[str, Any], *, tz: str = "UTC", nav: bool = False,
             stage_flags=stage_share_flags(detail["summary"]),
             model=detail["model"],
             apnoea=detail.get("apnoea_model"),
+            intervals=night_intervals(detail["summary"], (detail["model"] or {}).get("intervals_90", {})),
             stages=_STAGES,
             assets=load_assets(),
             data_json=data_json,

@@ -35,6 +35,7 @@ from batch_layer.stage_models import bundled
 from core.errors import DatasetError
 from core.nights.agreement import confusion, staging_agreement
 from core.nights.classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
+from core.nights.intervals import metric_intervals
 from core.nights.stages import SleepStage
 from core.nights.staging import Beats, stage_hr, staging_features
 from core.signals.hr_features import hr_epoch_features
@@ -104,6 +105,7 @@ def _figures(nights: Sequence[_Night], preds: list[npt.NDArray[np.int8]]) -> dic
     out["tst_abs_error_min_median"] = statistics.median(abs(s["tst_error_min"]) for s in per_subject)
     out["kappa_4_subject_median"] = statistics.median(s["kappa_4"] for s in per_subject)
     out["confusion_4"] = confusion(np.concatenate(truth_all), np.concatenate(pred_all), 4).tolist()
+    out["intervals_90"] = metric_intervals([n.stages for n in nights], preds)
     out["subjects"] = len(per_subject)
     out["epochs"] = pooled["epochs"]
     out["per_subject"] = per_subject
