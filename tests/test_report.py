@@ -104,3 +104,18 @@ def test_the_dashboard_refuses_to_listen_off_loopback_without_tls(capsys: pytest
     assert main(["dashboard", "--host", "0.0.0.0"]) == 2  # noqa: S104 - the refusal under test
     err = capsys.readouterr().err
     assert "health data" in err and "--tls-cert" in err and "Traceback" not in err
+
+
+def test_an_unreliable_nights_report_says_why_next_to_the_hypnogram(home: tuple[Settings, str]) -> None:
+    from batch_layer.stage_models import model_cards
+    from serving.web.api import night_detail
+    from serving.web.pages import render_report
+    from sleepstack import wiring
+
+    settings, night = home
+    detail = night_detail(wiring.sql_engine(settings), "s002", night, model_cards())
+    assert detail is not None and detail["summary"]["staging_reliable"] is True
+    assert 'id="staging-unreliable"' not in render_report(detail)
+    why = "heart rate flat (SD 1.2 beats/min over the night, under 2)"
+    flagged = {**detail, "summary": {**detail["summary"], "staging_reliable": False, "staging_unreliable_reason": why}}
+    assert f'id="staging-unreliable">Staging unreliable: {why}.' in render_report(flagged)

@@ -46,6 +46,7 @@ def lake(tmp_path: Path) -> Path:
                 "resp_event": None,
                 "pause_s": None,
                 "hr_surge_bpm": None,
+                "rr_irregular": None,
                 "strap_data": False,
                 "bed_data": True,
                 "method": "m",

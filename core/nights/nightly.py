@@ -38,6 +38,7 @@ from core.nights.apnoea_screens import severity
 from core.nights.bed_events import bed_events, starts_per_epoch
 from core.nights.classifier import StageModels
 from core.nights.metrics import night_metrics
+from core.nights.reliability import irregular_epochs, unreliable_reason
 from core.nights.respiratory_events import epoch_events
 from core.nights.stages import SleepStage
 from core.nights.staging import Beats, stage_night
@@ -79,6 +80,7 @@ EPOCH_COLUMNS: Final = (
     ("resp_event", "string"),
     ("pause_s", "double"),
     ("hr_surge_bpm", "double"),
+    ("rr_irregular", "boolean"),
     ("strap_data", "boolean"),
     ("bed_data", "boolean"),
     ("method", "string"),
@@ -132,6 +134,8 @@ NIGHT_COLUMNS: Final = (
     ("longest_gap_min", "double"),
     ("completeness", "string"),
     ("completeness_reason", "string"),
+    ("staging_reliable", "boolean"),
+    ("staging_unreliable_reason", "string"),
     ("method", "string"),
 )
 _MIN_EPOCHS: Final = 120  # a night needs at least one hour of in-bed heart rate to be staged
@@ -325,6 +329,10 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
             "resp_event": events.kind,
             "pause_s": events.pause_s,
             "hr_surge_bpm": events.hr_surge_bpm,
+            "rr_irregular": pd.array(
+                irregular_epochs(grid, None if beats is None else beats.t_s, None if beats is None else beats.rr_ms),
+                dtype="Float64",
+            ).astype("boolean"),
             "strap_data": has_strap,
             "bed_data": bed_epochs,
             "method": staging.method,
@@ -451,6 +459,10 @@ def summarize_night(epochs: pd.DataFrame, models: StageModels | None = None) -> 
     if models is not None and models.apnoea is not None and len(span):
         row.update(_night_apnoea(span, models.apnoea, int(epochs["epoch_start_ms"].iloc[0])))
     row.update(completeness(epochs, row))
+    if len(span):
+        irregular = span["rr_irregular"].astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        why = unreliable_reason(span["hr_bpm"].astype(float).to_numpy(), irregular, row["coverage_pct"])
+        row.update(staging_reliable=why is None, staging_unreliable_reason=why)
     return pd.DataFrame([{c: row.get(c) for c, _ in NIGHT_COLUMNS}])
 
 

@@ -107,6 +107,8 @@ def _dfa_alpha1(nn_ms: npt.NDArray[np.float64]) -> float:
         slope, intercept = np.polyfit(x, boxes.T, 1)
         trend = np.outer(slope, x) + intercept[:, None]
         fluctuation.append(np.sqrt(np.mean((boxes - trend) ** 2)))
+    if min(fluctuation) <= 0.0:  # a paced, perfectly regular series has no fluctuation to scale
+        return float("nan")
     return float(np.polyfit(np.log(_DFA_BOXES), np.log(fluctuation), 1)[0])
 
 

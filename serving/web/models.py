@@ -110,6 +110,9 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "completeness": "complete (heart rate in 90 % or more of the night in bed and no gap of 30 min or more),"
     " partial (one of the two failed) or insufficient",
     "completeness_reason": "the rule that decided a partial or insufficient night, with its figure",
+    "staging_reliable": "false: the night is unlike those the stager learnt from (flat heart rate, RR irregular as in"
+    " atrial fibrillation, or heart rate in under half the night in bed); null without a night in bed",
+    "staging_unreliable_reason": "why staging_reliable is false, with its figure",
     # epoch_stages
     "epoch_start_ms": "start of the 30-s epoch, ms UTC",
     "stage": f"sleep stage: {_STAGES}; null: unscored (a gap without data)",
@@ -129,6 +132,8 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     " heart-rate surge after it), pause (the bed's pause alone), cvhr (the strap's heart-rate cycle where the bed"
     " gave no epoch); null: none (docs/night-metrics.md)",
     "pause_s": "length of that event's breathing pause, s (the longest, where two start in the epoch)",
+    "rr_irregular": "the raw RR intervals ending in this epoch have a normalised RMSSD above 0.12 (irregular, as in"
+    " atrial fibrillation); null under 15 beats",
     "hr_surge_bpm": "heart-rate surge after the pause ends: peak 3-beat mean in the 20 s after minus the median"
     " in the 20 s before, beats/min",
     "strap_data": "the strap sent data in this epoch",
