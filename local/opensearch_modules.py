@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Final, NamedTuple
 
 from core.errors import SleepstackError
+from local.maven import fetch_artifact
 
 __all__ = ["MODULES", "Jar", "Module", "install_modules", "modules_marker"]
 
@@ -123,10 +123,6 @@ def modules_marker() -> str:
     )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def install_modules(dist: Path, repo: Path, error: type[SleepstackError]) -> None:
     """Fetch :data:`MODULES`' jars with Maven (``repo``: its local repository, the cache),
     check their SHA-256 and lay them out under ``dist/modules``; ``error`` names a failure."""
@@ -135,20 +131,7 @@ def install_modules(dist: Path, repo: Path, error: type[SleepstackError]) -> Non
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         for jar in module.jars:
-            path = jar.path(repo)
-            if not path.exists():
-                done = subprocess.run(
-                    ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={jar.coordinates}", "-Dtransitive=false"],
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=False,
-                )
-                if done.returncode != 0 or not path.exists():
-                    tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-                    raise error(f"Maven could not fetch {jar.coordinates}: {' / '.join(tail) or 'no output'}")
-            if (got := _sha256(path)) != jar.sha256:
-                raise error(f"{path} has SHA-256 {got}, not the pinned {jar.sha256}: delete it and retry")
+            path = fetch_artifact(jar.coordinates, jar.path(repo), jar.sha256, error)
             shutil.copyfile(path, folder / jar.file)
         (folder / "plugin-descriptor.properties").write_text(
             f"description={module.description}\nversion={_OS}\nname={module.name}\n"

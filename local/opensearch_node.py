@@ -24,7 +24,6 @@ cause (no Java, not installed, port taken, the node's own last log line) within
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from local.maven import fetch_artifact
 from local.opensearch_modules import install_modules, modules_marker
 
 __all__ = [
@@ -71,14 +71,6 @@ def default_dist(build: Path) -> Path:
     return build / "opensearch" / f"opensearch-{OPENSEARCH_VERSION}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def install_dist(dist: Path, *, m2: Path | None = None) -> Path:
     """Fetch the pinned distribution with Maven (its local repository is the cache), check
     its SHA-256 and unpack it as ``dist`` (a folder named ``opensearch-<version>``)."""
@@ -93,19 +85,7 @@ def install_dist(dist: Path, *, m2: Path | None = None) -> Path:
     repo = m2 or Path.home() / ".m2" / "repository"
     group, artifact, version, _ = DIST_COORDINATES.split(":")
     archive = repo.joinpath(*group.split("."), artifact, version, f"{artifact}-{version}.zip")
-    if not archive.exists():
-        done = subprocess.run(
-            ["mvn", "-q", "-B", "dependency:get", f"-Dartifact={DIST_COORDINATES}", "-Dtransitive=false"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0 or not archive.exists():
-            tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
-            raise NodeError(f"Maven could not fetch {DIST_COORDINATES}: {' / '.join(tail) or 'no output'}")
-    if (got := _sha256(archive)) != DIST_SHA256:
-        raise NodeError(f"{archive} has SHA-256 {got}, not the pinned {DIST_SHA256}: delete it and retry")
+    fetch_artifact(DIST_COORDINATES, archive, DIST_SHA256, NodeError)
     dist.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(dist, ignore_errors=True)
     with zipfile.ZipFile(archive) as z:
