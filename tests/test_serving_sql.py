@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from sqlglot import exp
@@ -14,15 +16,22 @@ from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from local.duckdb_sql import LocalSqlEngine
 from local.template import load_template
 from serving.catalog import CATALOG
+from serving.export._lake import table_schema
 from serving.sql_engine import AthenaSqlEngine, load_query, query_names
 from tests.conftest import REPO_ROOT
 
 
-def _write(df: pd.DataFrame, root: Path) -> None:
+def _write(df: pd.DataFrame, root: Path, table: str) -> None:
+    """Parquet with the catalog's column types, as the nightly job writes it: integer columns
+    stay integers where a row is null (pandas alone would write them as double, which
+    DuckDB casts silently but Athena/Trino refuse against the catalog's ``int``)."""
+    schema = table_schema(next(t for t in CATALOG if t.name == table))
     for night, part in df.groupby("night"):
         d = root / f"night={night}"
         d.mkdir(parents=True)
-        part.drop(columns="night").to_parquet(d / "part-0.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(part.drop(columns="night"), schema=schema, preserve_index=False), d / "p.parquet"
+        )
 
 
 @pytest.fixture
@@ -101,8 +110,8 @@ def lake(tmp_path: Path) -> Path:
             | {"subject_id": "s002", "night": "2026-01-06", "status": "insufficient", "status_reason": "under 1 h"}
         ]
     )
-    _write(epochs, tmp_path / "curated" / "epochs")
-    _write(nights, tmp_path / "curated" / "nights")
+    _write(epochs, tmp_path / "curated" / "epochs", "epoch_stages")
+    _write(nights, tmp_path / "curated" / "nights", "night_summary")
     return tmp_path
 
 
