@@ -13,7 +13,8 @@
   for a direct upload, 250 MiB unzipped in all) and exceeding the unzipped limit fails.
 * ``build/glue/sleepstack_batch-<version>-py3-none-any.whl`` — ``core`` and
   ``batch_layer`` as a wheel for the Glue job's ``--additional-python-modules``
-  (Glue 5.0 has Spark, pandas, numpy and pyarrow; the wheel asks for scipy only).
+  (Glue 5.1 provides Spark, numpy, pandas and pyarrow; the wheel's requirements are chosen
+  in :mod:`sleepstack.glue_runtime` so that pip leaves those as they are and adds scipy).
 * ``build/glue/nightly_staging.py`` — the job script.
 
 Upload the three to ``s3://<ArtifactsBucket>/sleepstack/<version>/`` (docs/deploy.md).
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from core.errors import SleepstackError
+from sleepstack.glue_runtime import GLUE_REQUIREMENTS, unmet_pins
 
 __all__ = [
     "LAMBDA_UNZIPPED_LIMIT",
@@ -60,7 +62,6 @@ LAMBDA_REQUIREMENTS: Final = (
 #: Our packages in the function (whole packages, never single files), under :func:`source_root`.
 LAMBDA_SOURCES: Final = ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack")
 GLUE_SOURCES: Final = ("core", "registry", "batch_layer")
-GLUE_REQUIREMENTS: Final = ("scipy>=1.13,<2",)
 _DROP_DIRS: Final = {"__pycache__", "tests"}
 #: numpy.testing (which scipy imports) imports from numpy's own test packages: keep numpy whole.
 _KEEP_TESTS_UNDER: Final = {"numpy"}
@@ -190,7 +191,14 @@ def _record_hash(data: bytes) -> str:
 
 
 def build_glue_wheel(repo: Path, out_dir: Path, version: str) -> Path:
-    """A pure-Python wheel of ``core`` and ``batch_layer`` for Glue (PEP 427 layout)."""
+    """A pure-Python wheel of ``core`` and ``batch_layer`` for Glue (PEP 427 layout).
+
+    Its ``Requires-Dist`` are :data:`~sleepstack.glue_runtime.GLUE_REQUIREMENTS`; a pin that
+    would make pip replace a module Glue provides (or float a module it lacks) fails the build.
+    """
+    unmet = unmet_pins(GLUE_REQUIREMENTS)
+    if unmet:
+        raise PackageError("the Glue wheel would not install cleanly: " + "; ".join(unmet))
     name = "sleepstack_batch"
     dist_info = f"{name}-{version}.dist-info"
     files: dict[str, bytes] = {}

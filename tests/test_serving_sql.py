@@ -5,20 +5,33 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
 
 from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS
 from local.duckdb_sql import LocalSqlEngine
+from local.template import load_template
 from serving.catalog import CATALOG
+from serving.export._lake import table_schema
 from serving.sql_engine import AthenaSqlEngine, load_query, query_names
+from tests.conftest import REPO_ROOT
 
 
-def _write(df: pd.DataFrame, root: Path) -> None:
+def _write(df: pd.DataFrame, root: Path, table: str) -> None:
+    """Parquet with the catalog's column types, as the nightly job writes it: integer columns
+    stay integers where a row is null (pandas alone would write them as double, which
+    DuckDB casts silently but Athena/Trino refuse against the catalog's ``int``)."""
+    schema = table_schema(next(t for t in CATALOG if t.name == table))
     for night, part in df.groupby("night"):
         d = root / f"night={night}"
         d.mkdir(parents=True)
-        part.drop(columns="night").to_parquet(d / "part-0.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(part.drop(columns="night"), schema=schema, preserve_index=False), d / "p.parquet"
+        )
 
 
 @pytest.fixture
@@ -102,8 +115,8 @@ def lake(tmp_path: Path) -> Path:
             | {"subject_id": "s002", "night": "2026-01-06", "status": "insufficient", "status_reason": "under 1 h"}
         ]
     )
-    _write(epochs, tmp_path / "curated" / "epochs")
-    _write(nights, tmp_path / "curated" / "nights")
+    _write(epochs, tmp_path / "curated" / "epochs", "epoch_stages")
+    _write(nights, tmp_path / "curated" / "nights", "night_summary")
     return tmp_path
 
 
@@ -112,6 +125,34 @@ def test_every_query_parses_as_athena_and_transpiles(name: str) -> None:
     sql = load_query(name)
     sqlglot.parse_one(sql, read="athena")
     assert LocalSqlEngine.transpile(sql)
+
+
+def _named_queries() -> dict[str, str]:
+    """The template's Athena NamedQuery statements, for a deployment named ``prod``."""
+    doc = load_template(REPO_ROOT / "infra" / "template.yaml")
+    out = {}
+    for key, res in doc["Resources"].items():
+        if res["Type"] == "AWS::Athena::NamedQuery":
+            sql = res["Properties"]["QueryString"]
+            out[key] = (sql["Fn::Sub"] if isinstance(sql, dict) else sql).replace("${Environment}", "prod")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "sql"), [(n, load_query(n)) for n in query_names()] + sorted(_named_queries().items())
+)
+def test_every_query_parses_strictly_as_trino(name: str, sql: str) -> None:
+    """Athena engine v3 is Trino: each query parses in sqlglot's Trino dialect with every
+    error raised, is not the opaque ``Command`` sqlglot falls back to, calls no function the
+    dialect does not know, and prints back to the same tree."""
+    tree = sqlglot.parse_one(sql, read="trino", error_level=ErrorLevel.RAISE)
+    assert not list(tree.find_all(exp.Command)), name
+    assert [f.name for f in tree.find_all(exp.Anonymous)] == [], name
+    assert sqlglot.parse_one(tree.sql(dialect="trino"), read="trino") == tree
+
+
+def test_the_template_names_its_device_status_view() -> None:
+    assert list(_named_queries()) == ["DeviceStatusView"]
 
 
 def test_night_summaries_returns_every_staged_night(lake: Path) -> None:
