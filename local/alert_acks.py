@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from access.acks import Ack, AcksUnavailable, check_via
+from access.acks import Ack, AckStore, AcksUnavailable, check_via
 from access.roles import AccessError
 from local.sqlite import SqliteStore, write_transaction
 
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS used_links (nonce TEXT PRIMARY KEY, at_ms INTEGER NOT
 _CHUNK: Final = 500  # ids per IN (...) query (SQLite's default limit is 32766 variables)
 
 
-class AlertAcks(SqliteStore):
+class AlertAcks(SqliteStore, AckStore):
     """The acknowledgements at ``path`` (created owner-only); safe to share between threads."""
 
     def __init__(self, path: Path) -> None:

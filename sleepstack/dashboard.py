@@ -175,6 +175,8 @@ def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQuer
         lambda: registry,
         accounts=wiring.accounts(settings),
         audit=wiring.audit_log(settings),
+        acks=wiring.alert_acks(settings),
+        ack_key=ack_key(settings),
     )
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 
