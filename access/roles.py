@@ -5,7 +5,7 @@ Four roles (issue 27), each scoped to groups of subjects (a study or a ward):
 | role | may |
 |---|---|
 | ``admin`` | everything: users (CLI), the registry, the audit, and every view |
-| ``clinician`` | live views, nights and reports, the compliance view, the registry (read), exports |
+| ``clinician`` | live views, nights, reports, compliance, the registry (read), exports, acknowledging alerts |
 | ``researcher`` | staged nights, reports and exports (pseudonymous ids only); no live views |
 | ``viewer`` | the live views, read-only |
 
@@ -53,6 +53,7 @@ class Permission(StrEnum):
     REGISTRY_EDIT = "registry_edit"
     AUDIT = "audit"  # who looked at which patient
     EXPORT = "export"  # a subject's data as files (Parquet, CSV, FHIR, EDF+)
+    ACKNOWLEDGE = "acknowledge"  # acknowledge an alert (stops its escalation)
 
 
 GRANTS: Final[dict[Role, frozenset[Permission]]] = {
@@ -65,6 +66,7 @@ GRANTS: Final[dict[Role, frozenset[Permission]]] = {
             Permission.COMPLIANCE,
             Permission.REGISTRY_READ,
             Permission.EXPORT,
+            Permission.ACKNOWLEDGE,
         }
     ),
     Role.RESEARCHER: frozenset({Permission.SIGNED_IN, Permission.NIGHTS, Permission.EXPORT}),

@@ -22,6 +22,8 @@ The layout (all owner-only; nothing here is meant to be edited by hand)::
       logs/<service>.log         each service's structured log
       dashboard/token            the dashboard's break-glass token
       dashboard/accounts.sqlite  the dashboard's users, sessions and API tokens (hashed)
+      dashboard/alert-acks.sqlite  who acknowledged which alert, and the one-click links used
+      dashboard/ack-key          the key signing the one-click acknowledgement links
       audit/access.jsonl(.head)  the access audit: who saw which subject's data (hash-chained)
       opensearch/                the local OpenSearch node (``--live-store opensearch``)
       sim/, truth/               simulated recordings and the demo's ground truth
@@ -111,6 +113,16 @@ class Home:
     def accounts_db(self) -> Path:
         """The dashboard's users, sessions and API tokens (:mod:`local.accounts`)."""
         return self.root / "dashboard" / "accounts.sqlite"
+
+    @property
+    def alert_acks_db(self) -> Path:
+        """Alert acknowledgements and the used one-click links (:mod:`local.alert_acks`)."""
+        return self.root / "dashboard" / "alert-acks.sqlite"
+
+    @property
+    def ack_key(self) -> Path:
+        """The HMAC key of the one-click acknowledgement links (:mod:`access.ack_links`)."""
+        return self.root / "dashboard" / "ack-key"
 
     @property
     def audit_log(self) -> Path:

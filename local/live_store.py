@@ -140,6 +140,10 @@ class LocalLiveStore(LiveStore, LiveQueries):
             (subject_id, status, min(limit, MAX_DOCS)),
         )
 
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        found = self._bodies("SELECT body FROM docs WHERE idx = 'alerts' AND id = ?", (alert_id,))
+        return found[0] if found else None
+
     def alert_counts(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(

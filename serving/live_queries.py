@@ -54,6 +54,10 @@ class LiveQueries(ABC):
         """Alert episodes (open and closed), newest start first; filtered by subject and status."""
 
     @abstractmethod
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alert episode by its ``doc_id`` (None: no such alert)."""
+
+    @abstractmethod
     def alert_counts(self) -> list[dict[str, Any]]:
         """Alert episodes per ``kind`` and ``status`` (``{"kind", "status", "count"}``), sorted."""
 
@@ -164,6 +168,10 @@ class OpenSearchLiveQueries(LiveQueries):
             "sort": [{"start_ms": {"order": "desc"}}, {"doc_id": {"order": "asc"}}],
         }
         return self._hits("alerts", body)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        hits = self._hits("alerts", {"size": 1, "query": {"bool": {"filter": [{"term": {"doc_id": alert_id}}]}}})
+        return hits[0] if hits else None
 
     def alert_counts(self) -> list[dict[str, Any]]:
         body = {

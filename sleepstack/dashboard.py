@@ -38,6 +38,7 @@ from sleepstack.settings import Settings
 __all__ = [
     "DEFAULT_HOST",
     "Listen",
+    "ack_key",
     "build_app",
     "check_listen",
     "dashboard_url",
@@ -78,24 +79,38 @@ def _token_path(settings: Settings) -> Path:
 
 
 def read_token(settings: Settings) -> str | None:
+    return _read_secret(_token_path(settings))
+
+
+def _read_secret(path: Path) -> str | None:
     try:
-        return _token_path(settings).read_text().strip() or None
+        return path.read_text().strip() or None
     except FileNotFoundError:
         return None
 
 
-def token(settings: Settings, *, keep: str | None = None) -> str:
-    """This home's dashboard token, made (owner-only) at first use; ``keep``: the value to make it with."""
-    path = _token_path(settings)
-    if (found := read_token(settings)) is not None:
+def _secret(path: Path, new: str) -> str:
+    """The secret in ``path``, written owner-only with ``new`` if there is none yet."""
+    if (found := _read_secret(path)) is not None:
         return found
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    new = keep or secrets.token_urlsafe(32)
-    with contextlib.suppress(FileExistsError):  # two starting at once: the first one's token wins
+    with contextlib.suppress(FileExistsError):  # two starting at once: the first one's secret wins
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(new + "\n")
-    return read_token(settings) or new
+    return _read_secret(path) or new
+
+
+def token(settings: Settings, *, keep: str | None = None) -> str:
+    """This home's dashboard token, made (owner-only) at first use; ``keep``: the value to make it with."""
+    return _secret(_token_path(settings), keep or secrets.token_urlsafe(32))
+
+
+def ack_key(settings: Settings) -> bytes:
+    """This home's key for signing one-click acknowledgement links (:mod:`access.ack_links`):
+    256 random bits, made owner-only (``dashboard/ack-key``) at first use and kept, so links
+    sent before a restart still verify. Deleting the file invalidates every link sent."""
+    return bytes.fromhex(_secret(settings.paths.ack_key, secrets.token_hex(32)))
 
 
 def _loopback(host: str) -> bool:
@@ -160,6 +175,8 @@ def build_app(settings: Settings, *, secure_cookie: bool = False, live: LiveQuer
         lambda: registry,
         accounts=wiring.accounts(settings),
         audit=wiring.audit_log(settings),
+        acks=wiring.alert_acks(settings),
+        ack_key=ack_key(settings),
     )
     return create_app(ctx, token(settings), secure_cookie=secure_cookie)
 

@@ -24,6 +24,7 @@ from speed_layer.store import LiveStore, OpenSearchLiveStore
 if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
     from access.accounts import AccountStore
     from access.audit import AuditLog
+    from local.alert_acks import AlertAcks
     from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
@@ -215,6 +216,14 @@ def accounts(settings: Settings, *, create: bool = True) -> AccountStore:
     if not create and not settings.paths.accounts_db.exists():
         return LocalAccounts(Path(":memory:"))
     return LocalAccounts(settings.paths.accounts_db)
+
+
+def alert_acks(settings: Settings) -> AlertAcks:
+    """Who acknowledged which alert, and the one-click links used: an SQLite file of the home
+    (the dashboard writes it, the notifier reads it to stop escalating)."""
+    from local.alert_acks import AlertAcks
+
+    return AlertAcks(settings.paths.alert_acks_db)
 
 
 def audit_log(settings: Settings) -> AuditLog:

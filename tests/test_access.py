@@ -11,14 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from access.accounts import FAILURE_WINDOW_MS, MAX_FAILURES, SESSION_IDLE_MS, SESSION_MAX_MS
+from access.ack_links import sign_link
 from access.audit import AuditLog
 from access.roles import GRANTS, Permission, Role
 from core.registry import Subject
 from local.accounts import LocalAccounts
 from serving.web.access import POLICY, rule_of
-from serving.web.auth import CSRF_COOKIE, SESSION_COOKIE
+from serving.web.auth import CSRF_COOKIE, SESSION_COOKIE, Gate, RateLimit
 from sleepstack.cli import main
-from sleepstack.dashboard import build_app, token
+from sleepstack.dashboard import ack_key, build_app, token
 from sleepstack.settings import Settings
 from tests.dashboard_helpers import fill_home, register
 
@@ -87,6 +88,16 @@ def test_every_route_is_declared_in_the_policy_and_the_policy_names_no_other(
     assert rule_of("HEAD", "/") == rule_of("GET", "/")
 
 
+def _ack_urls(settings: Settings, alert_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """The acknowledgement routes for an alert: the API's, and a fresh one-click link's page and button."""
+    link = sign_link(alert_id, "dr.ward@example.org", _now() + 3_600_000, ack_key(settings))
+    return [
+        ("POST", f"/api/alerts/{alert_id}/ack", None),
+        ("GET", f"/ack/{link}", None),
+        ("POST", f"/ack/{link}", None),
+    ]
+
+
 def _urls(night: str, subject: str) -> list[tuple[str, str, dict[str, Any] | None]]:
     """(method, url, body) for every route, naming ``subject`` where a route takes one."""
     s, n = subject, night
@@ -147,6 +158,8 @@ _NEEDS = {
 
 
 def _need(method: str, url: str) -> Permission:
+    if url.startswith("/ack/") or url.endswith("/ack"):
+        return Permission.ACKNOWLEDGE  # the link's GET: a role without it is sent to sign in (303)
     if method != "GET":
         return Permission.REGISTRY_EDIT
     path = url.split("?", maxsplit=1)[0]
@@ -156,13 +169,25 @@ def _need(method: str, url: str) -> Permission:
     return _NEEDS[key]
 
 
+def _gate(client: TestClient) -> Gate:
+    app: Any = client.app
+    while not isinstance(app, Gate):
+        app = app.app
+    return app
+
+
 @pytest.mark.parametrize("role", [*(r.value for r in Role), None])
 def test_the_role_matrix(client: TestClient, home: tuple[Settings, str, dict[str, str]], role: str | None) -> None:
     """Every route for every role and for no sign-in: the status, and no out-of-scope subject in any body."""
-    _, night, tokens = home
+    settings, night, tokens = home
     headers = {"authorization": f"Bearer {tokens[role]}"} if role else {}
+    admin = {"authorization": f"Bearer {tokens['admin']}"}
     for subject in ("s001", HIDDEN):
-        for method, url, body in _urls(night, subject):
+        _gate(client).limits = RateLimit()  # every route twice is more than a burst: the limit has its own test
+        alerts = client.get(f"/api/alerts?subject_id={subject}", headers=admin).json()["alerts"]
+        assert alerts, f"the matrix needs an alert of {subject}"
+        ack_urls = _ack_urls(settings, alerts[0]["doc_id"])
+        for method, url, body in _urls(night, subject) + ack_urls:
             resp = client.request(method, url, headers=headers, json=body)
             need = _need(method, url)
             where = f"{role} {method} {url}"
@@ -171,7 +196,10 @@ def test_the_role_matrix(client: TestClient, home: tuple[Settings, str, dict[str
                 continue
             granted = need in GRANTS[Role(role)]
             scoped_out = (role != "admin" and subject == HIDDEN and f"/{HIDDEN}" in url) or f"={HIDDEN}" in url
-            if not granted:
+            scoped_out |= subject == HIDDEN and (method, url, body) in ack_urls
+            if not granted and method == "GET" and url.startswith("/ack/"):
+                assert resp.status_code == 303 and resp.headers["location"].startswith("/login?next=/ack/"), where
+            elif not granted:
                 assert resp.status_code == 403, where
             elif scoped_out and role != "admin":
                 assert resp.status_code == 404 and "in your groups" in resp.text, where

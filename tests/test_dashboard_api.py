@@ -275,6 +275,7 @@ def test_the_openapi_schema_documents_every_api_path(client: TestClient) -> None
         "/api/subjects/{subject_id}/samples",
         "/api/alerts",
         "/api/alerts/counts",
+        "/api/alerts/{alert_id}/ack",
         "/api/nights",
         "/api/nights/{subject_id}/{night}",
         "/api/nights/{subject_id}/{night}/epochs",

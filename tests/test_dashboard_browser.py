@@ -83,9 +83,9 @@ def _newest_epoch(settings: Settings, subject: str) -> tuple[Any, dict[str, Any]
     return store, newest
 
 
-def _shot(page: Any, name: str) -> None:
+def _shot(page: Any, name: str, *, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def test_a_request_without_the_token_is_refused(browser: Any, address: str) -> None:
@@ -281,3 +281,84 @@ def test_each_role_signs_in_through_the_page_and_sees_its_own_menu(
     p.click("#sign-out")
     p.wait_for_url("**/login")
     context.close()
+
+
+def test_a_clinician_acknowledges_alerts_by_link_and_on_the_alerts_page(
+    browser: Any, home: tuple[Settings, str], address: str
+) -> None:
+    """The message's link asks for a sign-in, shows the alert, and its button acknowledges it; the
+    alerts page's button acknowledges another; both show who and when (docs/clinician.md)."""
+    from access.ack_links import sign_link
+    from core.live.alerts import Run, alert_doc
+    from local.accounts import LocalAccounts
+    from local.alert_acks import AlertAcks
+    from sleepstack.dashboard import ack_key
+
+    settings, night = home
+    register(settings, night)
+    accounts = LocalAccounts(settings.paths.accounts_db)
+    if accounts.get_user("dr.ward") is None:
+        accounts.add_user("dr.ward", "clinician", ["*"], now_ms=0)
+    password = accounts.reset_password("dr.ward")
+    accounts.close()
+    store, newest = _newest_epoch(settings, "s001")
+    start = newest["epoch_start_ms"] + 120_000
+    by_link, by_button = (
+        alert_doc(
+            subject_id="s001",
+            device_id=device,
+            source=source,
+            kind=kind,
+            run=Run(start, start + 40_000, value),
+            min_s=10,
+            threshold=threshold,
+            closed=False,
+        )
+        for device, source, kind, value, threshold in (
+            ("bed-s001", "bed", "breathing_pause", 24.0, 10.0),
+            ("strap-s001", "strap", "hr_low", 38.0, 40.0),
+        )
+    )
+    store.index([("alerts", by_link), ("alerts", by_button)])
+    store.close()
+    link = sign_link(by_link["doc_id"], "dr.ward@example.org", int(time.time() * 1000) + 3_600_000, ack_key(settings))
+
+    context = browser.new_context(viewport={"width": 1600, "height": 760}, bypass_csp=True)
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.goto(f"{address}/ack/{link}")  # the link alone does not acknowledge: sign in first
+    p.wait_for_url("**/login?next=/ack/**")
+    p.fill("input[name=name]", "dr.ward")
+    p.fill("input[name=password]", password)
+    p.click("button[type=submit]")
+    p.wait_for_url(f"**/ack/{link}")
+    assert p.locator("#ack-heading").inner_text() == "Acknowledge this alert?"
+    assert "breathing_pause" in p.locator("#ack-alert").inner_text()
+    acks = AlertAcks(settings.paths.alert_acks_db)
+    assert acks.get(by_link["doc_id"]) is None  # opening the link changed nothing
+    p.click("#ack-confirm")
+    p.wait_for_function("document.getElementById('ack-done').textContent.length > 0")
+    assert p.locator("#ack-heading").inner_text() == "Alert acknowledged"
+    assert p.locator("#ack-done").inner_text().startswith("acknowledged by dr.ward at ")
+    got = acks.get(by_link["doc_id"])
+    assert got is not None and (got.by, got.via) == ("dr.ward", "link")
+
+    p.goto(f"{address}/alerts")
+    row = p.locator("#alerts tbody tr.open", has_text="hr_low").first
+    row.locator("button.ack-button").wait_for(timeout=5_000)
+    row.locator("button.ack-button").click()
+    p.wait_for_selector("#alerts tbody tr.open >> text=acknowledged by dr.ward", timeout=5_000)
+    done = acks.get(by_button["doc_id"])
+    assert done is not None and (done.by, done.via) == ("dr.ward", "dashboard")
+    p.wait_for_function(  # both rows, after the page's next refresh, name who and how
+        "[...document.querySelectorAll('#alerts td.ack')]"
+        ".filter(td => td.textContent.startsWith('acknowledged by dr.ward')).length >= 2"
+    )
+    text = p.locator("#alerts tbody").inner_text()
+    assert "(link)" in text and "(dashboard)" in text
+    p.evaluate("window.scrollTo(0, 0)")
+    _shot(p, "alert-acknowledged", full_page=False)  # the newest rows: the two acknowledged
+    acks.close()
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"

@@ -122,6 +122,18 @@ def test_queries_sent_for_live_views() -> None:
     assert between.json()["sort"] == [{"epoch_start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}]
 
 
+def test_one_alert_is_read_by_a_term_on_its_doc_id() -> None:
+    answers = iter([{"hits": {"hits": [{"_source": {"doc_id": "a1", "subject_id": "s1"}}]}}, {"hits": {"hits": []}}])
+    cluster = FakeCluster(lambda req: (200, next(answers)))
+    queries = OpenSearchLiveQueries(cluster.client())
+    assert queries.alert("a1") == {"doc_id": "a1", "subject_id": "s1"}
+    assert queries.alert("nope") is None
+    found, missing = cluster.sent
+    assert found.url == "/sleepstack-alerts-*/_search"
+    assert found.json() == {"size": 1, "query": {"bool": {"filter": [{"term": {"doc_id": "a1"}}]}}}
+    assert missing.json()["query"]["bool"]["filter"] == [{"term": {"doc_id": "nope"}}]
+
+
 def test_alert_counts_are_one_terms_aggregation_by_kind_and_status() -> None:
     answer = {
         "hits": {"hits": []},

@@ -65,6 +65,12 @@ POLICY: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/api/subjects/{subject_id}/samples"): Rule(_P.LIVE, audited=True),
     ("GET", "/api/alerts"): Rule(_P.LIVE, audited=True),
     ("GET", "/api/alerts/counts"): Rule(_P.LIVE),
+    # acknowledging alerts (serving/web/acks.py); the alert's subject is checked there (404)
+    ("POST", "/api/alerts/{alert_id}/ack"): Rule(_P.ACKNOWLEDGE, audited=True),
+    # a message's link: any signed-in user reaches it, one whose role may not acknowledge
+    # is sent to sign in as someone who may (the route redirects)
+    ("GET", "/ack/{token}"): Rule(_P.SIGNED_IN, audited=True),
+    ("POST", "/ack/{token}"): Rule(_P.ACKNOWLEDGE, audited=True),
     # staged nights and reports
     ("GET", "/nights"): Rule(_P.NIGHTS),
     ("GET", "/nights/{subject_id}/{night}"): Rule(_P.NIGHTS, audited=True),

@@ -24,6 +24,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from access.accounts import AccountStore
+from access.acks import AckStore
 from access.audit import AuditLog
 from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
@@ -44,6 +45,7 @@ __all__ = [
     "not_staged",
     "router",
     "unprocessable",
+    "with_acks",
 ]
 
 #: Subject ids are pseudonyms: letters, digits and ``._:-``.
@@ -77,6 +79,10 @@ class ApiContext:
     accounts: AccountStore | None = None
     #: the access audit (None: not kept; the app then refuses to start, see serving.web.app)
     audit: AuditLog | None = None
+    #: alert acknowledgements (None: alerts cannot be acknowledged here: 503)
+    acks: AckStore | None = None
+    #: the key signing one-click acknowledgement links (None: links are refused)
+    ack_key: bytes | None = None
 
 
 SubjectId = Annotated[str, Path(pattern=SUBJECT_PATTERN, description="pseudonymous subject id")]
@@ -277,7 +283,14 @@ async def alerts(
     if subject_id is not None:
         _require_live(ctx, subject_id)
     allowed = await run_in_threadpool(visible_subjects, ctx, who)
-    return _Json({"alerts": keep(ctx.live.alerts(subject_id, status, limit), allowed)})
+    rows = keep(ctx.live.alerts(subject_id, status, limit), allowed)
+    return _Json({"alerts": await run_in_threadpool(with_acks, ctx, rows)})
+
+
+def with_acks(ctx: ApiContext, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts, each with its ``ack`` (``{"by", "via", "at"}``, or None when not acknowledged)."""
+    found = ctx.acks.acknowledged(a["doc_id"] for a in alerts) if ctx.acks is not None else {}
+    return [{**a, "ack": found[a["doc_id"]].to_json() if a["doc_id"] in found else None} for a in alerts]
 
 
 @router.get(

@@ -5,6 +5,7 @@
 | ``/``, ``/subjects/...``, ``/alerts``, ``/nights/...``, ``/reports/...`` | the pages (:mod:`serving.web.views`) |
 | ``/api/...`` | the JSON API (:mod:`serving.web.api`); schema at ``/api/openapi.json`` |
 | ``/api/registry/...`` | subjects, devices, assignments (:mod:`serving.web.registry_api`) |
+| ``/api/alerts/{id}/ack``, ``/ack/{token}`` | acknowledging alerts, a message's link (:mod:`serving.web.acks`) |
 | ``/static``, ``/vendor`` | the front-end files and the pinned chart library |
 
 The routers are module-level; what they read (:class:`serving.web.api.ApiContext`) is
@@ -21,7 +22,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from serving.web import api, compliance, export_api, registry_api, session, views
+from serving.web import acks, api, compliance, export_api, registry_api, session, views
 from serving.web.access import authorize
 from serving.web.api import ApiContext
 from serving.web.auth import AccessLog, Gate
@@ -49,6 +50,7 @@ def create_app(ctx: ApiContext, token: str, *, secure_cookie: bool = False) -> A
     )
     app.state.ctx = ctx
     app.include_router(api.router)
+    app.include_router(acks.router)
     app.include_router(registry_api.router)
     app.include_router(compliance.router)
     app.include_router(session.router)

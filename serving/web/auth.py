@@ -30,7 +30,9 @@ form cannot send that without a preflight) and, when the browser says where it c
 **Audit.** Every request to a route the policy marks audited, and every break-glass request
 (but for the pages' scripts and styles), appends who, role, how signed in, method, route
 template, the subjects it named or returned (``subject_id`` and ``assigned_to`` values in
-the path, query and JSON body) and the status to the hash-chained audit (:class:`access.audit.AuditLog`); nothing else.
+the path, query and JSON body, and those a route names in ``request.state.audit_subjects``,
+as the acknowledgement pages do) and the status to the hash-chained audit
+(:class:`access.audit.AuditLog`); nothing else.
 
 Secrets are compared in constant time; the access log (:class:`AccessLog`) names the
 route's template, never the path with its ids or the query string.
@@ -263,6 +265,7 @@ class Gate:
         if isinstance(params.get("subject_id"), str):
             subjects.add(params["subject_id"])
         subjects.update(v for k, v in query if k == "subject_id")
+        subjects.update((scope.get("state") or {}).get("audit_subjects", ()))  # a page's route names them
         if state["json"] and 200 <= state["status"] < 300:
             with contextlib.suppress(orjson.JSONDecodeError):
                 _subjects_in(orjson.loads(b"".join(state["body"])), subjects)

@@ -25,6 +25,8 @@ __all__ = [
     "COLUMN_DOCS",
     "NIGHT_EPOCH_COLUMNS",
     "NIGHT_LIST_COLUMNS",
+    "AckOut",
+    "Acknowledged",
     "AlertCounts",
     "Alerts",
     "NightEpochs",
@@ -258,8 +260,31 @@ class Samples(_Range):
     samples: list[SampleDoc] = Field(description="one per strap notification, oldest first")  # type: ignore[valid-type]
 
 
+class AckOut(BaseModel):
+    """Who acknowledged an alert, how and when (the first acknowledgement; later ones change nothing)."""
+
+    by: str = Field(description="the user who acknowledged it")
+    via: str = Field(description="dashboard, api or link (a message's one-click link)")
+    at: int = Field(description="when, ms UTC")
+
+
+class Acknowledged(AckOut):
+    """An alert's acknowledgement, with the alert and its subject."""
+
+    alert_id: str = Field(description="the alert episode's doc_id")
+    subject_id: str = Field(description="pseudonymous subject id")
+
+
+AlertOut = create_model(
+    "AlertOut",
+    __base__=AlertDoc,
+    __doc__="An alert episode, open or closed, and its acknowledgement.",
+    ack=(AckOut | None, Field(None, description="who acknowledged it, how and when; null: not acknowledged")),
+)
+
+
 class Alerts(BaseModel):
-    alerts: list[AlertDoc] = Field(description="newest first")  # type: ignore[valid-type]
+    alerts: list[AlertOut] = Field(description="newest first")  # type: ignore[valid-type]
 
 
 class AlertCount(BaseModel):

@@ -32,7 +32,7 @@ from core.nights.intervals import night_intervals
 from core.nights.stage_norms import stage_share_flags
 from core.nights.stages import SleepStage
 
-__all__ = ["Assets", "load_assets", "render_page", "render_report", "vendor_dir"]
+__all__ = ["Assets", "load_assets", "local_time", "render_page", "render_report", "vendor_dir"]
 
 _STAGES: Final = tuple(s.label for s in SleepStage)
 _VENDOR_FILES: Final = ("uPlot.iife.min.js", "uPlot.min.css")
@@ -121,6 +121,11 @@ def _local(ms: Any, tz: str = "UTC") -> str:
     if ms is None:
         return MISSING
     return datetime.fromtimestamp(int(ms) / 1000, tz=ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def local_time(ms: int | None, tz: str) -> str:
+    """``ms`` (UTC) as ``YYYY-MM-DD HH:MM ZONE`` in ``tz``; an en dash for None."""
+    return _local(ms, tz)
 
 
 def render_page(

@@ -29,17 +29,24 @@ async function send(method, path, body) {
 
 // ---- who is signed in (every page but the sign-in page) ------------------------------
 // What each page needs (serving/web/access.py's POLICY says it for the server).
-const PAGE_NEEDS = { "/": "live", "/subjects": "live", "/alerts": "live", "/nights": "nights", "/reports": "nights", "/compliance": "compliance", "/registry": "registry_read", "/audit": "audit" };
+const PAGE_NEEDS = { "/": "live", "/subjects": "live", "/alerts": "live", "/nights": "nights", "/reports": "nights", "/compliance": "compliance", "/registry": "registry_read", "/audit": "audit", "/ack": "acknowledge" };
 
 function pageNeeds(path) {
   const first = `/${path.split("/")[1] || ""}`;
   return PAGE_NEEDS[first] || PAGE_NEEDS[path];
 }
 
+// The signed-in principal (/api/me), read once per page.
+let mePromise = null;
+function whoAmI() {
+  mePromise ||= getJson("/api/me");
+  return mePromise;
+}
+
 async function showWho() {
   const who = document.getElementById("who");
   if (!who || document.body.dataset.page === "login") return;
-  const me = await getJson("/api/me");
+  const me = await whoAmI();
   const may = new Set(me.may);
   const needs = PAGE_NEEDS;
   for (const a of document.querySelectorAll("header.bar a[href]")) {
@@ -130,6 +137,58 @@ function every(ms, fn) {
     setTimeout(tick, ms);
   };
   tick();
+}
+
+// ---- acknowledging alerts (serving/web/acks.py) ----------------------------------------
+function ackText(ack) {
+  return `acknowledged by ${ack.by} at ${time(ack.at)} (${ack.via})`;
+}
+
+// The alert's acknowledgement, or an "Acknowledge" button on an open clinical alert for a role that may.
+function ackCell(a, mayAck) {
+  const td = document.createElement("td");
+  td.className = "ack";
+  if (a.ack) {
+    td.textContent = ackText(a.ack);
+  } else if (mayAck && a.status === "open" && (a.category || "clinical") === "clinical") {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "ack-button";
+    b.textContent = "Acknowledge";
+    b.onclick = async () => {
+      b.disabled = true;
+      const resp = await send("POST", `/api/alerts/${encodeURIComponent(a.doc_id)}/ack`);
+      const body = await resp.json();
+      td.textContent = resp.ok ? ackText(body) : `not acknowledged: ${body.detail}`;
+    };
+    td.appendChild(b);
+  } else {
+    td.textContent = "–";
+  }
+  return td;
+}
+
+async function mayAcknowledge() {
+  return (await whoAmI()).may.includes("acknowledge");
+}
+
+function ackPage() {
+  const button = document.getElementById("ack-confirm");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const resp = await send("POST", `/ack/${encodeURIComponent(document.body.dataset.token)}`);
+    const body = await resp.json();
+    const done = document.getElementById("ack-done");
+    if (resp.ok) {
+      document.getElementById("ack-heading").textContent = "Alert acknowledged";
+      done.textContent = body.line;
+      button.hidden = true;
+    } else {
+      done.textContent = `not acknowledged: ${body.detail}`;
+      done.className = "alerting";
+    }
+  });
 }
 
 // ---- cohort --------------------------------------------------------------------------
@@ -250,7 +309,8 @@ function subjectPage() {
     document.body.dataset.ready = "1";
   }
 
-  function renderAlerts() {
+  async function renderAlerts() {
+    const mayAck = await mayAcknowledge();
     fillTable(document.querySelector("#subject-alerts tbody"), alerts, (a) => {
       const tr = document.createElement("tr");
       tr.className = a.status;
@@ -258,6 +318,7 @@ function subjectPage() {
       for (const v of [a.kind, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value]) {
         tr.appendChild(cell(v));
       }
+      tr.appendChild(ackCell(a, mayAck));
       return tr;
     });
   }
@@ -284,6 +345,7 @@ function subjectPage() {
 function alertsPage() {
   every(2000, async () => {
     const [{ alerts }, { counts }] = await Promise.all([getJson("/api/alerts?limit=1000"), getJson("/api/alerts/counts")]);
+    const mayAck = await mayAcknowledge();
     const kinds = new Map();
     for (const c of counts) {
       const k = kinds.get(c.kind) || { open: 0, closed: 0 };
@@ -307,6 +369,7 @@ function alertsPage() {
       for (const v of [a.kind, a.category || "clinical", a.source, a.status, time(a.start_ms), time(a.end_ms), fmt(a.duration_s, 0), value, threshold]) {
         tr.appendChild(cell(v));
       }
+      tr.appendChild(ackCell(a, mayAck));
       return tr;
     });
     const total = (status) => counts.filter((c) => c.status === status).reduce((n, c) => n + c.count, 0);
@@ -418,6 +481,6 @@ function registryPage() {
   });
 }
 
-const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage, compliance: compliancePage, registry: registryPage, login: loginPage, audit: auditPage };
+const PAGES = { cohort: cohortPage, subject: subjectPage, alerts: alertsPage, nights: nightsPage, compliance: compliancePage, registry: registryPage, login: loginPage, audit: auditPage, ack: ackPage };
 showWho();
 (PAGES[document.body.dataset.page] || (() => {}))();
