@@ -14,6 +14,7 @@ __all__ = [
     "NoDataError",
     "QueryError",
     "SleepstackError",
+    "StateCodecError",
 ]
 
 
@@ -112,3 +113,7 @@ class EmptyTableError(QueryError, NoDataError):
     """A query reads a table that holds no data yet (nothing delivered or staged)."""
 
     bad_input: ClassVar[bool] = False
+
+
+class StateCodecError(SleepstackError):
+    """A stored device state of the speed layer does not decode (unknown tag, corrupt stream)."""

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.live.state_codec import decode_state
 from core.registry import Window, in_windows
 from local.compaction import replace_objects
 from local.home import Home
@@ -300,7 +301,8 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
             reg.close()
     quoted = json.dumps(subject_id)
     for db in _read_only(home.state_db):
-        out.hits["device_state"] = sum(quoted in s for (s,) in db.execute("SELECT state FROM device_state"))
+        rows = db.execute("SELECT device_id, state FROM device_state")
+        out.hits["device_state"] = sum(quoted in json.dumps(decode_state(d, s)) for d, s in rows)
     mine = [e for e in _exports(home) if e.get("subject_id") == subject_id]
     out.hits["export_index"] = len(mine)
     out.hits["export_files"] = sum(Path(f).is_file() for e in mine for f in e.get("files", []))

@@ -1,13 +1,17 @@
-"""Local stand-in for the speed layer's DynamoDB state table: one SQLite table."""
+"""Local stand-in for the speed layer's DynamoDB state table: one SQLite table.
+
+States are stored as :mod:`core.live.state_codec` bytes, as on AWS; a row holding the JSON
+text of an older stack still decodes.
+"""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.live.state_codec import decode_state, encode_state
 from local.sqlite import open_db, write_transaction
 from speed_layer.state_store import StateStore, StateStoreError
 
@@ -27,10 +31,10 @@ class LocalStateStore(StateStore):
         marks = ",".join("?" * len(ids))
         with self._lock:
             rows = self._db.execute(f"SELECT device_id, state FROM device_state WHERE device_id IN ({marks})", ids)  # noqa: S608 - placeholders only
-            return {d: json.loads(s) for d, s in rows.fetchall()}
+            return {d: decode_state(d, s) for d, s in rows.fetchall()}
 
     def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
-        rows = [(d, json.dumps(s, separators=(",", ":"))) for d, s in states.items()]
+        rows = [(d, encode_state(d, s)) for d, s in states.items()]
         with self._lock, write_transaction(self._db, StateStoreError, "the embedded state store"):
             self._db.executemany("INSERT OR REPLACE INTO device_state VALUES (?, ?)", rows)
 

@@ -8,25 +8,40 @@ runs, :mod:`core.live.epochs`) is read at the start of an invocation and written
 its documents are stored. Kinesis delivers a partition key (the device) to one
 invocation at a time and in order, so there is exactly one writer per device.
 
-* AWS: a DynamoDB table (partition key ``device_id``; ``state`` as a JSON string;
-  ``expires_at`` for DynamoDB TTL, so idle devices' state ages out).
-* Local: a SQLite table next to the embedded live store (:mod:`local.state_store`).
+* AWS: a DynamoDB table (partition key ``device_id``; ``state`` as binary in the compact
+  form of :mod:`core.live.state_codec`, so a state fits one write unit — a string attribute
+  holds the JSON of a stack before it, still read; ``expires_at`` for DynamoDB TTL, so idle
+  devices' state ages out).
+* Local: a SQLite table next to the embedded live store (:mod:`local.state_store`), same
+  encoding.
+
+The handler writes only the states an invocation changed (ADR 0007).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from core.live.state_codec import decode_state, encode_state
 
-__all__ = ["DynamoStateStore", "StateStore", "StateStoreError"]
+__all__ = ["DynamoStateStore", "StateStore", "StateStoreError", "item_bytes"]
 
 #: Idle devices' state expires after this long (a week: longer than any night).
 STATE_TTL_S: Final = 7 * 24 * 3600
+
+
+def item_bytes(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """The size DynamoDB bills an item by: attribute names plus values (UTF-8 strings,
+    binary as is, numbers as their digits, roughly); one write unit per started 1,024 bytes."""
+    size = 0
+    for name, value in item.items():
+        ((kind, v),) = value.items()
+        size += len(name.encode()) + (len(v) if kind == "B" else len(str(v).encode()))
+    return size
 
 
 class StateStoreError(SleepstackError):
@@ -60,7 +75,9 @@ class DynamoStateStore(StateStore):
             for attempt in range(self.max_attempts):
                 resp = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
                 for item in resp.get("Responses", {}).get(self.table, []):
-                    out[item["device_id"]["S"]] = json.loads(item["state"]["S"])
+                    device = item["device_id"]["S"]
+                    stored = item["state"]
+                    out[device] = decode_state(device, stored["B"] if "B" in stored else stored["S"])
                 keys = resp.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
                 if not keys:
                     break
@@ -76,7 +93,7 @@ class DynamoStateStore(StateStore):
                 "PutRequest": {
                     "Item": {
                         "device_id": {"S": d},
-                        "state": {"S": json.dumps(s, separators=(",", ":"))},
+                        "state": {"B": encode_state(d, s)},
                         "expires_at": {"N": str(expires)},
                     }
                 }

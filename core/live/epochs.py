@@ -74,7 +74,7 @@ def _new_state(rec: Record) -> dict[str, Any]:
         "source": rec.kind,
         "last_frame_ms": None,
         "open_epoch_ms": None,
-        "open": [],  # strap: [event_time_ms, record_id, hr_bpm, [rr_ms...], contact], sorted
+        "open": [],  # strap: [event_time_ms, record_id, hr_bpm, [rr_ms...], contact, device_time_ms], sorted
         "alerts": None,
     }
 
@@ -172,7 +172,7 @@ def _apply_strap(out: Advance, tracker: AlertTracker, rec: StrapSample) -> bool:
         out.behind.append(rid)  # the same notification again
         return False
     st["open_epoch_ms"] = epoch
-    rows.insert(at, [rec.event_time_ms, rid, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact])
+    rows.insert(at, [rec.event_time_ms, rid, rec.hr_bpm, list(rec.rr_ms), rec.sensor_contact, rec.device_time_ms])
     out.docs.append(("samples", strap_sample_doc(rec, rid)))
     return True
 
