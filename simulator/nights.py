@@ -48,12 +48,14 @@ __all__ = [
     "GroundTruthEpochs",
     "SimConfig",
     "SimulatedNight",
+    "beats_measurements",
     "bed_notifications",
     "cohort",
     "latest_first_night",
     "night_records",
     "simulate_night",
     "strap_measurements",
+    "strap_samples",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -346,14 +348,22 @@ def strap_measurements(night: SimulatedNight) -> list[tuple[int, HeartRateMeasur
     to the 1/1024-s resolution of the Heart Rate Service, that ended in that second.
     Returns (time ms UTC, measurement) pairs in time order.
     """
-    t0 = night.t0_ms
-    rr_ms = np.diff(night.beat_t_s) * 1000.0
+    return beats_measurements(night.beat_t_s, night.t0_ms, night.duration_s)
+
+
+def beats_measurements(beat_t_s: FloatArray, t0_ms: int, duration_s: float) -> list[tuple[int, HeartRateMeasurement]]:
+    """What a chest strap notifies for beats at ``beat_t_s`` (s from ``t0_ms``, shape (n_beats,)).
+
+    See :func:`strap_measurements`; also replays a real recording's beats (e.g. slpdb's).
+    """
+    t0 = t0_ms
+    rr_ms = np.diff(beat_t_s) * 1000.0
     rr_q = np.round(rr_ms * 1.024) * (1000 / 1024)  # exactly what decoding 0x2A37 yields
-    sec = np.floor(night.beat_t_s[1:]).astype(int)
-    bounds = np.searchsorted(sec, np.arange(int(night.duration_s) + 1))
+    sec = np.floor(beat_t_s[1:]).astype(int)
+    bounds = np.searchsorted(sec, np.arange(int(duration_s) + 1))
     out: list[tuple[int, HeartRateMeasurement]] = []
     last_hr = 0
-    for s in range(1, int(night.duration_s)):
+    for s in range(1, int(duration_s)):
         lo, hi = bounds[s - 1], bounds[s]
         recent = rr_ms[max(0, hi - 4) : hi]
         if len(recent):
@@ -397,23 +407,8 @@ def night_records(
     subject, t0 = night.config.subject_id, night.t0_ms
     out: list[tuple[int, StrapSample | BedFrame]] = []
     if strap_device:
-        for t_ms, m in strap_measurements(night):
-            out.append(
-                (
-                    t_ms,
-                    StrapSample(
-                        device_id=strap_device,
-                        subject_id=subject,
-                        device_time_ms=t_ms,
-                        event_time_ms=t_ms,
-                        ingest_time_ms=t_ms + ingest_delay_ms,
-                        hr_bpm=m.hr_bpm,
-                        rr_ms=m.rr_ms,
-                        sensor_contact=True,
-                        energy_kj=None,
-                    ),
-                )
-            )
+        samples = strap_samples(strap_measurements(night), strap_device, subject, ingest_delay_ms)
+        out += [(r.event_time_ms, r) for r in samples]
     if bed_device:
         per = round(night.fs_hz * EPOCH_S)
         counts = night.bed_counts
@@ -435,6 +430,26 @@ def night_records(
             )
     out.sort(key=lambda p: p[0])
     return [r for _, r in out]
+
+
+def strap_samples(
+    measurements: list[tuple[int, HeartRateMeasurement]], device_id: str, subject_id: str, ingest_delay_ms: int = 200
+) -> list[StrapSample]:
+    """The strap records of (time ms UTC, measurement) pairs, as the collector builds them."""
+    return [
+        StrapSample(
+            device_id=device_id,
+            subject_id=subject_id,
+            device_time_ms=t_ms,
+            event_time_ms=t_ms,
+            ingest_time_ms=t_ms + ingest_delay_ms,
+            hr_bpm=m.hr_bpm,
+            rr_ms=m.rr_ms,
+            sensor_contact=True,
+            energy_kj=None,
+        )
+        for t_ms, m in measurements
+    ]
 
 
 #: The evening of the first simulated night (demo, benchmarks, evaluation).
