@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from sleepstack.backtest import backtest, lake_nights, replay_alerts
 from sleepstack.backtest.rules_file import load_rule_sets, parse_rule_sets
 from sleepstack.cli import main
 from speed_layer.handler import SpeedLayerHandler
-from tests.conftest import T0_MS
+from tests.conftest import DATA, REPO_ROOT, T0_MS
 
 # --------------------------------------------------------------------------- a constructed night
 
@@ -241,3 +243,34 @@ def test_the_command_prints_json_for_lake_nights(
     assert hr["sensitivity"] is None  # no truth in the lake
     assert main([*argv[:4], "--nights", "2026-01-09"]) == 1  # nothing landed that night
     assert "holds no records" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the docs' tables
+
+DOC = REPO_ROOT / "docs" / "alarm-burden.md"
+
+
+def _documented_tables() -> list[tuple[list[str], list[str]]]:
+    """(argv, printed lines) of each ```console command on the page followed by its output block."""
+    blocks = re.findall(r"```console\n(sleepstack alerts backtest [^\n]*)\n```\n\n```\n(.*?)```", DOC.read_text(), re.S)
+    return [(shlex.split(cmd)[1:], out.rstrip("\n").splitlines()) for cmd, out in blocks]
+
+
+def test_the_page_shows_two_measured_tables() -> None:
+    tables = _documented_tables()
+    assert [argv[argv.index("--rules") + 2] for argv, _ in tables] == ["--simulate", "--slpdb"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", [0, 1], ids=["simulated", "slpdb"])
+def test_the_documented_tables_are_what_the_commands_print(
+    which: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv, printed = _documented_tables()[which]
+    argv = [str(DATA / a.removeprefix("../shared/data/")) if a.startswith("../shared/data/") else a for a in argv]
+    if "--slpdb" in argv and not (Path(argv[argv.index("--slpdb") + 1]) / "meta.csv").exists():
+        pytest.skip("shared slpdb-rr data not present")
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv("SLEEPSTACK_HOME", str(tmp_path / "home"))
+    assert main(argv) == 0
+    assert capsys.readouterr().out.rstrip("\n").splitlines() == printed

@@ -24,13 +24,17 @@ KINDS: tuple[str, ...] = tuple(str(k) for k in SOURCE_OF)
 
 
 def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules]) -> dict[str, Any]:
-    """Figures of each rule set on ``nights``: ``rows`` (one per set x kind) and the nights replayed."""
+    """Figures of each rule set on ``nights``: ``rows`` (one per set x kind), the nights replayed and
+    ``true_events``, the nights' known events by kind (scored or not: slpdb's apnoeas have no bed sensor)."""
     results: dict[str, list[NightResult]] = {name: [] for name in rule_sets}
     names: list[str] = []
+    truth: dict[str, int] = {}
     hours = 0.0
     for night in nights:
         names.append(night.name)
         hours += night.duration_h
+        for ev in night.events or ():
+            truth[ev.kind] = truth.get(ev.kind, 0) + 1
         for set_name, rules in rule_sets.items():
             episodes = episodes_from_docs(replay_alerts(night.records, rules))
             results[set_name].append(
@@ -43,6 +47,7 @@ def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules
         "nights": names,
         "hours": round(hours, 2),
         "rule_sets": {name: _changed(rules) for name, rules in rule_sets.items()},
+        "true_events": truth,
         "matching": {
             "rule": "an episode matches an event when they overlap once the event is widened by the tolerance",
             "scored_against": {k: {"truth": t, "device": d} for k, (t, d) in SCORED_AGAINST.items()},

@@ -73,7 +73,8 @@ def _cell(value: Any) -> str:
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    print(f"{len(result['nights'])} nights, {result['hours']:g} h")
+    known = ", ".join(f"{n} {kind}" for kind, n in sorted(result["true_events"].items())) or "none"
+    print(f"{len(result['nights'])} nights, {result['hours']:g} h; true events: {known}")
     print(" ".join(f"{title:{fmt}}" for _, title, fmt in _COLUMNS))
     for row in result["rows"]:
         print(" ".join(f"{_cell(row[key]):{fmt}}" for key, _, fmt in _COLUMNS))
