@@ -12,6 +12,10 @@ Model (all times in seconds from lights-off ``t0``; sample rate ``fs_hz``):
   a real recording (``rr_source_ms``), whose RR intervals are replayed as given.
 * Breathing: 10-20 breaths/min, slower and more regular in deep sleep, irregular in REM;
   optional breathing pauses (apnoeas) of 10-25 s during sleep.
+* Tachycardia (optional, ``tachycardia_per_night``): episodes of 1-8 min during sleep in
+  which the heart rate rises by 50-75 beats/min (through the same 45-s lag as every
+  change of rate), drawn from their own random stream so the hypnogram, breathing and
+  apnoeas are the same with or without them; not with ``rr_source_ms``.
 * Bed sensor (ballistocardiogram + respiration): per beat a BCG complex (a Gabor wavelet,
   8 Hz carrier, ~0.2 s after the R wave) modulated by respiration, a respiratory
   pressure wave, movement bursts at wake transitions, posture steps after movements,
@@ -80,6 +84,7 @@ class SimConfig:
     bed_exit: bool = True
     apnea_per_hour: float = 0.0
     rr_source_ms: FloatArray | None = field(default=None, compare=False)
+    tachycardia_per_night: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ class SimulatedNight:
     epochs: GroundTruthEpochs
     beat_t_s: FloatArray  # (n_beats,) R-wave times, s from t0
     breath_t_s: FloatArray  # (n_breaths,) inspiration onsets, s from t0
-    events: list[dict[str, float | str]]  # bed_exit / apnea with start_s, end_s
+    events: list[dict[str, float | str]]  # bed_exit / apnea / tachycardia with start_s, end_s
     bed_counts: npt.NDArray[np.int16]  # (n_samples,) at fs_hz
 
     @property
@@ -198,10 +203,39 @@ def _breaths(
     return np.asarray(out), events
 
 
-def _beats(stage_s: npt.NDArray[np.int8], hr_base: float, breath_t: FloatArray, rng: np.random.Generator) -> FloatArray:
+def _tachycardia(
+    stage_s: npt.NDArray[np.int8], in_bed_s: npt.NDArray[np.bool_], count: int, seed: int
+) -> tuple[FloatArray, list[dict[str, float | str]]]:
+    """Extra heart rate (bpm per second) of ``count`` tachycardia episodes in sleep, and the episodes.
+
+    Each lasts 1-8 min and adds 50-75 bpm; episodes are at least 10 min apart. Own random
+    stream (``seed``, 1), so the draws before the beats do not change.
+    """
+    rng = np.random.default_rng([seed, 1])
+    extra = np.zeros(len(stage_s))
+    asleep = np.flatnonzero((stage_s != SleepStage.WAKE) & in_bed_s)
+    events: list[dict[str, float | str]] = []
+    for t in np.sort(rng.choice(asleep, size=min(count, len(asleep)), replace=False)) if count else []:
+        dur = int(rng.integers(60, 481))
+        if events and t < float(events[-1]["end_s"]) + 600:
+            continue
+        end = min(int(t) + dur, len(stage_s))
+        extra[int(t) : end] = rng.uniform(50, 75)
+        events.append({"kind": "tachycardia", "start_s": float(t), "end_s": float(end)})
+    return extra, events
+
+
+def _beats(
+    stage_s: npt.NDArray[np.int8],
+    hr_base: float,
+    breath_t: FloatArray,
+    rng: np.random.Generator,
+    extra_bpm: FloatArray | None = None,
+) -> FloatArray:
     n_s = len(stage_s)
     drift = np.linspace(1.5, -2.5, n_s)  # circadian fall of HR across the night
-    hr = _lag(hr_base + drift + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
+    extra = np.zeros(n_s) if extra_bpm is None else extra_bpm
+    hr = _lag(hr_base + drift + extra + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
     rsa = _lag(np.vectorize(_RSA_MS.get)(stage_s).astype(float), 30.0)
     noise_sd = np.vectorize(_RR_NOISE_MS.get)(stage_s).astype(float)
     resp_phase = np.interp(np.arange(n_s + 1, dtype=float), breath_t, np.arange(len(breath_t), dtype=float))
@@ -294,7 +328,9 @@ def simulate_night(config: SimConfig) -> SimulatedNight:
     if config.rr_source_ms is not None:
         beat_t = _beats_from_source(config.rr_source_ms, n_s, rng)
     else:
-        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng)
+        extra_bpm, tachycardia = _tachycardia(stage_s, in_bed_s, config.tachycardia_per_night, config.seed)
+        events += tachycardia
+        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng, extra_bpm)
 
     # movement: around wake transitions and scattered through wake, never out of bed
     move_s = np.zeros(n_s, dtype=bool)

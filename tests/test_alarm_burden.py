@@ -63,7 +63,8 @@ def _bed_epochs() -> list[dict[str, Any]]:
 def _night_of_epochs(rules: AlertRules) -> NightResult:
     tracker = AlertTracker(rules)
     docs = [d for e in _bed_epochs() for d in tracker.observe(e)]
-    return NightResult("constructed", frozenset({"bed"}), tuple(episodes_from_docs(docs)), APNOEAS, 20 / 60)
+    episodes = tuple(episodes_from_docs(docs))
+    return NightResult("constructed", frozenset({"bed"}), episodes, APNOEAS, 20 / 60, frozenset({"apnea"}))
 
 
 def test_three_apnoeas_one_short_and_a_false_pause_give_the_hand_computed_figures() -> None:
@@ -84,9 +85,10 @@ def test_three_apnoeas_one_short_and_a_false_pause_give_the_hand_computed_figure
 
 
 def test_unscoreable_kinds_report_burden_without_sensitivity() -> None:
-    hr = figures("hr_high", [_night_of_epochs(AlertRules())])
-    assert (hr.nights, hr.alerts, hr.events, hr.sensitivity, hr.ppv) == (1, 0, None, None, None)
-    strap_only = NightResult("strap", frozenset({"strap"}), (), APNOEAS, 1.0)
+    for kind in ("hr_low", "hr_high"):  # no truth of bradycardia; tachycardia's is not known on this night
+        hr = figures(kind, [_night_of_epochs(AlertRules())])
+        assert (hr.nights, hr.alerts, hr.events, hr.sensitivity, hr.ppv) == (1, 0, None, None, None)
+    strap_only = NightResult("strap", frozenset({"strap"}), (), APNOEAS, 1.0, frozenset({"apnea"}))
     pause = figures("breathing_pause", [strap_only])  # no bed sensor: a pause cannot be seen
     assert (pause.nights, pause.alerts_per_night, pause.sensitivity) == (0, None, None)
 
@@ -151,7 +153,7 @@ def test_backtest_alerts_from_the_raw_lake_are_what_the_speed_layer_stores(tmp_p
         ]
         pq.write_table(pa.Table.from_pylist(mine, schema=RAW_SCHEMA), part / "part-0.parquet")
     (night,) = lake_nights(raw, [night_of(T0_MS)], "UTC")
-    assert len(night.records) == len(recs) and night.events is None
+    assert len(night.records) == len(recs) and night.events == () and night.truth == frozenset()
     replayed = {d["doc_id"]: d for d in replay_alerts(night.records, RULES)}  # the last document of each alert
     assert replayed.keys() == stored.keys()
     for doc_id, live in stored.items():
@@ -176,6 +178,10 @@ def test_simulated_nights_score_pauses_and_bed_exits_against_their_truth() -> No
     assert 0.5 <= quiet["sensitivity"] <= 0.85 and quiet["ppv"] >= 0.95
     assert quiet["alerts_per_night"] < default["alerts_per_night"]
     assert rows["default", "bed_exit"]["sensitivity"] == 1.0 and rows["default", "bed_exit"]["ppv"] == 1.0
+    # tachycardias of 1-8 min, +50-75 bpm: the 2-min rule at 120/min misses the short and the mild ones
+    hr = rows["default", "hr_high"]
+    assert hr["events"] >= 4 and 0 < hr["sensitivity"] < 1 and hr["ppv"] == 1.0
+    assert hr["time_to_alert_s_median"] >= 120  # sustained 2 min, after the rate has climbed past 120
 
 
 # --------------------------------------------------------------------------- rules files

@@ -2,8 +2,8 @@
 
 Inputs are the alert episodes a rule set raised on a night (the final alert documents of
 :class:`core.live.alerts.AlertTracker`, one per ``doc_id``) and, where the night has them,
-the true events (a simulated night's apnoeas and bed exit, a polysomnography's scored
-respiratory events). Times are ms UTC.
+the true events (a simulated night's apnoeas, tachycardias and bed exit, a
+polysomnography's scored respiratory events). Times are ms UTC.
 
 Matching rule (stated once, here): an episode ``[start_ms, end_ms]`` matches an event
 ``[start, end)`` when the two intervals overlap once the event is widened by the kind's
@@ -46,8 +46,9 @@ __all__ = [
     "match",
 ]
 
-#: Which truth each rule kind is scored against, and the device that must be on the night.
-SCORED_AGAINST: Final[Mapping[str, tuple[str, str]]] = {
+#: Which truth each rule kind is scored against, and the device that must be on the night (None: either).
+SCORED_AGAINST: Final[Mapping[str, tuple[str, str | None]]] = {
+    AlertKind.HR_HIGH: ("tachycardia", None),
     AlertKind.BREATHING_PAUSE: ("apnea", "bed"),
     AlertKind.BED_EXIT: ("bed_exit", "bed"),
 }
@@ -60,8 +61,12 @@ SOURCE_OF: Final[Mapping[str, str | None]] = {
     AlertKind.CONTACT_LOST: "strap",
 }
 #: Widening of a true event's interval on each side before matching, s. A pause is placed to
-#: within ~1.5 s by the bed sensor's respiration; a bed exit to the 30-s epoch.
-TOLERANCE_S: Final[Mapping[str, float]] = {AlertKind.BREATHING_PAUSE: 5.0, AlertKind.BED_EXIT: 30.0}
+#: within ~1.5 s by the bed sensor's respiration; a bed exit and a heart rate to the 30-s epoch.
+TOLERANCE_S: Final[Mapping[str, float]] = {
+    AlertKind.HR_HIGH: 30.0,
+    AlertKind.BREATHING_PAUSE: 5.0,
+    AlertKind.BED_EXIT: 30.0,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +90,19 @@ class Event:
 
 @dataclass(frozen=True)
 class NightResult:
-    """What one rule set raised on one night, with the night's devices and (optional) truth.
+    """What one rule set raised on one night, with the night's devices and truth.
 
-    ``events`` is None when the night has no truth; an empty list when it has truth and no event.
+    ``truth``: the event kinds whose every occurrence on the night is in ``events`` (a
+    simulated night knows its apnoeas, tachycardias and bed exit; slpdb its apnoeas only;
+    a lake night nothing). A kind is scored only on nights that know its truth.
     """
 
     name: str
     sources: frozenset[str]
     episodes: tuple[Episode, ...]
-    events: tuple[Event, ...] | None
+    events: tuple[Event, ...]
     duration_h: float
+    truth: frozenset[str] = frozenset()
 
 
 def episodes_from_docs(docs: Iterable[Mapping[str, Any]]) -> list[Episode]:
@@ -167,7 +175,7 @@ def figures(kind: str, nights: Sequence[NightResult]) -> KindFigures:
     source = SOURCE_OF.get(kind)
     able = [n for n in nights if source is None or source in n.sources]
     truth_kind, truth_source = SCORED_AGAINST.get(kind, (None, None))
-    scored = {id(n) for n in able if truth_kind is not None and n.events is not None and truth_source in n.sources}
+    scored = {id(n) for n in able if truth_kind in n.truth and (truth_source is None or truth_source in n.sources)}
     tol = TOLERANCE_S.get(kind, 0.0)
     delays: list[float] = []
     alarm_ms = 0
@@ -177,7 +185,7 @@ def figures(kind: str, nights: Sequence[NightResult]) -> KindFigures:
         eps = [e for e in n.episodes if e.kind == kind]
         alerts += len(eps)
         alarm_ms += sum(max(0, e.end_ms - e.raised_ms) for e in eps)
-        truth = [ev for ev in n.events or () if ev.kind == truth_kind] if id(n) in scored else []
+        truth = [ev for ev in n.events if ev.kind == truth_kind] if id(n) in scored else []
         first, hit = match(eps, truth, tol)
         delays += [(e.raised_ms - (ev.start_ms if ev else e.start_ms)) / 1000 for e, ev in zip(eps, first, strict=True)]
         if id(n) in scored:

@@ -33,12 +33,12 @@ def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules
     for night in nights:
         names.append(night.name)
         hours += night.duration_h
-        for ev in night.events or ():
+        for ev in night.events:
             truth[ev.kind] = truth.get(ev.kind, 0) + 1
         for set_name, rules in rule_sets.items():
             episodes = episodes_from_docs(replay_alerts(night.records, rules))
             results[set_name].append(
-                NightResult(night.name, night.sources, tuple(episodes), night.events, night.duration_h)
+                NightResult(night.name, night.sources, tuple(episodes), night.events, night.duration_h, night.truth)
             )
     rows = [
         {"rule_set": set_name, **figures(kind, results[set_name]).as_dict()} for set_name in rule_sets for kind in KINDS

@@ -8,7 +8,8 @@ true events (:class:`core.live.alarm_burden.Event`).
   nights (noon to noon in ``tz``, as the batch layer assigns them), one night per subject;
   no truth.
 * :func:`simulated_nights`: the simulator's cohort (:func:`simulator.nights.cohort`, a
-  strap and a bed sensor per subject, 0-6 apnoeas/h), with its apnoeas and bed exit.
+  strap and a bed sensor per subject, 0-6 apnoeas/h) with :data:`TACHYCARDIA_PER_NIGHT`
+  tachycardia episodes drawn per night, and its apnoeas, tachycardias and bed exit.
 * :func:`slpdb_nights`: slpdb's ECG beats replayed as a strap's notifications
   (:func:`simulator.nights.beats_measurements`) with the scorers' respiratory events, each
   the 30-s epoch it was scored in. slpdb has no bed sensor, so no rule there is scored
@@ -18,6 +19,7 @@ true events (:class:`core.live.alarm_burden.Event`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +43,29 @@ from simulator.nights import (
 from sleepstack.datasets.slpdb import list_records, read_record
 from sleepstack.evaluation.apnea import RESPIRATORY
 
-__all__ = ["BacktestNight", "lake_nights", "simulated_nights", "slpdb_nights"]
+__all__ = [
+    "SIMULATED_TRUTH",
+    "TACHYCARDIA_PER_NIGHT",
+    "BacktestNight",
+    "lake_nights",
+    "simulated_nights",
+    "slpdb_nights",
+]
+
+#: Tachycardia episodes drawn per simulated night (1-8 min, +50-75 bpm: :mod:`simulator.nights`).
+TACHYCARDIA_PER_NIGHT = 3
+#: The event kinds a simulated night knows every occurrence of.
+SIMULATED_TRUTH = frozenset({"apnea", "bed_exit", "tachycardia"})
 
 
 @dataclass(frozen=True)
 class BacktestNight:
-    """One night to replay: ``events`` None when its truth is unknown."""
+    """One night to replay: its records, its known events, and the kinds of event it knows all of."""
 
     name: str
     records: list[Record]
-    events: tuple[Event, ...] | None
+    events: tuple[Event, ...] = ()
+    truth: frozenset[str] = frozenset()
 
     @property
     def sources(self) -> frozenset[str]:
@@ -67,7 +82,7 @@ class BacktestNight:
 def simulated_nights(n: int, seed: int) -> Iterator[BacktestNight]:
     """``n`` simulated subjects' first night (:func:`simulator.nights.cohort`), with their events."""
     for k, config in enumerate(cohort(n, 1, seed)):
-        night = simulate_night(config)
+        night = simulate_night(dataclasses.replace(config, tachycardia_per_night=TACHYCARDIA_PER_NIGHT))
         sub = config.subject_id
         records: list[Record] = list(night_records(night, strap_device=f"strap-{sub}", bed_device=f"bed-{sub}"))
         events = tuple(
@@ -78,7 +93,7 @@ def simulated_nights(n: int, seed: int) -> Iterator[BacktestNight]:
             )
             for e in night.events
         )
-        yield BacktestNight(f"simulated-{k + 1}", records, events)
+        yield BacktestNight(f"simulated-{k + 1}", records, events, SIMULATED_TRUTH)
 
 
 def slpdb_nights(root: Path) -> Iterator[BacktestNight]:
@@ -97,7 +112,7 @@ def slpdb_nights(root: Path) -> Iterator[BacktestNight]:
             for c in codes.split()
             if c in RESPIRATORY
         )
-        yield BacktestNight(record, list(strap), events)
+        yield BacktestNight(record, list(strap), events, frozenset({"apnea"}))
 
 
 def lake_nights(raw: Path, nights: list[str], tz: str, subject: str | None = None) -> Iterator[BacktestNight]:
@@ -120,4 +135,4 @@ def lake_nights(raw: Path, nights: list[str], tz: str, subject: str | None = Non
         raise NoDataError(f"the raw lake holds no records of {who} on the nights {', '.join(nights)}")
     for (sub, night), recs in sorted(by_night.items()):
         ordered = sorted(recs.values(), key=lambda r: (r.device_id, r.event_time_ms, r.record_id))
-        yield BacktestNight(f"{sub}/{night}", ordered, None)
+        yield BacktestNight(f"{sub}/{night}", ordered)
