@@ -247,6 +247,15 @@ def test_the_command_prints_json_for_lake_nights(
     expected = [d for d in replay_alerts(recs, AlertRules(hr_low_bpm=52, hr_sustained_s=90)) if d["kind"] == "hr_low"]
     assert hr["alerts"] == len({d["doc_id"] for d in expected}) > 0
     assert hr["sensitivity"] is None  # no truth in the lake
+    # the subject's own threshold in the registry, applied on top of the set as the speed layer does
+    assert main(["subjects", "add", "s001", "--alert", "hr_low_bpm=40"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--subject-overrides"]) == 0
+    mine = json.loads(capsys.readouterr().out)
+    assert mine["subject_overrides"] is True
+    assert next(r for r in mine["rows"] if r["kind"] == "hr_low")["alerts"] == 0
+    assert main(argv) == 0  # without the flag the set applies as it is
+    assert next(r for r in json.loads(capsys.readouterr().out)["rows"] if r["kind"] == "hr_low") == hr
     assert main([*argv[:4], "--nights", "2026-01-09"]) == 1  # nothing landed that night
     assert "holds no records" in capsys.readouterr().err
 

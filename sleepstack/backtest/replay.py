@@ -11,7 +11,7 @@ would close them live.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.contract import Record
@@ -21,17 +21,22 @@ from speed_layer.processing import apply_records
 __all__ = ["replay_alerts"]
 
 
-def replay_alerts(records: Sequence[Record], rules: AlertRules) -> list[dict[str, Any]]:
+def replay_alerts(
+    records: Sequence[Record], rules: AlertRules, rules_for: Callable[[str], AlertRules] | None = None
+) -> list[dict[str, Any]]:
     """Alert documents (open and closed, in order) that ``records`` raise under ``rules``.
 
     ``records``: one night's records of any devices, each device's in stream order.
+    ``rules_for``: each subject's rules (``rules`` with the registry's overrides,
+    :class:`speed_layer.subject_rules.SubjectRules`), as the speed layer is wired.
     """
-    applied = apply_records(records, {}, rules)
+    applied = apply_records(records, {}, rules, rules_for)
     docs = [doc for kind, doc in applied.docs if kind == "alerts"]
     for device, state in sorted(applied.states.items()):
         if not state.get("alerts"):
             continue
-        tracker = AlertTracker.from_state(rules, state["alerts"])
+        mine = rules_for(state["subject_id"]) if rules_for is not None else rules
+        tracker = AlertTracker.from_state(mine, state["alerts"])
         last = {"subject_id": state["subject_id"], "device_id": device, "source": state["source"]}
         docs += tracker.close_all(last)
     return docs

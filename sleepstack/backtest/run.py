@@ -9,7 +9,7 @@ and :func:`core.live.alarm_burden.figures` the row of each rule kind the epoch r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from core.live.alarm_burden import SCORED_AGAINST, SOURCE_OF, TOLERANCE_S, NightResult, episodes_from_docs, figures
@@ -23,10 +23,18 @@ __all__ = ["KINDS", "backtest"]
 KINDS: tuple[str, ...] = tuple(str(k) for k in SOURCE_OF)
 
 
-def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules]) -> dict[str, Any]:
+def backtest(
+    nights: Iterable[BacktestNight],
+    rule_sets: Mapping[str, AlertRules],
+    subject_rules: Callable[[AlertRules], Callable[[str], AlertRules]] | None = None,
+) -> dict[str, Any]:
     """Figures of each rule set on ``nights``: ``rows`` (one per set x kind), the nights replayed and
-    ``true_events``, the nights' known events by kind (scored or not: slpdb's apnoeas have no bed sensor)."""
+    ``true_events``, the nights' known events by kind (scored or not: slpdb's apnoeas have no bed sensor).
+
+    ``subject_rules``: given a set's rules, each subject's (the registry's overrides on top,
+    :func:`sleepstack.wiring.subject_rules`); without it a set applies to every subject as it is."""
     results: dict[str, list[NightResult]] = {name: [] for name in rule_sets}
+    per_subject = {name: subject_rules(rules) if subject_rules else None for name, rules in rule_sets.items()}
     names: list[str] = []
     truth: dict[str, int] = {}
     hours = 0.0
@@ -36,7 +44,7 @@ def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules
         for ev in night.events:
             truth[ev.kind] = truth.get(ev.kind, 0) + 1
         for set_name, rules in rule_sets.items():
-            episodes = episodes_from_docs(replay_alerts(night.records, rules))
+            episodes = episodes_from_docs(replay_alerts(night.records, rules, per_subject[set_name]))
             results[set_name].append(
                 NightResult(night.name, night.sources, tuple(episodes), night.events, night.duration_h, night.truth)
             )
@@ -47,6 +55,7 @@ def backtest(nights: Iterable[BacktestNight], rule_sets: Mapping[str, AlertRules
         "nights": names,
         "hours": round(hours, 2),
         "rule_sets": {name: _changed(rules) for name, rules in rule_sets.items()},
+        "subject_overrides": subject_rules is not None,
         "true_events": truth,
         "matching": {
             "rule": "an episode matches an event when they overlap once the event is widened by the tolerance",

@@ -41,8 +41,17 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--seed", "seeds the simulated nights: give it with --simulate")
     if args.subject is not None and args.nights is None:
         raise UsageError("--subject", "selects lake nights: give it with --nights")
+    if args.subject_overrides and args.nights is None:
+        raise UsageError("--subject-overrides", "applies the registry's subjects to lake nights: give it with --nights")
     rule_sets = load_rule_sets(Path(args.rules))
-    result = backtest(_nights(args, settings), rule_sets)
+    subject_rules = None
+    if args.subject_overrides:
+        from sleepstack import wiring
+
+        def subject_rules(rules: Any) -> Any:
+            return wiring.subject_rules(settings, rules)
+
+    result = backtest(_nights(args, settings), rule_sets, subject_rules)
     if args.json:
         print(json.dumps(result))
     else:
@@ -97,5 +106,10 @@ def register(sub: Any) -> None:
     source.add_argument("--slpdb", metavar="DIR", help="slpdb-rr directory: its ECG beats as strap nights")
     s.add_argument("--subject", help="with --nights: only this subject's nights")
     s.add_argument("--seed", type=int, help="with --simulate: the cohort's seed (default 0)")
+    s.add_argument(
+        "--subject-overrides",
+        action="store_true",
+        help="with --nights: each subject's registry overrides on top of every set, as the speed layer applies them",
+    )
     s.add_argument("--json", action="store_true", help="print the figures as JSON")
     s.set_defaults(func=_cmd_backtest)
