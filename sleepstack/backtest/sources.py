@@ -122,9 +122,8 @@ def lake_nights(raw: Path, nights: list[str], tz: str, subject: str | None = Non
         raise NoDataError(f"the raw lake {raw} holds no records of the nights {', '.join(nights)}")
     by_night: dict[tuple[str, str], dict[str, Record]] = {}
     for path in paths:
-        for row in pq.read_table(path).to_pylist():
-            if subject is not None and row.get("subject_id") != subject:
-                continue
+        table = pq.read_table(path, filters=None if subject is None else [("subject_id", "=", subject)])
+        for row in table.to_pylist():
             night = night_of(int(row["event_time_ms"]), tz)
             if night not in nights:
                 continue
