@@ -16,6 +16,10 @@ Model (all times in seconds from lights-off ``t0``; sample rate ``fs_hz``):
   (``rr_source_ms``), whose RR intervals are replayed as given.
 * Breathing: 10-20 breaths/min, slower and more regular in deep sleep, irregular in REM;
   optional breathing pauses (apnoeas) of 10-25 s during sleep.
+* Tachycardia (optional, ``tachycardia_per_night``): episodes of 1-8 min during sleep in
+  which the heart rate rises by 50-75 beats/min (through the same 45-s lag as every
+  change of rate), drawn from their own random stream so the hypnogram, breathing and
+  apnoeas are the same with or without them; not with ``rr_source_ms``.
 * Bed sensor (ballistocardiogram + respiration): per beat a BCG complex (a Gabor wavelet,
   8 Hz carrier, ~0.2 s after the R wave) modulated by respiration, a respiratory
   pressure wave, movement bursts at wake transitions, posture steps after movements,
@@ -52,12 +56,14 @@ __all__ = [
     "GroundTruthEpochs",
     "SimConfig",
     "SimulatedNight",
+    "beats_measurements",
     "bed_notifications",
     "cohort",
     "latest_first_night",
     "night_records",
     "simulate_night",
     "strap_measurements",
+    "strap_samples",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -82,6 +88,7 @@ class SimConfig:
     bed_exit: bool = True
     apnea_per_hour: float = 0.0
     rr_source_ms: FloatArray | None = field(default=None, compare=False)
+    tachycardia_per_night: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +113,7 @@ class SimulatedNight:
     epochs: GroundTruthEpochs
     beat_t_s: FloatArray  # (n_beats,) R-wave times, s from t0
     breath_t_s: FloatArray  # (n_breaths,) inspiration onsets, s from t0
-    events: list[dict[str, float | str]]  # bed_exit / apnea with start_s, end_s
+    events: list[dict[str, float | str]]  # bed_exit / apnea / tachycardia with start_s, end_s
     bed_counts: npt.NDArray[np.int16]  # (n_samples,) at fs_hz
 
     @property
@@ -216,16 +223,40 @@ def _cvhr_bpm(n_s: int, apneas: list[dict[str, float | str]], rng: np.random.Gen
     return out
 
 
+def _tachycardia(
+    stage_s: npt.NDArray[np.int8], in_bed_s: npt.NDArray[np.bool_], count: int, seed: int
+) -> tuple[FloatArray, list[dict[str, float | str]]]:
+    """Extra heart rate (bpm per second) of ``count`` tachycardia episodes in sleep, and the episodes.
+
+    Each lasts 1-8 min and adds 50-75 bpm; episodes are at least 10 min apart. Own random
+    stream (``seed``, 1), so the draws before the beats do not change.
+    """
+    rng = np.random.default_rng([seed, 1])
+    extra = np.zeros(len(stage_s))
+    asleep = np.flatnonzero((stage_s != SleepStage.WAKE) & in_bed_s)
+    events: list[dict[str, float | str]] = []
+    for t in np.sort(rng.choice(asleep, size=min(count, len(asleep)), replace=False)) if count else []:
+        dur = int(rng.integers(60, 481))
+        if events and t < float(events[-1]["end_s"]) + 600:
+            continue
+        end = min(int(t) + dur, len(stage_s))
+        extra[int(t) : end] = rng.uniform(50, 75)
+        events.append({"kind": "tachycardia", "start_s": float(t), "end_s": float(end)})
+    return extra, events
+
+
 def _beats(
     stage_s: npt.NDArray[np.int8],
     hr_base: float,
     breath_t: FloatArray,
     rng: np.random.Generator,
+    extra_bpm: FloatArray | None = None,
     cvhr_bpm: FloatArray | None = None,
 ) -> FloatArray:
     n_s = len(stage_s)
     drift = np.linspace(1.5, -2.5, n_s)  # circadian fall of HR across the night
-    hr = _lag(hr_base + drift + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
+    extra = np.zeros(n_s) if extra_bpm is None else extra_bpm
+    hr = _lag(hr_base + drift + extra + np.vectorize(_HR_OFFSET_BPM.get)(stage_s).astype(float), 45.0)
     if cvhr_bpm is not None:
         hr = hr + cvhr_bpm  # the apnoeas' heart-rate cycles are fast: not lagged like the stages
     rsa = _lag(np.vectorize(_RSA_MS.get)(stage_s).astype(float), 30.0)
@@ -320,10 +351,12 @@ def simulate_night(config: SimConfig) -> SimulatedNight:
     if config.rr_source_ms is not None:
         beat_t = _beats_from_source(config.rr_source_ms, n_s, rng)
     else:
+        extra_bpm, tachycardia = _tachycardia(stage_s, in_bed_s, config.tachycardia_per_night, config.seed)
+        events += tachycardia
         # the apnoeas' heart-rate cycles draw from their own stream: a night's other signals stay
         # those of the same seed without them
         cvhr = _cvhr_bpm(n_s, apneas, np.random.default_rng([config.seed, 2000])) if apneas else None
-        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng, cvhr)
+        beat_t = _beats(stage_s, rng.uniform(52, 66), breath_t, rng, extra_bpm, cvhr)
 
     # movement: around wake transitions and scattered through wake, never out of bed
     move_s = np.zeros(n_s, dtype=bool)
@@ -377,14 +410,22 @@ def strap_measurements(night: SimulatedNight) -> list[tuple[int, HeartRateMeasur
     to the 1/1024-s resolution of the Heart Rate Service, that ended in that second.
     Returns (time ms UTC, measurement) pairs in time order.
     """
-    t0 = night.t0_ms
-    rr_ms = np.diff(night.beat_t_s) * 1000.0
+    return beats_measurements(night.beat_t_s, night.t0_ms, night.duration_s)
+
+
+def beats_measurements(beat_t_s: FloatArray, t0_ms: int, duration_s: float) -> list[tuple[int, HeartRateMeasurement]]:
+    """What a chest strap notifies for beats at ``beat_t_s`` (s from ``t0_ms``, shape (n_beats,)).
+
+    See :func:`strap_measurements`; also replays a real recording's beats (e.g. slpdb's).
+    """
+    t0 = t0_ms
+    rr_ms = np.diff(beat_t_s) * 1000.0
     rr_q = np.round(rr_ms * 1.024) * (1000 / 1024)  # exactly what decoding 0x2A37 yields
-    sec = np.floor(night.beat_t_s[1:]).astype(int)
-    bounds = np.searchsorted(sec, np.arange(int(night.duration_s) + 1))
+    sec = np.floor(beat_t_s[1:]).astype(int)
+    bounds = np.searchsorted(sec, np.arange(int(duration_s) + 1))
     out: list[tuple[int, HeartRateMeasurement]] = []
     last_hr = 0
-    for s in range(1, int(night.duration_s)):
+    for s in range(1, int(duration_s)):
         lo, hi = bounds[s - 1], bounds[s]
         recent = rr_ms[max(0, hi - 4) : hi]
         if len(recent):
@@ -428,23 +469,8 @@ def night_records(
     subject, t0 = night.config.subject_id, night.t0_ms
     out: list[tuple[int, StrapSample | BedFrame]] = []
     if strap_device:
-        for t_ms, m in strap_measurements(night):
-            out.append(
-                (
-                    t_ms,
-                    StrapSample(
-                        device_id=strap_device,
-                        subject_id=subject,
-                        device_time_ms=t_ms,
-                        event_time_ms=t_ms,
-                        ingest_time_ms=t_ms + ingest_delay_ms,
-                        hr_bpm=m.hr_bpm,
-                        rr_ms=m.rr_ms,
-                        sensor_contact=True,
-                        energy_kj=None,
-                    ),
-                )
-            )
+        samples = strap_samples(strap_measurements(night), strap_device, subject, ingest_delay_ms)
+        out += [(r.event_time_ms, r) for r in samples]
     if bed_device:
         per = round(night.fs_hz * EPOCH_S)
         counts = night.bed_counts
@@ -466,6 +492,26 @@ def night_records(
             )
     out.sort(key=lambda p: p[0])
     return [r for _, r in out]
+
+
+def strap_samples(
+    measurements: list[tuple[int, HeartRateMeasurement]], device_id: str, subject_id: str, ingest_delay_ms: int = 200
+) -> list[StrapSample]:
+    """The strap records of (time ms UTC, measurement) pairs, as the collector builds them."""
+    return [
+        StrapSample(
+            device_id=device_id,
+            subject_id=subject_id,
+            device_time_ms=t_ms,
+            event_time_ms=t_ms,
+            ingest_time_ms=t_ms + ingest_delay_ms,
+            hr_bpm=m.hr_bpm,
+            rr_ms=m.rr_ms,
+            sensor_contact=True,
+            energy_kj=None,
+        )
+        for t_ms, m in measurements
+    ]
 
 
 #: The evening of the first simulated night (demo, benchmarks, evaluation).

@@ -100,3 +100,21 @@ def test_the_demo_cohort_is_the_latest_that_has_ended() -> None:
     same = cohort(3, 2, 7)
     assert [c.seed for c in configs] == [c.seed for c in same]
     assert [(c.t0_ms - s.t0_ms) % 86_400_000 for c, s in zip(configs, same, strict=True)] == [0] * 6
+
+
+def test_tachycardia_episodes_raise_the_true_heart_rate_and_change_nothing_before_the_beats() -> None:
+    plain = simulate_night(SimConfig("s", T0_MS, seed=4, apnea_per_hour=3.0))
+    tachy = simulate_night(SimConfig("s", T0_MS, seed=4, apnea_per_hour=3.0, tachycardia_per_night=3))
+    episodes = [e for e in tachy.events if e["kind"] == "tachycardia"]
+    assert 1 <= len(episodes) <= 3
+    assert [e for e in tachy.events if e["kind"] != "tachycardia"] == plain.events  # same apnoeas, same bed exit
+    assert np.array_equal(tachy.epochs.stage, plain.epochs.stage)
+    assert not [e for e in plain.events if e["kind"] == "tachycardia"]
+    for e in episodes:
+        start, end = float(e["start_s"]), float(e["end_s"])
+        assert 60 <= end - start <= 480 and plain.epochs.stage[int(start) // 30] != SleepStage.WAKE
+        # the epochs of its second half: 50-75 bpm above the same epochs without it (less the 45-s lag)
+        mid, last = int((start + end) / 2) // 30 + 1, int(end) // 30
+        if last > mid:
+            rise = tachy.epochs.hr_bpm[mid:last] - plain.epochs.hr_bpm[mid:last]
+            assert np.all(rise > 25) and np.all(rise < 80), rise
