@@ -32,6 +32,8 @@ LEAVES = _leaves(_parser())
 #: One bad input per leaf command: its argv after the command words, exit 2.
 BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("simulate",): ["--subjects", "0"],
+    ("alerts", "routes", "check"): ["nosuch-routes.yaml"],
+    ("alerts", "outbox"): ["--limit", "0"],
     ("demo",): ["--nights", "0"],
     ("batch", "run"): ["--night", "notadate"],
     ("batch", "backfill"): ["--from", "2026-02-05", "--to", "2026-02-01"],

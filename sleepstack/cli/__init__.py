@@ -19,7 +19,19 @@ import sys
 from typing import NoReturn
 
 from core.errors import SleepstackError
-from sleepstack.cli import bench, dashboard, devices, erase, export, model, operations, people, pipeline, registry
+from sleepstack.cli import (
+    alerts,
+    bench,
+    dashboard,
+    devices,
+    erase,
+    export,
+    model,
+    operations,
+    people,
+    pipeline,
+    registry,
+)
 from sleepstack.cli.errors import UsageError, exit_code
 from sleepstack.settings import Settings
 
@@ -44,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO (counts and positions, never health data)")
     p.add_argument("--version", action="version", version=f"%(prog)s {version('sleepstack')}")
     sub = p.add_subparsers(dest="command", required=True)
-    for group in (pipeline, registry, devices, operations, dashboard, people, export, erase, model, bench):
+    for group in (pipeline, registry, devices, operations, dashboard, people, export, erase, model, bench, alerts):
         group.register(sub)
     return p
 
