@@ -23,10 +23,16 @@
 | ``SLEEPSTACK_IDLE_POLL_S`` | the local stack's longest pause between polls when idle (0.2-5 s) | ``1.0`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
 | ``SLEEPSTACK_ALERT_ROUTES`` | the notifier's routes file (YAML, docs/alerts.md); unset: the notifier idles | unset |
-| ``SLEEPSTACK_SMTP_HOST`` / ``_PORT`` / ``_USER`` / ``_PASSWORD`` / ``_FROM`` | the e-mail relay | unset / ``587`` |
-| ``SLEEPSTACK_SMTP_STARTTLS`` / ``_CAFILE`` | STARTTLS ``on``/``off``; a CA bundle to verify it | ``on`` / system |
+| ``SLEEPSTACK_SMTP_HOST`` | the notifier's e-mail relay (unset: no e-mail channel) | unset |
+| ``SLEEPSTACK_SMTP_PORT`` | the relay's port | ``587`` |
+| ``SLEEPSTACK_SMTP_USER`` | SMTP AUTH user (unset: no AUTH) | unset |
+| ``SLEEPSTACK_SMTP_PASSWORD`` | SMTP AUTH password | unset |
+| ``SLEEPSTACK_SMTP_FROM`` | the messages' sender | ``sleepstack@localhost`` |
+| ``SLEEPSTACK_SMTP_STARTTLS`` | ``on``: STARTTLS before AUTH (certificate verified) | ``on`` |
+| ``SLEEPSTACK_SMTP_CAFILE`` | a CA bundle that verifies the relay's certificate | system CAs |
 | ``SLEEPSTACK_WEBHOOK_SECRET`` | the HMAC-SHA256 key that signs webhooks | unset (no webhooks) |
 | ``SLEEPSTACK_DASHBOARD_BASE`` | the dashboard's URL the acknowledgement links point to | ``http://127.0.0.1:8787`` |
+| ``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S`` | tests only: the notifier pauses between a send and its commit | ``0`` |
 """
 
 from __future__ import annotations
