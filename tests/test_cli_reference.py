@@ -89,6 +89,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("bench", "opensearch"): ["--requests", "5"],
     ("bench", "lambda"): ["--records", "5"],
     ("bench", "idle"): ["--latency-seconds", "x"],
+    ("bench", "notify"): ["--episodes", "0"],
 }
 
 #: Runs that find no data: exit 1.

@@ -259,3 +259,10 @@ def test_a_failing_channel_retries_dead_letters_raises_a_technical_alert_and_blo
     assert rows["webhook"]["error"] == "webhook: HTTP 503"
     clock.advance_min(60)
     assert n.send() == 0  # no more tries
+
+
+def test_the_benchmarks_percentile_is_the_nearest_rank() -> None:
+    from sleepstack.bench.notify import _pct
+
+    values = [float(v) for v in range(1, 21)]
+    assert _pct(values, 0.95) == 19.0 and _pct(values, 0.5) == 11.0 and _pct([3.0], 0.95) == 3.0

@@ -11,6 +11,7 @@ import datetime as dt
 import socket
 import ssl
 import threading
+import time
 from collections import Counter
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,10 +70,16 @@ class SmtpReceiver:
     certificate is given. ``messages``: (idempotency key, recipient, subject, text)."""
 
     def __init__(self, cert: tuple[Path, Path] | None, user: str, password: str) -> None:
+        import logging
+
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
+        logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own deprecation notes
+
         self.messages: list[tuple[str, str, str, str]] = []
+        #: when each key first arrived (unix seconds)
+        self.arrived: dict[str, float] = {}
         self.logins: list[str] = []
         self._lock = threading.Lock()
         receiver = self
@@ -84,6 +91,7 @@ class SmtpReceiver:
                 body = msg.get_payload(decode=True)
                 text = body.decode().replace("\r\n", "\n") if isinstance(body, bytes) else ""
                 with receiver._lock:
+                    receiver.arrived.setdefault(key, time.time())
                     for rcpt in envelope.rcpt_tos:
                         receiver.messages.append((key, rcpt, str(msg["Subject"]), text))
                 return "250 Message accepted"
@@ -131,6 +139,8 @@ class WebhookReceiver:
     def __init__(self, secret: bytes, fail_with: int | None = None) -> None:
         self.secret, self.fail_with = secret, fail_with
         self.received: list[tuple[str, bool, dict[str, Any]]] = []
+        #: when each verified key first arrived (unix seconds)
+        self.arrived: dict[str, float] = {}
         self._lock = threading.Lock()
         receiver = self
 
@@ -142,8 +152,11 @@ class WebhookReceiver:
                     self.end_headers()
                     return
                 ok = verify_signature(receiver.secret, body, self.headers.get(SIGNATURE_HEADER, ""))
+                key = self.headers.get("Idempotency-Key", "")
                 with receiver._lock:
-                    receiver.received.append((self.headers.get("Idempotency-Key", ""), ok, orjson.loads(body)))
+                    if ok:
+                        receiver.arrived.setdefault(key, time.time())
+                    receiver.received.append((key, ok, orjson.loads(body)))
                 self.send_response(200 if ok else 401)
                 self.end_headers()
 
