@@ -266,3 +266,25 @@ def test_the_benchmarks_percentile_is_the_nearest_rank() -> None:
 
     values = [float(v) for v in range(1, 21)]
     assert _pct(values, 0.95) == 19.0 and _pct(values, 0.5) == 11.0 and _pct([3.0], 0.95) == 3.0
+
+
+def test_the_service_idles_without_routes_and_stalls_naming_a_bad_file(tmp_path: Path) -> None:
+    import os
+
+    from local.control import ControlPlane
+    from sleepstack.services.notifier import NotifierService
+    from sleepstack.services.stop import Stop
+    from sleepstack.settings import Settings
+
+    home = tmp_path / "home"
+    stop = Stop(os.getppid())
+    stop.event.set()  # one pass, then stop
+    NotifierService(Settings.from_env({"SLEEPSTACK_HOME": str(home)}), stop).run()
+    beat = ControlPlane(Settings.from_env({"SLEEPSTACK_HOME": str(home)}).paths).heartbeat("notifier")
+    assert beat is not None and beat.state == "stopped" and beat.figures["routes"] == "none"
+    bad = tmp_path / "routes.yaml"
+    bad.write_text("routes:\n  - name: a\n    tiers: []\n")
+    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ALERT_ROUTES": str(bad)})
+    NotifierService(settings, stop).run()
+    beat = ControlPlane(settings.paths).heartbeat("notifier")
+    assert beat is not None and beat.state == "stalled" and "route 'a' (line 2), field tiers" in str(beat.error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import SleepstackError
 from sleepstack import wiring
 from sleepstack.services.base import Service
 from sleepstack.services.loop import IdlePoll, run_loop
@@ -21,7 +22,15 @@ class NotifierService(Service):
     name = "notifier"
 
     def run(self) -> None:
-        notifier = wiring.notifier(self.settings)
+        while True:  # a bad routes file stalls the service, saying why, until it is fixed
+            try:
+                notifier = wiring.notifier(self.settings)
+                break
+            except SleepstackError as exc:
+                self.control.beat(self.name, "stalled", error=str(exc))
+                if self.stop():
+                    return
+                self.stop.wait(5.0)
         if notifier is None:
             while not self.stop():
                 self.control.beat(self.name, "running", routes="none", queued=0, sent=0, failed=0, oldest_unsent_s=0)
