@@ -288,3 +288,15 @@ def test_the_service_idles_without_routes_and_stalls_naming_a_bad_file(tmp_path:
     NotifierService(settings, stop).run()
     beat = ControlPlane(settings.paths).heartbeat("notifier")
     assert beat is not None and beat.state == "stalled" and "route 'a' (line 2), field tiers" in str(beat.error)
+
+
+def test_the_embedded_store_answers_alerts_changed_since(tmp_path: Path) -> None:
+    store = LocalLiveStore(tmp_path / "live.sqlite")
+    old_closed = episode(start=T0 - 3600_000, end=T0 - 3500_000, device="AA:01")
+    old_open = episode(start=T0 - 3600_000, device="AA:02")
+    ended_late = episode(start=T0 - 3600_000, end=T0 + 5_000, device="AA:03")
+    recent = episode(start=T0 + 1_000, device="AA:04")
+    store.index([("alerts", d) for d in (old_closed, old_open, ended_late, recent)])
+    got = {d["doc_id"] for d in store.alerts_changed_since(T0)}
+    assert got == {old_open["doc_id"], ended_late["doc_id"], recent["doc_id"]}
+    assert len(store.alerts_changed_since(0)) == 4
