@@ -300,3 +300,13 @@ def test_the_embedded_store_answers_alerts_changed_since(tmp_path: Path) -> None
     got = {d["doc_id"] for d in store.alerts_changed_since(T0)}
     assert got == {old_open["doc_id"], ended_late["doc_id"], recent["doc_id"]}
     assert len(store.alerts_changed_since(0)) == 4
+
+
+def test_a_failing_channel_costs_one_try_per_pass_and_the_other_channel_sends_all(parts: dict[str, Any]) -> None:
+    n, store = parts["n"], parts["store"]
+    parts["hook"].fail = True
+    store.index([("alerts", episode(device=f"AA:{i:02d}")) for i in range(5)])
+    assert n.plan() == 10
+    assert n.send() == 5  # every e-mail
+    rows = [r for r in n.outbox.rows() if r["channel"] == "webhook"]
+    assert sorted(r["attempts"] for r in rows) == [0, 0, 0, 0, 1]  # one try, the rest wait for the next pass

@@ -139,7 +139,10 @@ class Notifier:
     def send(self, limit: int = 100) -> int:
         """Send the due rows; returns how many were sent. One failing row or channel never stops the others."""
         done = 0
+        failed_now: set[str] = set()  # a channel that failed in this pass waits for the next: one timeout per pass
         for row in self.outbox.due(self.now_ms(), limit):
+            if row.channel in failed_now:
+                continue
             tries = len(self.backoff_s) + 1
             retry_at = self.now_ms() + int(self.backoff_s[min(row.attempts, len(self.backoff_s) - 1)] * 1000)
             self.outbox.mark_attempt(row.key, retry_at)
@@ -150,6 +153,7 @@ class Notifier:
                 channel.send(row.address, row.key, row.message)
             except ChannelError as exc:
                 self.errors += 1
+                failed_now.add(row.channel)
                 last = row.attempts + 1 >= tries
                 self.outbox.mark_error(row.key, str(exc), failed=last)
                 log.warning("notifier: %s failed (attempt %d of %d)", row.channel, row.attempts + 1, tries)
