@@ -120,6 +120,11 @@ class Home:
         return self.root / "dashboard" / "alert-acks.sqlite"
 
     @property
+    def outbox_db(self) -> Path:
+        """The notifier's outbox of alert messages (:mod:`local.outbox`)."""
+        return self.root / "notify" / "outbox.sqlite"
+
+    @property
     def ack_key(self) -> Path:
         """The HMAC key of the one-click acknowledgement links (:mod:`access.ack_links`)."""
         return self.root / "dashboard" / "ack-key"

@@ -144,6 +144,14 @@ class LocalLiveStore(LiveStore, LiveQueries):
         found = self._bodies("SELECT body FROM docs WHERE idx = 'alerts' AND id = ?", (alert_id,))
         return found[0] if found else None
 
+    def alerts_changed_since(self, since_ms: int, limit: int = MAX_DOCS) -> list[dict[str, Any]]:
+        return self._bodies(
+            "SELECT body FROM docs WHERE idx = 'alerts' AND (t_ms >= ?1 OR status = 'open'"
+            " OR coalesce(body ->> 'raised_ms', 0) >= ?1 OR coalesce(body ->> 'end_ms', 0) >= ?1)"
+            " ORDER BY t_ms, id LIMIT ?2",
+            (since_ms, min(limit, MAX_DOCS)),
+        )
+
     def alert_counts(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(

@@ -69,6 +69,12 @@ class LiveQueries(ABC):
     def device_statuses(self, since_ms: int = 0) -> list[dict[str, Any]]:
         """Each device's newest ``status`` document taken at or after ``since_ms``, by device address."""
 
+    @abstractmethod
+    def alerts_changed_since(self, since_ms: int, limit: int = MAX_DOCS) -> list[dict[str, Any]]:
+        """Alert episodes that may have changed at or after ``since_ms``: those that started,
+        were raised or ended then, and every open one; oldest start first. The notifier asks
+        with a lookback overlap (its outbox ignores what it has already queued)."""
+
     def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
         """A subject's open alerts, oldest first."""
         return sorted(self.alerts(subject_id, "open"), key=lambda a: a["start_ms"])
@@ -172,6 +178,25 @@ class OpenSearchLiveQueries(LiveQueries):
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         hits = self._hits("alerts", {"size": 1, "query": {"bool": {"filter": [{"term": {"doc_id": alert_id}}]}}})
         return hits[0] if hits else None
+
+    def alerts_changed_since(self, since_ms: int, limit: int = MAX_DOCS) -> list[dict[str, Any]]:
+        body = {
+            "size": min(limit, MAX_DOCS),
+            "query": {
+                "bool": {
+                    "should": [
+                        *(
+                            {"range": {f: {"gte": since_ms, "format": "epoch_millis"}}}
+                            for f in ("start_ms", "raised_ms", "end_ms")
+                        ),
+                        {"term": {"status": "open"}},
+                    ],
+                    "minimum_should_match": 1,
+                }
+            },
+            "sort": [{"start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}],
+        }
+        return self._hits("alerts", body)
 
     def alert_counts(self) -> list[dict[str, Any]]:
         body = {

@@ -41,6 +41,7 @@ from serving.sql_engine import load_query
 from simulator.nights import SimConfig, SimulatedNight, cohort, latest_first_night, simulate_night
 from sleepstack import wiring
 from sleepstack.dashboard import dashboard_url, read_token, token
+from sleepstack.demo_alerts import DeliveryCounts, DemoDelivery
 from sleepstack.hints import command
 from sleepstack.settings import Settings
 from sleepstack.stack import reconcile, request_stage, stack_down, stack_status, stack_up, wait_idle
@@ -99,6 +100,8 @@ class DemoResult:
     nights: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: technical alert episodes (the first subject's faults: DEMO_FAULTS)
     technical: list[dict[str, Any]] = field(default_factory=list)
+    #: what the notifier delivered to the loopback SMTP server and webhook receiver
+    delivery: DeliveryCounts | None = None
 
     @property
     def lost(self) -> int:
@@ -146,14 +149,20 @@ def run_demo(
         kept_token = read_token(old)
         shutil.rmtree(home)
     home.mkdir(parents=True)
-    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment})
+    delivery = DemoDelivery(home / "demo-receivers")
+    settings = Settings.from_env({"SLEEPSTACK_HOME": str(home), "SLEEPSTACK_ENV": environment, **delivery.env()})
     token(settings, keep=kept_token)
     if first_night is None:
         first_night = latest_first_night(nights, int(time.time() * 1000))
-    status = stack_up(settings)
     try:
-        return _run(settings, status, subjects, nights, seed, progress, say, first_night)
+        status = stack_up(settings)
+    except BaseException:
+        delivery.stop()
+        raise
+    try:
+        return _run(settings, status, subjects, nights, seed, progress, say, first_night, delivery)
     finally:
+        delivery.stop()
         if keep_running:
             status_cmd, down_cmd = command("stack", "status", home=home), command("stack", "down", home=home)
             say(f"the stack keeps running: {status_cmd}; stop it with {down_cmd}")
@@ -171,13 +180,14 @@ def _run(
     progress: bool,
     say: Callable[[str], Any],
     first_night: date,
+    delivery: DemoDelivery,
 ) -> DemoResult:
     home, lake = settings.paths, settings.lake
     stream = wiring.stream_name(settings)
     client = wiring.kinesis_client(settings)
     result = DemoResult()
     url = status["services"]["stream"].get("url")
-    say(f"local stack up: stream {stream} at {url}, speed layer, delivery, scheduler, dashboard")
+    say(f"local stack up: stream {stream} at {url}, speed layer, delivery, scheduler, dashboard, notifier")
     say(f"watch the nights live: {dashboard_url(settings)}")
 
     # simulate -> BLE peripherals (fake bleak backend) -> collector -> spool -> the running stack
@@ -227,7 +237,11 @@ def _run(
         raise NoDataError(f"the scheduler's batch run failed: {' '.join(run.get('said') or [])}")
     counts = reconcile(settings)
     result.produced, result.streamed, result.speed_layer = counts["produced"], counts["streamed"], counts["speed_layer"]
-    _serve(home, lake, LocalLiveStore(home.live_db), result, say)
+    store = LocalLiveStore(home.live_db)
+    with tqdm(total=1, desc="notifier delivering the alert episodes", disable=not progress) as bar:
+        result.delivery = delivery.wait(store.alerts_changed_since(0))
+        bar.update(1)
+    _serve(home, lake, store, result, say)
     return result
 
 
@@ -289,6 +303,8 @@ def _serve(home: Home, lake: Path, store: LocalLiveStore, result: DemoResult, sa
         f" (of {len(BAD_RECORDS)} contract-breaking records sent;"
         f" reasons under {home.dead_letters} and {lake / 'errors'})"
     )
+    if result.delivery is not None:
+        say(result.delivery.line())
     say(result.reconciliation_line())
 
 

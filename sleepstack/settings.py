@@ -23,6 +23,17 @@
 | ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
 | ``SLEEPSTACK_IDLE_POLL_S`` | the local stack's longest pause between polls when idle (0.2-5 s) | ``1.0`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
+| ``SLEEPSTACK_ALERT_ROUTES`` | the notifier's routes file (YAML, docs/alerts.md); unset: the notifier idles | unset |
+| ``SLEEPSTACK_SMTP_HOST`` | the notifier's e-mail relay (unset: no e-mail channel) | unset |
+| ``SLEEPSTACK_SMTP_PORT`` | the relay's port | ``587`` |
+| ``SLEEPSTACK_SMTP_USER`` | SMTP AUTH user (unset: no AUTH) | unset |
+| ``SLEEPSTACK_SMTP_PASSWORD`` | SMTP AUTH password | unset |
+| ``SLEEPSTACK_SMTP_FROM`` | the messages' sender | ``sleepstack@localhost`` |
+| ``SLEEPSTACK_SMTP_STARTTLS`` | ``on``: STARTTLS before AUTH (certificate verified) | ``on`` |
+| ``SLEEPSTACK_SMTP_CAFILE`` | a CA bundle that verifies the relay's certificate | system CAs |
+| ``SLEEPSTACK_WEBHOOK_SECRET`` | the HMAC-SHA256 key that signs webhooks | unset (no webhooks) |
+| ``SLEEPSTACK_DASHBOARD_BASE`` | the dashboard's URL the acknowledgement links point to | ``http://127.0.0.1:8787`` |
+| ``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S`` | tests only: the notifier pauses between a send and its commit | ``0`` |
 """
 
 from __future__ import annotations
@@ -73,6 +84,21 @@ class Settings:
     send_linger_ms: int = 800
     staging_rr: bool = False
     idle_poll_s: float = 1.0
+    #: The notifier's routes file (``SLEEPSTACK_ALERT_ROUTES``); without it the notifier idles.
+    alert_routes: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "sleepstack@localhost"
+    smtp_starttls: bool = True
+    smtp_cafile: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    #: Where the one-click acknowledgement links point (``SLEEPSTACK_DASHBOARD_BASE``).
+    dashboard_base: str = "http://127.0.0.1:8787"
+    #: Fault injection for the kill -9 test only: the notifier stalls for this many seconds
+    #: between a message's acceptance and its commit (``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S``).
+    notify_crash_window_s: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +164,7 @@ class Settings:
             send_linger_ms=int(linger),
             staging_rr=staging_rr == "on",
             idle_poll_s=idle_poll_s,
+            **_notify_settings(e),
         )
 
     def child_env(self) -> dict[str, str]:
@@ -155,12 +182,22 @@ class Settings:
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
             SLEEPSTACK_SEND_LINGER_MS=str(self.send_linger_ms),
             SLEEPSTACK_STAGING_RR="on" if self.staging_rr else "off",
+            SLEEPSTACK_SMTP_PORT=str(self.smtp_port),
+            SLEEPSTACK_SMTP_FROM=self.smtp_from,
+            SLEEPSTACK_SMTP_STARTTLS="on" if self.smtp_starttls else "off",
+            SLEEPSTACK_DASHBOARD_BASE=self.dashboard_base,
         )
         # these settings' own values, never ones the parent merely inherited: a demo built from
         # its own settings must not send its children to an OpenSearch the caller's shell names
         for key, value in (
             ("OPENSEARCH_URL", self.opensearch_url),
             ("SLEEPSTACK_OPENSEARCH_DIST", self.opensearch_dist),
+            ("SLEEPSTACK_ALERT_ROUTES", self.alert_routes),
+            ("SLEEPSTACK_SMTP_HOST", self.smtp_host),
+            ("SLEEPSTACK_SMTP_USER", self.smtp_user),
+            ("SLEEPSTACK_SMTP_PASSWORD", self.smtp_password),
+            ("SLEEPSTACK_SMTP_CAFILE", self.smtp_cafile),
+            ("SLEEPSTACK_WEBHOOK_SECRET", self.webhook_secret),
         ):
             if value:
                 env[key] = str(value)
@@ -193,3 +230,34 @@ def use_keras_backend(default: str = "jax") -> str:
     Keras reads the variable once, when it is first imported, so this runs before that.
     """
     return os.environ.setdefault("KERAS_BACKEND", default)
+
+
+def _notify_settings(e: Mapping[str, str]) -> dict[str, Any]:
+    """The notifier's settings (:mod:`sleepstack.notify`): routes file, SMTP relay, webhook key."""
+    smtp_port = e.get("SLEEPSTACK_SMTP_PORT", "587")
+    if not smtp_port.isdigit() or not 0 < int(smtp_port) <= 65535:
+        raise ConfigError("SLEEPSTACK_SMTP_PORT", f"must be a TCP port (1-65535), not {smtp_port!r}")
+    starttls = e.get("SLEEPSTACK_SMTP_STARTTLS", "on")
+    if starttls not in ("on", "off"):
+        raise ConfigError("SLEEPSTACK_SMTP_STARTTLS", f"must be 'on' or 'off', not {starttls!r}")
+    crash = e.get("SLEEPSTACK_NOTIFY_CRASH_WINDOW_S", "0")
+    try:
+        crash_s = float(crash)
+    except ValueError:
+        crash_s = -1.0
+    if not 0 <= crash_s <= 60:
+        raise ConfigError("SLEEPSTACK_NOTIFY_CRASH_WINDOW_S", f"must be seconds from 0 to 60, not {crash!r}")
+    routes = e.get("SLEEPSTACK_ALERT_ROUTES")
+    return {
+        "alert_routes": Path(routes).resolve() if routes else None,
+        "smtp_host": e.get("SLEEPSTACK_SMTP_HOST") or None,
+        "smtp_port": int(smtp_port),
+        "smtp_user": e.get("SLEEPSTACK_SMTP_USER") or None,
+        "smtp_password": e.get("SLEEPSTACK_SMTP_PASSWORD") or None,
+        "smtp_from": e.get("SLEEPSTACK_SMTP_FROM", "sleepstack@localhost"),
+        "smtp_starttls": starttls == "on",
+        "smtp_cafile": e.get("SLEEPSTACK_SMTP_CAFILE") or None,
+        "webhook_secret": e.get("SLEEPSTACK_WEBHOOK_SECRET") or None,
+        "dashboard_base": e.get("SLEEPSTACK_DASHBOARD_BASE", "http://127.0.0.1:8787"),
+        "notify_crash_window_s": crash_s,
+    }

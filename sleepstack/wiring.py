@@ -9,6 +9,7 @@ handler bound to them. The local stand-ins are imported only when the target is 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module
     from serving.live_queries import LiveQueries
     from serving.sql_engine import SqlEngine
     from sleepstack.erase_aws import AwsStores
+    from sleepstack.notify.engine import Notifier
     from speed_layer.subject_rules import SubjectRules
 
 __all__ = [
@@ -312,4 +314,61 @@ def aws_erasure_stores(settings: Settings) -> AwsStores:
         OpenSearchLiveStore(opensearch_client(url, sigv4_region=_sigv4_region(settings))),
         state_store(settings),
         S3Erasure(s3, settings.raw_bucket, settings.curated_bucket, settings.dead_letter_bucket),
+    )
+
+
+def notifier(settings: Settings, *, clock: Callable[[], float] | None = None) -> Notifier | None:
+    """The notifier of this home (:mod:`sleepstack.notify.engine`), or ``None`` when no routes
+    file is set (it idles then: never a default recipient)."""
+    import time
+
+    from local.outbox import Outbox
+    from sleepstack.dashboard import ack_key
+    from sleepstack.notify.channels import Channel, EmailChannel, WebhookChannel
+    from sleepstack.notify.engine import Notifier
+    from sleepstack.notify.routes_file import load_routes
+
+    if settings.alert_routes is None:
+        return None
+    routes = load_routes(settings.alert_routes)
+    channels: dict[str, Channel] = {}
+    if settings.smtp_host:
+        channels["email"] = EmailChannel(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_from,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            cafile=settings.smtp_cafile,
+        )
+    if settings.webhook_secret:
+        channels["webhook"] = WebhookChannel(settings.webhook_secret.encode())
+    reg = registry(settings)
+
+    def subject_info(doc: Mapping[str, Any]) -> tuple[Sequence[str], str, str]:
+        subject = reg.get_subject(str(doc.get("subject_id", "")))
+        device = reg.get_device(str(doc.get("device_id", "")))
+        label = (device.label if device is not None else "") or str(doc.get("subject_id", ""))
+        return (subject.groups, label, subject.tz) if subject is not None else ((), label, settings.tz)
+
+    crash: Callable[[], None] | None = None
+    if settings.notify_crash_window_s:
+        window = settings.notify_crash_window_s
+
+        def crash() -> None:  # the kill -9 test's window between acceptance and commit
+            time.sleep(window)
+
+    return Notifier(
+        routes,
+        live_queries(settings),
+        Outbox(settings.paths.outbox_db),
+        channels,
+        acks=alert_acks(settings),
+        subject_info=subject_info,
+        dashboard_base=settings.dashboard_base,
+        link_key=ack_key(settings),
+        alerts_store=live_store(settings),
+        clock=clock or time.time,
+        crash_after_send=crash,
     )

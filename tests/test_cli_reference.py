@@ -33,6 +33,8 @@ LEAVES = _leaves(_parser())
 BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("simulate",): ["--subjects", "0"],
     ("alerts", "backtest"): ["--rules", "{tmp}/no-such-rules.toml", "--simulate", "1"],
+    ("alerts", "routes", "check"): ["nosuch-routes.yaml"],
+    ("alerts", "outbox"): ["--limit", "0"],
     ("demo",): ["--nights", "0"],
     ("batch", "run"): ["--night", "notadate"],
     ("batch", "backfill"): ["--from", "2026-02-05", "--to", "2026-02-01"],
@@ -88,6 +90,7 @@ BAD_INPUT: dict[tuple[str, ...], list[str]] = {
     ("bench", "opensearch"): ["--requests", "5"],
     ("bench", "lambda"): ["--records", "5"],
     ("bench", "idle"): ["--latency-seconds", "x"],
+    ("bench", "notify"): ["--episodes", "0"],
 }
 
 #: Runs that find no data: exit 1.

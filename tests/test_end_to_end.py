@@ -10,6 +10,7 @@ import pytest
 
 from batch_layer.nightly_job import run_nightly
 from local.home import Home
+from local.live_store import LocalLiveStore
 from local.spark import local_spark
 from simulator.nights import FIRST_NIGHT
 from sleepstack.demo import BAD_RECORDS, DEMO_FAULTS, run_demo
@@ -78,6 +79,16 @@ def test_demo_cohort_reconciles_and_reruns_identically(tmp_path: Path) -> None:
     assert quiet_a - 2_000 <= first[("device_silent", "bed-s001")]["start_ms"] <= quiet_a
     low = DEMO_FAULTS.battery_low_from(t0)
     assert low - step <= first[("battery_low", "strap-s001")]["start_ms"] <= low + step
+
+    # the notifier delivered every episode: clinical ones by e-mail and signed webhook, technical by e-mail
+    episodes = LocalLiveStore(Home(tmp_path / "demo").live_db).alerts_changed_since(0)
+    clinical = sum(1 for a in episodes if a["category"] == "clinical")
+    technical = len(episodes) - clinical
+    d = result.delivery
+    assert d is not None and clinical > 0 and d.episodes == len(episodes)
+    assert d.expected == 2 * clinical + technical and d.missing == 0, d.missing_keys[:3]
+    assert d.emails == clinical + technical and d.webhooks == clinical
+    assert d.line() in lines
 
     lake = tmp_path / "demo" / "lake"
     before = {t: _read(lake / "curated" / t) for t in ("epochs", "nights")}

@@ -190,6 +190,7 @@ _BAD = {
     "StagingRr": "yes",
     "AthenaBytesScannedCutoff": "100",
     "AlarmEmail": "ops-at-example",
+    "ClinicalAlertEmail": "nurse at ward",
 }
 
 
@@ -437,3 +438,19 @@ def test_template_deploys_into_moto_and_the_resources_are_as_declared(doc: dict[
     reader = next(r for r in _resources(doc, "AWS::IAM::ManagedPolicy").items() if r[0] == "RegistryReaderPolicy")[1]
     actions = {a for s in reader["Properties"]["PolicyDocument"]["Statement"] for a in s["Action"]}
     assert actions == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "kms:Decrypt"}  # read only
+
+
+def test_clinical_alerts_have_their_own_encrypted_topic_apart_from_the_ops_alarms(doc: dict[str, Any]) -> None:
+    res = doc["Resources"]
+    topic = res["ClinicalAlertTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic" and "clinical-alerts" in str(topic["Properties"]["TopicName"])
+    assert topic["Properties"]["KmsMasterKeyId"] == res["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    sub = res["ClinicalAlertEmailSubscription"]
+    assert sub["Condition"] == "HasClinicalAlertEmail" and sub["Properties"]["TopicArn"] == {
+        "Ref": "ClinicalAlertTopic"
+    }
+    assert doc["Parameters"]["ClinicalAlertEmail"]["Default"] == ""
+    # no operations alarm publishes to the clinical topic
+    for name, r in res.items():
+        if r["Type"] == "AWS::CloudWatch::Alarm":
+            assert {"Ref": "ClinicalAlertTopic"} not in r["Properties"].get("AlarmActions", []), name

@@ -93,6 +93,7 @@ CORE_ROOMS: dict[str, set[str]] = {
     "live": {"contract", "signals", "errors"},
     "nights": {"contract", "signals", "live", "errors"},
     "registry": {"live", "errors"},
+    "notify": {"live", "errors"},
 }
 
 

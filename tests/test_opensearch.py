@@ -332,3 +332,21 @@ def test_distinct_record_ids_are_counted_exactly_page_by_page() -> None:
     first, second, _ = (r.json()["aggs"]["ids"]["composite"] for r in cluster.sent)
     assert first["sources"] == [{"id": {"terms": {"field": "record_id"}}}] and "after" not in first
     assert second["after"] == {"id": "b"}
+
+
+def test_alerts_changed_since_asks_for_starts_raises_ends_after_the_mark_or_open() -> None:
+    cluster = FakeCluster(lambda req: (200, {"hits": {"hits": [{"_source": {"doc_id": "x", "start_ms": 1}}]}}))
+    assert OpenSearchLiveQueries(cluster.client()).alerts_changed_since(DAY_MS) == [{"doc_id": "x", "start_ms": 1}]
+    (req,) = cluster.sent
+    assert req.url == "/sleepstack-alerts-*/_search"
+    body = req.json()
+    assert body["query"]["bool"] == {
+        "should": [
+            {"range": {"start_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
+            {"range": {"raised_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
+            {"range": {"end_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
+            {"term": {"status": "open"}},
+        ],
+        "minimum_should_match": 1,
+    }
+    assert body["sort"] == [{"start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}]

@@ -123,3 +123,65 @@ def test_files_under_home_are_owner_only_whatever_the_umask(
     loose = [f"{p} {stat.filemode(p.stat().st_mode)}" for p in paths if p.stat().st_mode & 0o077]
     assert not loose, f"readable by others: {loose}"
     _assert_private(all_logs.text)
+
+
+def test_notifier_logs_name_no_subject_device_label_or_recipient(
+    tmp_path: Path, all_logs: pytest.LogCaptureFixture
+) -> None:
+    from core.live.alerts import alert_id
+    from core.notify import parse_routes
+    from local.outbox import Outbox
+    from sleepstack.notify.channels import ChannelError
+    from sleepstack.notify.engine import Notifier
+
+    class Channel:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.sent = fail, 0
+
+        def send(self, address: str, key: str, message: dict[str, object]) -> None:
+            if self.fail:
+                raise ChannelError("webhook: HTTP 503")
+            self.sent += 1
+
+    store = LocalLiveStore(tmp_path / "live.sqlite")
+    doc = {
+        "doc_id": alert_id(ADDRESS, "hr_high", T0_MS),
+        "subject_id": SUBJECT,
+        "device_id": ADDRESS,
+        "source": "strap",
+        "kind": "hr_high",
+        "category": "clinical",
+        "status": "closed",
+        "start_ms": T0_MS,
+        "end_ms": T0_MS + 60_000,
+        "raised_ms": T0_MS + 30_000,
+        "duration_s": 60.0,
+        "value": 151.0,
+        "threshold": 120.0,
+    }
+    store.index([("alerts", doc)])
+    routes = parse_routes(
+        {
+            "routes": [
+                {
+                    "name": "all",
+                    "notify_close": True,
+                    "tiers": [{"recipients": [{"email": "john.doe@example.org"}, {"webhook": "http://127.0.0.1:9/x"}]}],
+                }
+            ]
+        },
+        "routes.yaml",
+    )
+    email = Channel(fail=False)
+    notifier = Notifier(
+        routes,
+        store,
+        Outbox(tmp_path / "outbox.sqlite"),
+        {"email": email, "webhook": Channel(fail=True)},
+        subject_info=lambda d: ((), "JOHN DOE bed 4", "UTC"),
+        alerts_store=store,
+    )
+    notifier.step()
+    assert email.sent == 2 and "failed" in all_logs.text
+    _assert_private(all_logs.text)
+    assert "john.doe" not in all_logs.text and "151" not in all_logs.text

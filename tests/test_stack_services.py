@@ -255,6 +255,7 @@ def test_status_without_a_stack_says_so(tmp_path: Path) -> None:
         "delivery",
         "scheduler",
         "dashboard",
+        "notifier",
     }
     done = _cli(tmp_path, "stack", "wait", "--idle", check=False)
     assert done.returncode == 1 and "not running" in done.stderr

@@ -60,11 +60,19 @@ class AlertKind(StrEnum):
     DEVICE_SILENT = "device_silent"
     BATTERY_LOW = "battery_low"
     NOT_WORN = "not_worn"
+    # technical: the notifier cannot deliver on a channel (sleepstack.notify)
+    NOTIFIER_FAILING = "notifier_failing"
 
 
 #: Alerts about a device rather than the patient: routed and shown apart from clinical ones.
 TECHNICAL: Final = frozenset(
-    {AlertKind.DEVICE_SILENT, AlertKind.BATTERY_LOW, AlertKind.NOT_WORN, AlertKind.CONTACT_LOST}
+    {
+        AlertKind.DEVICE_SILENT,
+        AlertKind.BATTERY_LOW,
+        AlertKind.NOT_WORN,
+        AlertKind.CONTACT_LOST,
+        AlertKind.NOTIFIER_FAILING,
+    }
 )
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sleepstack.cli import alerts_backtest
+from sleepstack.cli import alerts_backtest, alerts_delivery
 
 __all__ = ["SUBCOMMANDS", "register"]
 
-SUBCOMMANDS: tuple[Any, ...] = (alerts_backtest,)
+SUBCOMMANDS: tuple[Any, ...] = (alerts_backtest, alerts_delivery)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "alerts", help="clinical alerts: their rules' measured burden", description=__doc__.splitlines()[0]
+        "alerts",
+        help="clinical alerts: their delivery (routes, outbox) and their rules' measured burden",
+        description=__doc__.splitlines()[0],
     )
-    group = p.add_subparsers(dest="alerts_command", required=True)
+    group = p.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
     for module in SUBCOMMANDS:
         module.register(group)

@@ -1,4 +1,4 @@
-"""``sleepstack bench ingest|speed|batch|dashboard|opensearch|lambda|idle``: benchmarks that print figures."""
+"""``sleepstack bench ingest|speed|batch|dashboard|opensearch|lambda|idle|notify``: benchmarks that print figures."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from sleepstack.cli._helpers import print_figures
+from sleepstack.cli.errors import UsageError
 from sleepstack.settings import Settings
 
 __all__ = ["register"]
@@ -32,6 +33,12 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         from sleepstack.bench.idle import bench_idle
 
         figures = bench_idle(rounds=args.rounds, latency_seconds=args.latency_seconds)
+    elif args.which == "notify":
+        from sleepstack.bench.notify import bench_notify
+
+        if args.episodes < 1:
+            raise UsageError("--episodes", f"must be at least 1, not {args.episodes}")
+        figures = bench_notify(episodes=args.episodes, seed=args.seed)
     elif args.which == "lambda":
         from sleepstack.bench.lambda_runtime import bench_lambda
 
@@ -103,4 +110,7 @@ def register(sub: Any) -> None:
     b = bench("idle", "the idle stack's CPU and epoch-end -> queryable latency: fixed 0.2-s polls vs backing off")
     b.add_argument("--latency-seconds", type=float, default=60.0, help="real-time replay length per policy")
     bench("lambda", "the Lambda zip in AWS's runtime emulator: cold start (init), invocations and peak memory")
+    b = bench("notify", "episode open -> message accepted by a loopback SMTP server / webhook: p50, p95", rounds=1)
+    b.add_argument("--episodes", type=int, default=20, help="episodes written, one at a time")
+    b.add_argument("--seed", type=int, default=0, help="seed of the gaps between episodes")
     s.set_defaults(func=_cmd_bench)

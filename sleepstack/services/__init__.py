@@ -33,7 +33,7 @@ from typing import Final
 
 __all__ = ["PYTHON_SERVICES", "SERVICES", "main"]
 
-PYTHON_SERVICES: Final = ("speed_layer", "delivery", "scheduler", "dashboard")
+PYTHON_SERVICES: Final = ("speed_layer", "delivery", "scheduler", "dashboard", "notifier")
 SERVICES: Final = ("stream", *PYTHON_SERVICES)
 
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one service (or the supervisor) in this process until it is stopped."""
     from sleepstack.services.dashboard import DashboardService
     from sleepstack.services.delivery import DeliveryService
+    from sleepstack.services.notifier import NotifierService
     from sleepstack.services.scheduler import SchedulerService
     from sleepstack.services.speed_layer import SpeedLayerService
     from sleepstack.services.stop import Stop
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "supervisor":
         run_supervisor(settings)
         return 0
-    services = {s.name: s for s in (SpeedLayerService, DeliveryService, SchedulerService, DashboardService)}
+    services = {
+        s.name: s for s in (SpeedLayerService, DeliveryService, SchedulerService, DashboardService, NotifierService)
+    }
     services[args[0]](settings, Stop(os.getppid())).run()
     return 0
