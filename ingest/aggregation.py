@@ -13,7 +13,11 @@ into a 128-bit integer). Without a map each device is packed alone. A group of a
 record is sent as the plain record (as the KPL does): aggregating it only adds bytes.
 
 The sender holds records back for at most ``linger_ms`` while their aggregate is not
-full, so no record waits in the sender much longer than that.
+full, so no record waits in the sender much longer than that, except the records that
+complete an epoch (:func:`epoch_of`): a strap notification of a later epoch than the
+others held for its shard (it is what closes the strap's open epoch in the speed layer)
+and a bed frame (it completes its epochs by itself) go at once with what is held, so the
+linger delays the per-notification trace, never an epoch's vitals (ADR 7).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
+import orjson
+
 from core.contract import Record, to_wire
+from core.contract.epochs import EPOCH_MS
 from core.contract.kpl import aggregate, header_size, key_size, record_size
 
 __all__ = [
@@ -33,6 +40,7 @@ __all__ = [
     "Packed",
     "Pending",
     "ShardMap",
+    "epoch_of",
     "pack",
     "pack_records",
     "put_units",
@@ -40,9 +48,24 @@ __all__ = [
 
 #: One Kinesis PUT payload unit (25 KB); a record up to this size costs one unit.
 PUT_UNIT_BYTES: Final = 25_000
-#: How long the sender may hold records to fill an aggregate (ms); with a 0.2-s poll a
-#: record waits at most about 1 s.
-DEFAULT_LINGER_MS: Final = 800
+#: How long the sender may hold records to fill an aggregate (ms). A home collector (one
+#: strap, one bed) puts 7.8x fewer PUT units with it than one record a notification;
+#: records that complete an epoch do not wait (:func:`epoch_of`).
+DEFAULT_LINGER_MS: Final = 10_000
+
+
+def epoch_of(data: bytes) -> int | None:
+    """The 30-s epoch a wire record's event time falls in (its start, ms); None for a bed
+    frame (it completes its epochs by itself) or a record that does not parse: these are
+    sent without lingering."""
+    try:
+        rec = orjson.loads(data)
+        if rec.get("kind") == "bed":
+            return None
+        t_ms = int(rec["event_time_ms"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return t_ms - t_ms % EPOCH_MS
 
 
 class Entry(Protocol):

@@ -5,7 +5,8 @@ records (up to what one PutRecords call can carry). It packs the records of all 
 bound for one shard into KPL-aggregated Kinesis records of at most one PUT payload unit
 (:mod:`ingest.aggregation`; the shard map is read with ListShards every minute), holding
 back a shard whose aggregate is not full for at most ``linger_ms`` (a record waits at
-most about ``linger_ms`` plus one poll interval). It sends them through
+most about ``linger_ms`` plus one poll interval), but not a record that completes an
+epoch (:func:`ingest.aggregation.epoch_of`). It sends them through
 :class:`ingest.producer.KinesisProducer` (which resends only the rejected entries, with
 exponential backoff and full jitter) and acknowledges the user records of every
 aggregate Kinesis accepted. When the endpoint is unreachable or the call fails, nothing
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Packed, ShardMap, pack, put_units
+from ingest.aggregation import DEFAULT_LINGER_MS, PUT_UNIT_BYTES, Packed, ShardMap, epoch_of, pack, put_units
 from ingest.producer import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, KinesisProducer
 from ingest.spool import OutboxEntry, Spool
 
@@ -70,6 +71,7 @@ class SpoolSender:
     #: how often the stream's shard map is read again (s); the packing follows resharding
     shard_map_ttl_s: float = 60.0
     _first_seen: dict[int, float] = field(default_factory=dict)
+    _epoch: dict[int, int | None] = field(default_factory=dict)
     _shards: ShardMap | None = None
     _shards_read_at: float = float("-inf")
 
@@ -102,6 +104,7 @@ class SpoolSender:
         self.spool.ack(ids)
         for i in ids:
             self._first_seen.pop(i, None)
+            self._epoch.pop(i, None)
         self.stats.sent += len(ids)
         self.stats.kinesis_records += len(ok)
         self.stats.put_units += sum(put_units(len(p.data) + len(p.partition_key.encode())) for p in ok)
@@ -137,11 +140,22 @@ class SpoolSender:
 
         oldest: dict[str, float] = {}
         size: dict[str, int] = {}
+        epochs: dict[str, set[int | None]] = {}
         for e in pending:
             g = group(e)
             oldest.setdefault(g, self._first_seen[e.id])
             size[g] = size.get(g, 0) + len(e.data)
-        ready = {g for g, t in oldest.items() if size[g] >= self.max_record_bytes or (now - t) * 1000 >= self.linger_ms}
+            if e.id not in self._epoch:
+                self._epoch[e.id] = epoch_of(e.data)
+            epochs.setdefault(g, set()).add(self._epoch[e.id])
+        ready = {
+            g
+            for g, t in oldest.items()
+            if size[g] >= self.max_record_bytes
+            or (now - t) * 1000 >= self.linger_ms
+            or None in epochs[g]  # a bed frame: its epochs are complete
+            or len(epochs[g]) > 1  # a strap record of a later epoch closes the open one
+        }
         return [e for e in pending if group(e) in ready]
 
     @staticmethod

@@ -19,7 +19,7 @@
 | ``SLEEPSTACK_CHROMIUM`` | the Chromium that prints night reports to PDF | ``/usr/bin/chromium`` |
 | ``SLEEPSTACK_LIVE_STORE`` | the local stack's live store: ``embedded`` or ``opensearch`` (a node) | ``embedded`` |
 | ``SLEEPSTACK_OPENSEARCH_DIST`` | the OpenSearch that ``make opensearch`` unpacked | ``build/opensearch/...`` |
-| ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``800`` |
+| ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``10000`` |
 | ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
 | ``SLEEPSTACK_IDLE_POLL_S`` | the local stack's longest pause between polls when idle (0.2-5 s) | ``1.0`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from core.errors import ConfigError
 from core.live.alerts import AlertRules
+from ingest.aggregation import DEFAULT_LINGER_MS
 
 if TYPE_CHECKING:
     from local.home import Home
@@ -81,7 +82,7 @@ class Settings:
     chromium: str = "/usr/bin/chromium"
     live_store: LiveStoreKind = "embedded"
     opensearch_dist: Path | None = None
-    send_linger_ms: int = 800
+    send_linger_ms: int = DEFAULT_LINGER_MS
     staging_rr: bool = False
     idle_poll_s: float = 1.0
     #: The notifier's routes file (``SLEEPSTACK_ALERT_ROUTES``); without it the notifier idles.
@@ -127,7 +128,7 @@ class Settings:
         if live not in get_args(LiveStoreKind):
             raise ConfigError("SLEEPSTACK_LIVE_STORE", f"must be 'embedded' or 'opensearch', not {live!r}")
         dist = e.get("SLEEPSTACK_OPENSEARCH_DIST")
-        linger = e.get("SLEEPSTACK_SEND_LINGER_MS", "800")
+        linger = e.get("SLEEPSTACK_SEND_LINGER_MS", str(DEFAULT_LINGER_MS))
         if not linger.isdigit() or int(linger) > 60_000:
             raise ConfigError("SLEEPSTACK_SEND_LINGER_MS", f"must be milliseconds from 0 to 60000, not {linger!r}")
         staging_rr = e.get("SLEEPSTACK_STAGING_RR", "off")

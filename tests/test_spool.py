@@ -159,6 +159,28 @@ def test_a_device_lingers_until_its_aggregate_fills_or_its_time_is_up(tmp_path: 
     assert sender.step(flush=True) == 0
 
 
+def test_a_record_that_completes_an_epoch_is_sent_at_once_with_what_lingers(tmp_path: Path, kinesis: Any) -> None:
+    """The linger delays the per-notification trace, never an epoch's close (ADR 7)."""
+    from core.contract import to_wire
+    from core.contract.epochs import EPOCH_MS
+    from ingest.aggregation import epoch_of
+    from sleepstack.bench.fixtures import simulated_night_records
+
+    spool = Spool(tmp_path / "s.sqlite")
+    now = [0.0]
+    sender = SpoolSender(spool, KinesisProducer(kinesis, STREAM), linger_ms=10_000, monotonic=lambda: now[0])
+    start = T0_MS - T0_MS % EPOCH_MS + EPOCH_MS - 3000  # three notifications before an epoch boundary
+    spool.append(_strap_notes(3, t0=start))
+    assert sender.step() == 0  # one epoch, young: they linger
+    now[0] = 1.0
+    spool.append(_strap_notes(1, t0=start + 3000))  # the first notification of the next epoch
+    assert sender.step() == 4 and sender.stats.kinesis_records == 1
+    bed = next(r for r in simulated_night_records("s", 0) if r.kind == "bed")
+    strap = next(r for r in simulated_night_records("s", 0) if r.kind == "strap")
+    assert epoch_of(to_wire(bed)) is None and epoch_of(b"not json") is None
+    assert epoch_of(to_wire(strap)) == strap.event_time_ms - strap.event_time_ms % EPOCH_MS
+
+
 def test_devices_bound_for_one_shard_share_aggregates_and_keep_their_order(tmp_path: Path, kinesis: Any) -> None:
     spool = Spool(tmp_path / "s.sqlite")
     for k in range(6):

@@ -213,3 +213,20 @@ def test_a_crash_between_any_two_writes_loses_and_duplicates_nothing(tmp_path: P
     assert len({(k, i) for k, i, _ in reference}) == len(reference) > 0
     for crash in range(1, len(batches) + 1, 3):
         assert run(f"crash-{crash}", crash) == reference, crash
+
+
+def test_cost_bench_prices_the_documented_volumes_and_counts_what_the_handler_writes() -> None:
+    from sleepstack.bench.costs import bill, state_volumes
+
+    # docs/costs.md before ADR 0007: 37,200 state writes a bed-night at 2 WRU, one read each
+    before = {"wru_before": 74_400, "wru_after": 37_200, "rru": 37_200}
+    monthly = bill({"per_10h_bed_night": before})
+    # 74,400 x 30 x 1,000 x $0.625/M + 37,200 x 30 x 1,000 x $0.125/M = $1,395 + $139.5
+    assert abs(monthly["1000_beds"]["before"]["dynamodb_usd"] - 1534.5) <= 0.5
+    assert monthly["1000_beds"]["after"]["dynamodb_usd"] == 697.5 + 139.5
+    assert monthly["100_beds"]["before"]["per_bed_usd"] == round((250 + 153.45) / 100, 2)
+    volumes = state_volumes(hours=0.25)
+    per = volumes["per_10h_bed_night"]
+    assert per["reads"] == per["writes_before"] >= per["writes_after"] == per["wru_after"]
+    assert per["wru_before"] > per["writes_before"]  # JSON states of over 1 KB took two units
+    assert volumes["largest_item_bytes"]["after"] <= WRITE_UNIT_BYTES < volumes["largest_item_bytes"]["before"]

@@ -13,7 +13,8 @@
   ``ceiling_ratio`` = handler / bare decode. Median of ``rounds`` runs after an untimed
   warm-up. Goals on the v2 wire: shard_ratio >= 20, ceiling_ratio >= 0.5.
 * Latency: records replayed in real time (event times rebased to now) through the
-  collector's durable spool, the sender (KPL aggregates, 0.8-s linger, 0.2-s poll),
+  collector's durable spool, the sender (KPL aggregates, its default linger with the
+  epoch-completing records sent at once, 0.2-s poll),
   kinesalite, the local event-source poller and the handler into the embedded store;
   for every completed epoch, the time from its window closing (the epoch's end) until
   its complete vitals document is queryable. p50/p95/max. Goal: p95 <= 2 s.

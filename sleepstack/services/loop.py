@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 POLL_S: Final = 0.2
 #: Longest pause between steps of an idle service (Lambda polls an idle shard about once a second).
 IDLE_POLL_S: Final = 1.0
-#: How long after the last work a service keeps polling fast (a sender lingers up to 0.8 s between puts).
+#: How long after the last work a service keeps polling fast (a home sender puts about every 10 s, and at once
+#: when an epoch completes; between, an idle poll adds at most IDLE_POLL_S to a record's latency).
 BUSY_GRACE_S: Final = 2.0
 #: Longest pause before retrying a failing step.
 MAX_BACKOFF_S: Final = 30.0
