@@ -316,6 +316,12 @@ class ModelCard(_Open):
     accuracy_2: float = Field(description="share of epochs staged right, 2 classes, 0-1")
     tst_abs_error_min_median: float = Field(description="median absolute error of total sleep time, min")
     measured_by: str = Field(description="the command that measured these figures")
+    intervals_90: dict[str, dict[str, float]] | None = Field(
+        None,
+        description="per night metric: the 90 % conformal half-width (its unit), its coverage on held-out subjects"
+        " (0-1) and the subjects it rests on (core.nights.intervals); null: none measured",
+    )
+    intervals_method: str | None = Field(None, description="how intervals_90 was measured")
 
 
 class ApnoeaCard(_Open):
