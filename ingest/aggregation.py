@@ -32,7 +32,7 @@ import orjson
 
 from core.contract import Record, to_wire
 from core.contract.epochs import EPOCH_MS
-from core.contract.kpl import aggregate, header_size, key_size, record_size
+from core.contract.kpl import DEFAULT_LINGER_MS, aggregate, header_size, key_size, record_size
 
 __all__ = [
     "DEFAULT_LINGER_MS",
@@ -48,10 +48,6 @@ __all__ = [
 
 #: One Kinesis PUT payload unit (25 KB); a record up to this size costs one unit.
 PUT_UNIT_BYTES: Final = 25_000
-#: How long the sender may hold records to fill an aggregate (ms). A home collector (one
-#: strap, one bed) puts 7.8x fewer PUT units with it than one record a notification;
-#: records that complete an epoch do not wait (:func:`epoch_of`).
-DEFAULT_LINGER_MS: Final = 10_000
 
 
 def epoch_of(data: bytes) -> int | None:

@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from core.contract.kpl import DEFAULT_LINGER_MS
 from core.errors import ConfigError
 from core.live.alerts import AlertRules
-from ingest.aggregation import DEFAULT_LINGER_MS
 
 if TYPE_CHECKING:
     from local.home import Home
