@@ -30,10 +30,6 @@ class AlertAcks(SqliteStore, AckStore):
     """The acknowledgements at ``path`` (created owner-only); safe to share between threads."""
 
     def __init__(self, path: Path) -> None:
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                path.touch(mode=0o600)
         super().__init__(path, _SCHEMA)
 
     def acknowledge(self, alert_id: str, *, by: str, via: str, at_ms: int) -> Ack:

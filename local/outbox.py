@@ -52,9 +52,6 @@ class Outbox(SqliteStore):
     """The outbox at ``path`` (created 0600 in a 0700 folder)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            path.touch(mode=0o600)
         super().__init__(path, _SCHEMA)
 
     def add(self, rows: list[dict[str, Any]], now_ms: int) -> int:

@@ -49,9 +49,15 @@ def write_transaction(db: sqlite3.Connection, error: type[Exception], what: str)
 
 class SqliteStore:
     """One SQLite file (WAL, ``synchronous=NORMAL``) made with ``schema``, shared by a server's
-    threads under one lock: the base of the home's small stores (registry, accounts)."""
+    threads under one lock: the base of the home's small stores (registry, accounts, the
+    notifier's outbox, alert acknowledgements). A new file is owner-only (0600 in a 0700 folder)
+    whatever the umask: the stores hold health data or who saw it."""
 
     def __init__(self, path: Path, schema: str) -> None:
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                path.touch(mode=0o600)
         self._db = open_db(path, synchronous="NORMAL")
         self._db.executescript(schema)
         self._lock = threading.Lock()

@@ -39,6 +39,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,16 +132,8 @@ class Settings:
         linger = e.get("SLEEPSTACK_SEND_LINGER_MS", str(DEFAULT_LINGER_MS))
         if not linger.isdigit() or int(linger) > 60_000:
             raise ConfigError("SLEEPSTACK_SEND_LINGER_MS", f"must be milliseconds from 0 to 60000, not {linger!r}")
-        staging_rr = e.get("SLEEPSTACK_STAGING_RR", "off")
-        if staging_rr not in ("on", "off"):
-            raise ConfigError("SLEEPSTACK_STAGING_RR", f"must be 'on' or 'off', not {staging_rr!r}")
-        idle_poll = e.get("SLEEPSTACK_IDLE_POLL_S", "1.0")
-        try:
-            idle_poll_s = float(idle_poll)
-        except ValueError:
-            idle_poll_s = -1.0
-        if not 0.2 <= idle_poll_s <= 5.0:
-            raise ConfigError("SLEEPSTACK_IDLE_POLL_S", f"must be seconds from 0.2 to 5, not {idle_poll!r}")
+        staging_rr = _on_off(e, "SLEEPSTACK_STAGING_RR", "off")
+        idle_poll_s = _seconds(e, "SLEEPSTACK_IDLE_POLL_S", "1.0", 0.2, 5.0)
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -163,7 +156,7 @@ class Settings:
             live_store=cast(LiveStoreKind, live),
             opensearch_dist=Path(dist).resolve() if dist else None,
             send_linger_ms=int(linger),
-            staging_rr=staging_rr == "on",
+            staging_rr=staging_rr,
             idle_poll_s=idle_poll_s,
             **_notify_settings(e),
         )
@@ -233,21 +226,33 @@ def use_keras_backend(default: str = "jax") -> str:
     return os.environ.setdefault("KERAS_BACKEND", default)
 
 
+def _on_off(e: Mapping[str, str], name: str, default: str) -> bool:
+    """A switch read as ``on`` or ``off``; anything else is refused naming it."""
+    value = e.get(name, default)
+    if value not in ("on", "off"):
+        raise ConfigError(name, f"must be 'on' or 'off', not {value!r}")
+    return value == "on"
+
+
+def _seconds(e: Mapping[str, str], name: str, default: str, lo: float, hi: float) -> float:
+    """Seconds from ``lo`` to ``hi``; anything else is refused naming it."""
+    text = e.get(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not lo <= value <= hi:
+        raise ConfigError(name, f"must be seconds from {lo:g} to {hi:g}, not {text!r}")
+    return value
+
+
 def _notify_settings(e: Mapping[str, str]) -> dict[str, Any]:
     """The notifier's settings (:mod:`sleepstack.notify`): routes file, SMTP relay, webhook key."""
     smtp_port = e.get("SLEEPSTACK_SMTP_PORT", "587")
     if not smtp_port.isdigit() or not 0 < int(smtp_port) <= 65535:
         raise ConfigError("SLEEPSTACK_SMTP_PORT", f"must be a TCP port (1-65535), not {smtp_port!r}")
-    starttls = e.get("SLEEPSTACK_SMTP_STARTTLS", "on")
-    if starttls not in ("on", "off"):
-        raise ConfigError("SLEEPSTACK_SMTP_STARTTLS", f"must be 'on' or 'off', not {starttls!r}")
-    crash = e.get("SLEEPSTACK_NOTIFY_CRASH_WINDOW_S", "0")
-    try:
-        crash_s = float(crash)
-    except ValueError:
-        crash_s = -1.0
-    if not 0 <= crash_s <= 60:
-        raise ConfigError("SLEEPSTACK_NOTIFY_CRASH_WINDOW_S", f"must be seconds from 0 to 60, not {crash!r}")
+    starttls = _on_off(e, "SLEEPSTACK_SMTP_STARTTLS", "on")
+    crash_s = _seconds(e, "SLEEPSTACK_NOTIFY_CRASH_WINDOW_S", "0", 0.0, 60.0)
     routes = e.get("SLEEPSTACK_ALERT_ROUTES")
     return {
         "alert_routes": Path(routes).resolve() if routes else None,
@@ -256,7 +261,7 @@ def _notify_settings(e: Mapping[str, str]) -> dict[str, Any]:
         "smtp_user": e.get("SLEEPSTACK_SMTP_USER") or None,
         "smtp_password": e.get("SLEEPSTACK_SMTP_PASSWORD") or None,
         "smtp_from": e.get("SLEEPSTACK_SMTP_FROM", "sleepstack@localhost"),
-        "smtp_starttls": starttls == "on",
+        "smtp_starttls": starttls,
         "smtp_cafile": e.get("SLEEPSTACK_SMTP_CAFILE") or None,
         "webhook_secret": e.get("SLEEPSTACK_WEBHOOK_SECRET") or None,
         "dashboard_base": e.get("SLEEPSTACK_DASHBOARD_BASE", "http://127.0.0.1:8787"),
