@@ -348,7 +348,10 @@ def test_a_clinician_acknowledges_alerts_by_link_and_on_the_alerts_page(
     row = p.locator("#alerts tbody tr.open", has_text="hr_low").first
     row.locator("button.ack-button").wait_for(timeout=5_000)
     row.locator("button.ack-button").click()
-    p.wait_for_selector("#alerts tbody tr.open >> text=acknowledged by dr.ward", timeout=5_000)
+    # this row's own cell (the link's row already reads "acknowledged by dr.ward")
+    p.locator("#alerts tbody tr.open", has_text="hr_low").locator(
+        "td.ack", has_text="acknowledged by dr.ward"
+    ).first.wait_for(timeout=5_000)
     done = acks.get(by_button["doc_id"])
     assert done is not None and (done.by, done.via) == ("dr.ward", "dashboard")
     p.wait_for_function(  # both rows, after the page's next refresh, name who and how
@@ -362,3 +365,122 @@ def test_a_clinician_acknowledges_alerts_by_link_and_on_the_alerts_page(
     acks.close()
     context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+ROUTES = """\
+routes:
+  - name: ward-clinical
+    category: clinical
+    tiers:
+      - recipients:
+          - email: night-nurse@ward.example.org
+      - escalate_after_min: 5
+        recipients:
+          - email: registrar@ward.example.org
+      - escalate_after_min: 15
+        recipients:
+          - email: consultant@ward.example.org
+"""
+
+
+def test_an_unacknowledged_alert_escalates_and_acknowledging_in_the_browser_stops_it(
+    browser: Any, home: tuple[Settings, str], address: str, tmp_path: Path
+) -> None:
+    """Issue 28's "done when": the notifier, on a fake clock, e-mails tier 0 through a loopback
+    SMTP server (STARTTLS, AUTH), escalates to tier 1 after 5 unacknowledged minutes; the
+    registrar opens the e-mail's link in Chromium, signs in and acknowledges; 30 more minutes
+    on the clock send nothing (tier 2 never goes)."""
+    import dataclasses
+    import re
+
+    from core.live.alerts import Run, alert_doc
+    from local.accounts import LocalAccounts
+    from sleepstack.notify.receivers import SmtpReceiver, self_signed_cert
+    from sleepstack.wiring import notifier
+
+    settings, night = home
+    register(settings, night)
+    accounts = LocalAccounts(settings.paths.accounts_db)
+    if accounts.get_user("dr.reg") is None:
+        accounts.add_user("dr.reg", "clinician", ["*"], now_ms=0)
+    password = accounts.reset_password("dr.reg")
+    accounts.close()
+    store, newest = _newest_epoch(settings, "s002")
+    start = newest["epoch_start_ms"] + 300_000
+    doc = alert_doc(
+        subject_id="s002",
+        device_id="bed-s002",
+        source="bed",
+        kind="breathing_pause",
+        run=Run(start, start + 30_000, 21.0),
+        min_s=10,
+        threshold=10.0,
+        closed=False,
+    )
+    store.index([("alerts", doc)])
+    store.close()
+
+    cert = self_signed_cert(tmp_path)
+    smtp = SmtpReceiver(cert, "relay", "relay-secret").start()
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES)
+    wired = dataclasses.replace(
+        settings,
+        alert_routes=routes,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_from="sleepstack@ward.example.org",
+        smtp_user="relay",
+        smtp_password="relay-secret",  # noqa: S106 - the loopback test relay's
+        smtp_starttls=True,
+        smtp_cafile=str(cert[0]),
+        dashboard_base=address,
+    )
+    clock = [time.time()]
+    n = notifier(wired, clock=lambda: clock[0])
+    assert n is not None
+
+    def ours() -> list[dict[str, Any]]:  # the home's other open alerts are notified too
+        return [r for r in n.outbox.rows(100_000) if r["alert_id"] == doc["doc_id"]]
+
+    def step(minutes: float) -> list[str]:
+        clock[0] += minutes * 60
+        before = len(smtp.messages)
+        n.plan()
+        while n.send():
+            pass
+        keys = {r["key"] for r in ours()}
+        return [rcpt for key, rcpt, _, _ in smtp.messages[before:] if key in keys]
+
+    try:
+        assert step(0) == ["night-nurse@ward.example.org"]
+        assert step(4.9) == []  # not yet five minutes
+        assert step(0.2) == ["registrar@ward.example.org"]  # unacknowledged: the next tier
+        (text,) = [
+            t for key, rcpt, _, t in smtp.messages if rcpt.startswith("registrar") and key in {r["key"] for r in ours()}
+        ]
+        assert "(escalation, tier 1)" in text and "Who: bed of s002" in text and "Value" not in text
+        (link,) = re.findall(r"/ack/(\S+)", text)
+
+        context = browser.new_context(viewport={"width": 1280, "height": 640}, bypass_csp=True)
+        p = context.new_page()
+        errors: list[str] = []
+        p.on("pageerror", lambda e: errors.append(str(e)))
+        p.goto(f"{address}/ack/{link}")
+        p.wait_for_url("**/login?next=/ack/**")
+        p.fill("input[name=name]", "dr.reg")
+        p.fill("input[name=password]", password)
+        p.click("button[type=submit]")
+        p.wait_for_url(f"**/ack/{link}")
+        p.click("#ack-confirm")
+        p.wait_for_function("document.getElementById('ack-done').textContent.length > 0")
+        assert p.locator("#ack-done").inner_text().startswith("acknowledged by dr.reg at ")
+        _shot(p, "alert-escalation-stopped", full_page=False)
+        context.close()
+        assert not errors, f"script errors on the page: {errors}"
+
+        assert step(10) == []  # 15.1 min: the consultant's tier would be due; acknowledged, nothing
+        assert step(30) == []
+        assert sorted(r["tier"] for r in ours()) == [0, 1]
+    finally:
+        smtp.stop()
