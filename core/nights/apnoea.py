@@ -16,9 +16,11 @@ Method (fixed in advance, checked in subject-grouped cross-validation, not tuned
 3. the night: its called apnoea minutes per hour of recording, mapped to an AHI (events
    per hour) and to apnoea minutes by straight lines fitted to out-of-fold predictions of the training records (an inner
    cross-validation grouped by subject, so the map corrects the detector's bias on
-   nights it did not see); the AHI's 90 % interval is ± the 90th percentile of those
-   out-of-fold absolute AHI errors (split-conformal in spirit: Vovk et al.,
-   *Algorithmic Learning in a Random World*, 2005); severity is the AASM band of the
+   nights it did not see); the AHI's 90 % interval is ± a quantile of those
+   out-of-fold absolute AHI errors taken as split-conformal scores: the
+   ``ceil((n + 1) 0.9)``-th smallest of the ``n`` errors
+   (:func:`core.nights.intervals.conformal_halfwidth`; Vovk et al., *Algorithmic Learning
+   in a Random World*, 2005; Lei et al., JASA 2018); severity is the AASM band of the
    estimate (:func:`core.nights.apnoea_screens.severity`);
 4. the record class from the estimated apnoea minutes by the challenge's definitions:
    A at 100 minutes or more, C under 5 (controls), B between.
@@ -39,6 +41,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from core.nights.apnoea_screens import severity
+from core.nights.intervals import INTERVAL_LEVEL, conformal_halfwidth
 from core.signals.apnoea_features import FEATURE_NAMES, minute_features
 
 __all__ = [
@@ -59,7 +62,6 @@ THRESHOLD: Final = 0.5
 CLASS_A_MIN: Final = 100.0
 CLASS_C_MIN: Final = 5.0
 _FORMAT: Final = "sleepstack.apnoea-model/1"
-_INTERVAL: Final = 0.90
 
 Array = npt.NDArray[np.float64]
 
@@ -246,7 +248,7 @@ def fit_apnoea_model(
     ahi_map = _line(r[ok_a], at[ok_a])
     minutes_map = _line(r[ok_m], tr[ok_m])
     residual = np.abs(np.maximum(0.0, ahi_map[0] * r[ok_a] + ahi_map[1]) - at[ok_a])
-    halfwidth = float(np.quantile(residual, _INTERVAL)) if len(residual) else float("nan")
+    halfwidth = conformal_halfwidth(residual, INTERVAL_LEVEL) if len(residual) else float("nan")
     meta = {
         "l2": l2,
         "max_iter": max_iter,
