@@ -88,6 +88,18 @@ def _shot(page: Any, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
+def _open_ack_link(p: Any, address: str, link: str, name: str, password: str) -> None:
+    """Open a message's link (it asks for a sign-in first), sign in, and check the alert is shown
+    and not yet acknowledged."""
+    p.goto(f"{address}/ack/{link}")  # the link alone does not acknowledge: sign in first
+    p.wait_for_url("**/login?next=/ack/**")
+    p.fill("input[name=name]", name)
+    p.fill("input[name=password]", password)
+    p.click("button[type=submit]")
+    p.wait_for_url(f"**/ack/{link}")
+    assert p.locator("#ack-heading").inner_text() == "Acknowledge this alert?"
+
+
 def test_a_request_without_the_token_is_refused(browser: Any, address: str) -> None:
     context = browser.new_context()
     p = context.new_page()
@@ -327,13 +339,7 @@ def test_a_clinician_acknowledges_alerts_by_link_and_on_the_alerts_page(
     p = context.new_page()
     errors: list[str] = []
     p.on("pageerror", lambda e: errors.append(str(e)))
-    p.goto(f"{address}/ack/{link}")  # the link alone does not acknowledge: sign in first
-    p.wait_for_url("**/login?next=/ack/**")
-    p.fill("input[name=name]", "dr.ward")
-    p.fill("input[name=password]", password)
-    p.click("button[type=submit]")
-    p.wait_for_url(f"**/ack/{link}")
-    assert p.locator("#ack-heading").inner_text() == "Acknowledge this alert?"
+    _open_ack_link(p, address, link, "dr.ward", password)
     assert "breathing_pause" in p.locator("#ack-alert").inner_text()
     acks = AlertAcks(settings.paths.alert_acks_db)
     assert acks.get(by_link["doc_id"]) is None  # opening the link changed nothing
@@ -466,12 +472,7 @@ def test_an_unacknowledged_alert_escalates_and_acknowledging_in_the_browser_stop
         p = context.new_page()
         errors: list[str] = []
         p.on("pageerror", lambda e: errors.append(str(e)))
-        p.goto(f"{address}/ack/{link}")
-        p.wait_for_url("**/login?next=/ack/**")
-        p.fill("input[name=name]", "dr.reg")
-        p.fill("input[name=password]", password)
-        p.click("button[type=submit]")
-        p.wait_for_url(f"**/ack/{link}")
+        _open_ack_link(p, address, link, "dr.reg", password)
         p.click("#ack-confirm")
         p.wait_for_function("document.getElementById('ack-done').textContent.length > 0")
         assert p.locator("#ack-done").inner_text().startswith("acknowledged by dr.reg at ")
