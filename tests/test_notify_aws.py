@@ -347,3 +347,18 @@ def test_the_template_deploys_what_the_code_expects() -> None:
     sms = res["ClinicalAlertSmsSubscription"]
     assert sms["Condition"] == "HasClinicalAlertSms" and sms["Properties"]["Protocol"] == "sms"
     assert sms["Properties"]["FilterPolicy"] == {"category": ["clinical"]}
+
+
+def test_a_routes_file_names_sns_recipients_by_topic_arn(tmp_path: Path) -> None:
+    from core.notify import RouteError
+    from sleepstack.notify.routes_file import load_routes
+
+    good = tmp_path / "routes.yaml"
+    good.write_text("routes:\n  - name: a\n    tiers:\n      - recipients: [{sns: 'arn:aws:sns:eu-west-2:1:t'}]\n")
+    assert load_routes(good)[0].tiers[0].recipients == (Recipient("sns", "arn:aws:sns:eu-west-2:1:t"),)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes:\n  - name: a\n    tiers:\n      - recipients: [{sns: 'clinical-alerts'}]\n")
+    with pytest.raises(
+        RouteError, match=r"route 'a' \(line 2\), field tiers\[0\]\.recipients\[0\].*not an SNS topic ARN"
+    ):
+        load_routes(bad)
