@@ -344,6 +344,10 @@ def test_the_template_deploys_what_the_code_expects() -> None:
                 if any(a.startswith("sns:") for a in actions):
                     publishers.append((name, actions, st["Resource"]))
     assert publishers == [("NotifierRole", ["sns:Publish"], {"Ref": "ClinicalAlertTopic"})]
+    for alarm in ("NotifierErrorsAlarm", "NotifierNotRunningAlarm"):  # its own failures reach operations
+        props = res[alarm]["Properties"]
+        assert props["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "NotifierFunction"}}]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     sms = res["ClinicalAlertSmsSubscription"]
     assert sms["Condition"] == "HasClinicalAlertSms" and sms["Properties"]["Protocol"] == "sms"
     assert sms["Properties"]["FilterPolicy"] == {"category": ["clinical"]}
