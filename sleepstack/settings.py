@@ -35,7 +35,7 @@
 | ``SLEEPSTACK_DASHBOARD_BASE`` | the dashboard's URL the acknowledgement links point to | ``http://127.0.0.1:8787`` |
 | ``SLEEPSTACK_CLINICAL_TOPIC_ARN`` | the SNS topic the notifier publishes alert transitions to (aws) | unset |
 | ``SLEEPSTACK_OUTBOX_TABLE`` | DynamoDB table of the notifier's outbox (aws) | unset |
-| ``SLEEPSTACK_NOTIFY_POLL_S`` | the notifier's pause between polls of the live store (0.5-30 s) | ``2`` |
+| ``SLEEPSTACK_NOTIFY_POLL_S`` | the AWS notifier's pause between polls inside an invocation (0.5-30 s) | ``2`` |
 | ``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S`` | tests only: the notifier pauses between a send and its commit | ``0`` |
 """
 
