@@ -47,8 +47,8 @@ __all__ = [
     "transitions",
 ]
 
-#: Delivery channels a recipient may use.
-CHANNELS: Final = ("email", "webhook")
+#: Delivery channels a recipient may use (``sns``: an SNS topic's ARN, on AWS).
+CHANNELS: Final = ("email", "webhook", "sns")
 
 #: How urgent each kind is (matched by a route's ``severities``): the patient's breathing
 #: and heart first, leaving the bed next, the device last.
@@ -86,8 +86,8 @@ class RouteError(InputError):
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    channel: str  # email | webhook
-    address: str  # an e-mail address or an http(s) URL
+    channel: str  # email | webhook | sns
+    address: str  # an e-mail address, an http(s) URL or an SNS topic ARN
 
     @property
     def ident(self) -> str:
@@ -357,7 +357,7 @@ def _tier(raw: Any, k: int, err: Any) -> Tier:
     for j, r in enumerate(recips):
         rname = f"{name}.recipients[{j}]"
         if not isinstance(r, dict) or len(r) != 1:
-            raise err(rname)("must be one of {email: ADDRESS} or {webhook: URL}")
+            raise err(rname)("must be one of {email: ADDRESS}, {webhook: URL} or {sns: TOPIC_ARN}")
         ((channel, address),) = r.items()
         if channel not in CHANNELS:
             raise err(rname)(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
@@ -367,5 +367,7 @@ def _tier(raw: Any, k: int, err: Any) -> Tier:
             raise err(rname)(f"{address!r} is not an e-mail address")
         if channel == "webhook" and not address.startswith(("https://", "http://")):
             raise err(rname)(f"{address!r} is not an http(s) URL")
+        if channel == "sns" and not (address.startswith("arn:aws") and ":sns:" in address):
+            raise err(rname)(f"{address!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
         out.append(Recipient(channel, address))
     return Tier(tuple(out), float(after))

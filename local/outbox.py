@@ -1,23 +1,20 @@
-"""The notifier's outbox: one row per message, keyed by its idempotency key, in an owner-only SQLite file.
+"""The notifier's outbox on the local stack: :class:`core.outbox.OutboxStore` in an owner-only SQLite file.
 
-Planning inserts with ``INSERT OR IGNORE`` (a replanned transition adds nothing); sending
-marks the attempt *before* it sends and the success after, so a crash between leaves the
-row queued with its attempt counted and it is resent under the same key (receivers drop
-the duplicate). After the last attempt a row is ``failed`` with its reason (the dead letter).
+Planning inserts with ``INSERT OR IGNORE`` (a replanned transition adds nothing); the
+semantics both outboxes keep are :mod:`core.outbox`'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from core.errors import SleepstackError
+from core.outbox import ERROR_CHARS, LISTED_COLUMNS, OutboxError, OutboxRow, OutboxStore, new_row, summarize
 from local.sqlite import SqliteStore, write_transaction
 
-__all__ = ["Outbox", "OutboxError", "OutboxRow"]
+__all__ = ["Outbox", "OutboxError", "OutboxRow"]  # the row and the error are core.outbox's, re-exported
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -31,39 +28,28 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
 
 
-class OutboxError(SleepstackError):
-    """The outbox cannot be written (e.g. a full disk); the step is retried."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    key: str
-    alert_id: str
-    transition: str
-    route: str
-    tier: int
-    channel: str
-    address: str
-    attempts: int
-    message: dict[str, Any]
-
-
-class Outbox(SqliteStore):
+class Outbox(SqliteStore, OutboxStore):
     """The outbox at ``path`` (created 0600 in a 0700 folder)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA)
 
     def add(self, rows: list[dict[str, Any]], now_ms: int) -> int:
-        """Queue messages (``key, alert_id, transition, route, tier, channel, address, due_ms,
-        message``); a key already present is ignored. Returns how many were new."""
+        cols = (
+            "key",
+            "alert_id",
+            "transition",
+            "route",
+            "tier",
+            "channel",
+            "address",
+            "created_ms",
+            "due_ms",
+            "next_ms",
+        )
         values = [
-            (
-                r["key"], r["alert_id"], r["transition"], r["route"], r["tier"], r["channel"], r["address"],
-                now_ms, r["due_ms"], r["due_ms"], orjson.dumps(r["message"]).decode(),
-            )
-            for r in rows
-        ]  # fmt: skip
+            (*(n[c] for c in cols), orjson.dumps(n["message"]).decode()) for n in (new_row(r, now_ms) for r in rows)
+        ]
         with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
             before = self._db.total_changes
             self._db.executemany(
@@ -130,33 +116,12 @@ class Outbox(SqliteStore):
         with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
             self._db.execute(
                 "UPDATE outbox SET error = ?, status = CASE WHEN ? THEN 'failed' ELSE status END WHERE key = ?",
-                (error[:500], failed, key),
+                (error[:ERROR_CHARS], failed, key),
             )
 
     def counts(self, now_ms: int) -> dict[str, Any]:
-        """``queued``, ``sent``, ``failed`` and ``oldest_unsent_s`` (0 when nothing waits)."""
-        out = {"queued": 0, "sent": 0, "failed": 0}
-        for status, n in self._rows("SELECT status, count(*) FROM outbox GROUP BY status"):
-            out[str(status)] = int(n)
-        oldest = self._rows("SELECT min(due_ms) FROM outbox WHERE status = 'queued' AND due_ms <= ?", (now_ms,))
-        out["oldest_unsent_s"] = max(0, (now_ms - int(oldest[0][0])) // 1000) if oldest and oldest[0][0] else 0
-        return out
+        return summarize(((str(st), int(due)) for st, due in self._rows("SELECT status, due_ms FROM outbox")), now_ms)
 
     def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The newest rows for ``sleepstack alerts outbox`` (no message bodies)."""
-        cols = (
-            "key",
-            "alert_id",
-            "transition",
-            "route",
-            "tier",
-            "channel",
-            "status",
-            "attempts",
-            "due_ms",
-            "sent_ms",
-            "error",
-        )
-        sql = f"SELECT {', '.join(cols)} FROM outbox ORDER BY created_ms DESC, key LIMIT ?"  # noqa: S608 - fixed columns
-        got = self._rows(sql, (limit,))
-        return [dict(zip(cols, r, strict=True)) for r in got]
+        sql = f"SELECT {', '.join(LISTED_COLUMNS)} FROM outbox ORDER BY created_ms DESC, key LIMIT ?"  # noqa: S608 - fixed columns
+        return [dict(zip(LISTED_COLUMNS, r, strict=True)) for r in self._rows(sql, (limit,))]

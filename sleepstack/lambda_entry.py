@@ -1,5 +1,6 @@
-"""The AWS Lambda entry points: the speed layer (``Handler: sleepstack.lambda_entry.lambda_handler``)
-and the raw delivery's record transformation (``firehose_transform_handler``).
+"""The AWS Lambda entry points: the speed layer (``Handler: sleepstack.lambda_entry.lambda_handler``),
+the raw delivery's record transformation (``firehose_transform_handler``) and the notifier
+(``notifier_handler``, :mod:`sleepstack.notify.aws`).
 
 It wires the handler from the environment once per execution environment (on the first
 invocation) and delegates every event to it; the handler itself is
@@ -23,13 +24,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from speed_layer.handler import SpeedLayerHandler
 
-__all__ = ["firehose_transform_handler", "lambda_handler", "logger", "metrics"]
+__all__ = ["firehose_transform_handler", "lambda_handler", "logger", "metrics", "notifier_handler"]
 
 SERVICE: Final = "sleepstack-speed-layer"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="sleepstack", service=SERVICE)
 
 _handler: SpeedLayerHandler | None = None
+_notifier: Any = None  # sleepstack.notify.engine.Notifier, wired at the notifier's first invocation
 _COUNTS: Final = (
     ("Records", "records"),
     ("KinesisRecords", "kinesis_records"),
@@ -72,3 +74,24 @@ def firehose_transform_handler(event: dict[str, Any], context: Any) -> dict[str,
     from batch_layer.raw_landing import firehose_transform
 
     return firehose_transform(event)
+
+
+def notifier_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The notifier's entry point (``Handler: sleepstack.lambda_entry.notifier_handler``): the
+    schedule's event carries nothing it needs; it polls until its time is nearly up."""
+    global _notifier  # noqa: PLW0603 - one wiring per Lambda execution environment
+    from sleepstack.notify.aws import run_invocation
+    from sleepstack.settings import Settings
+
+    settings = Settings.from_env()
+    if _notifier is None:
+        from sleepstack.wiring import notifier
+
+        copy_config_to_registered_loggers(source_logger=logger, include={"sleepstack", "core"})
+        _notifier = notifier(settings)
+        if _notifier is None:
+            logger.warning("notifier: no routes (set SLEEPSTACK_CLINICAL_TOPIC_ARN or a routes file); idle")
+            return {"passes": 0}
+    figures = run_invocation(_notifier, lambda: context.get_remaining_time_in_millis() / 1000, settings.notify_poll_s)
+    logger.info("notifier invocation", extra=figures)  # counts and channel names only
+    return figures

@@ -1,7 +1,10 @@
 """``sleepstack package``: the deployable artefacts, under ``build/``.
 
-* ``build/lambda.zip`` — the speed-layer function and the raw delivery's transformation
-  function: the whole packages ``core``, ``dead_letters``, ``registry`` (subjects' alert thresholds), ``speed_layer``,
+* ``build/lambda.zip`` — the speed-layer function, the raw delivery's transformation
+  function and the notifier (:mod:`sleepstack.notify.aws`): the whole packages ``core``,
+  ``dead_letters``, ``registry`` (subjects' alert thresholds and labels), ``speed_layer``,
+  ``serving`` (the notifier reads alert episodes through :mod:`serving.live_queries`; the
+  SQL engines import DuckDB and pyathena only when used), ``access`` (acknowledgement links),
   ``batch_layer`` (the transform is :mod:`batch_layer.raw_landing`; Spark and Arrow are
   imported only by the nightly job's modules) and the composition root ``sleepstack``
   (its entry points :mod:`sleepstack.lambda_entry`; the rest imports its heavy
@@ -58,9 +61,19 @@ LAMBDA_REQUIREMENTS: Final = (
     "orjson>=3.10",
     "numpy>=2.0,<3",
     "scipy>=1.13,<2",
+    "pyyaml>=6,<7",  # the notifier's routes file, when one is set
 )
 #: Our packages in the function (whole packages, never single files), under :func:`source_root`.
-LAMBDA_SOURCES: Final = ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack")
+LAMBDA_SOURCES: Final = (
+    "core",
+    "dead_letters",
+    "registry",
+    "speed_layer",
+    "batch_layer",
+    "serving",
+    "access",
+    "sleepstack",
+)
 GLUE_SOURCES: Final = ("core", "registry", "batch_layer")
 _DROP_DIRS: Final = {"__pycache__", "tests"}
 #: numpy.testing (which scipy imports) imports from numpy's own test packages: keep numpy whole.
@@ -140,7 +153,7 @@ def _copy_sources(repo: Path, sources: Iterable[str], dest: Path) -> None:
     for src in sources:
         path = repo / src
         if path.is_dir():
-            shutil.copytree(path, dest / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(path, dest / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules"))
         else:
             (dest / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / src)

@@ -33,6 +33,9 @@
 | ``SLEEPSTACK_SMTP_CAFILE`` | a CA bundle that verifies the relay's certificate | system CAs |
 | ``SLEEPSTACK_WEBHOOK_SECRET`` | the HMAC-SHA256 key that signs webhooks | unset (no webhooks) |
 | ``SLEEPSTACK_DASHBOARD_BASE`` | the dashboard's URL the acknowledgement links point to | ``http://127.0.0.1:8787`` |
+| ``SLEEPSTACK_CLINICAL_TOPIC_ARN`` | the SNS topic the notifier publishes alert transitions to (aws) | unset |
+| ``SLEEPSTACK_OUTBOX_TABLE`` | DynamoDB table of the notifier's outbox (aws) | unset |
+| ``SLEEPSTACK_NOTIFY_POLL_S`` | the AWS notifier's pause between polls inside an invocation (0.5-30 s) | ``2`` |
 | ``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S`` | tests only: the notifier pauses between a send and its commit | ``0`` |
 """
 
@@ -98,6 +101,12 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     #: Where the one-click acknowledgement links point (``SLEEPSTACK_DASHBOARD_BASE``).
     dashboard_base: str = "http://127.0.0.1:8787"
+    #: The SNS topic of clinical alerts (``SLEEPSTACK_CLINICAL_TOPIC_ARN``, aws).
+    clinical_topic_arn: str | None = None
+    #: The notifier's outbox table (``SLEEPSTACK_OUTBOX_TABLE``, aws).
+    outbox_table: str | None = None
+    #: The notifier's pause between polls (``SLEEPSTACK_NOTIFY_POLL_S``).
+    notify_poll_s: float = 2.0
     #: Fault injection for the kill -9 test only: the notifier stalls for this many seconds
     #: between a message's acceptance and its commit (``SLEEPSTACK_NOTIFY_CRASH_WINDOW_S``).
     notify_crash_window_s: float = 0.0
@@ -247,7 +256,8 @@ def _seconds(e: Mapping[str, str], name: str, default: str, lo: float, hi: float
 
 
 def _notify_settings(e: Mapping[str, str]) -> dict[str, Any]:
-    """The notifier's settings (:mod:`sleepstack.notify`): routes file, SMTP relay, webhook key."""
+    """The notifier's settings (:mod:`sleepstack.notify`): routes file, SMTP relay, webhook key,
+    and on AWS its SNS topic and outbox table."""
     smtp_port = e.get("SLEEPSTACK_SMTP_PORT", "587")
     if not smtp_port.isdigit() or not 0 < int(smtp_port) <= 65535:
         raise ConfigError("SLEEPSTACK_SMTP_PORT", f"must be a TCP port (1-65535), not {smtp_port!r}")
@@ -266,4 +276,7 @@ def _notify_settings(e: Mapping[str, str]) -> dict[str, Any]:
         "webhook_secret": e.get("SLEEPSTACK_WEBHOOK_SECRET") or None,
         "dashboard_base": e.get("SLEEPSTACK_DASHBOARD_BASE", "http://127.0.0.1:8787"),
         "notify_crash_window_s": crash_s,
+        "clinical_topic_arn": e.get("SLEEPSTACK_CLINICAL_TOPIC_ARN") or None,
+        "outbox_table": e.get("SLEEPSTACK_OUTBOX_TABLE") or None,
+        "notify_poll_s": _seconds(e, "SLEEPSTACK_NOTIFY_POLL_S", "2", 0.5, 30.0),
     }

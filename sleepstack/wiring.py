@@ -25,6 +25,7 @@ from speed_layer.store import LiveStore, OpenSearchLiveStore
 if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
     from access.accounts import AccountStore
     from access.audit import AuditLog
+    from core.outbox import OutboxStore
     from local.alert_acks import AlertAcks
     from registry.store import RegistryStore
     from serving.live_queries import LiveQueries
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module
     from speed_layer.subject_rules import SubjectRules
 
 __all__ = [
+    "aws_outbox",
     "dashboards_post",
     "dead_letters",
     "kinesis_client",
@@ -220,6 +222,17 @@ def accounts(settings: Settings, *, create: bool = True) -> AccountStore:
     return LocalAccounts(settings.paths.accounts_db)
 
 
+def aws_outbox(settings: Settings) -> OutboxStore:
+    """The notifier's DynamoDB outbox (``SLEEPSTACK_OUTBOX_TABLE``)."""
+    if not settings.outbox_table:
+        raise ConfigError("SLEEPSTACK_OUTBOX_TABLE", "must be set for the notifier when SLEEPSTACK_TARGET=aws")
+    import boto3
+
+    from sleepstack.notify.dynamo_outbox import DynamoOutbox
+
+    return DynamoOutbox(boto3.client("dynamodb", region_name=settings.region), settings.outbox_table)
+
+
 def alert_acks(settings: Settings) -> AlertAcks:
     """Who acknowledged which alert, and the one-click links used: an SQLite file of the home
     (the dashboard writes it, the notifier reads it to stop escalating)."""
@@ -318,20 +331,32 @@ def aws_erasure_stores(settings: Settings) -> AwsStores:
 
 
 def notifier(settings: Settings, *, clock: Callable[[], float] | None = None) -> Notifier | None:
-    """The notifier of this home (:mod:`sleepstack.notify.engine`), or ``None`` when no routes
-    file is set (it idles then: never a default recipient)."""
+    """The notifier of this home (:mod:`sleepstack.notify.engine`), or ``None`` when it has
+    nobody to tell (it idles then: never a default recipient).
+
+    Locally: the routes file, the SQLite outbox, SMTP and webhooks. On AWS
+    (``SLEEPSTACK_TARGET=aws``): the DynamoDB outbox, and the clinical SNS topic as one more
+    channel that a built-in route (:func:`sleepstack.notify.aws.topic_route`) publishes every
+    alert transition to; a routes file, SMTP and webhooks still add theirs."""
     import time
 
-    from local.outbox import Outbox
-    from sleepstack.dashboard import ack_key
     from sleepstack.notify.channels import Channel, EmailChannel, WebhookChannel
     from sleepstack.notify.engine import Notifier
     from sleepstack.notify.routes_file import load_routes
 
-    if settings.alert_routes is None:
-        return None
-    routes = load_routes(settings.alert_routes)
+    aws = settings.target == "aws"
+    routes = load_routes(settings.alert_routes) if settings.alert_routes is not None else []
     channels: dict[str, Channel] = {}
+    if aws and settings.clinical_topic_arn:
+        import boto3
+
+        from sleepstack.notify.aws import topic_route
+        from sleepstack.notify.channels import SnsChannel
+
+        routes.append(topic_route(settings.clinical_topic_arn))
+        channels["sns"] = SnsChannel(boto3.client("sns", region_name=settings.region))
+    if not routes:
+        return None
     if settings.smtp_host:
         channels["email"] = EmailChannel(
             settings.smtp_host,
@@ -358,6 +383,19 @@ def notifier(settings: Settings, *, clock: Callable[[], float] | None = None) ->
 
         def crash() -> None:  # the kill -9 test's window between acceptance and commit
             time.sleep(window)
+
+    if aws:  # no acknowledgement store or dashboard links on AWS yet (docs/alerts.md)
+        return Notifier(
+            routes,
+            live_queries(settings),
+            aws_outbox(settings),
+            channels,
+            subject_info=subject_info,
+            alerts_store=live_store(settings),
+            clock=clock or time.time,
+        )
+    from local.outbox import Outbox
+    from sleepstack.dashboard import ack_key
 
     return Notifier(
         routes,

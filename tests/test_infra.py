@@ -191,6 +191,8 @@ _BAD = {
     "AthenaBytesScannedCutoff": "100",
     "AlarmEmail": "ops-at-example",
     "ClinicalAlertEmail": "nurse at ward",
+    "ClinicalAlertSms": "07700 900123",
+    "NotifierPollSeconds": "0",
 }
 
 

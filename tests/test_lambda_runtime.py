@@ -20,6 +20,7 @@ from core.contract import Record, to_wire
 from ingest.aggregation import pack_records
 from sleepstack.bench.fixtures import one_shard, simulated_night_records
 from sleepstack.bench.lambda_runtime import (
+    NOTIFIER_HANDLER,
     TRANSFORM_HANDLER,
     aws_standins,
     firehose_event,
@@ -27,7 +28,7 @@ from sleepstack.bench.lambda_runtime import (
     speed_layer_function,
     unzip_package,
 )
-from sleepstack.emulator import EmulatorError, build_emulator, runtime_dir
+from sleepstack.emulator import EmulatedFunction, EmulatorError, build_emulator, runtime_dir
 from sleepstack.package import build_lambda
 from tests.conftest import REPO_ROOT
 
@@ -132,3 +133,52 @@ def test_the_firehose_transform_in_the_lambda_runtime(
     assert [row["record_id"] for row in rows] == [r.record_id for r in night[:50]]
     assert all(r["metadata"]["partitionKeys"]["dt"] for r in results[:50])
     assert fn.init_ms is not None and fn.peak_rss_mb > 0
+
+
+def test_the_notifier_publishes_an_open_episode_to_the_clinical_topic_in_the_lambda_runtime(
+    emulated: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The zip's notifier, as the schedule starts it: it reads the episode the speed layer
+    indexed, stores one outbox item and publishes once; a second invocation publishes nothing."""
+    import json
+
+    from core.live.alerts import alert_id
+    from speed_layer.indices import index_for
+
+    emulator, task_root, runtime = emulated
+    start = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+    doc = {
+        "doc_id": alert_id("AA:77", "hr_high", start),
+        "subject_id": "s077",
+        "device_id": "AA:77",
+        "source": "strap",
+        "kind": "hr_high",
+        "category": "clinical",
+        "status": "open",
+        "start_ms": start,
+        "end_ms": None,
+        "raised_ms": start + 5_000,
+        "duration_s": 0.0,
+        "value": 151.0,
+        "threshold": 150.0,
+    }
+    with aws_standins() as stand:
+        stand.opensearch.docs[(index_for("sleepstack", "alerts", doc), doc["doc_id"])] = doc
+        # a 13-s timeout leaves the loop one pass (it stops with less than its margin + a poll left)
+        fn = EmulatedFunction(
+            emulator, task_root, runtime, NOTIFIER_HANDLER, env=stand.notifier_env, memory_mb=512,
+            timeout_s=13, log=tmp_path / "rie.log",
+        )  # fmt: skip
+        with fn:
+            first = fn.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
+            second = fn.invoke({"source": "aws.events", "detail-type": "Scheduled Event"})
+        assert first["planned"] == 1 and first["sent"] == 1 and first["errors"] == 0, fn.log_text()[-3000:]
+        assert second["planned"] == 0 and second["sent"] == 0
+        got = stand.client("sqs").receive_message(QueueUrl=stand.clinical_queue_url, MaxNumberOfMessages=10)
+        (msg,) = [json.loads(m["Body"]) for m in got.get("Messages", [])]
+        assert msg["MessageAttributes"]["kind"]["Value"] == "hr_high"
+        assert msg["MessageAttributes"]["severity"]["Value"] == "high"
+        assert "Who: s077" in msg["Message"] and "151" not in msg["Message"]  # no label: the pseudonym, no value
+        items = stand.client("dynamodb").scan(TableName=stand.notifier_env["SLEEPSTACK_OUTBOX_TABLE"])["Items"]
+        assert sorted(i["status"]["S"] for i in items if "status" in i) == ["sent"]
+    print(f"notifier in the emulator: init {fn.init_ms:.0f} ms, peak RSS {fn.peak_rss_mb:.0f} MB")

@@ -27,7 +27,11 @@ def _import_handler(root: Path, extra: list[str]) -> str:
     code = (
         "import sys; sys.path[:0] = sys.argv[1:]; import sleepstack.lambda_entry as h, sleepstack.wiring;"
         " import batch_layer.raw_landing;"
-        " heavy = sorted({'bleak', 'pyspark', 'pyarrow', 'duckdb', 'local'} & set(sys.modules));"
+        " import sleepstack.notify.aws, sleepstack.notify.dynamo_outbox, serving.live_queries, access.ack_links;"
+        " outside = [m.__file__ for m in (sleepstack.notify.aws, serving.live_queries, access.ack_links)"
+        "            if not m.__file__.startswith(sys.argv[1])];"
+        " assert not outside, outside;"
+        " heavy = sorted({'bleak', 'pyspark', 'pyarrow', 'duckdb', 'local', 'ingest'} & set(sys.modules));"
         " assert not heavy, heavy;"
         " print(h.__file__)"
     )
@@ -42,7 +46,17 @@ def test_lambda_zip_holds_the_handler_and_core_and_no_boto3(tmp_path: Path) -> N
     out, zipped, unzipped = build_lambda(REPO_ROOT, tmp_path / "build", _no_dependencies)
     names = zipfile.ZipFile(out).namelist()
     assert "sleepstack/lambda_entry.py" in names and "speed_layer/handler.py" in names
-    for pkg in ("core", "dead_letters", "registry", "speed_layer", "batch_layer", "sleepstack"):  # whole packages
+    for pkg in package.LAMBDA_SOURCES:  # whole packages
+        assert pkg in (
+            "core",
+            "dead_letters",
+            "registry",
+            "speed_layer",
+            "batch_layer",
+            "serving",
+            "access",
+            "sleepstack",
+        )
         ours = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / pkg).rglob("*.py")}
         assert ours <= set(names), sorted(ours - set(names))
     # no stand-ins, no collector, no simulator (tests and the demo use it; a function never does)
@@ -110,7 +124,8 @@ def test_real_lambda_package_fits_and_imports_with_only_the_runtime_boto3(tmp_pa
     code = (
         "import sys; sys.path[:] = [p for p in sys.path if 'site-packages' not in p] + sys.argv[1:];"
         " import numpy, scipy.signal, opensearchpy, orjson, aws_lambda_powertools;"
-        " import sleepstack.lambda_entry, sleepstack.wiring; print(numpy.__file__)"
+        " import sleepstack.lambda_entry, sleepstack.wiring; print(numpy.__file__);"
+        " import sleepstack.notify.aws, sleepstack.notify.dynamo_outbox, sleepstack.notify.routes_file, yaml"
     )
     done = subprocess.run(
         [sys.executable, "-S", "-c", code, str(root), str(runtime)],

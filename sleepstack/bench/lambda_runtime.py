@@ -38,6 +38,7 @@ from core.contract import Record, to_wire
 from sleepstack.emulator import EmulatedFunction, build_emulator, runtime_dir
 
 __all__ = [
+    "NOTIFIER_HANDLER",
     "SPEED_HANDLER",
     "TRANSFORM_HANDLER",
     "AwsStandIns",
@@ -52,12 +53,17 @@ __all__ = [
 
 SPEED_HANDLER: Final = "sleepstack.lambda_entry.lambda_handler"
 TRANSFORM_HANDLER: Final = "sleepstack.lambda_entry.firehose_transform_handler"
+NOTIFIER_HANDLER: Final = "sleepstack.lambda_entry.notifier_handler"
 _REGION: Final = "us-east-1"
 _ARN: Final = f"arn:aws:kinesis:{_REGION}:000000000000:stream/sleepstack-dev-ingest"
 
 
 class BulkSink:
-    """An OpenSearch ``_bulk`` endpoint on loopback that keeps what it is sent: ``docs`` by (index, id)."""
+    """An OpenSearch ``_bulk`` endpoint on loopback that keeps what it is sent: ``docs`` by (index, id).
+
+    It also answers ``_search`` on the alert indices with every alert document it holds
+    (the query is not evaluated: the notifier, which asks, re-derives what it needs), so
+    the notifier function can run against it."""
 
     def __init__(self) -> None:
         self.docs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -68,7 +74,16 @@ class BulkSink:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.requests += 1
-                if not self.path.split("?")[0].endswith("/_bulk"):
+                path = self.path.split("?")[0]
+                if path.endswith("/_search") and "-alerts" in path:
+                    hits = [
+                        {"_index": i, "_id": d, "_source": doc}
+                        for (i, d), doc in sorted(sink.docs.items())
+                        if "-alerts-" in i
+                    ]
+                    self._answer(200, {"took": 1, "hits": {"total": {"value": len(hits)}, "hits": hits}})
+                    return
+                if not path.endswith("/_bulk"):
                     self._answer(404, {"error": f"not served here: {self.path}"})
                     return
                 lines = [json.loads(x) for x in body.decode().splitlines() if x.strip()]
@@ -78,6 +93,8 @@ class BulkSink:
                     sink.docs[(meta["_index"], meta["_id"])] = doc
                     items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": 201}})
                 self._answer(200, {"took": 1, "errors": False, "items": items})
+
+            do_GET = do_POST  # a search may come as GET with a body
 
             def _answer(self, status: int, obj: Any) -> None:
                 data = json.dumps(obj).encode()
@@ -106,6 +123,9 @@ class AwsStandIns:
     endpoint: str
     opensearch: BulkSink
     env: dict[str, str] = field(default_factory=dict)
+    #: The notifier function's variables (the template's), and the queue subscribed to its topic.
+    notifier_env: dict[str, str] = field(default_factory=dict)
+    clinical_queue_url: str = ""
 
     def client(self, service: str) -> Any:
         import boto3
@@ -162,10 +182,25 @@ def aws_standins(*, dead_letter_bucket: bool = True) -> Iterator[AwsStandIns]:
         tables = {
             "SpeedLayerStateTable": "sleepstack-dev-speed-layer-state",
             "RegistryTable": "sleepstack-dev-registry",
+            "NotifierOutboxTable": "sleepstack-dev-notifier-outbox",
         }
         _create_tables(stand.client("dynamodb"), load_template(), tables)
         if dead_letter_bucket:
             stand.client("s3").create_bucket(Bucket="sleepstack-dev-dead-letters")
+        topic = stand.client("sns").create_topic(Name="sleepstack-dev-clinical-alerts")["TopicArn"]
+        sqs = stand.client("sqs")
+        stand.clinical_queue_url = sqs.create_queue(QueueName="clinical-alerts-reader")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=stand.clinical_queue_url, AttributeNames=["QueueArn"])
+        stand.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+        lambda_given = {
+            # what Lambda gives every function (credentials of its role), pointed at the stand-ins
+            "AWS_REGION": _REGION,
+            "AWS_DEFAULT_REGION": _REGION,
+            "AWS_ACCESS_KEY_ID": "emulated",
+            "AWS_SECRET_ACCESS_KEY": "emulated",
+            "AWS_SESSION_TOKEN": "emulated",
+            "AWS_ENDPOINT_URL": stand.endpoint,
+        }
         stand.env = {
             # the function's variables, as the template sets them
             "SLEEPSTACK_TARGET": "aws",
@@ -175,13 +210,19 @@ def aws_standins(*, dead_letter_bucket: bool = True) -> Iterator[AwsStandIns]:
             "SLEEPSTACK_REGISTRY_TABLE": tables["RegistryTable"],
             "OPENSEARCH_URL": sink.url,
             "POWERTOOLS_SERVICE_NAME": "sleepstack-speed-layer",
-            # what Lambda gives every function (credentials of its role), pointed at the stand-ins
-            "AWS_REGION": _REGION,
-            "AWS_DEFAULT_REGION": _REGION,
-            "AWS_ACCESS_KEY_ID": "emulated",
-            "AWS_SECRET_ACCESS_KEY": "emulated",
-            "AWS_SESSION_TOKEN": "emulated",
-            "AWS_ENDPOINT_URL": stand.endpoint,
+            **lambda_given,
+        }
+        stand.notifier_env = {
+            "SLEEPSTACK_TARGET": "aws",
+            "SLEEPSTACK_ENV": "dev",
+            "SLEEPSTACK_TZ": "UTC",
+            "SLEEPSTACK_REGISTRY_TABLE": tables["RegistryTable"],
+            "SLEEPSTACK_OUTBOX_TABLE": tables["NotifierOutboxTable"],
+            "SLEEPSTACK_CLINICAL_TOPIC_ARN": topic,
+            "SLEEPSTACK_NOTIFY_POLL_S": "1",
+            "OPENSEARCH_URL": sink.url,
+            "POWERTOOLS_SERVICE_NAME": "sleepstack-notifier",
+            **lambda_given,
         }
         yield stand
     finally:

@@ -1,4 +1,6 @@
-"""Delivery channels: e-mail over SMTP (STARTTLS, AUTH) and JSON webhooks signed with HMAC-SHA256.
+"""Delivery channels: e-mail over SMTP (STARTTLS, AUTH), JSON webhooks signed with
+HMAC-SHA256, and on AWS an SNS topic (:class:`SnsChannel`) that e-mail and SMS subscriptions
+hang off.
 
 Every message carries its idempotency key: the e-mail's ``Message-ID`` is
 ``<KEY@sleepstack>`` and the webhook sends an ``Idempotency-Key`` header, so a receiver
@@ -24,12 +26,15 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+from core.notify import SEVERITY
+
 __all__ = [
     "SIGNATURE_HEADER",
     "TOLERANCE_S",
     "Channel",
     "ChannelError",
     "EmailChannel",
+    "SnsChannel",
     "WebhookChannel",
     "sign",
     "verify_signature",
@@ -121,3 +126,51 @@ class WebhookChannel:
             raise ChannelError(f"webhook: HTTP {exc.code}") from exc
         except OSError as exc:
             raise ChannelError(f"webhook: {type(exc).__name__}") from exc
+
+
+#: SNS's limits: a ``Subject`` is ASCII, one line, at most 100 characters.
+_SNS_SUBJECT_CHARS: Final = 100
+
+
+@dataclass
+class SnsChannel:
+    """Publishes to the SNS topic named by the recipient's address (a topic ARN) through an
+    injected boto3 ``sns`` client.
+
+    The body is the message's plain text (what SMS and e-mail subscribers read: label, kind,
+    time, link; values only when the route opts in); the ``Subject`` (e-mail subscribers) is
+    its subject line made ASCII. Message attributes let subscriptions filter (SNS filter
+    policies): ``kind``, ``severity`` (:data:`core.notify.SEVERITY`), ``category``,
+    ``transition``, ``route``, ``tier`` and ``idempotency_key``.
+    """
+
+    client: Any
+
+    def send(self, address: str, key: str, message: dict[str, Any]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        payload = message.get("payload", {})
+        kind = str(payload.get("kind", ""))
+        attributes = {
+            "kind": kind,
+            "severity": SEVERITY.get(kind, "low"),
+            "category": str(payload.get("category", "")),
+            "transition": str(payload.get("transition", "")),
+            "route": str(message.get("route", "")),
+            "idempotency_key": key,
+        }
+        subject = " ".join(str(message["subject"]).encode("ascii", "replace").decode().split())
+        try:
+            self.client.publish(
+                TopicArn=address,
+                Message=message["text"],
+                Subject=subject[:_SNS_SUBJECT_CHARS],
+                MessageAttributes={
+                    **{k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+                    "tier": {"DataType": "Number", "StringValue": str(int(payload.get("tier", 0)))},
+                },
+            )
+        except ClientError as exc:
+            raise ChannelError(f"sns: {exc.response.get('Error', {}).get('Code', 'error')}") from exc
+        except BotoCoreError as exc:
+            raise ChannelError(f"sns: {type(exc).__name__}") from exc

@@ -21,7 +21,7 @@ from access.ack_links import sign_link
 from access.acks import AckStore
 from core.live.alerts import AlertKind, alert_id
 from core.notify import Route, idempotency_key, message, transitions
-from local.outbox import Outbox
+from core.outbox import OutboxStore
 from serving.live_queries import LiveQueries
 from sleepstack.notify.channels import Channel, ChannelError
 from speed_layer.store import LiveStore
@@ -46,7 +46,7 @@ class Notifier:
         self,
         routes: Sequence[Route],
         queries: LiveQueries,
-        outbox: Outbox,
+        outbox: OutboxStore,
         channels: Mapping[str, Channel],
         *,
         acks: AckStore | None = None,
@@ -65,6 +65,11 @@ class Notifier:
         self.crash_after_send = crash_after_send  # fault injection (tests): called between send and commit
         self._failing: dict[str, int] = {}
         self.planned = self.sent = self.errors = 0
+
+    @property
+    def failing_channels(self) -> list[str]:
+        """The channels whose last attempt failed (a ``notifier_failing`` alert is open for each)."""
+        return sorted(self._failing)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -129,7 +134,12 @@ class Notifier:
                             "channel": r.channel,
                             "address": r.address,
                             "due_ms": route.due_ms(due),
-                            "message": {"subject": m.subject, "text": m.text, "payload": m.payload},
+                            "message": {
+                                "subject": m.subject,
+                                "text": m.text,
+                                "payload": m.payload,
+                                "route": route.name,
+                            },
                         }
                     )
         return out
@@ -202,3 +212,15 @@ class Notifier:
         queued = self.plan()
         self.send()
         return {"planned": queued, **self.outbox.counts(self.now_ms()), "failing_channels": sorted(self._failing)}
+
+    def run_until(self, stop: Callable[[], bool], poll_s: float, sleep: Callable[[float], None] = time.sleep) -> int:
+        """Plan and send every ``poll_s`` until ``stop()`` (the AWS notifier's invocation:
+        ``stop`` when too little of it is left for another pass). Returns the passes made."""
+        passes = 0
+        while True:
+            self.plan()
+            self.send()
+            passes += 1
+            if stop():
+                return passes
+            sleep(poll_s)
