@@ -25,6 +25,7 @@ from speed_layer.store import LiveStore, OpenSearchLiveStore
 if TYPE_CHECKING:  # serving is not in the Lambda zip, which imports this module: imported where used
     from access.accounts import AccountStore
     from access.audit import AuditLog
+    from core.notify import Route
     from core.outbox import OutboxStore
     from local.alert_acks import AlertAcks
     from registry.store import RegistryStore
@@ -330,6 +331,21 @@ def aws_erasure_stores(settings: Settings) -> AwsStores:
     )
 
 
+def _refuse_escalation_without_acks(routes: Sequence[Route], source: str) -> None:
+    """The AWS notifier has no acknowledgement store yet: a later tier would page its
+    recipients whether or not somebody answered, so a route with more than one tier is
+    refused there (docs/alerts.md, "On AWS")."""
+    from core.notify import RouteError
+
+    for route in routes:
+        if len(route.tiers) > 1:
+            raise RouteError(
+                f"{source}: route {route.name!r}",
+                f"escalates ({len(route.tiers)} tiers), but acknowledgements do not reach the AWS notifier yet,"
+                " so every tier would be sent whether or not somebody answered; give it one tier on AWS",
+            )
+
+
 def notifier(settings: Settings, *, clock: Callable[[], float] | None = None) -> Notifier | None:
     """The notifier of this home (:mod:`sleepstack.notify.engine`), or ``None`` when it has
     nobody to tell (it idles then: never a default recipient).
@@ -346,6 +362,8 @@ def notifier(settings: Settings, *, clock: Callable[[], float] | None = None) ->
 
     aws = settings.target == "aws"
     routes = load_routes(settings.alert_routes) if settings.alert_routes is not None else []
+    if aws:
+        _refuse_escalation_without_acks(routes, str(settings.alert_routes))
     channels: dict[str, Channel] = {}
     if aws and settings.clinical_topic_arn:
         import boto3

@@ -366,3 +366,24 @@ def test_a_routes_file_names_sns_recipients_by_topic_arn(tmp_path: Path) -> None
         RouteError, match=r"route 'a' \(line 2\), field tiers\[0\]\.recipients\[0\].*not an SNS topic ARN"
     ):
         load_routes(bad)
+
+
+def test_escalation_tiers_are_refused_on_aws_where_no_acknowledgement_reaches_the_notifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an acknowledgement store on AWS, a later tier would page whether or not
+    somebody answered: the wiring refuses it with a typed error naming the route."""
+    from core.notify import RouteError
+    from sleepstack.settings import Settings
+    from sleepstack.wiring import notifier
+    from tests.conftest import REPO_ROOT
+
+    _fake_credentials(monkeypatch)
+    for k, v in {
+        "SLEEPSTACK_TARGET": "aws",
+        "SLEEPSTACK_HOME": str(tmp_path / "home"),
+        "SLEEPSTACK_ALERT_ROUTES": str(REPO_ROOT / "docs" / "examples" / "alert-routes.yaml"),
+    }.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(RouteError, match=r"route 'ward-7-clinical'.*escalates \(3 tiers\).*one tier on AWS"):
+        notifier(Settings.from_env())
