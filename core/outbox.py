@@ -14,18 +14,24 @@ of them that are not storage, live here:
   (receivers drop the duplicate, ADR 6). After the last attempt a row is ``failed`` with
   its reason (the dead letter).
 * :func:`summarize` turns the rows' statuses into what ``stack status`` shows.
+* Every row keeps whose episode it is (``subject_id``, ``device_id``, ``event_ms``: the
+  episode's start), never sent, so that erasing a subject (``sleepstack erase``) finds its
+  messages: :func:`is_subjects`, and :meth:`OutboxStore.erase_subject`.
 
 Pure: no I/O here.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from core.registry import Window, in_windows
 
 __all__ = [
     "ERROR_CHARS",
@@ -34,6 +40,7 @@ __all__ = [
     "OutboxError",
     "OutboxRow",
     "OutboxStore",
+    "is_subjects",
     "new_row",
     "summarize",
 ]
@@ -95,8 +102,22 @@ def new_row(planned: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         "attempts": 0,
         "sent_ms": None,
         "error": None,
+        "subject_id": str(planned.get("subject_id") or ""),
+        "device_id": str(planned.get("device_id") or ""),
+        "event_ms": int(planned.get("event_ms") or 0),
         "message": planned["message"],
     }
+
+
+def is_subjects(row: Mapping[str, Any], subject_id: str, windows: Sequence[Window]) -> bool:
+    """Whether a stored row (``subject_id``, ``device_id``, ``event_ms``, ``message``) is about
+    the subject: filed under it, or from one of its devices during its assignments
+    (``windows``), or naming the subject's id as a word in its message (the label may be
+    that id; and rows stored before rows kept whose episode they were have only that)."""
+    if row.get("subject_id") == subject_id or in_windows(windows, row.get("device_id"), row.get("event_ms")):
+        return True
+    text = json.dumps(row.get("message"))
+    return re.search(rf"(?<![\w-]){re.escape(subject_id)}(?![\w-])", text) is not None
 
 
 def summarize(rows: Iterable[tuple[str, int]], now_ms: int) -> dict[str, Any]:
@@ -114,6 +135,10 @@ def summarize(rows: Iterable[tuple[str, int]], now_ms: int) -> dict[str, Any]:
 
 class OutboxStore(ABC):
     """What the notifier needs of its outbox (module docstring: the semantics)."""
+
+    @abstractmethod
+    def erase_subject(self, subject_id: str, windows: Sequence[Window], *, dry_run: bool = False) -> int:
+        """Delete the rows about the subject (:func:`is_subjects`); how many (only counted when ``dry_run``)."""
 
     @abstractmethod
     def add(self, rows: list[dict[str, Any]], now_ms: int) -> int:

@@ -303,6 +303,7 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
     for db in _read_only(home.state_db):
         rows = db.execute("SELECT device_id, state FROM device_state")
         out.hits["device_state"] = sum(quoted in json.dumps(decode_state(d, s)) for d, s in rows)
+    out.hits["notifier_outbox"] = _scan_outbox(home, subject_id, windows)
     mine = [e for e in _exports(home) if e.get("subject_id") == subject_id]
     out.hits["export_index"] = len(mine)
     out.hits["export_files"] = sum(Path(f).is_file() for e in mine for f in e.get("files", []))
@@ -310,6 +311,22 @@ def scan(home: Home, subject_id: str, windows: Sequence[Window]) -> Scan:
         lines = [json.loads(line) for line in home.audit_log.read_text().splitlines() if line.strip()]
         out.kept["access_audit_entries"] = sum(subject_id in e.get("subjects", []) for e in lines)
     return out
+
+
+def _scan_outbox(home: Home, subject_id: str, windows: Sequence[Window]) -> int:
+    """The notifier's outbox rows about the subject (read-only: an outbox made before rows
+    kept whose episode they were is read as it is, not migrated)."""
+    from core.outbox import is_subjects
+
+    n = 0
+    for db in _read_only(home.outbox_db):
+        cur = db.execute("SELECT * FROM outbox")
+        names = [c[0] for c in cur.description]
+        for values in cur:
+            row = dict(zip(names, values, strict=True))
+            row["message"] = json.loads(row["message"])
+            n += is_subjects(row, subject_id, windows)
+    return n
 
 
 def registry_hits(reg: RegistryStore, subject_id: str) -> dict[str, int]:

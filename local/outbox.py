@@ -6,12 +6,23 @@ semantics both outboxes keep are :mod:`core.outbox`'s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from core.outbox import ERROR_CHARS, LISTED_COLUMNS, OutboxError, OutboxRow, OutboxStore, new_row, summarize
+from core.outbox import (
+    ERROR_CHARS,
+    LISTED_COLUMNS,
+    OutboxError,
+    OutboxRow,
+    OutboxStore,
+    is_subjects,
+    new_row,
+    summarize,
+)
+from core.registry import Window
 from local.sqlite import SqliteStore, write_transaction
 
 __all__ = ["Outbox", "OutboxError", "OutboxRow"]  # the row and the error are core.outbox's, re-exported
@@ -21,11 +32,14 @@ CREATE TABLE IF NOT EXISTS outbox (
   key TEXT PRIMARY KEY, alert_id TEXT NOT NULL, transition TEXT NOT NULL, route TEXT NOT NULL,
   tier INTEGER NOT NULL, channel TEXT NOT NULL, address TEXT NOT NULL, created_ms INTEGER NOT NULL,
   due_ms INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'queued', attempts INTEGER NOT NULL DEFAULT 0,
-  next_ms INTEGER NOT NULL, sent_ms INTEGER, error TEXT, message TEXT NOT NULL);
+  next_ms INTEGER NOT NULL, sent_ms INTEGER, error TEXT, message TEXT NOT NULL,
+  subject_id TEXT, device_id TEXT, event_ms INTEGER);
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (status, next_ms);
 CREATE TABLE IF NOT EXISTS episodes (alert_id TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 """
+#: the columns that say whose episode a row is about (for erasure; never sent)
+_WHOSE = (("subject_id", "TEXT"), ("device_id", "TEXT"), ("event_ms", "INTEGER"))
 
 
 class Outbox(SqliteStore, OutboxStore):
@@ -33,6 +47,11 @@ class Outbox(SqliteStore, OutboxStore):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA)
+        with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
+            have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(outbox)")}
+            for column, kind in _WHOSE:  # an outbox made before rows kept whose episode they were
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
 
     def add(self, rows: list[dict[str, Any]], now_ms: int) -> int:
         cols = (
@@ -46,6 +65,9 @@ class Outbox(SqliteStore, OutboxStore):
             "created_ms",
             "due_ms",
             "next_ms",
+            "subject_id",
+            "device_id",
+            "event_ms",
         )
         values = [
             (*(n[c] for c in cols), orjson.dumps(n["message"]).decode()) for n in (new_row(r, now_ms) for r in rows)
@@ -53,8 +75,8 @@ class Outbox(SqliteStore, OutboxStore):
         with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO outbox (key, alert_id, transition, route, tier, channel, address,"
-                " created_ms, due_ms, next_ms, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR IGNORE INTO outbox ({', '.join(cols)}, message)"  # noqa: S608 - fixed columns
+                f" VALUES ({', '.join('?' * (len(cols) + 1))})",
                 values,
             )
             return self._db.total_changes - before
@@ -125,3 +147,19 @@ class Outbox(SqliteStore, OutboxStore):
     def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
         sql = f"SELECT {', '.join(LISTED_COLUMNS)} FROM outbox ORDER BY created_ms DESC, key LIMIT ?"  # noqa: S608 - fixed columns
         return [dict(zip(LISTED_COLUMNS, r, strict=True)) for r in self._rows(sql, (limit,))]
+
+    def erase_subject(self, subject_id: str, windows: Sequence[Window], *, dry_run: bool = False) -> int:
+        rows = self._rows("SELECT key, subject_id, device_id, event_ms, message FROM outbox")
+        keys = [
+            str(k)
+            for k, subject, device, event_ms, message in rows
+            if is_subjects(
+                {"subject_id": subject, "device_id": device, "event_ms": event_ms, "message": orjson.loads(message)},
+                subject_id,
+                windows,
+            )
+        ]
+        if keys and not dry_run:
+            with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
+                self._db.executemany("DELETE FROM outbox WHERE key = ?", [(k,) for k in keys])
+        return len(keys)

@@ -18,10 +18,12 @@ was filed under. Erasure is a journaled operation like a correction of an assign
 5. ``spool``: the collector's notifications, outbox, open frames and quarantine (:meth:`ingest.spool.Spool.erase`);
 6. ``lake``: every Parquet object under the lake holding its rows, rewritten (:func:`local.erasure.erase_lake`);
 7. ``dead_letters``: the speed layer's and the delivery's dead letters;
-8. ``exports``: the files of its exports still present, and their index lines;
-9. ``verify``: :func:`local.erasure.scan` reads every store again; anything found (e.g. a
+8. ``notifier_outbox``: the notifier's messages about its alert episodes
+   (:meth:`core.outbox.OutboxStore.erase_subject`);
+9. ``exports``: the files of its exports still present, and their index lines;
+10. ``verify``: :func:`local.erasure.scan` reads every store again; anything found (e.g. a
    record that landed meanwhile) fails the run and the data steps are done again next run;
-10. ``tombstone``: the registry's history gets ``erased`` (when, by whom, why, the key; no
+11. ``tombstone``: the registry's history gets ``erased`` (when, by whom, why, the key; no
     identifier of the data) and the access audit an entry naming the key.
 
 The journal (``<home>/erase/<key>.json``, owner-only, named by the erasure key) holds the
@@ -48,7 +50,7 @@ from speed_layer.store import OpenSearchLiveStore
 __all__ = ["STEPS", "EraseBusy", "EraseIncomplete", "Eraser", "Journal", "LocalStores", "Outcome", "Plan", "Stores"]
 
 #: the steps that remove data from a local stack: done again when the verification still finds some
-DATA_STEPS: Final = ("ledger", "live", "state", "spool", "lake", "dead_letters", "exports")
+DATA_STEPS: Final = ("ledger", "live", "state", "spool", "lake", "dead_letters", "notifier_outbox", "exports")
 #: a local stack's erasure, in order
 STEPS: Final = ("registry", *DATA_STEPS, "verify", "tombstone")
 JOURNAL_VERSION: Final = 1
@@ -318,6 +320,17 @@ class LocalStores:
         from local.erasure import erase_dead_letters
 
         return {"dead_letters": erase_dead_letters(self.home, j.subject_id, j.window_tuples())}
+
+    def _notifier_outbox(self, j: Journal) -> dict[str, Any]:
+        from local.outbox import Outbox
+
+        if not self.home.outbox_db.exists():
+            return {}
+        outbox = Outbox(self.home.outbox_db)
+        try:
+            return {"notifier_messages": outbox.erase_subject(j.subject_id, j.window_tuples())}
+        finally:
+            outbox.close()
 
     def _exports(self, j: Journal) -> dict[str, Any]:
         from local.erasure import erase_exports

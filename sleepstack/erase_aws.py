@@ -11,8 +11,10 @@ journal, the steps, the scan that proves it, the tombstone), over the deployed s
 4. ``lake``: the raw and curated buckets, every version (:meth:`sleepstack.s3_erasure.S3Erasure.erase_lake`);
 5. ``dead_letters``: the dead-letter bucket and Firehose's ``errors/``
    (:meth:`~sleepstack.s3_erasure.S3Erasure.erase_letters`);
-6. ``verify``: every one of them read again (:meth:`AwsStores.scan`), every S3 version too;
-7. ``tombstone``: the registry's ``erased`` entry and the access audit's.
+6. ``notifier_outbox``: the notifier's DynamoDB outbox, its messages about the subject's
+   alert episodes (:meth:`core.outbox.OutboxStore.erase_subject`);
+7. ``verify``: every one of them read again (:meth:`AwsStores.scan`), every S3 version too;
+8. ``tombstone``: the registry's ``erased`` entry and the access audit's.
 
 The journal and its lock are in the operator's home (``$SLEEPSTACK_HOME/erase/``), as for a
 local stack: run it again from the same home to resume. Not reached from here: the
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from core.outbox import OutboxStore
 from core.registry import Window
 from local.erasure import Scan, registry_hits, state_hits
 from registry.store import RegistryStore
@@ -38,17 +41,19 @@ from speed_layer.store import OpenSearchLiveStore
 __all__ = ["AWS_DATA_STEPS", "AwsStores"]
 
 #: the steps that remove data from an AWS stack, in order
-AWS_DATA_STEPS: Final = ("live", "state", "lake", "dead_letters")
+AWS_DATA_STEPS: Final = ("live", "state", "lake", "dead_letters", "notifier_outbox")
 
 
 @dataclass
 class AwsStores:
-    """The deployed stores: the registry, the live store, the device state and the buckets."""
+    """The deployed stores: the registry, the live store, the device state, the buckets and
+    the notifier's outbox."""
 
     registry_store: RegistryStore
     live: OpenSearchLiveStore
     states: StateStore
     s3: S3Erasure
+    outbox: OutboxStore
     data_steps: tuple[str, ...] = AWS_DATA_STEPS
 
     def registry(self) -> RegistryStore:
@@ -61,6 +66,7 @@ class AwsStores:
         out.hits.update(registry_hits(self.registry_store, subject_id))
         devices = sorted({d for d, _, _ in windows})
         out.hits["device_state"] = len(state_hits(self.states.get_many(devices), subject_id))
+        out.hits["notifier_outbox"] = self.outbox.erase_subject(subject_id, windows, dry_run=True)
         return out
 
     def erase(self, step: str, journal: Journal) -> dict[str, Any]:
@@ -80,4 +86,6 @@ class AwsStores:
             }
         if step == "dead_letters":
             return {"dead_letters": self.s3.erase_letters(subject_id, windows)}
+        if step == "notifier_outbox":
+            return {"notifier_messages": self.outbox.erase_subject(subject_id, windows)}
         raise ValueError(f"no erasure step {step!r} on AWS")

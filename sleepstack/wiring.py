@@ -308,6 +308,7 @@ def aws_erasure_stores(settings: Settings) -> AwsStores:
         "SLEEPSTACK_RAW_BUCKET": settings.raw_bucket,
         "SLEEPSTACK_CURATED_BUCKET": settings.curated_bucket,
         "SLEEPSTACK_DEAD_LETTER_BUCKET": settings.dead_letter_bucket,
+        "SLEEPSTACK_OUTBOX_TABLE": settings.outbox_table,
     }
     missing = [k for k, v in named.items() if not v]
     if missing:
@@ -328,6 +329,7 @@ def aws_erasure_stores(settings: Settings) -> AwsStores:
         OpenSearchLiveStore(opensearch_client(url, sigv4_region=_sigv4_region(settings))),
         state_store(settings),
         S3Erasure(s3, settings.raw_bucket, settings.curated_bucket, settings.dead_letter_bucket),
+        aws_outbox(settings),
     )
 
 

@@ -5,7 +5,8 @@ and a bed assigned before their first night (:func:`tests.dashboard_helpers.regi
 the first :data:`HOURS` of each one's night in the raw lake (several objects), the live
 store and the device state (through the speed layer), the curated tables (staged), the
 speed layer's ledger; in the collector's spool notifications, outbox records, an open bed
-frame and a quarantined payload of each; dead letters (a payload naming its subject, and
+frame and a quarantined payload of each; the notifier's messages of each (filed under it,
+and naming it by label only); dead letters (a payload naming its subject, and
 one undecodable from its strap) under the home and the lake's ``errors/``; an export of
 each in the export index; an access-audit entry of each. s001's strap was also worn by
 s002 for :data:`BORROWED` (the registry says so): those records are s002's and stay.
@@ -159,6 +160,33 @@ def _exports_and_audit(settings: Settings, tmp: Path) -> None:
         )
 
 
+def _notifier_outbox(settings: Settings) -> None:
+    """The notifier's messages of each subject's episodes: one filed under it, one naming it by label only."""
+    from local.outbox import Outbox
+
+    outbox = Outbox(settings.paths.outbox_db)
+    outbox.add(
+        [
+            {
+                "key": f"{how}-{sid}",
+                "alert_id": f"alert-{how}-{sid}",
+                "transition": "open",
+                "route": "ward",
+                "tier": 0,
+                "channel": "email",
+                "address": "nurse@ward.example.org",
+                "due_ms": t0_ms(),
+                "message": {"text": f"breathing_pause opened\nWho: bed of {sid}\n"},
+                **({"subject_id": sid, "device_id": f"bed-{sid}", "event_ms": t0_ms()} if how == "filed" else {}),
+            }
+            for sid in SUBJECTS
+            for how in ("filed", "label")
+        ],
+        t0_ms(),
+    )
+    outbox.close()
+
+
 def build_home(home: Path, exports: Path) -> Settings:
     """The home described above; exports are written under ``exports``."""
     from local.ledger import Ledger
@@ -184,6 +212,7 @@ def build_home(home: Path, exports: Path) -> Settings:
     _spool(settings)
     _letters(settings)
     _exports_and_audit(settings, exports)
+    _notifier_outbox(settings)
     return settings
 
 
@@ -231,6 +260,7 @@ def holdings(settings: Settings) -> dict[str, set[Any]]:
     out["assignments"] = set(_sqlite(home.registry_db, "SELECT * FROM assignments"))
     out["history"] = set(_sqlite(home.registry_db, "SELECT seq, at_ms, action, why, detail FROM history"))
     out["exports"] = set(home.exports_index.read_text().splitlines()) if home.exports_index.exists() else set()
+    out["notifier_outbox"] = set(_sqlite(home.outbox_db, "SELECT key, subject_id, device_id, message FROM outbox"))
     return out
 
 

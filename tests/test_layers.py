@@ -94,7 +94,7 @@ CORE_ROOMS: dict[str, set[str]] = {
     "nights": {"contract", "signals", "live", "errors"},
     "registry": {"live", "errors"},
     "notify": {"live", "errors"},
-    "outbox": {"errors"},
+    "outbox": {"registry", "errors"},
 }
 
 

@@ -19,12 +19,22 @@ The client is injected (a boto3 ``dynamodb`` client).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import orjson
 
-from core.outbox import ERROR_CHARS, LISTED_COLUMNS, OutboxError, OutboxRow, OutboxStore, new_row, summarize
+from core.outbox import (
+    ERROR_CHARS,
+    LISTED_COLUMNS,
+    OutboxError,
+    OutboxRow,
+    OutboxStore,
+    is_subjects,
+    new_row,
+    summarize,
+)
+from core.registry import Window
 
 __all__ = ["KEEP_DAYS", "QUEUE_INDEX", "DynamoOutbox"]
 
@@ -32,7 +42,9 @@ __all__ = ["KEEP_DAYS", "QUEUE_INDEX", "DynamoOutbox"]
 KEEP_DAYS: Final = 30
 #: The sparse index of queued messages (hash ``status``, range ``next_ms``).
 QUEUE_INDEX: Final = "queue"
-_NUMBERS: Final = frozenset({"tier", "created_ms", "due_ms", "next_ms", "attempts", "sent_ms", "expires_at"})
+_NUMBERS: Final = frozenset(
+    {"tier", "created_ms", "due_ms", "next_ms", "attempts", "sent_ms", "expires_at", "event_ms"}
+)
 _BATCH_GET: Final = 100  # BatchGetItem's limit
 
 
@@ -242,3 +254,13 @@ class DynamoOutbox(OutboxStore):
         items = list(self._messages(",".join((*LISTED_COLUMNS, "created_ms"))))
         items.sort(key=lambda i: (-int(i["created_ms"]), i["key"]))
         return [{c: i.get(c) for c in LISTED_COLUMNS} for i in items[:limit]]
+
+    def erase_subject(self, subject_id: str, windows: Sequence[Window], *, dry_run: bool = False) -> int:
+        mine = [
+            str(i["key"])
+            for i in self._messages("key,status,subject_id,device_id,event_ms,message")
+            if is_subjects({**i, "message": orjson.loads(i["message"] or "null")}, subject_id, windows)
+        ]
+        for key in mine if not dry_run else ():
+            self._call("delete_item", Key={"key": {"S": key}})
+        return len(mine)

@@ -134,6 +134,9 @@ class Notifier:
                             "channel": r.channel,
                             "address": r.address,
                             "due_ms": route.due_ms(due),
+                            "subject_id": doc.get("subject_id"),  # kept for erasure, never sent
+                            "device_id": doc.get("device_id"),
+                            "event_ms": doc.get("start_ms"),
                             "message": {
                                 "subject": m.subject,
                                 "text": m.text,

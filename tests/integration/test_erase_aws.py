@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,7 +66,8 @@ def _b64(value: Any) -> str:
 def _mine(item: Any) -> bool:
     """Whether a stored item is s001's (named, or of its devices: none were lent here)."""
     text = json.dumps(item, sort_keys=True, default=str)
-    return f'"{ERASED}"' in text or "-s001" in text or ERASED in base64.b64decode(_payload(item) or "").decode("latin1")
+    named = re.search(rf"(?<![\w-]){ERASED}(?![\w-])", text) is not None  # e.g. a message's "bed of s001"
+    return named or "-s001" in text or ERASED in base64.b64decode(_payload(item) or "").decode("latin1")
 
 
 def _payload(item: Any) -> str | None:
@@ -103,7 +105,14 @@ class Aws:
         self.live = OpenSearchLiveStore(self.client, prefix=self.prefix)
         self.states = DynamoStateStore(self.ddb, "state")
         self.settings = bench_settings(home)
-        self.stores = AwsStores(self.registry, self.live, self.states, S3Erasure(self.s3, "raw", "curated", "dead"))
+        from sleepstack.notify.dynamo_outbox import DynamoOutbox
+        from tests.test_notify_aws import _table_spec
+
+        self.ddb.create_table(TableName="outbox", **_table_spec("NotifierOutboxTable"))
+        self.outbox = DynamoOutbox(self.ddb, "outbox")
+        self.stores = AwsStores(
+            self.registry, self.live, self.states, S3Erasure(self.s3, "raw", "curated", "dead"), self.outbox
+        )
 
     # ------------------------------------------------------------------ what every store holds
     def holdings(self) -> dict[str, list[Any]]:
@@ -119,6 +128,8 @@ class Aws:
             json.dumps(dataclasses.asdict(x), sort_keys=True, default=str)
             for x in [*self.registry.assignments(), *(s for s in subjects if s is not None)]
         )
+        items = self.ddb.scan(TableName="outbox")["Items"]
+        out["outbox"] = sorted(json.dumps(i, sort_keys=True) for i in items)
         for bucket in ("raw", "curated", "dead"):
             for o in self.s3.list_objects_v2(Bucket=bucket).get("Contents", []):
                 body = self.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
@@ -155,6 +166,26 @@ def aws(opensearch_url: str, tmp_path: Path) -> Iterator[Aws]:
         handler(
             kinesis_event(poison, shard_id=ONE_SHARD, arn="arn:aws:kinesis:x:0:stream/x", region="x"), LambdaContext()
         )
+        # the notifier's messages of each subject's episodes: one filed under it, one told by label only
+        stack.outbox.add(
+            [
+                {
+                    "key": f"{how}-{sid}",
+                    "alert_id": f"alert-{how}-{sid}",
+                    "transition": "open",
+                    "route": "ward",
+                    "tier": 0,
+                    "channel": "email",
+                    "address": "nurse@ward.example.org",
+                    "due_ms": t0,
+                    "message": {"text": f"breathing_pause opened\nWho: bed of {sid}\n"},
+                    **({"subject_id": sid, "device_id": f"bed-{sid}", "event_ms": t0} if how == "filed" else {}),
+                }
+                for sid in SUBJECTS
+                for how in ("filed", "label")
+            ],
+            t0,
+        )
         rows = [to_row(r) for r in recs if hasattr(r, "subject_id")]
         third = len(rows) // 3
         for i, part in enumerate((rows[:third], rows[third : 2 * third], rows[2 * third :])):
@@ -181,7 +212,18 @@ def _erase(stack: Aws) -> erase.Outcome:
 
 
 @pytest.mark.parametrize(
-    "stops", [(), ("journal",), ("registry",), ("live",), ("lake",), ("dead_letters",), ("verify",), ("live", "lake")]
+    "stops",
+    [
+        (),
+        ("journal",),
+        ("registry",),
+        ("live",),
+        ("lake",),
+        ("dead_letters",),
+        ("notifier_outbox",),
+        ("verify",),
+        ("live", "lake"),
+    ],
 )
 def test_erasure_on_aws_stopped_anywhere_finishes_and_touches_no_one_else(
     aws: Aws, stops: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
@@ -189,6 +231,7 @@ def test_erasure_on_aws_stopped_anywhere_finishes_and_touches_no_one_else(
     plan = Eraser(aws.settings.paths, aws.stores).plan(ERASED)
     assert plan.registered and plan.hits["live_store"] > 0 and plan.hits["device_state"] == 2
     assert plan.hits["s3_lake_rows"] > 0 and plan.hits["s3_dead_letters"] == 2  # the poison letter, Firehose's
+    assert plan.hits["notifier_outbox"] == 2  # the message filed under it, and the one naming it
     before = aws.holdings()
 
     for point in stops:  # each run stopped at a checkpoint, as a killed process would be
