@@ -43,9 +43,10 @@ __all__ = ["EpochWriteStats", "EpochWriter", "Replay", "durable"]
 #: horizon, and with it a takeover's replay, stays within about two epochs of the stream.
 MAX_DIRTY_MS: Final = 60_000
 
-#: ``replay(shard, after_seq, before_seq)``: the shard's valid records with
-#: ``after_seq < sequence number < before_seq``, in order, as ``(sequence number, record)``.
-Replay = Callable[[str, int, int], Iterable[tuple[int, Record]]]
+#: ``replay(source, shard, after_seq, before_seq)``: the valid records of the stream
+#: ``source`` (its ARN) on ``shard`` with ``after_seq < sequence number < before_seq``, in
+#: order, as ``(sequence number, record)``.
+Replay = Callable[[str, str, int, int], Iterable[tuple[int, Record]]]
 
 
 def durable(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,24 +73,46 @@ class EpochWriteStats:
 
 
 @dataclass
+class _Shard:
+    """The cache of one shard's devices and the lease it is valid under."""
+
+    lease: Lease | None = None
+    #: the cache holds every applied record of the shard with a sequence number below this
+    below: int | None = None
+    #: the horizon the cache was rebuilt from: where a device stored without a position replays from
+    floor: int | None = None
+    devices: dict[str, _Entry] = field(default_factory=dict)
+
+    def horizon(self) -> int | None:
+        """Where a rebuild of this cache must replay from (exclusive)."""
+        assert self.below is not None  # noqa: S101 - only asked of a valid cache
+        floor = self.below - 1 if self.floor is None else self.floor
+        ahead = [
+            e.stored.after_seq if e.stored is not None and e.stored.after_seq is not None else floor
+            for e in self.devices.values()
+            if e.dirty_since_ms is not None
+        ]
+        return min([*ahead, self.below - 1])
+
+
+@dataclass
 class EpochWriter:
-    """One container's cache of one shard's device states, and the rules for writing them."""
+    """One container's caches of its shards' device states, and the rules for writing them.
+
+    ``replay(source, shard, after_seq, before_seq)``: the stream's records (``source``: the
+    event source ARN the batch came from), as :class:`speed_layer.replay.KinesisReplay` reads them.
+    """
 
     states: StateStore
     replay: Replay
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     max_dirty_ms: int = MAX_DIRTY_MS
     stats: EpochWriteStats = field(default_factory=EpochWriteStats)
-    _shard: str | None = None
-    _lease: Lease | None = None
-    #: the cache holds every applied record of its shard with a sequence number below this
-    _below: int | None = None
-    #: the horizon the cache was rebuilt from: where a device stored without a position replays from
-    _floor: int | None = None
-    _cache: dict[str, _Entry] = field(default_factory=dict)
+    _shards: dict[str, _Shard] = field(default_factory=dict)
 
     def begin(
         self,
+        source: str,
         shard: str,
         first_seq: int,
         devices: Iterable[str],
@@ -99,22 +122,26 @@ class EpochWriter:
         """The states of ``devices`` before the batch that starts at ``first_seq`` on ``shard``
         (``rules``, ``rules_for``: the handler's, for a rebuild's fold)."""
         devices = set(devices)
+        cache = self._shards.get(shard)
         lease = None
-        if self._shard == shard and self._lease is not None and self._below is not None and first_seq >= self._below:
+        if cache is not None and cache.lease is not None and cache.below is not None and first_seq >= cache.below:
             self.stats.lease_writes += 1
-            lease = self.states.renew_lease(shard, self.owner, self._lease.counter, self._horizon())
-        if lease is None:
-            self._take_over(shard, first_seq, devices, rules, rules_for)
+            lease = self.states.renew_lease(shard, self.owner, cache.lease.counter, cache.horizon())
+        if cache is None or lease is None:
+            cache = self._take_over(source, shard, first_seq, devices, rules, rules_for)
         else:
-            self._lease = lease
-            self._load(devices - self._cache.keys())
-        return {d: self._cache[d].state for d in devices if d in self._cache}
+            cache.lease = lease
+            self._load(cache, devices - cache.devices.keys())
+        return {d: cache.devices[d].state for d in devices if d in cache.devices}
 
-    def plan(self, new_states: Mapping[str, dict[str, Any]], last_seq: int, arrival_ms: int) -> dict[str, Persisted]:
+    def plan(
+        self, shard: str, new_states: Mapping[str, dict[str, Any]], last_seq: int, arrival_ms: int
+    ) -> dict[str, Persisted]:
         """The states to write after a batch whose applied records end at ``last_seq``."""
+        cache = self._shards[shard]
         out: dict[str, Persisted] = {}
         for device, state in new_states.items():
-            entry = self._cache.get(device)
+            entry = cache.devices.get(device)
             stored = entry.stored if entry else None
             since = entry.dirty_since_ms if entry else None
             stale = since is not None and arrival_ms - since >= self.max_dirty_ms
@@ -125,7 +152,7 @@ class EpochWriter:
                 or (stale and state != stored.state)
             ):
                 out[device] = Persisted(state, last_seq)
-        for device, entry in self._cache.items():
+        for device, entry in cache.devices.items():
             if device in new_states or entry.dirty_since_ms is None or entry.stored is None:
                 continue
             if arrival_ms - entry.dirty_since_ms >= self.max_dirty_ms:  # silent since: its rows go to the store
@@ -133,45 +160,44 @@ class EpochWriter:
         return out
 
     def commit(
-        self, new_states: Mapping[str, dict[str, Any]], written: Mapping[str, Persisted], last_seq: int, arrival_ms: int
+        self,
+        shard: str,
+        new_states: Mapping[str, dict[str, Any]],
+        written: Mapping[str, Persisted],
+        last_seq: int,
+        arrival_ms: int,
     ) -> None:
         """The batch is applied and ``written`` stored: the cache moves past ``last_seq``."""
+        cache = self._shards[shard]
         self.stats.state_writes += len(written)
         for device, state in new_states.items():
-            entry = self._cache.setdefault(device, _Entry(state, None))
-            entry.state = state
+            cache.devices.setdefault(device, _Entry(state, None)).state = state
         for device, stored in written.items():
-            self._cache[device].stored = stored
-        for entry in self._cache.values():
+            cache.devices[device].stored = stored
+        for entry in cache.devices.values():
             ahead = entry.stored is None or entry.state != entry.stored.state
             entry.dirty_since_ms = (entry.dirty_since_ms or arrival_ms) if ahead else None
-        self._below = last_seq + 1
+        cache.below = last_seq + 1
 
-    def _horizon(self) -> int | None:
-        """Where a rebuild of this cache must replay from (exclusive)."""
-        assert self._below is not None  # noqa: S101 - only called with a valid cache
-        floor = self._below - 1 if self._floor is None else self._floor
-        ahead = [
-            e.stored.after_seq if e.stored is not None and e.stored.after_seq is not None else floor
-            for e in self._cache.values()
-            if e.dirty_since_ms is not None
-        ]
-        return min([*ahead, self._below - 1])
+    def drop(self, shard: str) -> None:
+        """Forget a shard's cache (its lease went to another container)."""
+        self._shards.pop(shard, None)
 
     def _take_over(
         self,
+        source: str,
         shard: str,
         first_seq: int,
         devices: set[str],
         rules: AlertRules,
         rules_for: Callable[[str], AlertRules] | None,
-    ) -> None:
-        self._cache, self._lease, self._shard, self._below, self._floor = {}, None, shard, None, None
+    ) -> _Shard:
+        self._shards.pop(shard, None)  # until the rebuild is complete, there is no valid cache
         self.stats.lease_writes += 1
         self.stats.takeovers += 1
         lease, old = self.states.take_lease(shard, self.owner)
         horizon = old.horizon if old is not None else None
-        replayed = list(self.replay(shard, horizon, first_seq)) if horizon is not None else []
+        replayed = list(self.replay(source, shard, horizon, first_seq)) if horizon is not None else []
         self.stats.replayed += len(replayed)
         ids = devices | {rec.device_id for _, rec in replayed}
         stored = self.states.get_positioned(ids)
@@ -183,19 +209,21 @@ class EpochWriter:
         ]
         before = {d: p.state for d, p in stored.items()}
         folded = apply_records(past, before, rules, rules_for).states if past else {}
+        cache = _Shard(lease, first_seq, horizon)
         for device in ids:
             p = stored.get(device)
             state = folded.get(device, p.state if p is not None else None)
             if state is not None:
                 ahead = p is None or state != p.state
-                self._cache[device] = _Entry(state, p, 0 if ahead else None)  # ahead: written at the next chance
-        self._lease, self._below, self._floor = lease, first_seq, horizon
+                cache.devices[device] = _Entry(state, p, 0 if ahead else None)  # ahead: written at the next chance
+        self._shards[shard] = cache
+        return cache
 
-    def _load(self, missing: set[str]) -> None:
+    def _load(self, cache: _Shard, missing: set[str]) -> None:
         """Devices the cache has not seen since it took the shard: their stored state is current."""
         if not missing:
             return
         stored = self.states.get_positioned(missing)
         self.stats.state_reads += len(missing)
         for device, p in stored.items():
-            self._cache[device] = _Entry(p.state, p)
+            cache.devices[device] = _Entry(p.state, p)

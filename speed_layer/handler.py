@@ -134,13 +134,15 @@ class SpeedLayerHandler:
         done = [(s, r) for s, r in zip(seqs, rows, strict=True) if lowest is None or s < lowest]
         last_seq = max(s for s, _ in done)
         arrival_ms = int(1000 * max(float(r["kinesis"]["approximateArrivalTimestamp"]) for _, r in done))
-        states = writer.begin(shard, min(seqs), {r.device_id for r in records}, self.rules, self.rules_for)
+        source = str(rows[0]["eventSourceARN"])
+        devices = {r.device_id for r in records}
+        states = writer.begin(source, shard, min(seqs), devices, self.rules, self.rules_for)
         applied = apply_records(records, states, self.rules, self.rules_for)
         self._index(applied)
-        written = writer.plan(applied.states, last_seq, arrival_ms)
+        written = writer.plan(shard, applied.states, last_seq, arrival_ms)
         if written:
             self.states.put_positioned(written)
-        writer.commit(applied.states, written, last_seq, arrival_ms)
+        writer.commit(shard, applied.states, written, last_seq, arrival_ms)
         self.stats.state_writes += len(written)
         self.stats.state_unchanged += len(applied.states) - len(written.keys() & applied.states.keys())
         return applied

@@ -18,7 +18,7 @@ from core.contract.kpl import AggregateError, unpack
 from core.errors import ContractError
 from speed_layer.processing import decode
 
-__all__ = ["KinesisReplay", "decoded"]
+__all__ = ["KinesisReplay", "decoded", "stream_name"]
 
 
 def decoded(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, Record]]:
@@ -35,20 +35,25 @@ def decoded(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, Record]]:
                 continue
 
 
+def stream_name(source_arn: str) -> str:
+    """The stream's name from its ARN (``arn:aws:kinesis:<region>:<account>:stream/<name>``)."""
+    return source_arn.rsplit(":", 1)[-1].split("/", 1)[-1]
+
+
 @dataclass
 class KinesisReplay:
-    """``replay(shard, after_seq, before_seq)`` over one stream, through ``client``."""
+    """``replay(source, shard, after_seq, before_seq)`` through ``client`` (the stream named by
+    the event source ARN ``source``)."""
 
     client: Any
-    stream: str
     page_limit: int = 10_000
 
-    def __call__(self, shard: str, after_seq: int, before_seq: int) -> Iterator[tuple[int, Record]]:
-        return decoded(self._rows(shard, after_seq, before_seq))
+    def __call__(self, source: str, shard: str, after_seq: int, before_seq: int) -> Iterator[tuple[int, Record]]:
+        return decoded(self._rows(stream_name(source), shard, after_seq, before_seq))
 
-    def _rows(self, shard: str, after_seq: int, before_seq: int) -> Iterator[tuple[int, bytes]]:
+    def _rows(self, stream: str, shard: str, after_seq: int, before_seq: int) -> Iterator[tuple[int, bytes]]:
         it = self.client.get_shard_iterator(
-            StreamName=self.stream,
+            StreamName=stream,
             ShardId=shard,
             ShardIteratorType="AFTER_SEQUENCE_NUMBER",
             StartingSequenceNumber=str(after_seq),

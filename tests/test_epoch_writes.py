@@ -5,7 +5,7 @@ lost responses and two containers alternating on one shard."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from speed_layer.state_store import LeaseTaken, Persisted
 from tests.test_speed_layer import RULES, _night
 
 SHARD = "shardId-000000000000"
+ARN = "arn:aws:kinesis:local:0:stream/s"
 Row = tuple[int, bytes, float]  # sequence number, data, arrival (s)
 
 
@@ -46,7 +47,7 @@ def _event(rows: list[Row]) -> dict[str, Any]:
             for seq, data, t in rows
         ],
         shard_id=SHARD,
-        arn="arn:aws:kinesis:local:0:stream/s",
+        arn=ARN,
         region="local",
     )
 
@@ -77,9 +78,9 @@ class Killer:
             raise RuntimeError(f"killed at {point}")
 
 
-def _replay_of(stream: list[Row]) -> Callable[[str, int, int], Iterator[tuple[int, Record]]]:
-    def replay(shard: str, after: int, before: int) -> Iterator[tuple[int, Record]]:
-        assert shard == SHARD
+def _replay_of(stream: list[Row]) -> Callable[[str, str, int, int], Iterator[tuple[int, Record]]]:
+    def replay(source: str, shard: str, after: int, before: int) -> Iterator[tuple[int, Record]]:
+        assert (source, shard) == (ARN, SHARD)
         return decoded((s, d) for s, d, _ in stream if after < s < before)
 
     return replay
@@ -233,12 +234,14 @@ def test_a_takeover_rebuilds_exactly_the_cache_it_replaces(stream: list[Row], tm
         handler(_event(stream[i + per : i + per + 1]), LambdaContext())  # a renewal: the horizon is written
         nxt = stream[i + per + 1][0]
         b = EpochWriter(states, replay, owner=f"b{i}")
-        assert b.begin(SHARD, nxt, devices, RULES) == {d: a._cache[d].state for d in devices}
-        a._lease = None  # a lost the shard to b; it takes it back at its next batch
+        cache = a._shards[SHARD].devices
+        assert b.begin(ARN, SHARD, nxt, devices, RULES) == {d: cache[d].state for d in devices}
+        # a lost the shard to b: its renewal fails at its next batch, and it takes the shard back
         stream_rows = stream[i + per + 1 : i + per + 2]
         handler(_event(stream_rows), LambdaContext())
         handler(_event(stream[i + per + 2 : i + per + per // 2]), LambdaContext())
-    assert any(e.dirty_since_ms is not None for e in a._cache.values())  # caches were ahead of the store
+    assert a.stats.takeovers > 3
+    assert any(e.dirty_since_ms is not None for e in a._shards[SHARD].devices.values())  # ahead of the store
 
 
 def test_durable_leaves_out_only_the_open_rows() -> None:
@@ -325,11 +328,8 @@ def test_kinesis_replay_reads_after_a_position_up_to_the_batch(monkeypatch: pyte
             seqs.append(int(k.put_record(StreamName="s", Data=to_wire(r), PartitionKey="k")["SequenceNumber"]))
         k.put_record(StreamName="s", Data=b"not json", PartitionKey="k")  # quarantined when it came: skipped
         shard = k.list_shards(StreamName="s")["Shards"][0]["ShardId"]
-        got = list(KinesisReplay(k, "s", page_limit=5)(shard, seqs[2], seqs[9]))
+        arn = k.describe_stream(StreamName="s")["StreamDescription"]["StreamARN"]
+        got = list(KinesisReplay(k, page_limit=5)(arn, shard, seqs[2], seqs[9]))
         assert [s for s, _ in got] == seqs[3:9]
         assert [r.record_id for _, r in got] == [r.record_id for r in recs[3:9]]
-        assert len(list(KinesisReplay(k, "s")(shard, seqs[2], 10**60))) == 9
-
-
-def _ids(records: Iterable[Record]) -> list[str]:
-    return [r.record_id for r in records]
+        assert len(list(KinesisReplay(k)(arn, shard, seqs[2], 10**60))) == 9

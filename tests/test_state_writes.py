@@ -247,3 +247,25 @@ def test_cost_bench_prices_the_documented_volumes_and_counts_what_the_handler_wr
     assert per["reads"] == per["writes_before"] >= per["writes_after"] == per["wru_after"]
     assert per["wru_before"] > per["writes_before"]  # JSON states of over 1 KB took two units
     assert volumes["largest_item_bytes"]["after"] <= WRITE_UNIT_BYTES < volumes["largest_item_bytes"]["before"]
+
+
+def test_cost_bench_counts_epoch_writes_from_a_run_of_the_handler() -> None:
+    """Epoch writes through the real handler over 15 minutes of a night: one lease write an
+    invocation, a state write per device about every 30 s (its epoch), each one write unit."""
+    from sleepstack.bench.costs import bill, epoch_write_volumes, state_volumes
+
+    epoch = epoch_write_volumes(hours=0.25)
+    assert epoch["lease_writes_per_invocation"] == 1.0
+    per = epoch["per_10h_bed_night"]
+    # two devices, 1,200 epochs each in 10 h (a few more: the first states, a status, the dirty flushes)
+    assert 2 * 1_200 <= per["writes"] <= 2 * 1_200 * 1.1
+    assert per["wru"] == per["writes"] and epoch["largest_item_bytes"] <= WRITE_UNIT_BYTES
+    # the store is read only on a takeover or a device's first record: twice in the run, scaled to 10 h
+    assert per["reads"] == round(2 * 10 / epoch["night_hours"])
+    # priced: a bed-night's WRU x 30 x beds + a shard's 36,000 lease writes a night x 30 x shards + reads
+    volumes = state_volumes(hours=0.25)
+    monthly = bill(volumes, epoch)
+    expected = (per["wru"] * 30 * 1_000 + 36_000 * 30 * 2) * 0.625e-6 + per["rru"] * 30 * 1_000 * 0.125e-6
+    assert monthly["1000_beds"]["epoch_writes"]["dynamodb_usd"] == round(expected)
+    assert monthly["1000_beds"]["epoch_writes"]["per_bed_usd"] <= 1.25
+    assert monthly["100_beds"]["epoch_writes"]["per_bed_usd"] <= 3.00
