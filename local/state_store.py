@@ -69,7 +69,7 @@ class LocalStateStore(StateStore):
             before = self._db.total_changes
             self._db.executemany("DELETE FROM device_state WHERE device_id = ?", rows)
             deleted = self._db.total_changes - before
-            self._db.execute("DELETE FROM shard_lease")
+            self._db.execute("UPDATE shard_lease SET owner = '', counter = counter + 1")  # horizons kept
             return deleted
 
     def renew_lease(self, shard: str, owner: str, counter: int, horizon: int | None) -> Lease | None:

@@ -202,10 +202,12 @@ class EpochWriter:
         ids = devices | {rec.device_id for _, rec in replayed}
         stored = self.states.get_positioned(ids)
         self.stats.state_reads += len(ids)
+        # every device a committed batch applied has a stored state (its first state is written):
+        # one without is erased since, and its records are not folded back into a state
         past = [
             rec
             for seq, rec in replayed
-            if (p := stored.get(rec.device_id)) is None or p.after_seq is None or seq > p.after_seq
+            if (p := stored.get(rec.device_id)) is not None and (p.after_seq is None or seq > p.after_seq)
         ]
         before = {d: p.state for d, p in stored.items()}
         folded = apply_records(past, before, rules, rules_for).states if past else {}

@@ -93,7 +93,9 @@ class StateStore(ABC):
     def delete_many(self, device_ids: Iterable[str]) -> int:
         """Forget the devices' state (a subject's erasure); how many were deleted (absent: none).
 
-        Every shard's lease is dropped too, so no container's cache writes an erased state back."""
+        Every shard's lease loses its owner too (its horizon kept), so no container's cache
+        writes an erased state back: each rebuilds, and a rebuild folds no records of a device
+        without a stored state."""
 
     @abstractmethod
     def get_positioned(self, device_ids: Iterable[str]) -> dict[str, Persisted]:
@@ -246,7 +248,8 @@ class DynamoStateStore(StateStore):
         return deleted
 
     def _drop_leases(self) -> None:
-        """Delete every shard's lease item (a Scan of the table's ``lease/`` keys; erasure is rare)."""
+        """Every shard's lease to no owner, its horizon kept (a Scan of the ``lease/`` keys;
+        erasure is rare): each holder's next renewal fails and it rebuilds from the store."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -258,6 +261,11 @@ class DynamoStateStore(StateStore):
             )
             for page in pages:
                 for item in page.get("Items", []):
-                    self.client.delete_item(TableName=self.table, Key={"device_id": item["device_id"]})
+                    self.client.update_item(
+                        TableName=self.table,
+                        Key={"device_id": item["device_id"]},
+                        UpdateExpression="SET lease_owner = :none ADD lease_counter :one",
+                        ExpressionAttributeValues={":none": {"S": ""}, ":one": {"N": "1"}},
+                    )
         except (BotoCoreError, ClientError) as exc:
             raise StateStoreError(f"dropping the shard leases of {self.table} failed: {exc}") from exc

@@ -21,7 +21,7 @@ from speed_layer import handler as handler_module
 from speed_layer.epoch_writes import EpochWriter, durable
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.replay import KinesisReplay, decoded
-from speed_layer.state_store import LeaseTaken, Persisted
+from speed_layer.state_store import Lease, LeaseTaken, Persisted
 from tests.test_speed_layer import RULES, _night
 
 SHARD = "shardId-000000000000"
@@ -261,7 +261,9 @@ def test_the_local_lease_is_a_conditional_write(tmp_path: Path) -> None:
     s.put_positioned({"d": Persisted({"x": 1}, 10**50)})  # a Kinesis sequence number: 56 digits
     assert s.get_positioned(["d"]) == {"d": Persisted({"x": 1}, 10**50)}
     assert s.delete_many(["d"]) == 1
-    assert s.take_lease(SHARD, "c")[1] is None  # an erasure drops the leases: every cache is rebuilt
+    # an erasure takes every lease from its holder (which rebuilds), and keeps its horizon
+    assert s.renew_lease(SHARD, "b", 3, 44) is None
+    assert s.take_lease(SHARD, "c")[1] == Lease("", 4, 42)
     s.close()
 
 
@@ -284,7 +286,7 @@ def test_the_dynamodb_lease_and_positions(monkeypatch: pytest.MonkeyPatch) -> No
         s = DynamoStateStore(ddb, "state", clock=lambda: 1_000.0)
         lease, old = s.take_lease(SHARD, "a")
         assert (lease.counter, old) == (1, None)
-        assert s.renew_lease(SHARD, "a", 1, 10**50) == lease.__class__("a", 2, 10**50)
+        assert s.renew_lease(SHARD, "a", 1, 10**50) == Lease("a", 2, 10**50)
         assert s.renew_lease(SHARD, "a", 1, 7) is None
         b, old = s.take_lease(SHARD, "b")
         assert (b.owner, b.counter, b.horizon, old and old.owner) == ("b", 3, 10**50, "a")
@@ -295,7 +297,8 @@ def test_the_dynamodb_lease_and_positions(monkeypatch: pytest.MonkeyPatch) -> No
             "bed-1": Persisted({"v": 8}, None),
         }
         assert s.delete_many(["strap-1"]) == 1
-        assert s.take_lease(SHARD, "c")[1] is None
+        assert s.renew_lease(SHARD, "b", 3, 7) is None
+        assert s.take_lease(SHARD, "c")[1] == Lease("", 4, 10**50)
 
 
 def test_a_lease_taken_meanwhile_is_a_typed_error(tmp_path: Path) -> None:
@@ -333,3 +336,26 @@ def test_kinesis_replay_reads_after_a_position_up_to_the_batch(monkeypatch: pyte
         assert [s for s, _ in got] == seqs[3:9]
         assert [r.record_id for _, r in got] == [r.record_id for r in recs[3:9]]
         assert len(list(KinesisReplay(k)(arn, shard, seqs[2], 10**60))) == 9
+
+
+def test_an_erasure_mid_night_rebuilds_the_others_and_resurrects_no_erased_state(
+    tmp_path: Path, stream: list[Row]
+) -> None:
+    """A subject's device state is erased while a container holds the shard with the other
+    device's open epoch in its cache: the holder rebuilds (the other device exactly, from the
+    kept horizon) and folds no record of the erased device back into a state."""
+    states = LocalStateStore(tmp_path / "state.sqlite")
+    live = LocalLiveStore(tmp_path / "live.sqlite")
+    writer = EpochWriter(states, _replay_of(stream), owner="a")
+    handler = SpeedLayerHandler(live, states, LocalDeadLetters(tmp_path / "dlq"), rules=RULES, epoch_writes=writer)
+    cut = 0
+    while cut < 60 or writer._shards[SHARD].devices["strap-1"].dirty_since_ms is None:
+        handler(_event(stream[cut : cut + 5]), LambdaContext())
+        cut += 5
+    before = {d: e.state for d, e in writer._shards[SHARD].devices.items()}
+    assert states.get_many(["strap-1"])["strap-1"] != before["strap-1"]  # its open epoch: in the cache only
+    assert states.delete_many(["bed-1"]) == 1
+    rebuilt = EpochWriter(states, _replay_of(stream), owner="b").begin(
+        ARN, SHARD, stream[cut][0], {"strap-1", "bed-1"}, RULES
+    )
+    assert rebuilt == {"strap-1": before["strap-1"]}
