@@ -82,22 +82,22 @@ class LocalStateStore(StateStore):
             renewed = cur.rowcount == 1
         return Lease(owner, counter + 1, horizon) if renewed else None
 
-    def take_lease(self, shard: str, owner: str) -> tuple[Lease, Lease | None]:
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
         with self._lock, write_transaction(self._db, StateStoreError, _WHAT):
             row = self._db.execute(
                 "SELECT owner, counter, horizon FROM shard_lease WHERE shard = ?", (shard,)
             ).fetchone()
             old = None if row is None else Lease(row[0], int(row[1]), None if row[2] is None else int(row[2]))
-            lease = Lease(owner, (old.counter if old else 0) + 1, old.horizon if old else None)
-            horizon = None if lease.horizon is None else str(lease.horizon)
+            kept = old.horizon if old is not None and old.horizon is not None else horizon
+            lease = Lease(owner, (old.counter if old else 0) + 1, kept)
             if old is None:
                 cur = self._db.execute(
-                    "INSERT OR IGNORE INTO shard_lease VALUES (?, ?, ?, ?)", (shard, owner, lease.counter, horizon)
+                    "INSERT OR IGNORE INTO shard_lease VALUES (?, ?, ?, ?)", (shard, owner, lease.counter, str(kept))
                 )
             else:
                 cur = self._db.execute(
-                    "UPDATE shard_lease SET owner = ?, counter = ? WHERE shard = ? AND counter = ?",
-                    (owner, lease.counter, shard, old.counter),
+                    "UPDATE shard_lease SET owner = ?, counter = ?, horizon = ? WHERE shard = ? AND counter = ?",
+                    (owner, lease.counter, str(kept), shard, old.counter),
                 )
             if cur.rowcount != 1:
                 raise LeaseTaken(f"the lease of {shard} changed while it was taken over")

@@ -195,7 +195,9 @@ class EpochWriter:
         self._shards.pop(shard, None)  # until the rebuild is complete, there is no valid cache
         self.stats.lease_writes += 1
         self.stats.takeovers += 1
-        lease, old = self.states.take_lease(shard, self.owner)
+        # a shard without a lease (or its horizon) has no cache ahead of the store before this
+        # batch: a later takeover replays from here at the earliest
+        lease, old = self.states.take_lease(shard, self.owner, first_seq - 1)
         horizon = old.horizon if old is not None else None
         replayed = list(self.replay(source, shard, horizon, first_seq)) if horizon is not None else []
         self.stats.replayed += len(replayed)

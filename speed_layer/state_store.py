@@ -110,9 +110,10 @@ class StateStore(ABC):
         ``counter + 1`` with ``horizon``; otherwise None and nothing is written."""
 
     @abstractmethod
-    def take_lease(self, shard: str, owner: str) -> tuple[Lease, Lease | None]:
-        """Take ``shard`` over (keeping its horizon): the new lease and the one it replaced
-        (None: the shard had none). Raises :class:`LeaseTaken` if it changed meanwhile."""
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
+        """Take ``shard`` over, keeping its horizon, or with ``horizon`` if it had none: the new
+        lease and the one it replaced (None: the shard had none). Raises :class:`LeaseTaken`
+        if it changed meanwhile."""
 
 
 class DynamoStateStore(StateStore):
@@ -199,7 +200,7 @@ class DynamoStateStore(StateStore):
             raise StateStoreError(f"renewing the lease of {shard} failed: {exc}") from exc
         return lease
 
-    def take_lease(self, shard: str, owner: str) -> tuple[Lease, Lease | None]:
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
         from botocore.exceptions import ClientError
 
         resp = self.client.get_item(
@@ -208,13 +209,15 @@ class DynamoStateStore(StateStore):
         old_item = resp.get("Item")
         old = None
         if old_item is not None:
-            horizon = old_item.get("horizon")
+            kept = old_item.get("horizon")
             old = Lease(
                 old_item["lease_owner"]["S"],
                 int(old_item["lease_counter"]["N"]),
-                int(horizon["S"]) if horizon else None,
+                int(kept["S"]) if kept else None,
             )
-        lease = Lease(owner, (old.counter if old else 0) + 1, old.horizon if old else None)
+        lease = Lease(
+            owner, (old.counter if old else 0) + 1, old.horizon if old and old.horizon is not None else horizon
+        )
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(device_id)"}
             if old is None

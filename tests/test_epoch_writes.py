@@ -251,11 +251,11 @@ def test_durable_leaves_out_only_the_open_rows() -> None:
 
 def test_the_local_lease_is_a_conditional_write(tmp_path: Path) -> None:
     s = LocalStateStore(tmp_path / "state.sqlite")
-    lease, old = s.take_lease(SHARD, "a")
-    assert (lease.owner, lease.counter, lease.horizon, old) == ("a", 1, None, None)
+    lease, old = s.take_lease(SHARD, "a", 9)  # a first lease: the horizon given
+    assert (lease.owner, lease.counter, lease.horizon, old) == ("a", 1, 9, None)
     assert s.renew_lease(SHARD, "a", 1, 42) is not None
     assert s.renew_lease(SHARD, "a", 1, 43) is None  # a stale counter: not renewed, nothing written
-    b, old = s.take_lease(SHARD, "b")
+    b, old = s.take_lease(SHARD, "b", 99)  # a takeover keeps the horizon
     assert (b.counter, b.horizon, old and old.owner) == (3, 42, "a")
     assert s.renew_lease(SHARD, "a", 2, 44) is None
     s.put_positioned({"d": Persisted({"x": 1}, 10**50)})  # a Kinesis sequence number: 56 digits
@@ -263,7 +263,7 @@ def test_the_local_lease_is_a_conditional_write(tmp_path: Path) -> None:
     assert s.delete_many(["d"]) == 1
     # an erasure takes every lease from its holder (which rebuilds), and keeps its horizon
     assert s.renew_lease(SHARD, "b", 3, 44) is None
-    assert s.take_lease(SHARD, "c")[1] == Lease("", 4, 42)
+    assert s.take_lease(SHARD, "c", 99)[1] == Lease("", 4, 42)
     s.close()
 
 
@@ -284,11 +284,11 @@ def test_the_dynamodb_lease_and_positions(monkeypatch: pytest.MonkeyPatch) -> No
             BillingMode="PAY_PER_REQUEST",
         )
         s = DynamoStateStore(ddb, "state", clock=lambda: 1_000.0)
-        lease, old = s.take_lease(SHARD, "a")
-        assert (lease.counter, old) == (1, None)
+        lease, old = s.take_lease(SHARD, "a", 5)
+        assert (lease.counter, lease.horizon, old) == (1, 5, None)
         assert s.renew_lease(SHARD, "a", 1, 10**50) == Lease("a", 2, 10**50)
         assert s.renew_lease(SHARD, "a", 1, 7) is None
-        b, old = s.take_lease(SHARD, "b")
+        b, old = s.take_lease(SHARD, "b", 6)
         assert (b.owner, b.counter, b.horizon, old and old.owner) == ("b", 3, 10**50, "a")
         s.put_positioned({"strap-1": Persisted({"v": 9}, 10**55)})
         s.put_many({"bed-1": {"v": 8}})
@@ -298,12 +298,12 @@ def test_the_dynamodb_lease_and_positions(monkeypatch: pytest.MonkeyPatch) -> No
         }
         assert s.delete_many(["strap-1"]) == 1
         assert s.renew_lease(SHARD, "b", 3, 7) is None
-        assert s.take_lease(SHARD, "c")[1] == Lease("", 4, 10**50)
+        assert s.take_lease(SHARD, "c", 6)[1] == Lease("", 4, 10**50)
 
 
 def test_a_lease_taken_meanwhile_is_a_typed_error(tmp_path: Path) -> None:
     s = LocalStateStore(tmp_path / "state.sqlite")
-    s.take_lease(SHARD, "a")
+    s.take_lease(SHARD, "a", 0)
     real = s._db.execute
 
     def racing(sql: str, *args: Any) -> Any:  # another container's takeover lands between read and write
@@ -313,7 +313,7 @@ def test_a_lease_taken_meanwhile_is_a_typed_error(tmp_path: Path) -> None:
 
     s._db = type("Db", (), {"execute": staticmethod(racing), "in_transaction": property(lambda _: True)})()  # type: ignore[assignment]
     with pytest.raises(LeaseTaken, match="changed while it was taken over"):
-        s.take_lease(SHARD, "b")
+        s.take_lease(SHARD, "b", 0)
 
 
 def test_kinesis_replay_reads_after_a_position_up_to_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,3 +359,29 @@ def test_an_erasure_mid_night_rebuilds_the_others_and_resurrects_no_erased_state
         ARN, SHARD, stream[cut][0], {"strap-1", "bed-1"}, RULES
     )
     assert rebuilt == {"strap-1": before["strap-1"]}
+
+
+def test_a_takeover_right_after_a_first_lease_replays_its_batch(tmp_path: Path, stream: list[Row]) -> None:
+    """A shard's first lease (none in the store: a new table, or one lost) is taken with the
+    batch's start as its horizon, so a container that takes over before any renewal still
+    replays the first holder's batch (its strap rows are in no stored state)."""
+    states = LocalStateStore(tmp_path / "state.sqlite")
+    live = LocalLiveStore(tmp_path / "live.sqlite")
+    dlq = LocalDeadLetters(tmp_path / "dlq")
+    first = EpochWriter(states, _replay_of(stream), owner="first")
+    handler = SpeedLayerHandler(live, states, dlq, rules=RULES, epoch_writes=first)
+    for i in range(0, 60, 10):
+        handler(_event(stream[i : i + 10]), LambdaContext())
+    states._db.execute("DELETE FROM shard_lease")
+    cut = 60
+    while True:  # a new container with no lease: a batch that leaves its strap ahead of the store
+        fresh = EpochWriter(states, _replay_of(stream), owner=f"fresh{cut}")
+        h = SpeedLayerHandler(live, states, dlq, rules=RULES, epoch_writes=fresh)
+        h(_event(stream[cut : cut + 5]), LambdaContext())
+        cut += 5
+        if fresh._shards[SHARD].devices["strap-1"].dirty_since_ms is not None:
+            break
+        states._db.execute("DELETE FROM shard_lease")
+    cache = {d: e.state for d, e in fresh._shards[SHARD].devices.items()}
+    taken = EpochWriter(states, _replay_of(stream), owner="b").begin(ARN, SHARD, stream[cut][0], set(cache), RULES)
+    assert taken == cache

@@ -160,8 +160,8 @@ class CountingStates(StateStore):
     def renew_lease(self, shard: str, owner: str, counter: int, horizon: int | None) -> Lease | None:
         return self.inner.renew_lease(shard, owner, counter, horizon)
 
-    def take_lease(self, shard: str, owner: str) -> tuple[Lease, Lease | None]:
-        return self.inner.take_lease(shard, owner)
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
+        return self.inner.take_lease(shard, owner, horizon)
 
 
 def _batches(seconds: int = 240, per: int = 20) -> list[list[bytes]]:

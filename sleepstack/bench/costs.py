@@ -124,9 +124,9 @@ class _Counting(StateStore):
         self.n["lease_writes"] += 1
         return self.inner.renew_lease(shard, owner, counter, horizon)
 
-    def take_lease(self, shard: str, owner: str) -> tuple[Lease, Lease | None]:
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
         self.n["lease_writes"] += 1
-        return self.inner.take_lease(shard, owner)
+        return self.inner.take_lease(shard, owner, horizon)
 
 
 def _item(device: str, state: dict[str, Any], *, compact: bool) -> int:
