@@ -5,6 +5,7 @@ lost responses and two containers alternating on one shard."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -385,3 +386,44 @@ def test_a_takeover_right_after_a_first_lease_replays_its_batch(tmp_path: Path, 
     cache = {d: e.state for d, e in fresh._shards[SHARD].devices.items()}
     taken = EpochWriter(states, _replay_of(stream), owner="b").begin(ARN, SHARD, stream[cut][0], set(cache), RULES)
     assert taken == cache
+
+
+@pytest.mark.integration
+def test_two_containers_alternating_on_kinesalite_replay_from_the_real_stream(tmp_path: Path) -> None:
+    """The local stack's pieces: records put into kinesalite, the local event source mapping,
+    and two handlers wired as the stack wires them (epoch writes on, the replay reading
+    kinesalite), taking the shard in turns every three invocations: the store equals the
+    handler without epoch writes, and the takeovers really read the stream again."""
+    from local.event_source_mapping import EventSourceMapping
+    from local.shard_reader import Checkpoints
+    from sleepstack import wiring
+    from sleepstack.bench.fixtures import private_stream
+
+    _, recs = _night(hours=4 / 60)
+
+    def run(home: Path, epoch_writes: bool) -> tuple[list[tuple[str, str, str]], list[EpochWriter]]:
+        with private_stream(home) as (settings, client, stream):
+            for i in range(0, len(recs), 100):  # plain records, one a notification or frame
+                entries = [{"Data": to_wire(r), "PartitionKey": r.device_id} for r in recs[i : i + 100]]
+                assert client.put_records(StreamName=stream, Records=entries)["FailedRecordCount"] == 0
+            live, states = LocalLiveStore(home / "live.sqlite"), LocalStateStore(home / "state.sqlite")
+            letters = LocalDeadLetters(home / "dlq")
+            cfg = dataclasses.replace(settings, epoch_writes=epoch_writes)
+            handlers = [wiring.speed_layer_handler(cfg, store=live, states=states, letters=letters) for _ in range(2)]
+            calls = [0]
+
+            def invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
+                calls[0] += 1
+                return handlers[(calls[0] // 3) % 2](event, context)
+
+            mapping = EventSourceMapping(client, stream, invoke, Checkpoints(home / "cp.json"), letters, batch_size=10)
+            mapping.drain()
+            dump = live.dump()
+            live.close()
+            return dump, [h.epoch_writes for h in handlers if h.epoch_writes is not None]
+
+    reference, none = run(tmp_path / "ref", epoch_writes=False)
+    dump, writers = run(tmp_path / "epoch", epoch_writes=True)
+    assert not none and len(writers) == 2
+    assert dump == reference and len(reference) > 200
+    assert all(w.stats.takeovers > 3 and w.stats.replayed > 0 for w in writers)
