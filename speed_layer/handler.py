@@ -71,6 +71,10 @@ class HandlerStats:
     #: device states written, and left unwritten because they did not change
     state_writes: int = 0
     state_unchanged: int = 0
+    #: epoch writes (ADR 7): shards taken over from another container (or at a start), and
+    #: the records those takeovers read again from the stream
+    takeovers: int = 0
+    replayed: int = 0
 
 
 @dataclass
@@ -136,7 +140,10 @@ class SpeedLayerHandler:
         arrival_ms = int(1000 * max(float(r["kinesis"]["approximateArrivalTimestamp"]) for _, r in done))
         source = str(rows[0]["eventSourceARN"])
         devices = {r.device_id for r in records}
+        taken, replayed = writer.stats.takeovers, writer.stats.replayed
         states = writer.begin(source, shard, min(seqs), devices, self.rules, self.rules_for)
+        self.stats.takeovers += writer.stats.takeovers - taken
+        self.stats.replayed += writer.stats.replayed - replayed
         applied = apply_records(records, states, self.rules, self.rules_for)
         self._index(applied)
         written = writer.plan(shard, applied.states, last_seq, arrival_ms)
