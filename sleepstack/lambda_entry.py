@@ -9,8 +9,10 @@ invocation) and delegates every event to it; the handler itself is
 * structured JSON logs (``Logger``; the project's module loggers get the same formatter),
   with the invocation's request id and cold start, never record contents;
 * one CloudWatch EMF document per invocation (``Metrics``, namespace ``sleepstack``):
-  ``Records``, ``Documents``, ``Quarantined``, ``Rejected``, ``Behind``, ``Alerts`` and
-  ``DurationMs``. The local stack's services report the same figures in ``stack status``.
+  ``Records``, ``Documents``, ``Quarantined``, ``Rejected``, ``Behind``, ``Alerts``,
+  ``StateWrites``, ``Takeovers`` and ``Replayed`` (epoch writes, ADR 7: a steady rate of
+  takeovers means containers keep losing their shards, each a rebuild) and ``DurationMs``.
+  The local stack's services report the same figures in ``stack status``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ _COUNTS: Final = (
     ("Rejected", "rejected"),
     ("Behind", "behind"),
     ("Alerts", "alerts"),
+    ("StateWrites", "state_writes"),
+    ("Takeovers", "takeovers"),
+    ("Replayed", "replayed"),
 )
 
 

@@ -22,6 +22,7 @@
 | ``SLEEPSTACK_SEND_LINGER_MS`` | how long the sender may hold records to fill an aggregate (0-60000 ms) | ``10000`` |
 | ``SLEEPSTACK_STAGING_RR`` | ``on``: the nightly job stages nights with a strap's RR by the RR model | ``off`` |
 | ``SLEEPSTACK_IDLE_POLL_S`` | the local stack's longest pause between polls when idle (0.2-5 s) | ``1.0`` |
+| ``SLEEPSTACK_EPOCH_WRITES`` | ``on``: device states written at epoch ends (ADR 7); ``off``: every batch | ``on`` |
 | ``SLEEPSTACK_ALERT_RULES`` | JSON object overriding alert thresholds (:class:`core.live.alerts.AlertRules`) | ``{}`` |
 | ``SLEEPSTACK_ALERT_ROUTES`` | the notifier's routes file (YAML, docs/alerts.md); unset: the notifier idles | unset |
 | ``SLEEPSTACK_SMTP_HOST`` | the notifier's e-mail relay (unset: no e-mail channel) | unset |
@@ -89,6 +90,8 @@ class Settings:
     send_linger_ms: int = DEFAULT_LINGER_MS
     staging_rr: bool = False
     idle_poll_s: float = 1.0
+    #: The speed layer writes device states at epoch boundaries under a shard lease (ADR 7).
+    epoch_writes: bool = True
     #: The notifier's routes file (``SLEEPSTACK_ALERT_ROUTES``); without it the notifier idles.
     alert_routes: Path | None = None
     smtp_host: str | None = None
@@ -143,6 +146,7 @@ class Settings:
             raise ConfigError("SLEEPSTACK_SEND_LINGER_MS", f"must be milliseconds from 0 to 60000, not {linger!r}")
         staging_rr = _on_off(e, "SLEEPSTACK_STAGING_RR", "off")
         idle_poll_s = _seconds(e, "SLEEPSTACK_IDLE_POLL_S", "1.0", 0.2, 5.0)
+        epoch_writes = _on_off(e, "SLEEPSTACK_EPOCH_WRITES", "on")
         return cls(
             target=cast(Target, target),
             home=Path(e.get("SLEEPSTACK_HOME", ".sleepstack")).resolve(),
@@ -167,6 +171,7 @@ class Settings:
             send_linger_ms=int(linger),
             staging_rr=staging_rr,
             idle_poll_s=idle_poll_s,
+            epoch_writes=epoch_writes,
             **_notify_settings(e),
         )
 
@@ -185,6 +190,7 @@ class Settings:
             SLEEPSTACK_ALERT_RULES=json.dumps(self.alert_rules),
             SLEEPSTACK_SEND_LINGER_MS=str(self.send_linger_ms),
             SLEEPSTACK_STAGING_RR="on" if self.staging_rr else "off",
+            SLEEPSTACK_EPOCH_WRITES="on" if self.epoch_writes else "off",
             SLEEPSTACK_SMTP_PORT=str(self.smtp_port),
             SLEEPSTACK_SMTP_FROM=self.smtp_from,
             SLEEPSTACK_SMTP_STARTTLS="on" if self.smtp_starttls else "off",

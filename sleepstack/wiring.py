@@ -267,16 +267,37 @@ def speed_layer_handler(
     letters: DeadLetterSink | None = None,
     **kwargs: Any,
 ) -> SpeedLayerHandler:
-    """The speed-layer handler bound to the settings' stores (or to the ones given)."""
+    """The speed-layer handler bound to the settings' stores (or to the ones given); with
+    ``SLEEPSTACK_EPOCH_WRITES`` on, writing states at epoch boundaries (a takeover reads the
+    stream again through this target's Kinesis client)."""
     rules = AlertRules.from_dict(settings.alert_rules)
+    states = states or state_store(settings)
+    if settings.epoch_writes and "epoch_writes" not in kwargs:
+        from speed_layer.epoch_writes import EpochWriter
+        from speed_layer.replay import KinesisReplay
+
+        kwargs["epoch_writes"] = EpochWriter(states, KinesisReplay(_LazyClient(lambda: kinesis_client(settings))))
     return SpeedLayerHandler(
         store or live_store(settings),
-        states or state_store(settings),
+        states,
         letters or dead_letters(settings),
         rules=rules,
         rules_for=subject_rules(settings, rules),
         **kwargs,
     )
+
+
+class _LazyClient:
+    """A client made on its first use: a handler that never takes a shard over never needs one
+    (locally, the stream's endpoint is known only once the stack runs)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make, self._client = make, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)
 
 
 def subject_rules(settings: Settings, defaults: AlertRules) -> SubjectRules | None:

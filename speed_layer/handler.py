@@ -16,6 +16,11 @@ dies half way is retried from the old state and rewrites the same documents (the
 are deterministic). Only the states that changed are written (a redelivered batch, all
 behind its devices' watermarks, writes none; ADR 0007). If the store refuses documents
 the invocation raises and the batch is retried (bisected by the event source mapping).
+
+With an :class:`~speed_layer.epoch_writes.EpochWriter` the states come from the
+container's cache under the shard's lease, and a device's state is written only when
+something durable changes (its epoch closes, a run opens or closes; ADR 0007); without
+one, every changed state is read and written each invocation.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from core.contract.kpl import AggregateError, is_aggregated, unpack
 from core.errors import ContractError
 from core.live.alerts import AlertRules
 from dead_letters import DeadLetterSink, dead_letter
-from speed_layer.processing import apply_records, decode
+from speed_layer.epoch_writes import EpochWriter
+from speed_layer.processing import Applied, apply_records, decode
 from speed_layer.state_store import StateStore
 from speed_layer.store import LiveStore, Rejected
 
@@ -65,6 +71,10 @@ class HandlerStats:
     #: device states written, and left unwritten because they did not change
     state_writes: int = 0
     state_unchanged: int = 0
+    #: epoch writes (ADR 7): shards taken over from another container (or at a start), and
+    #: the records those takeovers read again from the stream
+    takeovers: int = 0
+    replayed: int = 0
 
 
 @dataclass
@@ -78,6 +88,8 @@ class SpeedLayerHandler:
     #: a subject's rules (the registry's overrides of ``rules``); None: ``rules`` for everyone
     rules_for: Callable[[str], AlertRules] | None = None
     stats: HandlerStats = field(default_factory=HandlerStats)
+    #: state writes at epoch boundaries through a cache under the shard's lease; None: every changed state
+    epoch_writes: EpochWriter | None = None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         decoded: list[tuple[int, Record]] = []
@@ -90,20 +102,57 @@ class SpeedLayerHandler:
         records = [rec for seq, rec in decoded if lowest is None or seq < lowest]
         self.stats.last_applied = [rec.record_id for rec in records]
         if records:
-            states = self.states.get_many({r.device_id for r in records})
-            applied = apply_records(records, states, self.rules, self.rules_for)
-            if applied.docs:
-                for bad in self.store.index(applied.docs):
-                    self._reject(bad)
-            changed = {d: s for d, s in applied.states.items() if s != states.get(d)}
-            if changed:
-                self.states.put_many(changed)
-            self.stats.state_writes += len(changed)
-            self.stats.state_unchanged += len(applied.states) - len(changed)
+            if self.epoch_writes is not None:
+                applied = self._apply_cached(self.epoch_writes, event, records, lowest)
+            else:
+                applied = self._apply_stored(records)
             self.stats.documents += len(applied.docs)
             self.stats.alerts += sum(1 for kind, _ in applied.docs if kind == "alerts")
             self.stats.behind += len(applied.behind)
         return dict(response)
+
+    def _apply_stored(self, records: list[Record]) -> Applied:
+        """Fold ``records`` from the stored states; write the states that changed."""
+        states = self.states.get_many({r.device_id for r in records})
+        applied = apply_records(records, states, self.rules, self.rules_for)
+        self._index(applied)
+        changed = {d: s for d, s in applied.states.items() if s != states.get(d)}
+        if changed:
+            self.states.put_many(changed)
+        self.stats.state_writes += len(changed)
+        self.stats.state_unchanged += len(applied.states) - len(changed)
+        return applied
+
+    def _index(self, applied: Applied) -> None:
+        if applied.docs:
+            for bad in self.store.index(applied.docs):
+                self._reject(bad)
+
+    def _apply_cached(
+        self, writer: EpochWriter, event: dict[str, Any], records: list[Record], lowest: int | None
+    ) -> Applied:
+        """Fold ``records`` from the cached states; write only the states :meth:`EpochWriter.plan` names."""
+        rows = event["Records"]
+        shard = str(rows[0]["eventID"]).split(":", 1)[0]
+        seqs = [int(r["kinesis"]["sequenceNumber"]) for r in rows]
+        done = [(s, r) for s, r in zip(seqs, rows, strict=True) if lowest is None or s < lowest]
+        last_seq = max(s for s, _ in done)
+        arrival_ms = int(1000 * max(float(r["kinesis"]["approximateArrivalTimestamp"]) for _, r in done))
+        source = str(rows[0]["eventSourceARN"])
+        devices = {r.device_id for r in records}
+        taken, replayed = writer.stats.takeovers, writer.stats.replayed
+        states = writer.begin(source, shard, min(seqs), devices, self.rules, self.rules_for)
+        self.stats.takeovers += writer.stats.takeovers - taken
+        self.stats.replayed += writer.stats.replayed - replayed
+        applied = apply_records(records, states, self.rules, self.rules_for)
+        self._index(applied)
+        written = writer.plan(shard, applied.states, last_seq, arrival_ms)
+        if written:
+            self.states.put_positioned(written)
+        writer.commit(shard, applied.states, written, last_seq, arrival_ms)
+        self.stats.state_writes += len(written)
+        self.stats.state_unchanged += len(applied.states) - len(written.keys() & applied.states.keys())
+        return applied
 
     def _record_handler(self, decoded: list[tuple[int, Record]]) -> Callable[[KinesisStreamRecord], None]:
         def handle(record: KinesisStreamRecord) -> None:

@@ -20,7 +20,7 @@ from local.live_store import LocalLiveStore
 from local.state_store import LocalStateStore
 from speed_layer.handler import SpeedLayerHandler
 from speed_layer.processing import apply_records
-from speed_layer.state_store import StateStore, item_bytes
+from speed_layer.state_store import Lease, Persisted, StateStore, item_bytes
 from tests.test_speed_layer import RULES, _event, _night
 
 WRITE_UNIT_BYTES = 1024
@@ -107,10 +107,15 @@ def test_states_written_as_json_by_an_older_stack_decode_and_continue(tmp_path: 
     legacy = {d: json.loads(json.dumps(s)) for d, s in first.states.items()}
     for s in legacy.values():  # rows without the device time, as the older stack kept them
         s["open"] = [r[:5] for r in s["open"]]
-    db = LocalStateStore(tmp_path / "state.sqlite")
-    with db._db:  # write what the older stack wrote
-        db._db.executemany("INSERT INTO device_state VALUES (?, ?)", [(d, json.dumps(s)) for d, s in legacy.items()])
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.sqlite") as older:  # the older stack's table, and what it wrote
+        older.execute("CREATE TABLE device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
+        older.executemany("INSERT INTO device_state VALUES (?, ?)", [(d, json.dumps(s)) for d, s in legacy.items()])
+    older.close()
+    db = LocalStateStore(tmp_path / "state.sqlite")  # adds the position column, keeps the rows
     assert db.get_many(legacy) == legacy
+    assert {p.after_seq for p in db.get_positioned(legacy).values()} == {None}
     assert decode_state("strap-1", json.dumps(legacy["strap-1"]).encode()) == legacy["strap-1"]
     rest_old = apply_records(recs[half:], legacy, RULES)
     rest_new = apply_records(recs[half:], first.states, RULES)
@@ -145,6 +150,18 @@ class CountingStates(StateStore):
 
     def delete_many(self, device_ids: Iterable[str]) -> int:
         return self.inner.delete_many(device_ids)
+
+    def get_positioned(self, device_ids: Iterable[str]) -> dict[str, Persisted]:
+        return self.inner.get_positioned(device_ids)
+
+    def put_positioned(self, states: Mapping[str, Persisted]) -> None:
+        self.inner.put_positioned(states)
+
+    def renew_lease(self, shard: str, owner: str, counter: int, horizon: int | None) -> Lease | None:
+        return self.inner.renew_lease(shard, owner, counter, horizon)
+
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
+        return self.inner.take_lease(shard, owner, horizon)
 
 
 def _batches(seconds: int = 240, per: int = 20) -> list[list[bytes]]:
@@ -230,3 +247,25 @@ def test_cost_bench_prices_the_documented_volumes_and_counts_what_the_handler_wr
     assert per["reads"] == per["writes_before"] >= per["writes_after"] == per["wru_after"]
     assert per["wru_before"] > per["writes_before"]  # JSON states of over 1 KB took two units
     assert volumes["largest_item_bytes"]["after"] <= WRITE_UNIT_BYTES < volumes["largest_item_bytes"]["before"]
+
+
+def test_cost_bench_counts_epoch_writes_from_a_run_of_the_handler() -> None:
+    """Epoch writes through the real handler over 15 minutes of a night: one lease write an
+    invocation, a state write per device about every 30 s (its epoch), each one write unit."""
+    from sleepstack.bench.costs import bill, epoch_write_volumes, state_volumes
+
+    epoch = epoch_write_volumes(hours=0.25)
+    assert epoch["lease_writes_per_invocation"] == 1.0
+    per = epoch["per_10h_bed_night"]
+    # two devices, 1,200 epochs each in 10 h (a few more: the first states, a status, the dirty flushes)
+    assert 2 * 1_200 <= per["writes"] <= 2 * 1_200 * 1.1
+    assert per["wru"] == per["writes"] and epoch["largest_item_bytes"] <= WRITE_UNIT_BYTES
+    # the store is read only on a takeover or a device's first record: twice in the run, scaled to 10 h
+    assert per["reads"] == round(2 * 10 / epoch["night_hours"])
+    # priced: a bed-night's WRU x 30 x beds + a shard's 36,000 lease writes a night x 30 x shards + reads
+    volumes = state_volumes(hours=0.25)
+    monthly = bill(volumes, epoch)
+    expected = (per["wru"] * 30 * 1_000 + 36_000 * 30 * 2) * 0.625e-6 + per["rru"] * 30 * 1_000 * 0.125e-6
+    assert monthly["1000_beds"]["epoch_writes"]["dynamodb_usd"] == round(expected)
+    assert monthly["1000_beds"]["epoch_writes"]["per_bed_usd"] <= 1.25
+    assert monthly["100_beds"]["epoch_writes"]["per_bed_usd"] <= 3.00

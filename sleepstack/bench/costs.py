@@ -9,7 +9,14 @@ handler does them:
 * **before** (the stack before ADR 0007): every present device's state written, as JSON
   text; write units ``ceil(item bytes / 1 KB)``;
 * **after**: only the states that changed, in :mod:`core.live.state_codec` bytes;
-* reads: one strongly consistent read per present device (``ceil(item / 4 KB)`` read units).
+* reads: one strongly consistent read per present device (``ceil(item / 4 KB)`` read units);
+* **epoch writes** (ADR 7, the default since): the night through the real
+  :class:`speed_layer.handler.SpeedLayerHandler` with its
+  :class:`~speed_layer.epoch_writes.EpochWriter`, one Kinesis event per invocation, over a
+  state store that counts what the handler asks of it: state writes and their write units,
+  lease writes (one conditional write per shard per invocation, one write unit), reads.
+  Lease writes are billed per shard (they do not grow with beds): 1 shard at 100 beds, 2
+  at 1,000 (the v2 stream of ``docs/costs.md``).
 
 Volumes are scaled to a 10-h night and 30 nights a month and priced at DynamoDB's
 on-demand list prices (us-east-1). Every other line of the bill is carried from
@@ -22,16 +29,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
-from core.contract import Record
+from core.contract import Record, to_wire
 from core.live.alerts import AlertRules
 from core.live.state_codec import encode_state
-from sleepstack.bench.fixtures import simulated_night_records
+from sleepstack.bench.fixtures import ONE_SHARD, simulated_night_records
 from speed_layer.processing import apply_records
-from speed_layer.state_store import item_bytes
+from speed_layer.state_store import Lease, Persisted, StateStore, item_bytes
 
-__all__ = ["bill", "main", "state_volumes"]
+__all__ = ["bill", "epoch_write_volumes", "main", "state_volumes"]
 
 WRU_USD: Final = 0.625e-6
 RRU_USD: Final = 0.125e-6
@@ -64,8 +75,58 @@ OTHER_LINES_USD: Final = {
         "kms": 10,
     },
 }
+#: Shards of the v2 stream (docs/costs.md): each renews its lease once per invocation.
+SHARDS: Final = {100: 1, 1000: 2}
 #: The key and TTL attributes every state item carries besides its state.
 _KEY_TTL: Final = {"expires_at": {"N": "1767660570"}}
+#: A Kinesis sequence number as large as AWS's (56 digits), for the position attribute's size.
+_SEQ_BASE: Final = 49_650_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000
+
+
+class _Counting(StateStore):
+    """The handler's state store, counting what it is asked: writes and write units as
+    DynamoDB bills the items, lease writes, reads."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.n = dict.fromkeys(("writes", "wru", "lease_writes", "reads", "rru", "largest_item_bytes"), 0)
+
+    def get_many(self, device_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        return {d: p.state for d, p in self.get_positioned(device_ids).items()}
+
+    def put_many(self, states: Mapping[str, dict[str, Any]]) -> None:
+        self.put_positioned({d: Persisted(s, None) for d, s in states.items()})
+
+    def delete_many(self, device_ids: Iterable[str]) -> int:
+        return self.inner.delete_many(device_ids)
+
+    def get_positioned(self, device_ids: Iterable[str]) -> dict[str, Persisted]:
+        ids = list(device_ids)
+        out = self.inner.get_positioned(ids)
+        self.n["reads"] += len(ids)
+        self.n["rru"] += len(ids)  # every item is under 4 KB
+        return out
+
+    def put_positioned(self, states: Mapping[str, Persisted]) -> None:
+        for d, p in states.items():
+            item: dict[str, dict[str, Any]] = {
+                "device_id": {"S": d},
+                "state": {"B": encode_state(d, p.state)},
+                **_KEY_TTL,
+            }
+            size = item_bytes({**item, "after_seq": {"S": str(p.after_seq)}})
+            self.n["writes"] += 1
+            self.n["wru"] += math.ceil(size / 1024)
+            self.n["largest_item_bytes"] = max(self.n["largest_item_bytes"], size)
+        self.inner.put_positioned(states)
+
+    def renew_lease(self, shard: str, owner: str, counter: int, horizon: int | None) -> Lease | None:
+        self.n["lease_writes"] += 1
+        return self.inner.renew_lease(shard, owner, counter, horizon)
+
+    def take_lease(self, shard: str, owner: str, horizon: int) -> tuple[Lease, Lease | None]:
+        self.n["lease_writes"] += 1
+        return self.inner.take_lease(shard, owner, horizon)
 
 
 def _item(device: str, state: dict[str, Any], *, compact: bool) -> int:
@@ -120,16 +181,84 @@ def state_volumes(seed: int = 0, hours: float | None = None, window_s: float = 1
     }
 
 
-def bill(volumes: dict[str, Any]) -> dict[str, Any]:
-    """Monthly USD at 100 and 1,000 beds, before and after, from :func:`state_volumes`."""
+def epoch_write_volumes(seed: int = 0, hours: float | None = None, window_s: float = 1.0) -> dict[str, Any]:
+    """State writes, lease writes and reads of one bed's night through the real handler with
+    epoch writes (a local state store and live store in a temporary folder)."""
+    from dead_letters import LocalDeadLetters
+    from local.event_source_mapping import LambdaContext, kinesis_event
+    from local.live_store import LocalLiveStore
+    from local.state_store import LocalStateStore
+    from speed_layer.epoch_writes import EpochWriter
+    from speed_layer.handler import SpeedLayerHandler
+    from speed_layer.replay import decoded
+
+    night = simulated_night_records("c000", seed, apnea_per_hour=8.0)
+    if hours is not None:
+        night = [r for r in night if r.event_time_ms < night[0].event_time_ms + hours * 3_600_000]
+    rows = [(_SEQ_BASE + i, to_wire(r), r.event_time_ms / 1000) for i, r in enumerate(night)]
+    arn = "arn:aws:kinesis:us-east-1:000000000000:stream/bench"
+
+    def replay(_source: str, _shard: str, after: int, before: int) -> Iterator[tuple[int, Record]]:
+        return decoded((q, d) for q, d, _ in rows if after < q < before)
+
+    invocations = _invocations(night, window_s)
+    with tempfile.TemporaryDirectory(prefix="sleepstack-costs-") as tmp:
+        states = _Counting(LocalStateStore(Path(tmp) / "state.sqlite"))
+        live = LocalLiveStore(Path(tmp) / "live.sqlite")
+        handler = SpeedLayerHandler(
+            live,
+            states,
+            LocalDeadLetters(Path(tmp) / "dlq"),
+            rules=AlertRules(),
+            epoch_writes=EpochWriter(states, replay, owner="bench"),
+        )
+        at = 0
+        for batch in invocations:
+            event_rows = [
+                {
+                    "PartitionKey": "k",
+                    "SequenceNumber": str(q),
+                    "Data": d,
+                    "ApproximateArrivalTimestamp": datetime.fromtimestamp(t, tz=UTC),
+                }
+                for q, d, t in rows[at : at + len(batch)]
+            ]
+            at += len(batch)
+            handler(kinesis_event(event_rows, shard_id=ONE_SHARD, arn=arn, region="us-east-1"), LambdaContext())
+        live.close()
+    hours_run = (night[-1].event_time_ms - night[0].event_time_ms) / 3_600_000
+    scale = NIGHT_H / hours_run
+    n = states.n
+    return {
+        "night_hours": round(hours_run, 2),
+        "batching_window_s": window_s,
+        "invocations": len(invocations),
+        "lease_writes_per_invocation": round(n["lease_writes"] / len(invocations), 4),
+        "largest_item_bytes": n["largest_item_bytes"],
+        "per_10h_bed_night": {k: round(v * scale) for k, v in n.items() if k != "largest_item_bytes"},
+    }
+
+
+def bill(volumes: dict[str, Any], epoch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Monthly USD at 100 and 1,000 beds, before and after, from :func:`state_volumes`, and
+    with epoch writes from :func:`epoch_write_volumes` when given."""
     per = volumes["per_10h_bed_night"]
     out: dict[str, Any] = {}
     for beds, others in OTHER_LINES_USD.items():
         rest = sum(others.values())
         reads = per["rru"] * NIGHTS_PER_MONTH * beds * RRU_USD
         row: dict[str, Any] = {}
-        for when in ("before", "after"):
-            dynamodb = per[f"wru_{when}"] * NIGHTS_PER_MONTH * beds * WRU_USD + reads
+        costs = {when: per[f"wru_{when}"] * NIGHTS_PER_MONTH * beds * WRU_USD + reads for when in ("before", "after")}
+        if epoch is not None:
+            e = epoch["per_10h_bed_night"]
+            # one lease write per shard per invocation: a shard's invocations in a 10-h night
+            lease_wru = epoch["lease_writes_per_invocation"] * NIGHT_H * 3600 / epoch["batching_window_s"]
+            costs["epoch_writes"] = (
+                e["wru"] * NIGHTS_PER_MONTH * beds * WRU_USD
+                + lease_wru * NIGHTS_PER_MONTH * SHARDS[beds] * WRU_USD
+                + e["rru"] * NIGHTS_PER_MONTH * beds * RRU_USD
+            )
+        for when, dynamodb in costs.items():
             total = rest + dynamodb
             row[when] = {
                 "dynamodb_usd": round(dynamodb),
@@ -147,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window-s", type=float, default=1.0, help="batching window: one invocation every so many s")
     args = parser.parse_args(argv)
     volumes = state_volumes(args.seed, args.hours, args.window_s)
-    print(json.dumps({**volumes, "monthly": bill(volumes)}, indent=2))
+    epoch = epoch_write_volumes(args.seed, args.hours, args.window_s)
+    print(json.dumps({**volumes, "epoch_writes": epoch, "monthly": bill(volumes, epoch)}, indent=2))
 
 
 if __name__ == "__main__":

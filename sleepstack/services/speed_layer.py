@@ -76,6 +76,9 @@ class SpeedLayerService(Service):
             "quarantined": stats.quarantined,
             "rejected": stats.rejected,
             "alerts": stats.alerts,
+            "state_writes": stats.state_writes,
+            "takeovers": stats.takeovers,
+            "replayed": stats.replayed,
             "sent_to_on_failure": mapping.sent_to_on_failure,
             "checkpoint_resets": mapping.checkpoint_resets,
         }
