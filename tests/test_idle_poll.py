@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from core.errors import ConfigError
@@ -45,3 +50,35 @@ def test_the_idle_pause_is_a_setting() -> None:
     for bad in ("0.1", "9", "soon"):
         with pytest.raises(ConfigError, match="SLEEPSTACK_IDLE_POLL_S"):
             Settings.from_env({"SLEEPSTACK_IDLE_POLL_S": bad})
+
+
+def test_the_idle_bench_names_each_process_of_the_stack() -> None:
+    from sleepstack.bench.idle import process_role
+
+    assert process_role(["/x/.venv/bin/python", "-m", "sleepstack.services", "speed_layer"]) == "speed_layer"
+    assert process_role(["/x/.venv/bin/python", "-m", "sleepstack.services", "supervisor"]) == "supervisor"
+    assert process_role(["node", "/x/infra/local/kinesalite-server.js", "0", "/h/stream"]) == "stream"
+    assert process_role(["/usr/lib/jvm/java-17/bin/java", "-Xms512m", "org.opensearch.bootstrap.OpenSearch"]) == (
+        "opensearch"
+    )
+    assert process_role(["/bin/sh", "-c", "true"]) == "other"
+
+
+def test_the_idle_bench_counts_the_cpu_of_the_homes_processes_only(tmp_path: Path) -> None:
+    from sleepstack.bench.idle import stack_cpu_by_role
+
+    burn = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\nsys.stdin.read()"
+    env = {"SLEEPSTACK_HOME": str(tmp_path)}  # a bare interpreter needs nothing else
+    argv = [sys.executable, "-c", burn, "sleepstack.services", "delivery"]
+    ours = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE)
+    other = subprocess.Popen(argv, env={**env, "SLEEPSTACK_HOME": str(tmp_path / "elsewhere")}, stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while stack_cpu_by_role(tmp_path).get("delivery", 0.0) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cpu = stack_cpu_by_role(tmp_path)
+        assert set(cpu) == {"delivery"}  # the other home's process is not counted
+        assert 0.5 <= cpu["delivery"] < 1.5  # the half second it burnt, and a start-up
+    finally:
+        for p in (ours, other):
+            p.communicate(b"")
