@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.contract.kpl import DEFAULT_LINGER_MS
 from core.errors import ConfigError
 from sleepstack.services.loop import BUSY_GRACE_S, IDLE_POLL_S, POLL_S, IdlePoll
 from sleepstack.settings import Settings
@@ -26,7 +27,7 @@ def test_fast_while_records_flow_backing_off_to_a_second_when_idle_and_fast_agai
         return pause
 
     assert {step(5) for _ in range(20)} == {POLL_S}  # records flowing
-    quiet = [step(0) for _ in range(30)]
+    quiet = [step(0) for _ in range(90)]
     fast = [p for p in quiet if p == POLL_S]
     assert len(fast) * POLL_S == pytest.approx(BUSY_GRACE_S, abs=POLL_S)  # a grace period after the last records
     assert quiet[len(fast) : len(fast) + 3] == [0.4, 0.8, IDLE_POLL_S]  # then doubling
@@ -34,11 +35,28 @@ def test_fast_while_records_flow_backing_off_to_a_second_when_idle_and_fast_agai
     assert step(1) == POLL_S  # the first record found: fast again
 
 
+def test_a_home_sender_putting_every_linger_keeps_the_poll_fast() -> None:
+    """A collector puts at least every DEFAULT_LINGER_MS: between its puts the poller does not back off,
+    so the record that completes an epoch is read within POLL_S (epoch-end -> queryable as with fixed polls)."""
+    now = [0.0]
+    seen = [0]
+    poll = IdlePoll(lambda: seen[0], clock=lambda: now[0])
+    pauses = []
+    next_put = 0.0
+    while now[0] < 600.0:  # ten minutes of a night
+        if now[0] >= next_put:
+            seen[0] += 1
+            next_put += DEFAULT_LINGER_MS / 1000
+        pauses.append(poll.next_pause())
+        now[0] += pauses[-1]
+    assert set(pauses) == {POLL_S}
+
+
 def test_without_a_progress_measure_it_settles_at_the_idle_pause() -> None:
     now = [0.0]
     poll = IdlePoll(idle_s=2.0, clock=lambda: now[0])
     pauses = []
-    for _ in range(40):
+    for _ in range(90):
         pauses.append(poll.next_pause())
         now[0] += pauses[-1]
     assert pauses[0] == POLL_S and pauses[-1] == 2.0

@@ -81,7 +81,7 @@ def _idle_cpu_pct(
     cli = [sys.executable, "-m", "sleepstack.cli", "stack"]
     subprocess.run([*cli, "up", "--port", "0"], env=env, check=True, capture_output=True)
     try:
-        time.sleep(settle_s)  # start-up work done, pollers backed off
+        time.sleep(settle_s)  # start-up work done, the pollers past their busy grace (12 s) and backed off
         out = []
         for _ in range(rounds):
             cpu0, t0 = stack_cpu_by_role(home), time.monotonic()
@@ -99,7 +99,7 @@ def _median_by_role(windows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def bench_idle(
-    rounds: int = 3, window_s: float = 10.0, settle_s: float = 10.0, latency_seconds: float = 60.0
+    rounds: int = 3, window_s: float = 10.0, settle_s: float = 20.0, latency_seconds: float = 60.0
 ) -> dict[str, Any]:
     from sleepstack.bench.speed import bench_speed_latency
 
