@@ -371,7 +371,14 @@ class FakeBleakClient(BaseBleakClient):
 
 
 def _first_time(script: list[ScriptItem], cursor: int) -> int:
-    for item in script[cursor:]:
+    """The recording time of the first notification at or after ``cursor`` (0: none).
+
+    Indexes instead of slicing: :meth:`FakePeripheral.battery_at` asks for every
+    notification, and a slice copied the rest of the script each time (quadratic in a
+    night's notifications: the demo cohort's collection took about 4 min instead of 20 s).
+    """
+    for i in range(cursor, len(script)):
+        item = script[i]
         if not isinstance(item, Drop):
             return item[0]
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 from dead_letters import DeadLetterSink
 from local.kinesis import LOCAL_REGION
-from local.shard_reader import Checkpoints, ShardReader, shard_ids, stream_arn
+from local.shard_reader import Checkpoints, StreamShards
 
 __all__ = ["EventSourceMapping", "LambdaContext", "MappingStats", "kinesis_event"]
 
@@ -106,6 +106,7 @@ class EventSourceMapping:
     #: nothing goes to the on-failure destination, and the caller retries later (a full disk
     #: under the local store must not turn into skipped records)
     stall_on: tuple[type[BaseException], ...] = ()
+    _shards: StreamShards | None = field(default=None, repr=False)
 
     def drain(self, stop: Callable[[], bool] | None = None) -> MappingStats:
         """Deliver every record now in the stream, shard by shard, then return.
@@ -113,9 +114,18 @@ class EventSourceMapping:
         ``stop`` is asked between pages: when it says so, the records read but not yet
         delivered are left for the next run (their checkpoint was not moved).
         """
-        arn = stream_arn(self.client, self.stream)
-        for shard in shard_ids(self.client, self.stream):
-            reader = ShardReader(self.client, self.stream, shard, self.checkpoints)
+        if self._shards is None:
+            self._shards = StreamShards(self.client, self.stream, self.checkpoints)
+        try:
+            return self._drain(self._shards, stop)
+        except BaseException:
+            self._shards.forget()  # read afresh from the checkpoints next time
+            raise
+
+    def _drain(self, shards: StreamShards, stop: Callable[[], bool] | None) -> MappingStats:
+        arn = shards.arn()
+        for reader in shards.readers():
+            shard = reader.shard_id
             buffer: list[dict[str, Any]] = []
             opened = self.clock()
             for page in reader.pages():

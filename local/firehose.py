@@ -44,7 +44,7 @@ from core.contract.kpl import AggregateError, unpack
 from core.errors import ContractError
 from dead_letters import DeadLetterSink, dead_letter
 from local.compaction import compact_partition
-from local.shard_reader import Checkpoints, ShardReader, shard_ids
+from local.shard_reader import Checkpoints, StreamShards
 
 __all__ = ["DEFAULT_PREFIX", "FirehoseDelivery", "render_prefix"]
 
@@ -112,6 +112,7 @@ class FirehoseDelivery:
     _open: dict[str, dict[str, _Buffer]] = field(default_factory=dict)
     _read_through: dict[str, str] = field(default_factory=dict)
     _covered: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
+    _shards: StreamShards | None = None
 
     def drain(self) -> DeliveryStats:
         """Deliver everything now in the stream and flush all buffers."""
@@ -139,6 +140,8 @@ class FirehoseDelivery:
             self._open.clear()
             self._read_through.clear()
             self._covered.clear()
+            if self._shards is not None:
+                self._shards.forget()
             raise
         for directory in sorted(self._touched):
             c = compact_partition(directory, target_bytes=self.compact_target_bytes, min_files=self.compact_min_files)
@@ -148,10 +151,12 @@ class FirehoseDelivery:
         return self.stats
 
     def _poll_shards(self, flush: bool, stop: Callable[[], bool] | None) -> None:
-        for shard in shard_ids(self.client, self.stream):
+        if self._shards is None:
+            self._shards = StreamShards(self.client, self.stream, self.checkpoints)
+        for reader in self._shards.readers():
+            shard = reader.shard_id
             buffers = self._open.setdefault(shard, defaultdict(_Buffer))
             covered = self._covered_ranges(shard)
-            reader = ShardReader(self.client, self.stream, shard, self.checkpoints)
             for page in reader.pages(after=self._read_through.get(shard)):
                 if stop is not None and stop():
                     break

@@ -3,6 +3,12 @@
 ``ShardReader`` reads a shard from just after its checkpoint (or TRIM_HORIZON) and hands
 out records; the caller commits a sequence number once that record's effects are durable.
 Checkpoints live in a JSON file (written atomically), one per consumer.
+
+Polling an idle stream costs one GetRecords per shard: a reader that reached the shard's
+tip keeps the iterator that read returned and the next poll continues with it when it
+starts where the last one ended (as Lambda's event-source mapping keeps its iterator
+between polls), and :class:`StreamShards` keeps the stream's ARN and shard list for
+:data:`SHARD_LIST_REFRESH_S` instead of asking for them on every poll.
 """
 
 from __future__ import annotations
@@ -10,12 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Checkpoints", "ShardReader", "shard_ids", "stream_arn"]
+__all__ = ["SHARD_LIST_REFRESH_S", "Checkpoints", "ShardReader", "StreamShards", "shard_ids", "stream_arn"]
+
+#: How long a consumer keeps the stream's shard list before listing it again (the local
+#: stream's shards are fixed by the template; a new one is read within this time).
+SHARD_LIST_REFRESH_S: Final = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +81,8 @@ class ShardReader:
     #: set when the checkpoint named a position the stream no longer holds (its retention
     #: passed, or the stream was recreated) and reading restarted from the oldest record
     reset_reason: str | None = None
+    #: after reaching the tip: (the position read through, the iterator continuing after it)
+    _tail: tuple[str | None, str] | None = field(default=None, repr=False)
 
     def _iterator(self, after: str | None) -> str:
         from botocore.exceptions import ClientError
@@ -96,13 +109,71 @@ class ShardReader:
         return str(it["ShardIterator"])
 
     def pages(self, after: str | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Yield non-empty pages of records after ``after`` (default: the checkpoint)."""
-        it: str | None = self._iterator(after if after is not None else self.checkpoints.get(self.shard_id))
+        """Yield non-empty pages of records after ``after`` (default: the checkpoint).
+
+        Continues with the iterator the last call ended with at the shard's tip when it
+        starts where that call ended; otherwise (a checkpoint moved back, pages left
+        unread, an expired iterator) asks for a new one at the start.
+        """
+        from botocore.exceptions import ClientError
+
+        self.reset_reason = None
+        start = after if after is not None else self.checkpoints.get(self.shard_id)
+        kept, self._tail = self._tail, None
+        reusing = kept is not None and kept[0] == start
+        it: str | None = kept[1] if kept is not None and reusing else self._iterator(start)
+        read_through = start if self.reset_reason is None else None
         while it:
-            resp = self.client.get_records(ShardIterator=it, Limit=self.limit)
+            try:
+                resp = self.client.get_records(ShardIterator=it, Limit=self.limit)
+            except ClientError as exc:
+                if not (reusing and exc.response.get("Error", {}).get("Code") == "ExpiredIteratorException"):
+                    raise
+                reusing, it = False, self._iterator(start)  # the kept iterator expired: one from the start
+                read_through = start if self.reset_reason is None else None
+                continue
+            reusing = False
             records = resp["Records"]
             if records:
+                read_through = records[-1]["SequenceNumber"]
                 yield records
             if not records and resp.get("MillisBehindLatest", 0) == 0:
+                if nxt := resp.get("NextShardIterator"):
+                    self._tail = (read_through, nxt)
                 return
             it = resp.get("NextShardIterator")
+
+
+@dataclass
+class StreamShards:
+    """A consumer's view of its stream: the ARN and the shard list, listed again every
+    ``refresh_s`` (Lambda's mapping, too, discovers new shards periodically), and one
+    :class:`ShardReader` per shard kept across polls (so each keeps its iterator at the tip)."""
+
+    client: Any
+    stream: str
+    checkpoints: Checkpoints
+    refresh_s: float = SHARD_LIST_REFRESH_S
+    clock: Callable[[], float] = time.monotonic
+    _arn: str | None = field(default=None, repr=False)
+    _readers: dict[str, ShardReader] = field(default_factory=dict, repr=False)
+    _listed_at: float = field(default=float("-inf"), repr=False)
+
+    def arn(self) -> str:
+        if self._arn is None:
+            self._arn = stream_arn(self.client, self.stream)
+        return self._arn
+
+    def readers(self) -> list[ShardReader]:
+        """One reader per shard of the stream, in shard order."""
+        if self.clock() - self._listed_at >= self.refresh_s:
+            ids = shard_ids(self.client, self.stream)
+            self._readers = {
+                s: self._readers.get(s) or ShardReader(self.client, self.stream, s, self.checkpoints) for s in ids
+            }
+            self._listed_at = self.clock()
+        return list(self._readers.values())
+
+    def forget(self) -> None:
+        """Drop what is kept (after an error: the stream may have been recreated); the next poll lists afresh."""
+        self._arn, self._readers, self._listed_at = None, {}, float("-inf")

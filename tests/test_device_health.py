@@ -247,3 +247,23 @@ def test_the_lake_answers_device_status_in_sql(
     assert set(rows["device_id"]) == {"strap-s001", "bed-s001"}
     cols = engine.query("SELECT * FROM sleepstack.device_status LIMIT 0").columns.tolist()
     assert "battery_pct" in cols and "hr_bpm" not in cols and cols[-1] == "dt"
+
+
+class _NoSlices(list[Any]):
+    """A script that refuses to be sliced (a slice copies the rest of a night's script)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            raise AssertionError("the script was copied")
+        return super().__getitem__(index)
+
+
+def test_the_battery_level_is_read_without_copying_the_script() -> None:
+    """battery_at runs for every notification; copying the script there made a night's playback quadratic
+    (the demo's collection went from about 20 s to 4 min)."""
+    t0 = T0_MS
+    script = _NoSlices([Drop(5_000), *((t0 + 1000 * i, b"\x00\x3c") for i in range(7200))])
+    p = FakePeripheral("strap-x", "strap", script, battery_pct=50.0, battery_drain_pct_h=2.0)
+    assert p.battery_at(t0) == 50
+    assert p.battery_at(t0 + 3_600_000) == 48  # two percent an hour of recording time
+    assert p.battery_at(None) == 50  # nothing played yet: the level at the first notification
