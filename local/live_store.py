@@ -9,12 +9,14 @@ queries (:mod:`serving.live_queries`) read one subject's night without a scan.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from core.live.alerts import INDEXED_FIELD
 from local.sqlite import open_db, write_transaction
 from serving.live_queries import MAX_DOCS, LiveQueries, SubjectSummary
 from speed_layer.processing import TIME_FIELD
@@ -27,16 +29,22 @@ class LocalLiveStore(LiveStore, LiveQueries):
     """Embedded store: one SQLite table of JSON documents keyed by (kind, id); it answers
     the live views' queries (:class:`serving.live_queries.LiveQueries`) too."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._db = open_db(path, synchronous="NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS docs (idx TEXT NOT NULL, id TEXT NOT NULL, subject_id TEXT,"
             " t_ms INTEGER, record_id TEXT, status TEXT, body TEXT NOT NULL, PRIMARY KEY (idx, id))"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS docs_subject ON docs (idx, subject_id, t_ms)")
+        if "written_ms" not in {str(r[1]) for r in self._db.execute("PRAGMA table_info(docs)")}:
+            # when the store wrote each document (its clock): the notifier's cursor over alert changes
+            self._db.execute("ALTER TABLE docs ADD COLUMN written_ms INTEGER")
+        self._db.execute("CREATE INDEX IF NOT EXISTS docs_written ON docs (idx, written_ms)")
         self._lock = threading.Lock()
+        self.clock = clock
 
     def index(self, docs: Sequence[Doc]) -> list[Rejected]:
+        now_ms = int(self.clock() * 1000)
         rows = [
             (
                 kind,
@@ -46,12 +54,17 @@ class LocalLiveStore(LiveStore, LiveQueries):
                 d.get("record_id"),
                 d.get("status"),
                 orjson.dumps(d, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode(),
+                now_ms,
             )
             for kind, d in docs
         ]
         # e.g. the disk is full: nothing indexed, StoreError, the batch is retried
         with self._lock, write_transaction(self._db, StoreError, "the embedded live store"):
-            self._db.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO docs (idx, id, subject_id, t_ms, record_id, status, body, written_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
         return []
 
     def reassign(self, device_id: str, start_ms: int, end_ms: int, subject_id: str) -> int:
@@ -145,12 +158,15 @@ class LocalLiveStore(LiveStore, LiveQueries):
         return found[0] if found else None
 
     def alerts_changed_since(self, since_ms: int, limit: int = MAX_DOCS) -> list[dict[str, Any]]:
-        return self._bodies(
-            "SELECT body FROM docs WHERE idx = 'alerts' AND (t_ms >= ?1 OR status = 'open'"
-            " OR coalesce(body ->> 'raised_ms', 0) >= ?1 OR coalesce(body ->> 'end_ms', 0) >= ?1)"
-            " ORDER BY t_ms, id LIMIT ?2",
-            (since_ms, min(limit, MAX_DOCS)),
-        )
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body, written_ms FROM docs WHERE idx = 'alerts' AND (written_ms >= ?1 OR status = 'open'"
+                " OR (written_ms IS NULL AND (t_ms >= ?1 OR coalesce(body ->> 'raised_ms', 0) >= ?1"
+                " OR coalesce(body ->> 'end_ms', 0) >= ?1)))"
+                " ORDER BY coalesce(written_ms, t_ms), id LIMIT ?2",
+                (since_ms, min(limit, MAX_DOCS)),
+            ).fetchall()
+        return [{**orjson.loads(body), INDEXED_FIELD: written} for body, written in rows]
 
     def alert_counts(self) -> list[dict[str, Any]]:
         with self._lock:

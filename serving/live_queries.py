@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Final
 
+from core.live.alerts import INDEXED_FIELD
 from speed_layer.indices import index_pattern
 from speed_layer.processing import TIME_FIELD
 
@@ -71,9 +72,11 @@ class LiveQueries(ABC):
 
     @abstractmethod
     def alerts_changed_since(self, since_ms: int, limit: int = MAX_DOCS) -> list[dict[str, Any]]:
-        """Alert episodes that may have changed at or after ``since_ms``: those that started,
-        were raised or ended then, and every open one; oldest start first. The notifier asks
-        with a lookback overlap (its outbox ignores what it has already queued)."""
+        """Alert episodes the store wrote at or after ``since_ms`` (their
+        :data:`core.live.alerts.INDEXED_FIELD`, the writer's clock; a document written before
+        stores stamped it counts by its start, raise or end), and every open one; oldest write
+        first, each with its ``indexed_ms``. The notifier asks with a lookback overlap (its
+        outbox ignores what it has already queued)."""
 
     def open_alerts(self, subject_id: str) -> list[dict[str, Any]]:
         """A subject's open alerts, oldest first."""
@@ -96,8 +99,14 @@ class OpenSearchLiveQueries(LiveQueries):
         )
         return resp
 
-    def _hits(self, kind: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        return [h["_source"] for h in self._search(kind, body)["hits"]["hits"]]
+    def _hits(self, kind: str, body: dict[str, Any], *, stamped: bool = False) -> list[dict[str, Any]]:
+        """The documents a search finds; an alert's write stamp only when ``stamped`` (the
+        notifier's cursor: the views answer as the embedded store does, without it)."""
+        docs = [h["_source"] for h in self._search(kind, body)["hits"]["hits"]]
+        if kind == "alerts" and not stamped:
+            for d in docs:
+                d.pop(INDEXED_FIELD, None)
+        return docs
 
     def subjects(self) -> list[SubjectSummary]:
         t = TIME_FIELD["vitals"]
@@ -185,8 +194,14 @@ class OpenSearchLiveQueries(LiveQueries):
             "query": {
                 "bool": {
                     "should": [
-                        *(
-                            {"range": {f: {"gte": since_ms, "format": "epoch_millis"}}}
+                        {"range": {INDEXED_FIELD: {"gte": since_ms, "format": "epoch_millis"}}},
+                        *(  # written before the store stamped its writes
+                            {
+                                "bool": {
+                                    "must_not": {"exists": {"field": INDEXED_FIELD}},
+                                    "filter": {"range": {f: {"gte": since_ms, "format": "epoch_millis"}}},
+                                }
+                            }
                             for f in ("start_ms", "raised_ms", "end_ms")
                         ),
                         {"term": {"status": "open"}},
@@ -194,9 +209,13 @@ class OpenSearchLiveQueries(LiveQueries):
                     "minimum_should_match": 1,
                 }
             },
-            "sort": [{"start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}],
+            "sort": [
+                {INDEXED_FIELD: {"order": "asc", "missing": "_first"}},
+                {"start_ms": {"order": "asc"}},
+                {"doc_id": {"order": "asc"}},
+            ],
         }
-        return self._hits("alerts", body)
+        return self._hits("alerts", body, stamped=True)
 
     def alert_counts(self) -> list[dict[str, Any]]:
         body = {

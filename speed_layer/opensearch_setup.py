@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import SleepstackError
 from speed_layer.dashboards import saved_objects_ndjson
-from speed_layer.indices import index_template, ism_policy, policy_id, template_name
+from speed_layer.indices import index_pattern, index_template, ism_policy, mapping, policy_id, template_name
 from speed_layer.processing import DOC_KINDS
 
 __all__ = ["HttpPost", "SetupError", "SetupReport", "import_dashboards", "install", "urllib_post", "writer_role"]
@@ -116,6 +116,13 @@ def install(
         name = template_name(prefix, kind)
         client.indices.put_index_template(name=name, body=index_template(prefix, kind, replicas=replicas))
         report.templates.append(name)
+        # indices made from an older template get the fields added since (e.g. alerts' indexed_ms):
+        # their strict mappings would refuse documents carrying them until the next day's index
+        client.indices.put_mapping(
+            index=index_pattern(prefix, kind),
+            body={"properties": mapping(kind)["properties"]},
+            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+        )
     if dashboards_url:
         report.dashboards = import_dashboards(dashboards_url, prefix=prefix, http_post=http_post)
     return report

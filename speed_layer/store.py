@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from core.errors import SleepstackError
+from core.live.alerts import INDEXED_FIELD
 from core.registry import Window
 from speed_layer.indices import index_for, index_pattern
 from speed_layer.processing import DOC_KINDS, TIME_FIELD
@@ -151,16 +152,19 @@ class OpenSearchLiveStore(LiveStore):
         base_backoff_s: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.client, self.prefix, self.max_bulk_bytes = client, prefix, max_bulk_bytes
+        self.client, self.prefix, self.max_bulk_bytes, self.clock = client, prefix, max_bulk_bytes, clock
         self.max_attempts, self.base_backoff_s, self.sleep = max_attempts, base_backoff_s, sleep
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     def _pairs(self, docs: Sequence[Doc]) -> list[tuple[Doc, str]]:
         out = []
+        now_ms = int(self.clock() * 1000)
         for kind, d in docs:
             action = {"index": {"_index": index_for(self.prefix, kind, d), "_id": d["doc_id"]}}
-            out.append(((kind, d), json.dumps(action) + "\n" + json.dumps(d, sort_keys=True) + "\n"))
+            source = {**d, INDEXED_FIELD: now_ms} if kind == "alerts" else d  # the notifier's change cursor
+            out.append(((kind, d), json.dumps(action) + "\n" + json.dumps(source, sort_keys=True) + "\n"))
         return out
 
     def _bodies(self, pairs: list[tuple[Doc, str]]) -> list[list[tuple[Doc, str]]]:

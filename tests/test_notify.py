@@ -290,16 +290,19 @@ def test_the_service_idles_without_routes_and_stalls_naming_a_bad_file(tmp_path:
     assert beat is not None and beat.state == "stalled" and "route 'a' (line 2), field tiers" in str(beat.error)
 
 
-def test_the_embedded_store_answers_alerts_changed_since(tmp_path: Path) -> None:
-    store = LocalLiveStore(tmp_path / "live.sqlite")
+def test_the_embedded_store_answers_alerts_changed_since_by_when_it_wrote_them(tmp_path: Path) -> None:
+    """Written at or after the mark (the store's clock), or open; each carries its ``indexed_ms``."""
+    now = [T0 / 1000]
+    store = LocalLiveStore(tmp_path / "live.sqlite", clock=lambda: now[0])
     old_closed = episode(start=T0 - 3600_000, end=T0 - 3500_000, device="AA:01")
     old_open = episode(start=T0 - 3600_000, device="AA:02")
-    ended_late = episode(start=T0 - 3600_000, end=T0 + 5_000, device="AA:03")
-    recent = episode(start=T0 + 1_000, device="AA:04")
-    store.index([("alerts", d) for d in (old_closed, old_open, ended_late, recent)])
-    got = {d["doc_id"] for d in store.alerts_changed_since(T0)}
-    assert got == {old_open["doc_id"], ended_late["doc_id"], recent["doc_id"]}
-    assert len(store.alerts_changed_since(0)) == 4
+    store.index([("alerts", d) for d in (old_closed, old_open)])
+    now[0] += 60
+    late_old = episode(start=T0 - 7200_000, end=T0 - 7100_000, device="AA:03")  # happened first, written last
+    store.index([("alerts", late_old)])
+    got = {d["doc_id"]: d["indexed_ms"] for d in store.alerts_changed_since(T0 + 1)}
+    assert got == {old_open["doc_id"]: T0, late_old["doc_id"]: T0 + 60_000}
+    assert len(store.alerts_changed_since(0)) == 3
 
 
 def test_a_failing_channel_costs_one_try_per_pass_and_the_other_channel_sends_all(parts: dict[str, Any]) -> None:
@@ -310,3 +313,17 @@ def test_a_failing_channel_costs_one_try_per_pass_and_the_other_channel_sends_al
     assert n.send() == 5  # every e-mail
     rows = [r for r in n.outbox.rows() if r["channel"] == "webhook"]
     assert sorted(r["attempts"] for r in rows) == [0, 0, 0, 0, 1]  # one try, the rest wait for the next pass
+
+
+def test_an_episode_written_late_with_an_older_start_is_still_notified(parts: dict[str, Any]) -> None:
+    """The speed layer may write one shard's later episodes before another's earlier ones
+    (a backlog, a shard read to its end first): the notifier's cursor follows when the store
+    wrote an episode, not when it happened, so the late one is not behind the watermark."""
+    n, store = parts["n"], parts["store"]
+    later = episode(start=T0 + 3 * 3600_000, end=T0 + 3 * 3600_000 + 60_000, device="AA:02")
+    store.index([("alerts", later)])
+    assert n.plan() == 4  # open and close, nurse e-mail + webhook
+    earlier = episode(start=T0, end=T0 + 60_000)  # hours before the first, written after it
+    store.index([("alerts", earlier)])
+    assert n.plan() == 4
+    assert {r["alert_id"] for r in n.outbox.rows()} == {later["doc_id"], earlier["doc_id"]}

@@ -26,7 +26,7 @@ def _vitals(i: int, t_ms: int = DAY_MS) -> tuple[str, dict[str, Any]]:
 
 def test_bulk_request_is_exactly_action_and_source_lines_into_daily_indices() -> None:
     cluster = FakeCluster(bulk_ok)
-    store = OpenSearchLiveStore(cluster.client())
+    store = OpenSearchLiveStore(cluster.client(), clock=lambda: 1_800_000_000.5)
     assert (
         store.index([_vitals(0), _vitals(30), ("alerts", {"doc_id": "a1", "start_ms": DAY_MS, "status": "open"})]) == []
     )
@@ -39,7 +39,7 @@ def test_bulk_request_is_exactly_action_and_source_lines_into_daily_indices() ->
         {"index": {"_index": "sleepstack-vitals-2026.01.06", "_id": "v30"}},  # past midnight: next day's index
         {"doc_id": "v30", "epoch_start_ms": DAY_MS + 900_000, "hr_bpm": 60.0, "subject_id": "s1"},
         {"index": {"_index": "sleepstack-alerts-2026.01.05", "_id": "a1"}},
-        {"doc_id": "a1", "start_ms": DAY_MS, "status": "open"},
+        {"doc_id": "a1", "indexed_ms": 1_800_000_000_500, "start_ms": DAY_MS, "status": "open"},  # stamped
     ]
 
 
@@ -231,6 +231,9 @@ def test_ism_policy_has_hot_warm_delete_and_attaches_by_template() -> None:
         ism_policy("sleepstack", "vitals", 1)
 
 
+MAPPING_PARAMS = {"ignore_unavailable": "true", "allow_no_indices": "true"}
+
+
 def test_setup_sends_policies_templates_in_order_and_updates_existing_policies() -> None:
     existing = {"/_plugins/_ism/policies/sleepstack-alerts-lifecycle"}
 
@@ -248,18 +251,23 @@ def test_setup_sends_policies_templates_in_order_and_updates_existing_policies()
         ("GET", "/_plugins/_ism/policies/sleepstack-vitals-lifecycle", {}),
         ("PUT", "/_plugins/_ism/policies/sleepstack-vitals-lifecycle", {}),
         ("PUT", "/_index_template/sleepstack-vitals", {}),
+        ("PUT", "/sleepstack-vitals-*/_mapping", MAPPING_PARAMS),  # indices of an older template
         ("GET", "/_plugins/_ism/policies/sleepstack-alerts-lifecycle", {}),
         ("PUT", "/_plugins/_ism/policies/sleepstack-alerts-lifecycle", {"if_seq_no": 7, "if_primary_term": 2}),
         ("PUT", "/_index_template/sleepstack-alerts", {}),
+        ("PUT", "/sleepstack-alerts-*/_mapping", MAPPING_PARAMS),  # indices of an older template
         ("GET", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
         ("PUT", "/_plugins/_ism/policies/sleepstack-samples-lifecycle", {}),
         ("PUT", "/_index_template/sleepstack-samples", {}),
+        ("PUT", "/sleepstack-samples-*/_mapping", MAPPING_PARAMS),  # indices of an older template
         ("GET", "/_plugins/_ism/policies/sleepstack-status-lifecycle", {}),
         ("PUT", "/_plugins/_ism/policies/sleepstack-status-lifecycle", {}),
         ("PUT", "/_index_template/sleepstack-status", {}),
+        ("PUT", "/sleepstack-status-*/_mapping", MAPPING_PARAMS),  # indices of an older template
     ]
     assert cluster.sent[1].json() == ism_policy("sleepstack", "vitals", 30)
     assert cluster.sent[2].json() == index_template("sleepstack", "vitals")
+    assert cluster.sent[7].json() == {"properties": mapping("alerts")["properties"]}
     assert report.templates == ["sleepstack-vitals", "sleepstack-alerts", "sleepstack-samples", "sleepstack-status"]
 
 
@@ -334,19 +342,27 @@ def test_distinct_record_ids_are_counted_exactly_page_by_page() -> None:
     assert second["after"] == {"id": "b"}
 
 
-def test_alerts_changed_since_asks_for_starts_raises_ends_after_the_mark_or_open() -> None:
+def test_alerts_changed_since_asks_for_writes_after_the_mark_or_open() -> None:
+    """The cursor is the store's write stamp; documents written before stamping count by their times."""
     cluster = FakeCluster(lambda req: (200, {"hits": {"hits": [{"_source": {"doc_id": "x", "start_ms": 1}}]}}))
     assert OpenSearchLiveQueries(cluster.client()).alerts_changed_since(DAY_MS) == [{"doc_id": "x", "start_ms": 1}]
     (req,) = cluster.sent
     assert req.url == "/sleepstack-alerts-*/_search"
     body = req.json()
+    unstamped = {"must_not": {"exists": {"field": "indexed_ms"}}}
     assert body["query"]["bool"] == {
         "should": [
-            {"range": {"start_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
-            {"range": {"raised_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
-            {"range": {"end_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
+            {"range": {"indexed_ms": {"gte": DAY_MS, "format": "epoch_millis"}}},
+            *(
+                {"bool": {**unstamped, "filter": {"range": {f: {"gte": DAY_MS, "format": "epoch_millis"}}}}}
+                for f in ("start_ms", "raised_ms", "end_ms")
+            ),
             {"term": {"status": "open"}},
         ],
         "minimum_should_match": 1,
     }
-    assert body["sort"] == [{"start_ms": {"order": "asc"}}, {"doc_id": {"order": "asc"}}]
+    assert body["sort"] == [
+        {"indexed_ms": {"order": "asc", "missing": "_first"}},
+        {"start_ms": {"order": "asc"}},
+        {"doc_id": {"order": "asc"}},
+    ]

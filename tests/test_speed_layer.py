@@ -6,6 +6,8 @@ import base64
 import dataclasses
 import hashlib
 import json
+import logging
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -449,6 +451,11 @@ def test_lambda_entry_emits_one_emf_document_per_invocation(
         LocalDeadLetters(tmp_path / "dlq"),
     )
     monkeypatch.setattr(lambda_entry, "_handler", handler)
+    # the structured logger's handler keeps the stdout of the test that first imported the
+    # module (another test in this worker, under xdist): point it at this test's
+    for h in logging.getLogger(lambda_entry.SERVICE).handlers:
+        if isinstance(h, logging.StreamHandler):
+            monkeypatch.setattr(h, "stream", sys.stdout)
     now = datetime.now(UTC)
     rows = [{"PartitionKey": "k", "SequenceNumber": "1", "Data": b"not json", "ApproximateArrivalTimestamp": now}]
     event = kinesis_event(rows, shard_id="shardId-000000000000", arn="arn:aws:kinesis:local:0:stream/s", region="l")

@@ -39,6 +39,7 @@ from core.contract.epochs import EPOCH_MS
 
 __all__ = [
     "ALERT_FIELDS",
+    "INDEXED_FIELD",
     "TECHNICAL",
     "AlertKind",
     "AlertRules",
@@ -120,6 +121,8 @@ class AlertRules:
         return dataclasses.replace(self, **values)
 
 
+#: The field a live store stamps on an alert when it writes it (:data:`ALERT_FIELDS`).
+INDEXED_FIELD: Final = "indexed_ms"
 #: Fields of an alert document (speed-layer alerts index).
 ALERT_FIELDS: Final = (
     _f("doc_id", FieldType.STRING, "deterministic id: device, kind, start", False),
@@ -145,6 +148,13 @@ ALERT_FIELDS: Final = (
         "peak heart rate (bpm), lowest (bpm), pause length (s), lowest battery (%), or silent/unworn time (s)",
     ),
     _f("threshold", FieldType.FLOAT64, "the rule's threshold in the same unit"),
+    _f(
+        INDEXED_FIELD,
+        FieldType.INT64,
+        "when the live store wrote this version, ms UTC by the writer's clock (stamped by the store, not"
+        " derived from the data: the notifier's cursor over changes, which event times cannot be when the"
+        " speed layer writes one shard's later episodes before another's earlier ones)",
+    ),
 )
 
 

@@ -1,7 +1,9 @@
 """The notifier: plan outbox rows from the live store's alert episodes, then drain the outbox.
 
-:meth:`Notifier.plan` reads the episodes changed since its watermark (minus
-:data:`LOOKBACK_MS`) and every open one, derives their transitions
+:meth:`Notifier.plan` reads the episodes the live store wrote since its watermark (minus
+:data:`LOOKBACK_MS`; the watermark follows the stores' write stamps, ``indexed_ms``, not the
+episodes' own times: the speed layer may write one shard's later episodes before another's
+earlier ones) and every open one, derives their transitions
 (:func:`core.notify.transitions`), routes them and queues one row per idempotency key;
 unacknowledged open episodes get the next tier's rows once ``escalate_after_min`` has
 passed since the notifier first saw them, on the injected clock. :meth:`Notifier.send`
@@ -19,7 +21,7 @@ from typing import Any, Final
 
 from access.ack_links import sign_link
 from access.acks import AckStore
-from core.live.alerts import AlertKind, alert_id
+from core.live.alerts import INDEXED_FIELD, AlertKind, alert_id
 from core.notify import Route, idempotency_key, message, transitions
 from core.outbox import OutboxStore
 from serving.live_queries import LiveQueries
@@ -30,7 +32,8 @@ __all__ = ["BACKOFF_S", "LOOKBACK_MS", "Notifier", "SubjectInfo"]
 
 log = logging.getLogger(__name__)
 
-#: How far behind its watermark the notifier looks again (late or rewritten episodes).
+#: How far behind its watermark the notifier looks again (writes made visible late: an
+#: OpenSearch refresh, a bulk request in flight, writers' clocks apart).
 LOOKBACK_MS: Final = 15 * 60_000
 #: Pause before each retry of a message; its length is the number of tries (then the dead letter).
 BACKOFF_S: Final = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -94,7 +97,7 @@ class Notifier:
                     rows += self._rows_for(doc, route, label, tz, seen[str(doc["doc_id"])], now, acked)
         new = self.outbox.add(rows, now) if rows else 0
         self.planned += new
-        high = max(max(int(d.get(f) or 0) for f in ("start_ms", "raised_ms", "end_ms")) for d in docs)
+        high = max(_written(d) for d in docs)
         if high > mark:
             self.outbox.set_mark("watermark_ms", high)
         return new
@@ -227,3 +230,12 @@ class Notifier:
             if stop():
                 return passes
             sleep(poll_s)
+
+
+def _written(doc: Mapping[str, Any]) -> int:
+    """When the store wrote ``doc`` (its ``indexed_ms``): the cursor over changes. A document
+    written before stores stamped it counts by its latest event time, as the cursor once did."""
+    written = doc.get(INDEXED_FIELD)
+    if written is not None:
+        return int(written)
+    return max(int(doc.get(f) or 0) for f in ("start_ms", "raised_ms", "end_ms"))

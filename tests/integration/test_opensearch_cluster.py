@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from core.contract.epochs import night_bounds_ms, night_of
+from core.live.alerts import INDEXED_FIELD
 from local.live_store import LocalLiveStore
 from serving.live_queries import OpenSearchLiveQueries
 from sleepstack.bench.fixtures import bench_settings, index_records
@@ -97,6 +98,8 @@ def test_the_real_handler_indexes_the_embedded_stores_documents_exactly(replayed
     remote = r.documents()
     assert len(remote) > 10_000
     assert remote.keys() == local.keys()  # the same ids
+    stamps = [d.pop(INDEXED_FIELD) for (kind, _), d in remote.items() if kind == "alerts"]
+    assert stamps and all(isinstance(t, int) for t in stamps)  # when the store wrote each alert
     assert remote == local  # the same fields and values
 
 
