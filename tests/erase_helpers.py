@@ -160,30 +160,32 @@ def _exports_and_audit(settings: Settings, tmp: Path) -> None:
         )
 
 
+def outbox_messages(subjects: tuple[str, ...], t0: int) -> list[dict[str, Any]]:
+    """The notifier's planned messages of each subject's episodes: one filed under it (subject,
+    device, start), one naming it by label only (as rows from before they kept whose they were)."""
+    return [
+        {
+            "key": f"{how}-{sid}",
+            "alert_id": f"alert-{how}-{sid}",
+            "transition": "open",
+            "route": "ward",
+            "tier": 0,
+            "channel": "email",
+            "address": "nurse@ward.example.org",
+            "due_ms": t0,
+            "message": {"text": f"breathing_pause opened\nWho: bed of {sid}\n"},
+            **({"subject_id": sid, "device_id": f"bed-{sid}", "event_ms": t0} if how == "filed" else {}),
+        }
+        for sid in subjects
+        for how in ("filed", "label")
+    ]
+
+
 def _notifier_outbox(settings: Settings) -> None:
-    """The notifier's messages of each subject's episodes: one filed under it, one naming it by label only."""
     from local.outbox import Outbox
 
     outbox = Outbox(settings.paths.outbox_db)
-    outbox.add(
-        [
-            {
-                "key": f"{how}-{sid}",
-                "alert_id": f"alert-{how}-{sid}",
-                "transition": "open",
-                "route": "ward",
-                "tier": 0,
-                "channel": "email",
-                "address": "nurse@ward.example.org",
-                "due_ms": t0_ms(),
-                "message": {"text": f"breathing_pause opened\nWho: bed of {sid}\n"},
-                **({"subject_id": sid, "device_id": f"bed-{sid}", "event_ms": t0_ms()} if how == "filed" else {}),
-            }
-            for sid in SUBJECTS
-            for how in ("filed", "label")
-        ],
-        t0_ms(),
-    )
+    outbox.add(outbox_messages(SUBJECTS, t0_ms()), t0_ms())
     outbox.close()
 
 

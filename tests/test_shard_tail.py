@@ -127,3 +127,58 @@ def test_an_idle_poll_of_the_delivery_costs_one_get_records_per_shard(kinesis: A
     delivery.poll(flush=True)
     ids = [i for f in lake.glob("raw/dt=*/*.parquet") for i in pq.read_table(f)["record_id"].to_pylist()]
     assert len(ids) == len(set(ids)) == len(recs)
+
+
+class ClockPlacedClient(CountingClient):
+    """kinesalite's behaviour at a shard's tip: an empty GetRecords returns a NextShardIterator
+    placed by the server's clock, past any record whose sequence number is older but which was
+    still being stored when the read ran. Such an iterator is marked here, and reading with it
+    fails the test: a consumer must keep the iterator that continues after its last record."""
+
+    def __getattr__(self, name: str) -> Any:
+        call = super().__getattr__(name)
+        if name != "get_records":
+            return call
+
+        def get_records(**kw: Any) -> Any:
+            if kw["ShardIterator"].startswith("clock-placed:"):
+                raise AssertionError("read with the iterator of an empty read: it may skip a record being stored")
+            out = call(**kw)
+            if not out["Records"] and out.get("NextShardIterator"):
+                out = {**out, "NextShardIterator": "clock-placed:" + out["NextShardIterator"]}
+            return out
+
+        return get_records
+
+
+def test_at_the_tip_the_speed_layer_keeps_the_iterator_after_its_last_record(kinesis: Any, tmp_path: Path) -> None:
+    """The lost aggregate of a demo: never poll on with the iterator an empty read returned."""
+    client = ClockPlacedClient(kinesis)
+    seen: list[int] = []
+    esm = _mapping(client, tmp_path, seen)
+    _put(kinesis, 0, 30)
+    for _ in range(3):  # at the tip, idle
+        esm.drain()
+    client.calls.clear()
+    esm.drain()
+    assert client.calls == Counter(get_records=2)  # still one read per shard when idle
+    _put(kinesis, 30, 70)
+    esm.drain()
+    assert sorted(seen) == list(range(70))
+
+
+def test_at_the_tip_the_delivery_keeps_the_iterator_after_its_last_record(kinesis: Any, tmp_path: Path) -> None:
+    client = ClockPlacedClient(kinesis)
+    lake = tmp_path / "lake"
+    delivery = FirehoseDelivery(client, STREAM, lake, Checkpoints(tmp_path / "d.json"), LocalDeadLetters(lake))
+    recs = night_records(sim_night(), strap_device="strap-1", bed_device="bed-1")[:200]
+    KinesisProducer(kinesis, STREAM).put(recs[:100])
+    for _ in range(3):
+        delivery.poll()
+    client.calls.clear()
+    delivery.poll()
+    assert client.calls == Counter(get_records=2)
+    KinesisProducer(kinesis, STREAM).put(recs[100:])
+    delivery.poll(flush=True)
+    ids = [i for f in lake.glob("raw/dt=*/*.parquet") for i in pq.read_table(f)["record_id"].to_pylist()]
+    assert len(ids) == len(set(ids)) == len(recs)

@@ -39,6 +39,7 @@ from speed_layer.opensearch_setup import install
 from speed_layer.state_store import DynamoStateStore
 from speed_layer.store import OpenSearchLiveStore
 from tests.dashboard_helpers import SUBJECTS, night_records
+from tests.erase_helpers import outbox_messages
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.integration, pytest.mark.slow]
 
@@ -167,25 +168,7 @@ def aws(opensearch_url: str, tmp_path: Path) -> Iterator[Aws]:
             kinesis_event(poison, shard_id=ONE_SHARD, arn="arn:aws:kinesis:x:0:stream/x", region="x"), LambdaContext()
         )
         # the notifier's messages of each subject's episodes: one filed under it, one told by label only
-        stack.outbox.add(
-            [
-                {
-                    "key": f"{how}-{sid}",
-                    "alert_id": f"alert-{how}-{sid}",
-                    "transition": "open",
-                    "route": "ward",
-                    "tier": 0,
-                    "channel": "email",
-                    "address": "nurse@ward.example.org",
-                    "due_ms": t0,
-                    "message": {"text": f"breathing_pause opened\nWho: bed of {sid}\n"},
-                    **({"subject_id": sid, "device_id": f"bed-{sid}", "event_ms": t0} if how == "filed" else {}),
-                }
-                for sid in SUBJECTS
-                for how in ("filed", "label")
-            ],
-            t0,
-        )
+        stack.outbox.add(outbox_messages(SUBJECTS, t0), t0)
         rows = [to_row(r) for r in recs if hasattr(r, "subject_id")]
         third = len(rows) // 3
         for i, part in enumerate((rows[:third], rows[third : 2 * third], rows[2 * third :])):
