@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from core.live.alerts import INDEXED_FIELD
-from local.sqlite import open_db, write_transaction
+from local.sqlite import add_columns, open_db, write_transaction
 from serving.live_queries import MAX_DOCS, LiveQueries, SubjectSummary
 from speed_layer.processing import TIME_FIELD
 from speed_layer.store import Doc, LiveStore, Rejected, StoreError, Window
@@ -36,9 +36,8 @@ class LocalLiveStore(LiveStore, LiveQueries):
             " t_ms INTEGER, record_id TEXT, status TEXT, body TEXT NOT NULL, PRIMARY KEY (idx, id))"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS docs_subject ON docs (idx, subject_id, t_ms)")
-        if "written_ms" not in {str(r[1]) for r in self._db.execute("PRAGMA table_info(docs)")}:
-            # when the store wrote each document (its clock): the notifier's cursor over alert changes
-            self._db.execute("ALTER TABLE docs ADD COLUMN written_ms INTEGER")
+        # when the store wrote each document (its clock): the notifier's cursor over alert changes
+        add_columns(self._db, "docs", (("written_ms", "INTEGER"),))
         self._db.execute("CREATE INDEX IF NOT EXISTS docs_written ON docs (idx, written_ms)")
         self._lock = threading.Lock()
         self.clock = clock

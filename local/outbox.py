@@ -23,7 +23,7 @@ from core.outbox import (
     summarize,
 )
 from core.registry import Window
-from local.sqlite import SqliteStore, write_transaction
+from local.sqlite import SqliteStore, add_columns, write_transaction
 
 __all__ = ["Outbox", "OutboxError", "OutboxRow"]  # the row and the error are core.outbox's, re-exported
 
@@ -48,10 +48,7 @@ class Outbox(SqliteStore, OutboxStore):
     def __init__(self, path: Path) -> None:
         super().__init__(path, _SCHEMA)
         with self._lock, write_transaction(self._db, OutboxError, "the notifier's outbox"):
-            have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(outbox)")}
-            for column, kind in _WHOSE:  # an outbox made before rows kept whose episode they were
-                if column not in have:
-                    self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+            add_columns(self._db, "outbox", _WHOSE)  # an outbox made before rows kept whose episode they were
 
     def add(self, rows: list[dict[str, Any]], now_ms: int) -> int:
         cols = (

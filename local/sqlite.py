@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SqliteStore", "open_db", "write_transaction"]
+__all__ = ["SqliteStore", "add_columns", "open_db", "write_transaction"]
 
 
 def open_db(path: Path, *, synchronous: str | None = None) -> sqlite3.Connection:
@@ -26,6 +26,15 @@ def open_db(path: Path, *, synchronous: str | None = None) -> sqlite3.Connection
     if synchronous is not None:
         db.execute(f"PRAGMA synchronous={synchronous}")
     return db
+
+
+def add_columns(db: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Add each ``(name, type)`` of ``columns`` that ``table`` lacks: a table made by an older
+    release gains the columns newer code writes (their values NULL in its old rows)."""
+    have = {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns:
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 @contextmanager

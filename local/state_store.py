@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.live.state_codec import decode_state, encode_state
-from local.sqlite import open_db, write_transaction
+from local.sqlite import add_columns, open_db, write_transaction
 from speed_layer.state_store import Lease, LeaseTaken, Persisted, StateStore, StateStoreError
 
 __all__ = ["LocalStateStore"]
@@ -27,9 +27,7 @@ class LocalStateStore(StateStore):
     def __init__(self, path: Path) -> None:
         self._db = open_db(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL)")
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(device_state)")}
-        if "after_seq" not in columns:  # a table made before epoch writes
-            self._db.execute("ALTER TABLE device_state ADD COLUMN after_seq TEXT")
+        add_columns(self._db, "device_state", (("after_seq", "TEXT"),))  # a table made before epoch writes
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS shard_lease"
             " (shard TEXT PRIMARY KEY, owner TEXT NOT NULL, counter INTEGER NOT NULL, horizon TEXT)"
