@@ -15,7 +15,10 @@ Model (all times in seconds from lights-off ``t0``; sample rate ``fs_hz``):
   syndrome", Lancet 1984;1:126-131). Or the beat sequence of a real recording
   (``rr_source_ms``), whose RR intervals are replayed as given.
 * Breathing: 10-20 breaths/min, slower and more regular in deep sleep, irregular in REM;
-  optional breathing pauses (apnoeas) of 10-25 s during sleep.
+  optional breathing pauses (apnoeas) of 10-25 s during sleep, in runs of 3-12 events
+  that recur every 50-85 s (a pause, then 40-60 s of breathing), as obstructive events
+  cluster in patients and give the heart rate its cycles (Guilleminault 1984; Hayano J.
+  et al., Circ. Arrhythm. Electrophysiol. 4(1):64-72, 2011).
 * Tachycardia (optional, ``tachycardia_per_night``): episodes of 1-8 min during sleep in
   which the heart rate rises by 50-75 beats/min (through the same 45-s lag as every
   change of rate), drawn from their own random stream so the hypnogram, breathing and
@@ -180,6 +183,10 @@ def _breaths(
     A pause starts when a breath has run its course (the chest rests after exhaling) and
     lasts 10-25 s, so the event's [start_s, end_s) is exactly the time without
     respiratory movement, as AASM scores it (end of last breath to start of the next).
+    Pauses come in runs (module docstring): a run starts at a random second of sleep free
+    of other pauses, and its events follow each other after 40-60 s of breathing while the
+    sleeper sleeps and no other run is in the way; runs are drawn until the night's
+    Poisson count of pauses is placed (or no second is left), so the rate is kept.
     """
     n_s = len(stage_s)
     rate = _lag(br_base + np.vectorize(_BR_OFFSET.get)(stage_s).astype(float), 60.0)
@@ -188,10 +195,20 @@ def _breaths(
     if apnea_per_hour > 0:
         asleep = np.flatnonzero(stage_s != SleepStage.WAKE)
         n_ev = rng.poisson(apnea_per_hour * len(asleep) / 3600)
-        for t in np.sort(rng.choice(asleep, size=min(n_ev, len(asleep)), replace=False)):
-            dur = float(rng.uniform(10, 25))
+        drawn: list[tuple[float, float]] = []
+        free = stage_s != SleepStage.WAKE  # seconds where a pause may start
+        while len(drawn) < n_ev and free.any():
+            t = float(rng.choice(np.flatnonzero(free)))
+            for _ in range(min(int(rng.integers(3, 13)), n_ev - len(drawn))):
+                if t >= n_s or not free[int(t)]:
+                    break  # the sleeper woke, or another run is there
+                dur = float(rng.uniform(10, 25))
+                drawn.append((t, dur))
+                free[max(0, int(t) - 65) : int(t + dur) + 40] = False  # 40 s of breathing either side
+                t += dur + float(rng.uniform(40, 60))
+        for t, dur in sorted(drawn):
             if not onsets or t > onsets[-1][0] + onsets[-1][1] + 40:
-                onsets.append((float(t), dur))
+                onsets.append((t, dur))
     events: list[dict[str, float | str]] = []
     out: list[float] = []
     t = float(rng.uniform(0, 2))

@@ -79,4 +79,6 @@ def test_without_a_bed_sensor_the_strap_alone_finds_fewer_but_right_ones() -> No
     events, truth = _events(30.0, 1, None)
     sens, ppv = _matched(events["epoch_start_ms"].to_numpy(), truth)
     assert set(events["resp_event"]) == {"cvhr"} and events["pause_s"].isna().all()
-    assert ppv >= 0.8 and 0.1 <= sens < 0.95  # measured 0.95 / 0.26 on seed 1: CVHR misses isolated apnoeas
+    # measured PPV 0.97, sensitivity 0.97 on seed 1 (0.94 and 0.96 on seeds 2 and 3), against 1.0 with
+    # the bed (the test above): a run's apnoeas leave heart-rate cycles, but not every one of them
+    assert ppv >= 0.9 and 0.9 <= sens < 1.0

@@ -52,6 +52,24 @@ def test_events_and_truth_are_consistent() -> None:
     assert all(float(e["end_s"]) - float(e["start_s"]) >= 10 for e in night.events if e["kind"] == "apnea")
 
 
+def test_apnoeas_come_in_runs_at_the_rate_asked_and_only_in_sleep() -> None:
+    """Runs of pauses every 50-85 s (40-60 s of breathing between), as obstructive events cluster."""
+    for rate in (10.0, 30.0):
+        night = simulate_night(SimConfig("s", T0_MS, seed=5, apnea_per_hour=rate))
+        apneas = [(float(e["start_s"]), float(e["end_s"])) for e in night.events if e["kind"] == "apnea"]
+        stage_s = np.repeat(night.epochs.stage, 30)
+        sleep_h = float((stage_s != SleepStage.WAKE).sum()) / 3600.0
+        expected = rate * sleep_h
+        assert abs(len(apneas) - expected) < 3.0 * np.sqrt(expected)  # Poisson around the rate, not thinned
+        # drawn in seconds of sleep; a few start in an epoch the truth's 30-s hypnogram calls wake
+        assert np.mean([stage_s[int(start)] != SleepStage.WAKE for start, _ in apneas]) > 0.97
+        gaps = np.array([b[0] - a[1] for a, b in zip(apneas, apneas[1:], strict=False)])
+        # breathing between any two: 40 s drawn, less up to a breath (a pause starts when a breath ends)
+        assert (gaps > 30.0).all()
+        in_run = (gaps <= 65.0).mean()
+        assert in_run > 0.6  # most apnoeas follow another of their run after 40-60 s of breathing
+
+
 def test_records_are_valid_aligned_and_ordered() -> None:
     night = sim_night()
     recs = night_records(night, strap_device="strap-1", bed_device="bed-1")

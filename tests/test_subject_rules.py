@@ -15,7 +15,7 @@ from speed_layer.processing import apply_records
 from speed_layer.subject_rules import SubjectRules
 from tests.conftest import T0_MS
 
-LOW = AlertRules(hr_high_bpm=66, hr_low_bpm=52, hr_sustained_s=90)  # alerts on a normal night
+LOW = AlertRules(hr_high_bpm=66, hr_low_bpm=56, hr_sustained_s=90)  # alerts on a normal night
 
 
 def _alerts(rules_for: SubjectRules | None) -> dict[str, set[str]]:
