@@ -289,6 +289,7 @@ def stage_subject_night(raw: pd.DataFrame, *, models: StageModels, rr_staging: b
     features = pd.DataFrame({"hr_bpm": hr.to_numpy(), "movement": ep["movement"].astype(float).to_numpy()})
     if has_bed:
         features["presence"] = presence
+        features["breathing_pauses"] = ep["breathing_pauses"].astype(float).to_numpy()
     beats = _beats(strap_rows, int(grid[0]))
     staging = stage_night(features, beats, models=models, use_rr=rr_staging)
     stages = pd.array(staging.stages, dtype="Int8")
