@@ -119,8 +119,34 @@ def test_feature_shapes_and_no_holes() -> None:
     assert minute_features([1.0, 2.0], [1000.0], 3).shape == (3, len(FEATURE_NAMES))  # mismatched: all missing
     cyclic = minute_features(*_beats(30, apnoea=True, seed=1), 30)
     flat = minute_features(*_beats(30, apnoea=False, seed=1), 30)
-    j = FEATURE_NAMES.index("cvhr_amp")
+    j = FEATURE_NAMES.index("cycle_amp")
     assert np.median(cyclic[:, j]) > np.median(flat[:, j]) + 1.0  # ln(1 + bpm) of the apnoea-band heart rate
+
+
+def _surges(at_s: np.ndarray, minutes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Beats of 60 bpm with a 12-bpm surge (5-s rise, 6-s decay) at each of ``at_s``."""
+    rng = np.random.default_rng(seed)
+    t, out_t, out_rr = 0.0, [], []
+    while t < minutes * 60:
+        after = t - at_s[at_s <= t]
+        extra = float(np.sum(12.0 * (after / 5.0) * np.exp(1.0 - after / 5.0) * (after < 60)))
+        rr = 60.0 / (60.0 + extra) + rng.normal(0, 0.01)
+        t += rr
+        out_t.append(t)
+        out_rr.append(rr * 1000.0)
+    return np.asarray(out_t), np.asarray(out_rr)
+
+
+def test_regular_heart_rate_cycles_read_as_periodic_and_the_same_surges_at_random_do_not() -> None:
+    """The features measure how regularly the heart rate cycles (Hayano 2011), not only how much."""
+    minutes = 30
+    regular = np.arange(30.0, minutes * 60, 60.0)  # one surge a minute: a run of apnoeas
+    scattered = np.sort(np.random.default_rng(3).uniform(0, minutes * 60, len(regular)))
+    peak, lag = FEATURE_NAMES.index("acf_peak"), FEATURE_NAMES.index("cycle_s")
+    x_regular = minute_features(*_surges(regular, minutes, 0), minutes)[5:-5]
+    x_scattered = minute_features(*_surges(scattered, minutes, 0), minutes)[5:-5]
+    assert np.median(x_regular[:, peak]) > 0.5 > np.median(x_scattered[:, peak])
+    assert np.median(x_regular[:, lag]) == pytest.approx(60.0, abs=3.0)  # the cycle's length, s
 
 
 def test_record_classes_follow_the_challenge() -> None:

@@ -93,7 +93,7 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "ahi_hi": "upper end of ahi_est's 90 % interval, events/h",
     "ahi_severity": "AASM band of ahi_est: normal (< 5), mild (5-15), moderate (15-30), severe (>= 30)",
     "apnoea_class": "the Apnea-ECG record class from apnoea_minutes_est: A (>= 100 min), B, C (< 5 min)",
-    "apnoea_minutes_est": "estimated minutes with apnoea in the time scored, min",
+    "apnoea_minutes_est": "minutes the detector called apnoea in the time scored, min",
     "apnoea_hours": "the time in bed the apnoea detector scored (minutes with enough clean RR), h",
     "apnoea_model": "the apnoea detector's model name (its card: docs/evaluation.md)",
     "sleep_score": "sleep score 0-100, higher is better (TST, efficiency, SOL, WASO, long awakenings; docs/analyst.md)",

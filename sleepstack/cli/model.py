@@ -294,11 +294,11 @@ def register(sub: Any) -> None:
     s = sub.add_parser(
         "train",
         help="train a model: hr-mlp-v1 on sleep-accel, rr-mlp-v3 on slpdb-rr and sleep-accel,"
-        " apnoea-rr-lr-v1 on apnea-ecg",
+        " apnoea-rr-lr-v2 on apnea-ecg",
     )
     s.add_argument(
         "--model",
-        choices=["hr-mlp-v1", "rr-mlp-v3", "apnoea-rr-lr-v1"],
+        choices=["hr-mlp-v1", "rr-mlp-v3", "apnoea-rr-lr-v2"],
         default="hr-mlp-v1",
         help="which model to train",
     )

@@ -13,7 +13,7 @@ the records' subjects the scoring model was trained on. Figures the folder canno
 ``cross_validate`` deals subjects (never records: one person has several) to ``folds``
 groups in an order shuffled by ``seed``; a model trained without each group scores it.
 Training is deterministic (no random start) and runs with single-threaded BLAS
-(threadpoolctl), so ``sleepstack train --model apnoea-rr-lr-v1`` rebuilds the committed
+(threadpoolctl), so ``sleepstack train --model apnoea-rr-lr-v2`` rebuilds the committed
 artefact byte for byte on one machine.
 """
 
