@@ -373,9 +373,13 @@ def test_the_cli_answers_who_looked_and_verify_fails_on_an_edit(
         path.write_text(text)
 
 
-def test_a_user_over_the_rate_limit_gets_429_and_others_do_not(home: tuple[Settings, str, dict[str, str]]) -> None:
+def test_a_user_over_the_rate_limit_gets_429_and_others_do_not(
+    home: tuple[Settings, str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.web import auth
     from serving.web.auth import BURST
 
+    monkeypatch.setattr(auth, "_monotonic", lambda: 1000.0)  # no refill mid-burst, however slow the machine
     settings, _, tokens = home
     with TestClient(build_app(settings), base_url="http://127.0.0.1") as c:
         flood = {"authorization": f"Bearer {tokens['viewer']}"}
