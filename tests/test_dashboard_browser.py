@@ -7,6 +7,7 @@ is opened as a person would, and a screenshot of each is saved under build/scree
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +187,47 @@ def test_a_night_page_draws_the_hypnogram(page: Any, home: tuple[Settings, str],
     assert "hr-mlp-v1" in page.locator("#model").inner_text()
     assert "κ" in page.locator("#model").inner_text()
     _shot(page, "night")
+
+
+_PIXEL_AT = """([t, level]) => {
+  const el = document.getElementById("hypnogram");
+  const u = el.uplot;
+  const x = Math.round(u.valToPos(t / 1000, "x", true));
+  const y = Math.round(u.valToPos(level, "y", true));
+  return Array.from(u.ctx.getImageData(x, y, 1, 1).data);
+}"""
+
+
+def test_the_hypnogram_shades_the_uncertain_epochs_and_only_those(
+    page: Any, home: tuple[Settings, str], address: str
+) -> None:
+    """Epochs whose stage's calibrated probability is under LOW_CONFIDENCE are grey; the others are not."""
+    from core.nights.staging import LOW_CONFIDENCE
+
+    _, night = home
+    data = page.request.get(f"{address}/api/nights/s001/{night}/epochs").json()
+    assert data["low_confidence"] == LOW_CONFIDENCE
+    epochs = [e for e in data["epochs"] if e["stage_confidence"] is not None]
+    low = [e["epoch_start_ms"] for e in epochs if e["stage_confidence"] < LOW_CONFIDENCE]
+    sure = [e["epoch_start_ms"] for e in epochs if e["stage_confidence"] >= LOW_CONFIDENCE]
+    assert low and sure  # a night with both
+    page.goto(f"{address}/nights/s001/{night}")
+    page.wait_for_function("document.body.dataset.ready === '1'")
+    hypnogram = page.locator("#hypnogram")
+    spans = [tuple(s) for s in json.loads(hypnogram.get_attribute("data-uncertain-spans"))]
+    shaded = {t for s, e in spans for t in range(s, e, 30_000)}
+    assert shaded == set(low)  # exactly the uncertain epochs, run together into spans
+    assert int(hypnogram.get_attribute("data-uncertain")) == len(low)
+    assert "uncertain" in hypnogram.inner_text()  # the chart's title says what grey means
+    note = page.locator("#uncertain-note").inner_text()
+    assert f"{100 * len(low) / len(epochs):.1f} % of the epochs" in note and "under 50 %" in note
+    # the canvas itself, above the wake line (stage level 3.4 of -0.5..3.5): grey on the uncertain epochs'
+    # middles, untouched on the others (a few may sit under a grid line)
+    grey = [page.evaluate(_PIXEL_AT, [t + 15_000, 3.4]) for t in low[::7][:40]]
+    clear = [page.evaluate(_PIXEL_AT, [t + 15_000, 3.4]) for t in sure[::7][:40]]
+    assert sum(p[3] > 0 and abs(p[0] - p[2]) < 8 for p in grey) >= 0.9 * len(grey)
+    assert sum(p[3] == 0 for p in clear) >= 0.9 * len(clear)
+    _shot(page, "night-uncertain-epochs")
 
 
 def test_the_compliance_view_flags_missing_nights_and_silent_devices(

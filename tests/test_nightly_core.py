@@ -11,6 +11,7 @@ from core.contract import BedFrame, from_wire, to_row, to_wire
 from core.contract.epochs import night_of
 from core.nights.classifier import DEFAULT_MODEL, RR_MODEL
 from core.nights.nightly import EPOCH_COLUMNS, NIGHT_COLUMNS, stage_subject_night, summarize_night
+from core.nights.stages import SleepStage
 from core.signals.vitals import bed_epoch_vitals
 from simulator.nights import night_records
 from tests.conftest import sim_night
@@ -55,6 +56,18 @@ def test_duplicates_do_not_change_the_result() -> None:
     )
     pd.testing.assert_frame_equal(once.reset_index(drop=True), twice.reset_index(drop=True))
     assert list(once.columns) == [c for c, _ in EPOCH_COLUMNS]
+
+
+def test_each_staged_epoch_carries_its_stage_probabilities() -> None:
+    epochs = stage_subject_night(_raw(hours=2), models=bundled())
+    p = epochs[[f"p_{s.label}" for s in SleepStage]].to_numpy(dtype=float)
+    scored = epochs["stage"].notna().to_numpy()
+    assert scored.any() and np.allclose(p[scored].sum(axis=1), 1.0) and np.isnan(p[~scored]).all()
+    stage = epochs["stage"].to_numpy(dtype=float, na_value=np.nan)
+    conf = epochs["stage_confidence"].to_numpy(dtype=float)
+    np.testing.assert_allclose(conf[scored], p[scored, stage[scored].astype(int)])
+    out_of_bed = scored & ~epochs["presence"].to_numpy(dtype=bool)
+    assert (p[out_of_bed, SleepStage.WAKE] == 1.0).all()
 
 
 @pytest.mark.parametrize("strap", [False, True])

@@ -44,6 +44,8 @@ def lake(tmp_path: Path) -> Path:
                 "epoch_start_ms": 1_767_651_000_000 + 30_000 * i,
                 "stage": i % 4,
                 "stage_label": ["wake", "light", "deep", "rem"][i % 4],
+                **{f"p_{k}": 0.7 if j == i % 4 else 0.1 for j, k in enumerate(("wake", "light", "deep", "rem"))},
+                "stage_confidence": 0.7,
                 "hr_bpm": 50.0 + i % 4,
                 "hr_source": "bed",
                 "br_per_min": 14.0,

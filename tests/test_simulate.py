@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def test_apnoeas_come_in_runs_at_the_rate_asked_and_only_in_sleep() -> None:
         assert abs(len(apneas) - expected) < 3.0 * np.sqrt(expected)  # Poisson around the rate, not thinned
         # drawn in seconds of sleep; a few start in an epoch the truth's 30-s hypnogram calls wake
         assert np.mean([stage_s[int(start)] != SleepStage.WAKE for start, _ in apneas]) > 0.97
-        gaps = np.array([b[0] - a[1] for a, b in zip(apneas, apneas[1:], strict=False)])
+        gaps = np.array([b[0] - a[1] for a, b in pairwise(apneas)])
         # breathing between any two: 40 s drawn, less up to a breath (a pause starts when a breath ends)
         assert (gaps > 30.0).all()
         in_run = (gaps <= 65.0).mean()

@@ -8,7 +8,7 @@ import pandas as pd
 
 from batch_layer.stage_models import bundled
 from core.nights.stages import SleepStage
-from core.nights.staging import stage_night
+from core.nights.staging import stage_night, staging_features
 
 
 def _features(rng: np.random.Generator) -> pd.DataFrame:
@@ -46,3 +46,29 @@ def test_pauses_where_the_bed_saw_nothing_change_nothing() -> None:
     plain = stage_night(features, models=models).stages
     blind = stage_night(features.assign(breathing_pauses=np.nan), models=models).stages
     assert (plain == blind).all()
+
+
+def test_stage_probabilities_sum_to_one_and_follow_the_rules() -> None:
+    """The model's calibrated posterior, the rules' certainty where they decide, NaN without heart rate."""
+    features = _features(np.random.default_rng(7))
+    models = bundled()
+    plain = stage_night(features, models=models)
+    wake = np.flatnonzero(plain.stages == SleepStage.WAKE)
+    a, b = int(wake[1]), int(wake[-2])
+    marked = features.assign(breathing_pauses=0.0)
+    marked.loc[a, "breathing_pauses"] = 1.0
+    marked.loc[b, "presence"] = False
+    staging = stage_night(marked, models=models)
+    p = staging.proba
+    assert p.shape == (len(features), 4) and np.allclose(p.sum(axis=1), 1.0)
+    model_p = models.hr.predict_proba(np.asarray(staging_features(features["hr_bpm"].to_numpy(), "hr")))
+    far = np.ones(len(features), dtype=bool)
+    far[[a - 1, a, a + 1, b]] = False
+    np.testing.assert_allclose(p[far], model_p[far])  # elsewhere: the model's own
+    assert p[a, SleepStage.WAKE] == 0.0 and staging.stages[a] == SleepStage.LIGHT  # the pause rule: asleep
+    np.testing.assert_allclose(p[a, 1:] / p[a, 1:].sum(), model_p[a, 1:] / model_p[a, 1:].sum())
+    assert p[b].tolist() == [1.0, 0.0, 0.0, 0.0]  # out of bed: wake, for certain
+    conf = staging.confidence()
+    np.testing.assert_allclose(conf, p[np.arange(len(p)), staging.stages])
+    blind = stage_night(features.assign(hr_bpm=np.nan), models=models)
+    assert np.isnan(blind.proba).all() and np.isnan(blind.confidence()).all()

@@ -11,6 +11,11 @@ some light-sleep accuracy for wake and deep recall and gave the best kappa in
 cross-validation. Hyper-parameters were fixed by leave-subjects-out cross-validation on the
 training corpus, never per night.
 
+:meth:`StageModel.predict_proba` divides the networks' logits by the model's ``temperature``
+before the softmax (temperature scaling, Guo et al. 2017: :mod:`core.nights.calibration`),
+fitted on held-out subjects' logits when the model is trained, so its probabilities are
+calibrated; the stage called does not depend on it.
+
 A model may be a seed ensemble (Dietterich, "Ensemble methods in machine learning", MCS
 2000): M networks trained alike from different random starts, whose posteriors are
 averaged. On small corpora the single network's figures move by several hundredths of κ
@@ -33,6 +38,7 @@ import numpy.typing as npt
 from scipy.optimize import minimize
 
 from core.nights.apnoea import ApnoeaModel
+from core.nights.calibration import scaled
 from core.signals.hr_features import FEATURE_NAMES
 from core.signals.hrv_features import RR_FEATURE_NAMES
 
@@ -76,6 +82,7 @@ class StageModel:
     b2: Array
     log_prior_shift: Array  # (4,) log of the training weights' class shift, removed at prediction
     training: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0  # divides the logits of predict_proba (core.nights.calibration)
 
     @property
     def members(self) -> int:
@@ -98,9 +105,21 @@ class StageModel:
         out: Array = total / self.members
         return out
 
+    def logits(self, features: npt.ArrayLike) -> Array:
+        """Each member's network output less the prior shift, shape (M, n_epochs, 4)."""
+        x = (np.asarray(features, dtype=float) - self.mean) / self.scale
+        out: Array = np.stack(
+            [
+                np.tanh(x @ w1 + b1) @ w2 + b2 - self.log_prior_shift
+                for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2, strict=True)
+            ]
+        )
+        return out
+
     def predict_proba(self, features: npt.ArrayLike) -> Array:
-        """Posterior stage probabilities, shape (n_epochs, 4), from features (n_epochs, F)."""
-        return self._softmax(features, self.log_prior_shift)
+        """Calibrated posterior stage probabilities, shape (n_epochs, 4), from features (n_epochs, F):
+        the members' mean of softmax(:meth:`logits` / ``temperature``) (Guo et al. 2017)."""
+        return scaled(self.logits(features), self.temperature)
 
     def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.int8]:
         """Stage codes, shape (n_epochs,): the prior-balanced arg-max (see module docstring)."""
@@ -117,6 +136,7 @@ class StageModel:
                 for k in ("mean", "scale", "w1", "b1", "w2", "b2", "log_prior_shift")
                 for a in [np.asarray(getattr(self, k))]
             },
+            "temperature": self.temperature,
             "training": self.training,
         }
         return json.dumps(doc, indent=1, sort_keys=True) + "\n"
@@ -132,7 +152,8 @@ class StageModel:
         arrays = {k: np.asarray(v, dtype=float) for k, v in doc["arrays"].items()}
         if arrays["w1"].ndim == 2:  # one network
             arrays.update({k: arrays[k][None] for k in _MEMBER_ARRAYS})
-        return cls(name=doc["name"], feature_names=names, training=doc["training"], **arrays)
+        temperature = float(doc.get("temperature", 1.0))  # artefacts before calibration: none
+        return cls(name=doc["name"], feature_names=names, training=doc["training"], temperature=temperature, **arrays)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,15 @@ simulated nights with runs of apnoeas, the stager without this rule called 100 o
 minutes of apnoeic sleep wake and dropped a third of the night's pauses from its index.
 Breathing is not otherwise used (the training corpora have none).
 
+Stage probabilities: the staging model's calibrated posterior (:meth:`StageModel.predict_proba
+<core.nights.classifier.StageModel.predict_proba>`, temperature-scaled on held-out subjects:
+:mod:`core.nights.calibration`). The called stage is the prior-balanced arg-max
+(:mod:`core.nights.classifier`), so it is not always the most probable stage, and its own
+probability (:meth:`Staging.confidence`) can be low. Where a bed rule called wake the
+probabilities are the rule's: 1 for wake. Where the pause rule called sleep, wake's
+probability is 0 and the model's odds between light, deep and REM are kept. A night
+without heart rate has none (NaN).
+
 Input: a DataFrame with one row per consecutive 30-s epoch of the night; ``hr_bpm``
 (required; NaN where missing) and optionally ``movement`` (0-1 share of moving windows),
 ``presence`` (bool) and ``breathing_pauses`` (pauses starting in the epoch; NaN where the
@@ -52,6 +61,7 @@ from core.signals.hr_features import FEATURE_NAMES, hr_epoch_features
 from core.signals.hrv_features import rr_epoch_features
 
 __all__ = [
+    "LOW_CONFIDENCE",
     "MIN_RR_EPOCHS",
     "Beats",
     "Staging",
@@ -61,6 +71,8 @@ __all__ = [
     "staging_features",
 ]
 
+#: An epoch whose called stage has a probability below this is uncertain: the hypnogram shades it.
+LOW_CONFIDENCE: Final = 0.5
 #: Epochs with HRV features a night needs for the RR model (one hour).
 MIN_RR_EPOCHS: Final = 120
 _MOVING: Final = 0.05  # share of 10-s windows with movement above which an epoch counts as moving
@@ -78,12 +90,20 @@ class Beats:
 
 @dataclass(frozen=True)
 class Staging:
-    """Stage codes (n_epochs,), the model that staged them, and which epochs had HRV features
-    (n_epochs,): the RR model's input where it staged the night."""
+    """Stage codes (n_epochs,), the model that staged them, which epochs had HRV features
+    (n_epochs,): the RR model's input where it staged the night, and the stage probabilities
+    (n_epochs, 4) in :class:`~core.nights.stages.SleepStage` order (module docstring; NaN rows
+    where nothing staged the epoch)."""
 
     stages: npt.NDArray[np.int8]
     method: str
     with_rr: npt.NDArray[np.bool_]
+    proba: npt.NDArray[np.float64]
+
+    def confidence(self) -> npt.NDArray[np.float64]:
+        """The probability of each epoch's called stage, shape (n_epochs,); NaN where unstaged."""
+        out: npt.NDArray[np.float64] = np.take_along_axis(self.proba, self.stages[:, None].astype(int), axis=1)[:, 0]
+        return out
 
 
 def staging_features(
@@ -126,15 +146,18 @@ def stage_night(
     n = len(features)
     hr = features["hr_bpm"].to_numpy(dtype=float)
     with_rr, method = np.zeros(n, dtype=bool), DEFAULT_MODEL
+    proba = np.full((n, len(SleepStage)), np.nan)
     if not np.isfinite(hr).any():
         stage = np.full(n, SleepStage.LIGHT, dtype=np.int8)
     else:
         x = staging_features(hr, "rr", beats) if beats is not None and len(beats.t_s) else None
         with_rr = _with_rr(x) if x is not None else with_rr
         if use_rr and x is not None and choose_source(x) == "rr":
-            stage, method = models.rr.predict(x), RR_MODEL
+            model, inputs, method = models.rr, x, RR_MODEL
         else:  # the heart-rate block leads the rr inputs
-            stage = models.hr.predict(x[:, : len(FEATURE_NAMES)] if x is not None else hr_epoch_features(hr))
+            model = models.hr
+            inputs = x[:, : len(FEATURE_NAMES)] if x is not None else hr_epoch_features(hr)
+        stage, proba = model.predict(inputs), model.predict_proba(inputs)
     wake = np.zeros(n, dtype=bool)
     if "presence" in features:
         wake |= ~features["presence"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -144,6 +167,10 @@ def stage_night(
     if "breathing_pauses" in features:
         pauses = features["breathing_pauses"].astype(float).fillna(0.0)
         paused = (pauses.rolling(3, center=True, min_periods=1).max() > 0).to_numpy()
-        stage[paused & ~wake & (stage == SleepStage.WAKE)] = SleepStage.LIGHT
+        asleep = paused & ~wake & (stage == SleepStage.WAKE)
+        stage[asleep] = SleepStage.LIGHT
+        proba[asleep, SleepStage.WAKE] = 0.0  # asleep: the model's odds between the sleep stages stand
+        proba[asleep] /= proba[asleep].sum(axis=1, keepdims=True)
     stage[wake] = SleepStage.WAKE
-    return Staging(stage, method, with_rr)
+    proba[wake] = np.eye(len(SleepStage))[SleepStage.WAKE]
+    return Staging(stage, method, with_rr, proba)

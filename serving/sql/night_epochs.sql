@@ -4,6 +4,7 @@ SELECT
   epoch_start_ms,
   stage,
   stage_label,
+  stage_confidence,
   hr_bpm,
   hr_source,
   br_per_min,

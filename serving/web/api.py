@@ -28,6 +28,7 @@ from access.acks import AckStore
 from access.audit import AuditLog
 from core.contract.epochs import night_bounds_ms, night_of
 from core.errors import EmptyTableError
+from core.nights.staging import LOW_CONFIDENCE
 from registry.store import RegistryStore
 from serving.live_queries import MAX_DOCS, LiveQueries
 from serving.sql_engine import SqlEngine, load_query
@@ -339,4 +340,4 @@ async def night(subject_id: SubjectId, night: Night, ctx: Ctx) -> _Json:
 )
 async def night_epochs(subject_id: SubjectId, night: Night, ctx: Ctx) -> _Json:
     epochs = await night_rows(ctx, "night_epochs", subject_id, night)
-    return _Json({"subject_id": subject_id, "night": night, "epochs": epochs})
+    return _Json({"subject_id": subject_id, "night": night, "epochs": epochs, "low_confidence": LOW_CONFIDENCE})

@@ -119,6 +119,13 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "epoch_start_ms": "start of the 30-s epoch, ms UTC",
     "stage": f"sleep stage: {_STAGES}; null: unscored (a gap without data)",
     "stage_label": f"{', '.join(s.label for s in SleepStage)} or {UNSCORED_LABEL}",
+    **{
+        f"p_{s.label}": f"probability 0-1 that the epoch is {s.label}, calibrated on held-out subjects"
+        " (the four sum to 1; 1 for wake where the bed rules called it); null: unscored"
+        for s in SleepStage
+    },
+    "stage_confidence": "probability 0-1 of the epoch's called stage; below LOW_CONFIDENCE the hypnogram"
+    " shades the epoch as uncertain; null: unscored",
     "hr_bpm": "heart rate, beats/min (the bed sensor's, else the strap's)",
     "hr_source": "bed or strap: whose heart rate hr_bpm is; null without any",
     "br_per_min": "breathing rate, breaths/min (bed)",
@@ -165,6 +172,7 @@ NIGHT_EPOCH_COLUMNS: Final = (
     "epoch_start_ms",
     "stage",
     "stage_label",
+    "stage_confidence",
     "hr_bpm",
     "hr_source",
     "br_per_min",
@@ -322,6 +330,11 @@ class ModelCard(_Open):
         " (0-1) and the subjects it rests on (core.nights.intervals); null: none measured",
     )
     intervals_method: str | None = Field(None, description="how intervals_90 was measured")
+    calibration: dict[str, float | int | str] | None = Field(
+        None,
+        description="the stage probabilities' temperature scaling (core.nights.calibration): the temperature,"
+        " the top-label ECE (15 bins) and mean NLL on held-out subjects before and after it, and how measured",
+    )
 
 
 class ApnoeaCard(_Open):
@@ -352,3 +365,6 @@ class NightEpochs(BaseModel):
     subject_id: str = Field(description="pseudonymous subject id")
     night: str = Field(description="YYYY-MM-DD of the night's evening")
     epochs: list[EpochRow] = Field(description="the night's 30-s epochs, oldest first")  # type: ignore[valid-type]
+    low_confidence: float = Field(
+        description="epochs whose stage_confidence is below this are uncertain (shaded on the hypnogram)"
+    )

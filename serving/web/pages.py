@@ -31,6 +31,7 @@ from core.nights.apnoea_screens import apnoea_screens
 from core.nights.intervals import night_intervals
 from core.nights.stage_norms import stage_share_flags
 from core.nights.stages import SleepStage
+from core.nights.staging import LOW_CONFIDENCE
 
 __all__ = ["Assets", "load_assets", "local_time", "render_page", "render_report", "vendor_dir"]
 
@@ -135,13 +136,20 @@ def render_page(
     return _env().get_template(template).render(title=title, page=page, tz=tz, data=data or {}, **ctx)
 
 
+def uncertain_share(epochs: list[dict[str, Any]]) -> float | None:
+    """Share 0-1 of the staged epochs whose stage's probability is under
+    :data:`core.nights.staging.LOW_CONFIDENCE` (the hypnogram's shading); None without probabilities."""
+    known = [e["stage_confidence"] for e in epochs if e.get("stage_confidence") is not None]
+    return sum(c < LOW_CONFIDENCE for c in known) / len(known) if known else None
+
+
 def render_report(detail: dict[str, Any], *, tz: str = "UTC", nav: bool = False, now: datetime | None = None) -> str:
     """The self-contained night report of ``detail`` (:func:`serving.web.api.night_detail`).
 
     Times in ``tz`` (the subjects' zone); ``nav``: with the dashboard's navigation bar
     (the dashboard's night page).
     """
-    data = {"summary": detail["summary"], "epochs": detail["epochs"], "tz": tz}
+    data = {"summary": detail["summary"], "epochs": detail["epochs"], "tz": tz, "low_confidence": LOW_CONFIDENCE}
     # inside <script>: "<" escaped so no value can close the element
     data_json = Markup(json.dumps(data, allow_nan=False, default=str).replace("<", "\\u003c"))  # noqa: S704
     generated = (now or datetime.now(tz=UTC)).strftime("%Y-%m-%d %H:%M UTC")
@@ -155,6 +163,8 @@ def render_report(detail: dict[str, Any], *, tz: str = "UTC", nav: bool = False,
             model=detail["model"],
             apnoea=detail.get("apnoea_model"),
             intervals=night_intervals(detail["summary"], (detail["model"] or {}).get("intervals_90", {})),
+            uncertain=uncertain_share(detail["epochs"]),
+            low_confidence=LOW_CONFIDENCE,
             stages=_STAGES,
             assets=load_assets(),
             data_json=data_json,

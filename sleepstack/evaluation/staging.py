@@ -21,6 +21,7 @@ rebuilds the committed artefact byte for byte (for the same numpy/BLAS build).
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from threadpoolctl import threadpool_limits
 from batch_layer.stage_models import bundled
 from core.errors import DatasetError
 from core.nights.agreement import confusion, staging_agreement
+from core.nights.calibration import expected_calibration_error, fit_temperature, mean_nll, scaled
 from core.nights.classifier import DEFAULT_MODEL, FEATURE_SETS, MEMBERS, RR_MODEL, StageModel, fit_stage_model
 from core.nights.intervals import metric_intervals
 from core.nights.stages import SleepStage
@@ -75,10 +77,57 @@ def training_set(nights: list[AccelNight]) -> list[tuple[npt.NDArray[np.float64]
 
 
 def train(root: Path, *, name: str = DEFAULT_MODEL, seed: int = 0, max_iter: int = 300) -> StageModel:
+    """The heart-rate model on every night under ``root``, its temperature fitted out of fold (:func:`_calibrated`)."""
     nights = load_corpus(root)
     meta = {"dataset": "sleep-accel (Walch et al. 2019)", "subjects": [n.subject for n in nights]}
     with threadpool_limits(limits=1):
-        return fit_stage_model(training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
+        model = fit_stage_model(training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
+    return _calibrated(model, _labelled_accel(nights, "hr"), "hr", seed=seed, max_iter=max_iter)
+
+
+#: Subject-grouped folds whose out-of-fold logits fit a model's temperature.
+CALIBRATION_FOLDS = 5
+
+
+def _calibrated(model: StageModel, items: Sequence[_Labelled], source: str, **kwargs: Any) -> StageModel:
+    """``model`` with its temperature (:func:`core.nights.calibration.fit_temperature`) fitted on the
+    out-of-fold logits of :data:`CALIBRATION_FOLDS` folds of ``items``' subjects (dealt in sorted
+    order: deterministic), each fold's network trained as ``model`` was on the other folds.
+
+    ``training["calibration"]`` records the temperature and the calibration on held-out subjects
+    before scaling and after it, nested: each fold's probabilities scaled by the temperature
+    fitted on the other folds' logits, so no epoch is scored by a temperature it helped fit."""
+    subjects = sorted({it.subject for it in items})
+    k = min(CALIBRATION_FOLDS, len(subjects))
+    group = {s: i % k for i, s in enumerate(subjects)}
+    parts: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.int8], int]] = []
+    for g in range(k):
+        fold_model = _fit([it for it in items if group[it.subject] != g], source, **kwargs)
+        for it in (it for it in items if group[it.subject] == g):
+            for x, y in it.pairs():
+                scored = y >= 0
+                parts.append((fold_model.logits(x)[:, scored], y[scored], g))
+    logits = np.concatenate([z for z, _, _ in parts], axis=1)
+    labels = np.concatenate([y for _, y, _ in parts])
+    fold = np.concatenate([np.full(len(y), g) for _, y, g in parts])
+    nested = np.empty((len(labels), logits.shape[2]))
+    for g in range(k):
+        held = fold == g
+        nested[held] = scaled(logits[:, held], fit_temperature(logits[:, ~held], labels[~held]))
+    temperature = round(fit_temperature(logits, labels), 4)
+    before = scaled(logits, 1.0)
+    calibration = {
+        "method": "temperature scaling (Guo et al. 2017) on out-of-fold logits",
+        "folds": k,
+        "epochs": len(labels),
+        "temperature": temperature,
+        "ece_15_before": round(expected_calibration_error(before, labels), 4),
+        "ece_15_after": round(expected_calibration_error(nested, labels), 4),
+        "nll_before": round(mean_nll(before, labels), 4),
+        "nll_after": round(mean_nll(nested, labels), 4),
+        "after_is": "nested: each fold scaled by the temperature fitted on the other folds",
+    }
+    return dataclasses.replace(model, temperature=temperature, training={**model.training, "calibration": calibration})
 
 
 class _Night(Protocol):
@@ -213,7 +262,8 @@ def train_rr(
         "subjects": sorted({r.subject for r in records} | {n.subject for n in nights}),
     }
     items = _labelled_slpdb(records, "rr", withhold=True) + _labelled_accel(nights, "rr")
-    return _fit(items, "rr", name=name, seed=seed, max_iter=max_iter, training=meta)
+    model = _fit(items, "rr", name=name, seed=seed, max_iter=max_iter, training=meta)
+    return _calibrated(model, items, "rr", seed=seed, max_iter=max_iter)
 
 
 def load_slpdb(root: Path) -> list[SlpdbRecord]:

@@ -7,23 +7,24 @@ const SleepCharts = (() => {
   const STAGES = ["deep", "light", "rem", "wake"]; // bottom to top on the hypnogram
   const STAGE_COLOURS = { wake: "#d9822b", rem: "#8f5bd6", light: "#5b9bd5", deep: "#1f4e79" };
   const ALERT_COLOUR = "rgba(214, 39, 40, 0.16)";
+  const UNCERTAIN_COLOUR = "rgba(120, 120, 120, 0.22)";
 
-  // Shade alert episodes ([start_ms, end_ms|null]) behind the series.
-  function bandsPlugin(getBands) {
+  // Shade spans ([start_ms, end_ms|null], null: still open) over the full height, behind the
+  // series: alert episodes, uncertain epochs.
+  function shadePlugin(getSpans, colour) {
     return {
       hooks: {
         drawClear: [
           (u) => {
-            const ctx = u.ctx;
             const { top, height } = u.bbox;
-            ctx.save();
-            ctx.fillStyle = ALERT_COLOUR;
-            for (const [s, e] of getBands()) {
+            u.ctx.save();
+            u.ctx.fillStyle = colour;
+            for (const [s, e] of getSpans()) {
               const x0 = u.valToPos(s / 1000, "x", true);
               const x1 = u.valToPos((e ?? Date.now()) / 1000, "x", true);
-              ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
+              u.ctx.fillRect(x0, top, Math.max(2, x1 - x0), height);
             }
-            ctx.restore();
+            u.ctx.restore();
           },
         ],
       },
@@ -77,7 +78,7 @@ const SleepCharts = (() => {
       width: width(el),
       height,
       tzDate,
-      plugins: [bandsPlugin(bands)],
+      plugins: [shadePlugin(bands, ALERT_COLOUR)],
       scales: { x: { time: true }, y: range ? { range } : { auto: true } },
       axes: [timeAxis(), { label: unit, size: 60 }],
       series: [
@@ -110,12 +111,31 @@ const SleepCharts = (() => {
     return [xs, ...series.map((s) => rows.map((r) => (r[s.key] ?? null)))];
   }
 
-  // The hypnogram: one stepped line over the four stages; unscored epochs are gaps.
-  function hypnogram(el, epochs, { height = 170 } = {}) {
+  // Runs of consecutive uncertain epochs as [start_ms, end_ms] spans (an epoch is 30 s).
+  function uncertainSpans(epochs, below) {
+    const spans = [];
+    for (const e of epochs) {
+      const c = e.stage_confidence;
+      if (below == null || c == null || !(c < below)) continue;
+      const last = spans[spans.length - 1];
+      if (last && last[1] === e.epoch_start_ms) last[1] += 30000;
+      else spans.push([e.epoch_start_ms, e.epoch_start_ms + 30000]);
+    }
+    return spans;
+  }
+
+  // The hypnogram: one stepped line over the four stages; unscored epochs are gaps. Epochs
+  // whose stage has a probability under ``lowConfidence`` are shaded grey: uncertain.
+  function hypnogram(el, epochs, { height = 170, lowConfidence = null } = {}) {
     const xs = epochs.map((e) => e.epoch_start_ms / 1000);
     const ys = epochs.map((e) => (STAGES.includes(e.stage_label) ? STAGES.indexOf(e.stage_label) : null));
+    const uncertain = uncertainSpans(epochs, lowConfidence);
     const opts = {
-      title: "Hypnogram",
+      title:
+        lowConfidence == null
+          ? "Hypnogram"
+          : `Hypnogram (grey: uncertain, the stage's probability under ${Math.round(lowConfidence * 100)} %)`,
+      plugins: [shadePlugin(() => uncertain, UNCERTAIN_COLOUR)],
       width: width(el),
       height,
       tzDate,
@@ -142,6 +162,9 @@ const SleepCharts = (() => {
     const chart = new uPlot(opts, [xs, ys], el);
     el.dataset.points = String(xs.length);
     el.dataset.stages = String(ys.filter((v) => v != null).length);
+    el.dataset.uncertain = String(uncertain.reduce((n, [s, e]) => n + (e - s) / 30000, 0));
+    el.dataset.uncertainSpans = JSON.stringify(uncertain);
+    el.uplot = chart; // the chart, for tests that read its scales
     return chart;
   }
 

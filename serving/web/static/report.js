@@ -8,7 +8,7 @@
   SleepCharts.setZone(data.tz);
   const epochs = data.epochs;
   const rows = epochs.map((e) => ({ t: e.epoch_start_ms, hr: e.hr_bpm, br: e.br_per_min, mv: e.movement }));
-  SleepCharts.hypnogram(document.getElementById("hypnogram"), epochs);
+  SleepCharts.hypnogram(document.getElementById("hypnogram"), epochs, { lowConfidence: data.low_confidence });
   SleepCharts.timeSeries(document.getElementById("hr-trace"), {
     title: "Heart rate",
     unit: "bpm",
