@@ -93,27 +93,17 @@ class StageModel:
         """The input set it reads: a key of :data:`FEATURE_SETS` (``hr`` or ``rr``)."""
         return next(k for k, names in FEATURE_SETS.items() if names == self.feature_names)
 
-    def _softmax(self, features: npt.ArrayLike, shift: Array | float) -> Array:
-        """Members' mean of softmax(network output - ``shift``), shape (n_epochs, 4)."""
+    def _outputs(self, features: npt.ArrayLike) -> Array:
+        """Each member's network output, shape (M, n_epochs, 4)."""
         x = (np.asarray(features, dtype=float) - self.mean) / self.scale
-        total = np.zeros((x.shape[0], _N_CLASSES))
-        for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2, strict=True):
-            z = np.tanh(x @ w1 + b1) @ w2 + b2 - shift
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            total += p / p.sum(axis=1, keepdims=True)
-        out: Array = total / self.members
+        out: Array = np.stack(
+            [np.tanh(x @ w1 + b1) @ w2 + b2 for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2, strict=True)]
+        )
         return out
 
     def logits(self, features: npt.ArrayLike) -> Array:
         """Each member's network output less the prior shift, shape (M, n_epochs, 4)."""
-        x = (np.asarray(features, dtype=float) - self.mean) / self.scale
-        out: Array = np.stack(
-            [
-                np.tanh(x @ w1 + b1) @ w2 + b2 - self.log_prior_shift
-                for w1, b1, w2, b2 in zip(self.w1, self.b1, self.w2, self.b2, strict=True)
-            ]
-        )
+        out: Array = self._outputs(features) - self.log_prior_shift
         return out
 
     def predict_proba(self, features: npt.ArrayLike) -> Array:
@@ -123,7 +113,7 @@ class StageModel:
 
     def predict(self, features: npt.ArrayLike) -> npt.NDArray[np.int8]:
         """Stage codes, shape (n_epochs,): the prior-balanced arg-max (see module docstring)."""
-        out: npt.NDArray[np.int8] = self._softmax(features, 0.0).argmax(axis=1).astype(np.int8)
+        out: npt.NDArray[np.int8] = scaled(self._outputs(features)).argmax(axis=1).astype(np.int8)
         return out
 
     def to_json(self) -> str:

@@ -80,9 +80,9 @@ def train(root: Path, *, name: str = DEFAULT_MODEL, seed: int = 0, max_iter: int
     """The heart-rate model on every night under ``root``, its temperature fitted out of fold (:func:`_calibrated`)."""
     nights = load_corpus(root)
     meta = {"dataset": "sleep-accel (Walch et al. 2019)", "subjects": [n.subject for n in nights]}
-    with threadpool_limits(limits=1):
-        model = fit_stage_model(training_set(nights), name=name, seed=seed, max_iter=max_iter, training=meta)
-    return _calibrated(model, _labelled_accel(nights, "hr"), "hr", seed=seed, max_iter=max_iter)
+    items = _labelled_accel(nights, "hr")
+    model = _fit(items, "hr", name=name, seed=seed, max_iter=max_iter, training=meta)
+    return _calibrated(model, items, "hr", seed=seed, max_iter=max_iter)
 
 
 #: Subject-grouped folds whose out-of-fold logits fit a model's temperature.
